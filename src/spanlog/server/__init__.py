@@ -1,0 +1,1 @@
+"""The spanlog collector: ingest, merge, store, index, search and serve logs."""
