@@ -1,0 +1,348 @@
+"""Deliver buffered rows: merge, batch, encode, gzip, POST ``/logs3``, retry, requeue.
+
+The logic is written once, as a generator (:meth:`Delivery.plan`) that *yields* what it needs
+done (``post``, ``get``, ``sleep``) and receives the outcome; :func:`run_sync` and
+:func:`run_async` are the two small drivers that do the I/O with a blocking or an async
+transport. Rows that could not be delivered (retries used up, deadline reached, flush
+cancelled) go back to the front of the buffer for the next flush, so an outage costs memory,
+not rows; a collector that rejects rows (4xx other than 429) gets them counted as failed.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import zlib
+from collections.abc import Generator
+from typing import Any
+
+from . import _log
+from ._buffer import Buffer, merge_pieces
+from ._config import Config
+from ._merge import IS_MERGE
+from ._serialize import encode_json, iso_utc
+from ._transport import Response, TransportError
+
+USER_AGENT = "spanlog-python"
+
+# Without an advertised limit, bodies up to this size are sent without asking GET /version
+# first, so a cold start needs a single request; bigger ones ask once.
+_UNASKED_LIMIT = 1024 * 1024
+_FALLBACK_LIMIT = 1024 * 1024
+_MAX_RETRY_AFTER = 60.0
+_ENVELOPE = len(b'{"rows":,"api_version":2}')
+
+ABORT = object()  # sent into a plan when the flush is being stopped (interpreter exit)
+
+Step = tuple[Any, ...]
+Plan = Generator[Step, Any, bool]
+
+
+class Stats:
+    """Delivery counters of one logger (``spanlog.stats()`` adds the buffer's)."""
+
+    __slots__ = ("bytes_sent", "failed", "last_error", "requests", "retried", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.failed = 0
+        self.retried = 0
+        self.requests = 0
+        self.bytes_sent = 0
+        self.last_error: str | None = None
+
+
+class _Later(Exception):
+    """The rest of this flush must wait for a later one (retries used up, deadline, stop)."""
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Delivery:
+    """Sends the rows of one logger's buffer to its collector."""
+
+    def __init__(self, config: Config, buffer: Buffer, project: dict[str, str]) -> None:
+        self.config = config
+        self.buffer = buffer
+        self.project = project
+        self.stats = Stats()
+        self.lock = threading.Lock()  # one flush at a time keeps pieces of a row in order
+        self.limit: int | None = config.max_payload_bytes
+        self.in_flight = 0
+        self._logs3 = config.api_url + "/logs3"
+        self._version = config.api_url + "/version"
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        if config.api_key:
+            headers["Authorization"] = f"Bearer {config.api_key}"
+        self.get_headers = {k: v for k, v in headers.items() if k != "Content-Type"}
+        if config.gzip_level:
+            headers["Content-Encoding"] = "gzip"
+        self.headers = headers
+
+    # --- the plan ---------------------------------------------------------------------
+
+    def plan(self, deadline: float | None) -> Plan:
+        """Deliver everything buffered now; the result says whether all of it arrived."""
+        pieces = self.buffer.drain()
+        if not pieces:
+            return True
+        rows = merge_pieces(pieces)
+        self._prepare(rows)
+        self.in_flight += len(rows)
+        batches: list[tuple[list[dict[str, Any]], bytes]] = []  # fitted, not yet sent
+        fitted = 0  # rows[:fitted] are in `batches`, sent or settled
+        try:
+            size = self.config.batch_max_rows
+            while fitted < len(rows) or batches:
+                if not batches:
+                    chunk = rows[fitted:fitted + size]
+                    batches = yield from self._fit(chunk, deadline)
+                    fitted += len(chunk)
+                    continue
+                yield from self._send(*batches[0], deadline)
+                batches.pop(0)
+            return True
+        except _Later:
+            return False
+        finally:
+            self.in_flight -= len(rows)
+            left = [row for batch, _ in batches for row in batch] + rows[fitted:]
+            if left:
+                self.buffer.requeue(left)
+
+    def _prepare(self, rows: list[dict[str, Any]]) -> None:
+        project = self.project
+        now = None
+        for row in rows:
+            if "project_id" not in row and "project_name" not in row:
+                row.update(project)
+            row["log_id"] = "g"
+            if "created" not in row and not row.get(IS_MERGE):
+                metrics = row.get("metrics")
+                start = metrics.get("start") if type(metrics) is dict else None
+                if not isinstance(start, (int, float)):
+                    start = now = now or time.time()
+                row["created"] = iso_utc(start)
+
+    def _fit(self, chunk: list[dict[str, Any]],
+             deadline: float | None) -> Generator[Step, Any, list[tuple[list[Any], bytes]]]:
+        """Split ``chunk`` into batches whose bodies fit the collector's limit."""
+        body = _body(encode_json(chunk))
+        if len(body) <= (self.limit or _UNASKED_LIMIT):
+            return [(chunk, body)]
+        if self.limit is None:
+            yield from self._ask_limit(deadline)
+            if len(body) <= (self.limit or _FALLBACK_LIMIT):
+                return [(chunk, body)]
+        limit = (self.limit or _FALLBACK_LIMIT) - _ENVELOPE
+        batches: list[tuple[list[Any], bytes]] = []
+        batch: list[dict[str, Any]] = []
+        parts: list[bytes] = []
+        used = 0
+        for row in chunk:
+            encoded = encode_json(row)
+            if len(encoded) + 1 > limit:
+                self._fail([row], f"row {row.get('id')} is {len(encoded)} bytes, over the "
+                           f"collector's limit of {self.limit or _FALLBACK_LIMIT} bytes")
+                continue
+            if batch and used + len(encoded) + 1 > limit:
+                batches.append((batch, _body(b"[" + b",".join(parts) + b"]")))
+                batch, parts, used = [], [], 0
+            batch.append(row)
+            parts.append(encoded)
+            used += len(encoded) + 1
+        if batch:
+            batches.append((batch, _body(b"[" + b",".join(parts) + b"]")))
+        return batches
+
+    def _ask_limit(self, deadline: float | None) -> Generator[Step, Any, None]:
+        timeout = self._timeout(deadline)
+        result = yield ("get", self._version, self.get_headers, timeout)
+        if result is ABORT:
+            raise _Later
+        limit = None
+        if isinstance(result, Response) and result.status == 200:
+            import json
+
+            try:
+                info = json.loads(result.body)
+                advertised = info.get("logs3_payload_max_bytes")
+                if isinstance(advertised, (int, float)) and advertised > 0:
+                    limit = int(advertised)
+            except (ValueError, AttributeError):
+                pass
+        if limit is None:
+            _log.debug("spanlog: collector advertised no payload limit (%r); using %d bytes",
+                      result, _FALLBACK_LIMIT)
+        self.limit = limit or _FALLBACK_LIMIT
+
+    def _send(self, batch: list[dict[str, Any]], body: bytes,
+              deadline: float | None) -> Generator[Step, Any, None]:
+        """Deliver one batch, retrying; rejected rows are counted failed, not raised."""
+        payload = body
+        if self.config.gzip_level:
+            packer = zlib.compressobj(self.config.gzip_level, zlib.DEFLATED, 31)
+            payload = packer.compress(body) + packer.flush()
+        attempt = 0
+        while True:
+            result = yield ("post", self._logs3, payload, self.headers, self._timeout(deadline))
+            if result is ABORT:
+                raise _Later
+            self.stats.requests += 1
+            if isinstance(result, Response):
+                status = result.status
+                if 200 <= status < 300:
+                    self.stats.sent += len(batch)
+                    self.stats.bytes_sent += len(payload)
+                    return
+                if status == 413 and len(batch) > 1:
+                    # Over the limit: learn the advertised one and refit; if that does not
+                    # split the batch, halve it.
+                    yield from self._ask_limit(deadline)
+                    parts = yield from self._fit(batch, deadline)
+                    if len(parts) == 1 and len(parts[0][0]) == len(batch):
+                        half = len(batch) // 2
+                        parts = [(p, _body(encode_json(p))) for p in (batch[:half], batch[half:])]
+                    for part, part_body in parts:
+                        yield from self._send(part, part_body, deadline)
+                    return
+                if status == 400 and len(batch) > 1:
+                    # A batch is all or nothing: halve it so that one bad row does not
+                    # take its neighbours down with it.
+                    half = len(batch) // 2
+                    for piece in (batch[:half], batch[half:]):
+                        yield from self._send(piece, _body(encode_json(piece)), deadline)
+                    return
+                if status != 429 and status != 408 and status < 500:
+                    self._fail(batch, f"collector rejected {len(batch)} row(s) with HTTP "
+                               f"{status}: {result.body[:500].decode('utf-8', 'replace')}")
+                    return
+                error = f"HTTP {status}"
+                wait = retry_after_seconds(result.headers.get("retry-after"))
+            else:
+                error = str(result)
+                wait = None
+            if attempt >= self.config.max_retries:
+                self.stats.last_error = error
+                _log.warning("spanlog: could not deliver %d row(s) after %d attempt(s) (%s); "
+                            "keeping them for the next flush", len(batch), attempt + 1, error)
+                raise _Later
+            if wait is None:
+                backoff = min(self.config.retry_backoff_max,
+                              self.config.retry_backoff * (2 ** attempt))
+                wait = backoff * (0.5 + random.random() / 2)
+            else:
+                wait = min(wait, _MAX_RETRY_AFTER)
+            if deadline is not None and time.monotonic() + wait >= deadline:
+                self.stats.last_error = error
+                raise _Later
+            attempt += 1
+            self.stats.retried += 1
+            if (yield ("sleep", wait)) is ABORT:
+                raise _Later
+
+    def _fail(self, rows: list[dict[str, Any]], message: str) -> None:
+        self.stats.failed += len(rows)
+        self.stats.last_error = message
+        _log.error("spanlog: %s", message)
+
+    def _timeout(self, deadline: float | None) -> float:
+        timeout = self.config.request_timeout
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Later
+            timeout = min(timeout, remaining)
+        return timeout
+
+
+def _body(rows_json: bytes) -> bytes:
+    return b'{"rows":' + rows_json + b',"api_version":2}'
+
+
+# --- drivers --------------------------------------------------------------------------------
+
+
+def run_sync(plan: Plan, transport: Any, stop: threading.Event | None = None) -> bool:
+    """Drive ``plan`` with a blocking transport; ``stop`` cuts sleeps short."""
+    try:
+        step = next(plan)
+        while True:
+            kind = step[0]
+            result: Any = None
+            if kind == "sleep":
+                if stop is not None:
+                    result = ABORT if stop.wait(step[1]) else None
+                else:
+                    time.sleep(step[1])
+            elif stop is not None and stop.is_set():
+                result = ABORT
+            else:
+                try:
+                    if kind == "post":
+                        result = transport.post(*step[1:])
+                    else:
+                        result = _get(transport, *step[1:])
+                except TransportError as exc:
+                    result = exc
+                except Exception as exc:  # a third-party transport's own bug: retry it
+                    result = TransportError(f"{type(transport).__name__}: {exc!r}")
+            step = plan.send(result)
+    except StopIteration as done:
+        return bool(done.value)
+    finally:
+        plan.close()
+
+
+async def run_async(plan: Plan, transport: Any) -> bool:
+    """Drive ``plan`` with an async transport (cancellation requeues what is left)."""
+    import asyncio
+
+    try:
+        step = next(plan)
+        while True:
+            kind = step[0]
+            result: Any = None
+            if kind == "sleep":
+                await asyncio.sleep(step[1])
+            else:
+                try:
+                    if kind == "post":
+                        result = await transport.post(*step[1:])
+                    else:
+                        getter = getattr(transport, "get", None)
+                        result = (await getter(*step[1:]) if getter is not None
+                                  else TransportError("transport has no get()"))
+                except TransportError as exc:
+                    result = exc
+                except Exception as exc:  # a third-party transport's own bug: retry it
+                    result = TransportError(f"{type(transport).__name__}: {exc!r}")
+            step = plan.send(result)
+    except StopIteration as done:
+        return bool(done.value)
+    finally:
+        plan.close()
+
+
+def _get(transport: Any, url: str, headers: Any, timeout: float) -> Any:
+    getter = getattr(transport, "get", None)
+    if getter is None:
+        return TransportError("transport has no get()")
+    return getter(url, headers, timeout)

@@ -1,0 +1,203 @@
+"""Turn whatever a user logs into JSON-safe values, at the moment it is logged.
+
+:func:`snapshot` runs on the caller's thread, so the common case (dicts, lists and scalars)
+takes the fewest Python operations possible; everything else (pydantic models, dataclasses,
+datetimes, sets, bytes, numpy values, arbitrary objects, circular references) goes through
+:func:`_convert`, which never raises. The copy is what makes logging a snapshot: mutating a
+dict after ``span.log(...)`` does not change the row.
+
+Floats are left as they are (NaN and infinities included): checking every float would tax
+the hot path for a rare case, so :func:`encode_json` catches them when a batch is encoded
+and only then sanitizes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+_MAX_DEPTH = 64
+_MAX_REPR = 10_000
+_SEQUENCES = (list, tuple)
+
+
+def snapshot(value: Any) -> Any:
+    """A JSON-safe deep copy of ``value``; never raises, never keeps a reference to it."""
+    if type(value) in _ATOMS:
+        return value
+    try:
+        return _copy(value, 0, set())
+    except Exception:  # a broken __repr__ or model_dump: log something rather than nothing
+        return _describe(value)
+
+
+def snapshot_values(fresh: dict[str, Any]) -> dict[str, Any]:
+    """:func:`snapshot` for a dict the caller just built: its values are copied in place."""
+    atoms = _ATOMS
+    for key, value in fresh.items():
+        if type(value) not in atoms:
+            fresh[key] = snapshot(value)
+    return fresh
+
+
+def _copy(value: Any, depth: int, path: set[int]) -> Any:
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if depth >= _MAX_DEPTH:
+        return "<max depth>"
+    if kind is dict or kind is list or kind is tuple:
+        # The top-level container is not tracked (the common case then never touches the
+        # set); a cycle through it is still caught one level down.
+        ident = id(value)
+        if depth:
+            if ident in path:
+                return "<circular reference>"
+            path.add(ident)
+        depth += 1
+        atoms = _ATOMS
+        try:
+            if kind is dict:
+                # Keys stay as they are: the encoder spells int/float/bool/None keys as
+                # strings itself, and anything else makes it fall back to _sanitize.
+                # Copy in C, then replace what is not a scalar (faster than a dict display).
+                out = value.copy()
+                for key, item in out.items():
+                    if type(item) not in atoms:
+                        out[key] = _copy(item, depth, path)
+                return out
+            return [item if type(item) in atoms else _copy(item, depth, path)
+                    for item in value]
+        finally:
+            if depth > 1:
+                path.discard(ident)
+    return _convert(value, depth, path)
+
+
+def _key(key: Any) -> str:
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)  # the spelling json.dumps uses for non-str keys
+    converted = snapshot(key)
+    return converted if isinstance(converted, str) else _describe(key)
+
+
+def _describe(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<unserializable {type(value).__name__}>"
+    return text if len(text) <= _MAX_REPR else text[:_MAX_REPR] + "...<truncated>"
+
+
+def _convert(value: Any, depth: int, path: set[int]) -> Any:
+    """Everything that is not a plain dict, list, tuple or scalar."""
+    kind = type(value)
+    module = kind.__module__
+    if module == "enum" or hasattr(kind, "_value2member_map_"):
+        return _copy(value.value, depth, path)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Mapping) or (isinstance(value, _SEQUENCES)):
+        ident = id(value)
+        if ident in path:
+            return "<circular reference>"
+        path.add(ident)
+        try:
+            if isinstance(value, Mapping):
+                return {(k if type(k) is str else _key(k)): _copy(v, depth + 1, path)
+                        for k, v in value.items()}
+            return [_copy(v, depth + 1, path) for v in value]
+        finally:
+            path.discard(ident)
+    if isinstance(value, (set, frozenset)):
+        items = [_copy(v, depth + 1, path) for v in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return items
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if module == "datetime" and hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    if module in ("uuid", "decimal", "pathlib", "ipaddress", "fractions"):
+        return str(value)
+    if isinstance(value, BaseException):
+        return f"{kind.__name__}: {value}"
+    model_dump = getattr(value, "model_dump", None)  # pydantic v2
+    if callable(model_dump) and hasattr(kind, "model_fields"):
+        return _copy(model_dump(mode="json"), depth + 1, path)
+    if hasattr(kind, "__fields__") and callable(getattr(value, "dict", None)):  # pydantic v1
+        return _copy(value.dict(), depth + 1, path)
+    fields = getattr(kind, "__dataclass_fields__", None)
+    if fields is not None and not isinstance(value, type):
+        ident = id(value)
+        if ident in path:
+            return "<circular reference>"
+        path.add(ident)
+        try:
+            return {name: _copy(getattr(value, name, None), depth + 1, path)
+                    for name in fields}
+        finally:
+            path.discard(ident)
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, array.array
+    if callable(tolist) and not isinstance(value, type):
+        return _copy(tolist(), depth + 1, path)
+    return _describe(value)
+
+
+# --- encoding (flusher side) ---------------------------------------------------------------
+
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
+_encode = _encoder.encode
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact JSON bytes of ``value``; NaN and infinities become strings.
+
+    Snapshots are JSON-safe except for non-finite floats, so the fast C encoder runs first
+    and a sanitizing copy is made only when it refuses.
+    """
+    try:
+        return _encode(value).encode()
+    except (ValueError, TypeError, RecursionError):
+        return _encode(_sanitize(value, 0)).encode()
+
+
+def _sanitize(value: Any, depth: int) -> Any:
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if depth >= _MAX_DEPTH:
+        return "<max depth>"
+    if isinstance(value, dict):
+        return {(k if isinstance(k, str) else _key(k)): _sanitize(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_sanitize(v, depth + 1) for v in value]
+    if type(value) in _ATOMS:
+        return value
+    return _sanitize(snapshot(value), depth + 1)
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+def iso_utc(seconds: float) -> str:
+    """``seconds`` since the epoch as ISO-8601 UTC with microseconds (a row's ``created``)."""
+    global _second
+    whole = int(seconds)
+    cached = _second  # one tuple, swapped whole: safe to share between threads
+    if cached[0] != whole:
+        cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{int((seconds - whole) * 1_000_000):06d}+00:00"

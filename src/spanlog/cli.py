@@ -1,0 +1,269 @@
+"""The ``spanlog`` command: ``serve``, ``logs``, ``keys create|list|revoke`` and ``demo``.
+
+``serve`` and ``keys`` work on the collector's database (``--data-dir`` or ``--db``);
+``logs`` reads through a running collector's HTTP API (``--url``/``SPANLOG_API_URL`` and
+``--api-key``/``SPANLOG_API_KEY``), so it works against a remote collector too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+DEFAULT_API_URL = "http://127.0.0.1:8700"
+_SERVER_EXTRA = "pip install 'spanlog[server]'"
+
+
+def _add_database_args(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", default=None,
+                       help="directory holding the collector's database (default ./spanlog-data)")
+    where.add_argument("--db", default=None, metavar="PATH",
+                       help="SQLite database file to use instead of --data-dir")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spanlog", description="Log LLM-application traces into a collector you run.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the collector")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; any other address "
+                            "needs an API key to exist first)")
+    serve.add_argument("--port", type=int, default=8700, help="port (default 8700; 0: any free)")
+    _add_database_args(serve)
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"], help="default info")
+    serve.add_argument("--public-url", default=None,
+                       help="base URL clients reach this collector at, when behind a proxy")
+    serve.add_argument("--max-body-bytes", type=int, default=None,
+                       help="largest request body accepted, after decompression "
+                            "(default 32 MiB)")
+
+    logs = commands.add_parser("logs", help="print a project's latest logs")
+    logs.add_argument("project", nargs="?", default="Global", help="project name (default Global)")
+    logs.add_argument("--filter", default=None, help="filter, e.g. \"metadata.user_id = '42'\"")
+    logs.add_argument("--limit", type=int, default=20, help="rows to print (default 20)")
+    logs.add_argument("--roots-only", action="store_true", help="only the root span of traces")
+    logs.add_argument("--json", action="store_true", help="one JSON row per line")
+    logs.add_argument("--url", default=None,
+                      help=f"collector URL (default $SPANLOG_API_URL or {DEFAULT_API_URL})")
+    logs.add_argument("--api-key", default=None, help="API key (default $SPANLOG_API_KEY)")
+
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", help="create a key and print its secret once")
+    create.add_argument("--org", required=True, help="organization the key belongs to "
+                                                     "(created if missing)")
+    create.add_argument("--project", action="append", default=None, dest="projects",
+                        metavar="NAME", help="limit the key to this project (repeatable)")
+    create.add_argument("--name", default="", help="a label to recognise the key by")
+    _add_database_args(create)
+    listing = key_commands.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_database_args(listing)
+    revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id", help="the key's id, as `keys list` shows it (key_...)")
+    _add_database_args(revoke)
+
+    demo = commands.add_parser("demo", help="start a collector with example traces in it")
+    demo.add_argument("--port", type=int, default=8700)
+    demo.add_argument("--data-dir", default=None)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"spanlog: {message}", file=sys.stderr)
+    return 2
+
+
+# -- serve -----------------------------------------------------------------------------
+
+async def _serve(args: argparse.Namespace) -> int:
+    from spanlog.server._app import Settings
+    from spanlog.server._auth import is_loopback
+    from spanlog.server._runner import StartupRefused, database_path, start_site
+    from spanlog.server._sqlite import SqliteStore
+
+    path = database_path(args.data_dir, args.db)
+    store = SqliteStore(path)
+    settings = Settings(public_url=args.public_url)
+    if args.max_body_bytes is not None:
+        settings.max_body_bytes = args.max_body_bytes
+    try:
+        runner, port = await start_site(store, args.host, args.port, settings)
+    except StartupRefused as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = args.public_url or f"http://{host}:{port}"
+    keyed = await store.has_keys() or not is_loopback(args.host)
+    print(f"spanlog collector listening on {url}", flush=True)
+    print(f"  database: {os.path.abspath(path)}")
+    if keyed:
+        print("  auth: API key required (create one with `spanlog keys create --org NAME`)")
+        print(f"  log into it: SPANLOG_API_URL={url} SPANLOG_API_KEY=<your key>")
+    else:
+        print("  auth: open (loopback, no keys yet): any API key is accepted")
+        print(f"  log into it: SPANLOG_API_URL={url}")
+    print("  Ctrl-C to stop", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+    print("spanlog collector stopped", flush=True)
+    return 0
+
+
+# -- keys ------------------------------------------------------------------------------
+
+async def _keys(args: argparse.Namespace) -> int:
+    from spanlog.server._auth import create_key
+    from spanlog.server._runner import database_path
+    from spanlog.server._sqlite import SqliteStore
+    from spanlog.server._store import NotFound
+
+    store = SqliteStore(database_path(args.data_dir, args.db))
+    await store.start()
+    try:
+        if args.keys_command == "create":
+            key, token = await create_key(store, args.org, projects=args.projects,
+                                          name=args.name)
+            scope = ", ".join(key.projects) if key.projects else "all projects"
+            print(token)
+            print(f"created {key.id} for organization {key.org_name!r} ({scope}); "
+                  "the secret above is shown only once", file=sys.stderr)
+        elif args.keys_command == "list":
+            for key in await store.keys():
+                if args.json:
+                    print(json.dumps({"id": key.id, "name": key.name, "org": key.org_name,
+                                      "projects": list(key.projects) if key.projects else None,
+                                      "created": key.created, "revoked": key.revoked}))
+                else:
+                    state = f"revoked {key.revoked}" if key.revoked else "active"
+                    scope = ",".join(key.projects) if key.projects else "*"
+                    print(f"{key.id}  org={key.org_name}  projects={scope}  "
+                          f"name={key.name or '-'}  created={key.created}  {state}")
+        else:
+            try:
+                key = await store.revoke_key(args.key_id)
+            except NotFound as exc:
+                return _fail(str(exc))
+            print(f"revoked {key.id} (organization {key.org_name!r})")
+    finally:
+        await store.close()
+    return 0
+
+
+# -- logs ------------------------------------------------------------------------------
+
+def _call(url: str, key: str | None, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
+                                 headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read()).get("error", "")
+        except ValueError:
+            detail = exc.reason
+        finally:
+            exc.close()
+        raise RuntimeError(f"{exc.code}: {detail}") from None
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from spanlog.server._logs_table import format_table
+
+    url = args.url or os.environ.get("SPANLOG_API_URL") or DEFAULT_API_URL
+    key = args.api_key or os.environ.get("SPANLOG_API_KEY")
+    if args.limit < 1:
+        return _fail("--limit must be at least 1")
+    try:
+        query = urllib.parse.urlencode({"project_name": args.project})
+        found = _call(url, key, "GET", f"/v1/project?{query}")["objects"]
+        if not found:
+            return _fail(f"no project named {args.project!r} at {url}")
+        body: dict[str, Any] = {"limit": min(args.limit, 1000), "roots_only": args.roots_only}
+        if args.filter:
+            body["filter"] = args.filter
+        rows: list[dict[str, Any]] = []
+        while len(rows) < args.limit:
+            page = _call(url, key, "POST", f"/v1/project_logs/{found[0]['id']}/fetch", body)
+            rows.extend(page["events"])
+            if not page.get("cursor"):
+                break
+            body["cursor"] = page["cursor"]
+    except RuntimeError as exc:
+        return _fail(f"{url}: {exc}")
+    except urllib.error.URLError as exc:
+        return _fail(f"cannot reach the collector at {url}: {exc.reason} "
+                     "(is `spanlog serve` running? set --url or SPANLOG_API_URL)")
+    rows = rows[:args.limit]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+# -- main ------------------------------------------------------------------------------
+
+def _demo(args: argparse.Namespace) -> int:
+    # The demo needs the SDK (issue 2 leaves it to the SDK work): it runs `spanlog._demo`
+    # when that module exists.
+    try:
+        demo = importlib.import_module("spanlog._demo")
+    except ModuleNotFoundError:
+        return _fail("`spanlog demo` is not available in this build yet; "
+                     "run `spanlog serve` and log to it with the SDK")
+    result: int = demo.main(args)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``spanlog`` command line; return the process exit status."""
+    args = _parser().parse_args(argv)
+    if args.command in ("serve", "keys"):
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:
+            return _fail(f"the collector needs aiohttp: {_SERVER_EXTRA}")
+    if args.command == "serve":
+        logging.basicConfig(level=args.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return asyncio.run(_serve(args))
+    if args.command == "keys":
+        return asyncio.run(_keys(args))
+    if args.command == "logs":
+        return _logs(args)
+    return _demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

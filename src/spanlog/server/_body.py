@@ -1,0 +1,73 @@
+"""Reading a request body: size limits (compressed and decompressed), gzip, JSON.
+
+aiohttp decompresses ``Content-Encoding: gzip`` bodies as it streams them, a bounded chunk at
+a time; reading that stream with our own cap means a gzip bomb costs at most the cap in
+memory before it is refused with 413. Bodies need no ``Content-Type``: the SDKs of the seed
+platform post JSON without one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+
+
+class BodyTooLarge(ValueError):
+    """The body is over the advertised limit (HTTP 413)."""
+
+
+class BadBody(ValueError):
+    """The body is not valid JSON of the expected shape (HTTP 400)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadBody(f"body: {name} is not valid JSON")
+
+
+async def read_json(request: web.Request, max_bytes: int) -> Any:
+    """The request's JSON body, at most ``max_bytes`` after decompression."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise BodyTooLarge(f"body: {length} bytes is over the limit of {max_bytes} bytes "
+                           "(see logs3_payload_max_bytes in GET /version)")
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > max_bytes:
+            encoding = request.headers.get("Content-Encoding", "")
+            what = "decompressed body" if encoding and encoding != "identity" else "body"
+            raise BodyTooLarge(f"{what}: over the limit of {max_bytes} bytes "
+                               "(see logs3_payload_max_bytes in GET /version)")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise BadBody("body: empty, expected a JSON object")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadBody(f"body: not UTF-8 at byte {exc.start}") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BadBody(f"body: invalid JSON at line {exc.lineno} column {exc.colno}: "
+                      f"{exc.msg}") from None
+
+
+async def read_object(request: web.Request, max_bytes: int,
+                      required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The body as a JSON object that has every field in ``required``."""
+    body = await read_json(request, max_bytes)
+    if not isinstance(body, dict):
+        raise BadBody(f"body: must be a JSON object, got {type(body).__name__}")
+    for field in required:
+        if field not in body:
+            raise BadBody(f"body: missing field {field!r}")
+    return body

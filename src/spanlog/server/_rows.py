@@ -1,0 +1,210 @@
+"""The shape of a stored row: validation of incoming pieces and the leaves the index keeps.
+
+Every row that reaches a store went through :func:`validate_rows` first, so the engines can
+trust types. Errors name the row's index in its request and the offending field, e.g.
+``rows[3].scores.accuracy: must be a number in [0, 1] or null, got 1.5``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from spanlog._merge import IS_MERGE, MERGE_PATHS
+
+# PROTOCOL.md's span types, plus the rest of the braintrust SDK's SpanTypeAttribute enum
+# (0.48.1): its users may log those, and rejecting them would drop whole batches.
+SPAN_TYPES = frozenset({
+    "llm", "score", "function", "eval", "task", "tool",
+    "automation", "facet", "preprocessor", "classifier", "review", "decision", "question",
+    "log",
+})
+
+# Fields a piece may carry: PROTOCOL.md's row table, plus the control fields the braintrust
+# SDK sends on logs rows (see braintrust/db_fields.py).
+ROW_FIELDS = frozenset({
+    "id", "span_id", "root_span_id", "span_parents", "project_id", "project_name", "log_id",
+    "created", IS_MERGE, MERGE_PATHS, "span_attributes", "metrics", "context", "input",
+    "output", "expected", "error", "scores", "metadata", "tags", "_audit_source",
+    "_audit_metadata", "comment", "origin", "_object_delete", "_parent_id", "is_root",
+    "_async_scoring_control", "_skip_async_scoring", "_array_delete", "_xact_id",
+    "org_id",
+})
+
+# Fields that identify another object type of the seed platform; spanlog stores project logs
+# only, so a row naming one of these is refused rather than silently filed under a project.
+FOREIGN_OBJECT_FIELDS = ("experiment_id", "dataset_id", "prompt_session_id", "function_data")
+
+# Fields the server sets itself; a client's values are dropped rather than trusted.
+SERVER_FIELDS = frozenset({"_xact_id", "org_id", "is_root", "project_name"})
+
+MAX_ID_LENGTH = 1024
+# Values longer than this are indexed by their prefix; lookups then re-check the row.
+MAX_INDEXED_LENGTH = 256
+# A row with absurdly many leaves indexes only the first ones (the rest still filter by scan).
+MAX_LEAVES_PER_ROW = 2000
+INDEXED_FIELDS = ("metadata", "tags", "span_attributes", "scores")
+
+
+class InvalidRow(ValueError):
+    """A piece does not have the shape PROTOCOL.md requires; the message says where."""
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_string(where: str, value: Any, *, nullable: bool = False,
+                  max_length: int | None = None) -> None:
+    if value is None and nullable:
+        return
+    if not isinstance(value, str):
+        raise InvalidRow(f"{where}: must be a string, got {_describe(value)}")
+    if max_length is not None and len(value) > max_length:
+        raise InvalidRow(f"{where}: longer than {max_length} characters")
+
+
+def _check_object(where: str, value: Any, *, nullable: bool = True) -> None:
+    if value is None and nullable:
+        return
+    if not isinstance(value, dict):
+        raise InvalidRow(f"{where}: must be an object, got {_describe(value)}")
+
+
+def _check_scores(where: str, value: Any) -> None:
+    _check_object(where, value)
+    for name, score in (value or {}).items():
+        if score is None:
+            continue
+        if not _is_number(score) or not (0 <= score <= 1) or math.isnan(score):
+            raise InvalidRow(f"{where}.{name}: must be a number in [0, 1] or null, "
+                             f"got {_describe(score)}")
+
+
+def _check_metrics(where: str, value: Any) -> None:
+    _check_object(where, value)
+    for name, metric in (value or {}).items():
+        if metric is not None and not _is_number(metric):
+            raise InvalidRow(f"{where}.{name}: must be a number or null, got {_describe(metric)}")
+
+
+def _check_tags(where: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise InvalidRow(f"{where}: must be a list of strings, got {_describe(value)}")
+    for i, tag in enumerate(value):
+        if not isinstance(tag, str):
+            raise InvalidRow(f"{where}[{i}]: must be a string, got {_describe(tag)}")
+
+
+def _check_span_attributes(where: str, value: Any) -> None:
+    _check_object(where, value)
+    if not value:
+        return
+    kind = value.get("type")
+    if kind is not None and kind not in SPAN_TYPES:
+        raise InvalidRow(f"{where}.type: must be one of {', '.join(sorted(SPAN_TYPES))}, "
+                         f"got {_describe(kind)}")
+    _check_string(f"{where}.name", value.get("name"), nullable=True)
+
+
+def _check_merge_paths(where: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(
+            isinstance(p, list) and all(isinstance(s, str) for s in p) for p in value):
+        raise InvalidRow(f"{where}: must be a list of key paths (lists of strings)")
+
+
+def validate_row(where: str, row: Any) -> dict[str, Any]:
+    """Check one incoming piece; return it without server-owned fields.
+
+    ``where`` names the piece in its request (``rows[3]``) and prefixes every error.
+    """
+    if not isinstance(row, dict):
+        raise InvalidRow(f"{where}: must be an object, got {_describe(row)}")
+    for field in FOREIGN_OBJECT_FIELDS:
+        if row.get(field) is not None:
+            raise InvalidRow(f"{where}.{field}: this collector stores project logs only "
+                             "(use project_id or project_name)")
+    for field in row:
+        if field not in ROW_FIELDS and field not in FOREIGN_OBJECT_FIELDS:
+            raise InvalidRow(f"{where}: unknown field {field!r}")
+    if "id" not in row or row["id"] is None:
+        raise InvalidRow(f"{where}.id: missing (every row needs a string id)")
+    _check_string(f"{where}.id", row["id"], max_length=MAX_ID_LENGTH)
+    if not row["id"]:
+        raise InvalidRow(f"{where}.id: must not be empty")
+    if row.get("project_id") is None and row.get("project_name") is None:
+        raise InvalidRow(f"{where}: needs project_id or project_name")
+    for field in ("project_id", "project_name"):
+        _check_string(f"{where}.{field}", row.get(field), nullable=True, max_length=MAX_ID_LENGTH)
+    if row.get("log_id") not in (None, "g"):
+        raise InvalidRow(f"{where}.log_id: must be \"g\" (project logs), got "
+                         f"{_describe(row['log_id'])}")
+    for field in ("span_id", "root_span_id"):
+        _check_string(f"{where}.{field}", row.get(field), nullable=True, max_length=MAX_ID_LENGTH)
+    parents = row.get("span_parents")
+    if parents is not None:
+        if not isinstance(parents, list):
+            raise InvalidRow(f"{where}.span_parents: must be a list of span ids or null, "
+                             f"got {_describe(parents)}")
+        for i, parent in enumerate(parents):
+            _check_string(f"{where}.span_parents[{i}]", parent, max_length=MAX_ID_LENGTH)
+    _check_string(f"{where}.created", row.get("created"), nullable=True)
+    if not isinstance(row.get(IS_MERGE, False), (bool, type(None))):
+        raise InvalidRow(f"{where}.{IS_MERGE}: must be true or false")
+    _check_merge_paths(f"{where}.{MERGE_PATHS}", row.get(MERGE_PATHS))
+    _check_span_attributes(f"{where}.span_attributes", row.get("span_attributes"))
+    _check_metrics(f"{where}.metrics", row.get("metrics"))
+    _check_scores(f"{where}.scores", row.get("scores"))
+    _check_tags(f"{where}.tags", row.get("tags"))
+    for field in ("metadata", "context", "_audit_metadata", "comment", "origin"):
+        _check_object(f"{where}.{field}", row.get(field))
+    _check_string(f"{where}._audit_source", row.get("_audit_source"), nullable=True)
+    return {k: v for k, v in row.items() if k not in SERVER_FIELDS or k == "project_name"}
+
+
+# The path segment that stands for "any element of this array". An int, so it can never be
+# confused with an object key (keys are strings): ("tags", ARRAY) is not ("tags", "0").
+ARRAY = 0
+
+LeafPath = tuple[str | int, ...]
+
+
+def leaves(row: Mapping[str, Any]) -> Iterator[tuple[LeafPath, Any]]:
+    """The (path, value) pairs the inverted index keeps for ``row``.
+
+    Every scalar leaf under metadata, tags, span_attributes and scores. Array elements are
+    indexed under the array's path plus an :data:`ARRAY` segment (``("tags", ARRAY)``), objects
+    inside arrays below it. Nulls are not indexed (``IS NULL`` is not an equality lookup).
+    """
+    count = 0
+    for field in INDEXED_FIELDS:
+        value = row.get(field)
+        if value is None:
+            continue
+        for leaf in _walk((field,), value):
+            yield leaf
+            count += 1
+            if count >= MAX_LEAVES_PER_ROW:
+                return
+
+
+def _walk(path: LeafPath, value: Any) -> Iterator[tuple[LeafPath, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk((*path, key), item)
+    elif isinstance(value, list):
+        inner = (*path, ARRAY)
+        for item in value:
+            yield from _walk(inner, item)
+    elif value is not None:
+        yield path, value

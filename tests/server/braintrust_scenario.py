@@ -1,0 +1,61 @@
+"""Log through the unmodified braintrust SDK into a spanlog collector (run as a subprocess).
+
+Usage: python braintrust_scenario.py URL API_KEY PROJECT MODE
+MODE "flush" flushes explicitly; "atexit" relies on the SDK's exit-time flush.
+Prints one JSON object describing what was logged (ids to look for) on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import braintrust
+
+
+def main() -> None:
+    url, api_key, project, mode = sys.argv[1:5]
+    logger = braintrust.init_logger(project=project, api_key=api_key, app_url=url,
+                                    async_flush=True)
+
+    @braintrust.traced
+    def retrieve(query: str) -> list[str]:
+        braintrust.current_span().log(metadata={"retriever": "bm25", "k": 2})
+        return [f"doc about {query}", "another doc"]
+
+    @braintrust.traced(name="answer", type="llm")
+    def answer(query: str, docs: list[str]) -> str:
+        braintrust.current_span().log(metrics={"prompt_tokens": 12, "completion_tokens": 5},
+                                      scores={"relevance": 0.75})
+        return f"{query}: {len(docs)} docs"
+
+    @braintrust.traced(name="handle_request")
+    def handle(query: str, user_id: str) -> str:
+        braintrust.current_span().log(metadata={"user_id": user_id}, tags=["prod"])
+        return answer(query, retrieve(query))
+
+    @braintrust.traced(name="async_handler")
+    async def async_handle(query: str) -> str:
+        await asyncio.sleep(0)
+        return query.upper()
+
+    out = handle("refunds", "user-1234")
+    root_id = None
+    with logger.start_span(name="manual", type="task") as span:
+        span.log(input={"question": "hi"}, output="hello", expected="hello!",
+                 metadata={"user_id": "user-5678", "nested": {"env": "staging"}})
+        with span.start_span(name="child", type="tool") as child:
+            child.log(input=1, output=2, scores={"correct": 1})
+        root_id = span.id
+        root_span_id = span.root_span_id
+    logger.log_feedback(id=root_id, scores={"thumbs_up": 0.0}, expected="corrected",
+                        comment="wrong tone", metadata={"reviewer": "ann"}, source="app")
+    asyncio.run(async_handle("async"))
+    if mode == "flush":
+        logger.flush()
+    print(json.dumps({"output": out, "root_id": root_id, "root_span_id": root_span_id}))
+
+
+if __name__ == "__main__":
+    main()

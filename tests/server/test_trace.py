@@ -1,0 +1,53 @@
+"""Reading a whole trace: every span with the average of each score over its subtree."""
+
+from __future__ import annotations
+
+import uuid
+
+from spanlog_server_http import call
+
+from spanlog.server._store import with_score_averages
+
+
+def test_scores_average_over_descendants():
+    """Each span averages a score over itself and all spans below it; nulls do not count."""
+    rows = [
+        {"span_id": "root", "span_parents": None, "scores": {}},
+        {"span_id": "answer", "span_parents": ["root"], "scores": {"auto": 0.5}},
+        {"span_id": "fb1", "span_parents": ["answer"], "scores": {"helpful": 1}},
+        {"span_id": "fb2", "span_parents": ["answer"], "scores": {"helpful": 0, "auto": None}},
+        {"span_id": "fb3", "span_parents": ["answer"], "scores": {"helpful": 1}},
+        {"span_id": "other", "span_parents": ["root"], "scores": {"auto": 1}},
+    ]
+    out = {r["span_id"]: r["scores_avg"] for r in with_score_averages(rows)}
+    assert out["fb2"] == {"helpful": 0.0}
+    assert out["answer"] == {"auto": 0.5, "helpful": 2 / 3}
+    assert out["root"] == {"auto": 0.75, "helpful": 2 / 3}
+    assert out["other"] == {"auto": 1.0}
+
+
+def test_cycle_in_parents_does_not_hang():
+    """A malformed trace whose parents form a cycle still gets averages, each span once."""
+    rows = [{"span_id": "a", "span_parents": ["b"], "scores": {"s": 1}},
+            {"span_id": "b", "span_parents": ["a"], "scores": {"s": 0}}]
+    assert [r["scores_avg"]["s"] for r in with_score_averages(rows)] == [0.5, 0.5]
+
+
+def test_trace_endpoint_returns_every_span_in_start_order(collector):
+    """GET .../trace/{root} returns the trace's spans (not others) in start order."""
+    project = f"trace-{uuid.uuid4().hex[:8]}"
+    pid = collector.project_id(project)
+    root = uuid.uuid4().hex
+    spans = [{"id": f"s{i}", "span_id": f"{i:016x}", "root_span_id": root,
+              "span_parents": None if i == 0 else [f"{0:016x}"],
+              "metrics": {"start": 100.0 + (5 - i)}, "scores": {"q": i / 10}}
+             for i in range(6)]
+    other = {"id": "elsewhere", "span_id": "f" * 16, "root_span_id": uuid.uuid4().hex}
+    status, _ = call(collector.url, "POST", "/logs3",
+                     {"rows": [{**r, "project_id": pid} for r in [*spans, other]]},
+                     token=collector.api_key)
+    assert status == 200
+    got = collector.trace(project, root)
+    assert [s["id"] for s in got] == ["s5", "s4", "s3", "s2", "s1", "s0"]
+    assert got[-1]["scores_avg"]["q"] == sum(i / 10 for i in range(6)) / 6
+    assert collector.trace(project, "no-such-trace") == []
