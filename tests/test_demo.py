@@ -4,33 +4,43 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
-import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 
-def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    """Read the demo's stdout until a line contains ``marker``; fail after ``timeout``."""
-    assert proc.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while marker not in seen:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                raise AssertionError(f"demo did not print {marker!r} in {timeout}s:\n{seen}")
-            line = proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"demo exited ({proc.wait(5)}) before {marker!r}:\n{seen}")
-            seen += line
-    return seen
+class _Output:
+    """The demo's stdout, read line by line on a thread (select() on a buffered text pipe
+    misses lines already buffered), waited on with deadlines."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.text = ""
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout or ():
+            self._lines.put(line)
+
+    def until(self, marker: str, timeout: float) -> str:
+        """Everything printed so far, once a line contains ``marker``."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.text:
+            try:
+                self.text += self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"demo did not print {marker!r} in {timeout}s "
+                                     f"(exit status {self.proc.poll()}):\n{self.text}") from None
+        return self.text
 
 
 def _post(url: str, body: dict[str, Any]) -> Any:
@@ -48,8 +58,9 @@ def test_demo_stores_example_traces_serves_them_and_stops_on_ctrl_c(tmp_path: Pa
          str(data_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output = _Output(proc)
     try:
-        out = _read_until(proc, "Ctrl-C to stop", timeout=60)
+        out = output.until("Ctrl-C to stop", timeout=60)
         assert "3 traces of project 'demo'" in out, out
         assert "accuracy=0.75" in out, out  # two reviewers' scores averaged on the trace
         url = re.search(r"collector at (http://127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
@@ -62,13 +73,15 @@ def test_demo_stores_example_traces_serves_them_and_stops_on_ctrl_c(tmp_path: Pa
         assert any(r.get("error") for r in rows)  # the failing request is recorded
         assert (data_dir / "spanlog.sqlite").exists()
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0, out + rest
-        assert "spanlog demo stopped" in rest
+        assert proc.wait(timeout=30) == 0, out
+        output.until("spanlog demo stopped", timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate(timeout=10)
+            proc.wait(timeout=10)
+        output.thread.join(timeout=10)  # EOF once the process is gone
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def test_demo_refuses_a_database_that_already_exists(tmp_path: Path) -> None:

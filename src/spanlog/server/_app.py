@@ -27,6 +27,7 @@ from spanlog.server._store import (
     Unavailable,
     with_score_averages,
 )
+from spanlog.server._viewer import setup_viewer
 
 log = logging.getLogger("spanlog.server")
 
@@ -281,4 +282,5 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_get("/v1/project_logs/{project_id}/fetch", fetch)
     app.router.add_post("/v1/project_logs/{project_id}/feedback", feedback)
     app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
+    setup_viewer(app)
     return app

@@ -1,0 +1,115 @@
+// The collector's HTTP API, as the viewer uses it. Every request carries the pasted API key
+// (if any) as a Bearer token; a collector running "open" on loopback accepts none.
+
+const KEY_STORAGE = "spanlog.apiKey";
+
+/** An error answered by the collector: `status` plus its `{"error": ...}` message. */
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export function getKey() {
+  try {
+    return localStorage.getItem(KEY_STORAGE) || "";
+  } catch {
+    return "";
+  }
+}
+
+export function setKey(key) {
+  try {
+    if (key) localStorage.setItem(KEY_STORAGE, key);
+    else localStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // Storage can be disabled (private windows); the key then lasts for this page only.
+  }
+}
+
+export function authHeaders() {
+  const key = getKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+async function request(method, path, body, signal) {
+  const init = { method, headers: { ...authHeaders() }, signal };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, `cannot reach the collector: ${err.message}`);
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const message = (data && typeof data.error === "string") ? data.error
+      : `${response.status} ${response.statusText}`;
+    throw new ApiError(response.status, message);
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+
+export async function listProjects(signal) {
+  const data = await request("GET", "/v1/project", undefined, signal);
+  return (data && data.objects) || [];
+}
+
+export async function getProject(projectId, signal) {
+  return request("GET", `/v1/project/${enc(projectId)}`, undefined, signal);
+}
+
+/** One page of rows: `{events, cursor}`, most recently updated first. */
+export async function fetchLogs(projectId, { filter, limit, cursor, rootsOnly } = {}, signal) {
+  const body = {};
+  if (filter) body.filter = filter;
+  if (limit) body.limit = limit;
+  if (cursor) body.cursor = cursor;
+  if (rootsOnly) body.roots_only = true;
+  const data = await request("POST", `/v1/project_logs/${enc(projectId)}/fetch`, body, signal);
+  return { events: (data && data.events) || [], cursor: (data && data.cursor) || null };
+}
+
+/** Every span of one trace, each with `scores_avg` over itself and its descendants. */
+export async function fetchTrace(projectId, rootSpanId, signal) {
+  const data = await request(
+    "GET", `/v1/project_logs/${enc(projectId)}/trace/${enc(rootSpanId)}`, undefined, signal);
+  return (data && data.spans) || [];
+}
+
+export async function sendFeedback(projectId, items) {
+  return request("POST", `/v1/project_logs/${enc(projectId)}/feedback`, { feedback: items });
+}
+
+/** A string literal of the filter language ('' stands for a quote inside). */
+export function filterString(text) {
+  return `'${String(text).replace(/'/g, "''")}'`;
+}
+
+const COMMENT_CHUNK = 50;   // ids per request, well under the filter's predicate limit
+
+/** Comment rows (`origin.id` pointing at one of `ids`), oldest first. */
+export async function fetchComments(projectId, ids, signal) {
+  const out = [];
+  for (let i = 0; i < ids.length; i += COMMENT_CHUNK) {
+    const chunk = ids.slice(i, i + COMMENT_CHUNK);
+    const filter = `comment IS NOT NULL AND (${chunk.map((id) => `origin.id = ${filterString(id)}`).join(" OR ")})`;
+    const page = await fetchLogs(projectId, { filter, limit: 1000 }, signal);
+    out.push(...page.events);
+  }
+  const when = (r) => String(r.created || "");
+  return out.sort((a, b) => when(a).localeCompare(when(b)));
+}

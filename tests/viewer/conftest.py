@@ -1,0 +1,83 @@
+"""Fixtures for the viewer: a collector that serves it, and headless Chromium to drive it."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from viewer_harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TIMEOUT_MS,
+    Collector,
+    ViewerServer,
+    open_context,
+    watch,
+)
+
+
+def _serves_viewer(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/static/app.js", timeout=5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def viewer_collector(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    """The shared collector when its app serves the viewer, else one of our own."""
+    shared = request.getfixturevalue("collector")
+    if _serves_viewer(shared.url):
+        yield Collector(shared.url, shared.api_key)
+        return
+    server = ViewerServer(str(Path(tmp_path_factory.mktemp("viewer")) / "spanlog.sqlite3"))
+    server.start()
+    try:
+        yield Collector(server.url, server.api_key)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def project(viewer_collector: Collector) -> tuple[str, str]:
+    """A fresh project (name, id), so tests sharing the collector never see each other."""
+    name = f"viewer-{uuid.uuid4().hex[:8]}"
+    return name, viewer_collector.project_id(name)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium from the Debian package (browser downloads are impossible here)."""
+    # A missing tool fails rather than skips, as everywhere in this suite (.ci/run).
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium "
+                    "(or point SPANLOG_CHROMIUM at a Chromium binary)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                      headless=True)
+        expect.set_options(timeout=TIMEOUT_MS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def viewer(browser: Any, viewer_collector: Collector) -> Iterator[Any]:
+    """A new page in a fresh browser context that already holds the API key."""
+    context, problems = open_context(browser, viewer_collector)
+    page = watch(context.new_page(), problems)
+    try:
+        yield page
+        problems.check()
+    finally:
+        context.close()
