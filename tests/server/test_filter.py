@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -114,6 +115,14 @@ def test_ilike_folds_unicode_case_and_like_does_not() -> None:
 def test_like_wildcards_span_newlines() -> None:
     """% and _ match newlines too, so multi-line inputs are searchable."""
     assert evaluate(parse("input LIKE 'a%b_c'"), {"input": "a\n\nb\nc"})
+
+
+def test_hostile_like_patterns_take_linear_time() -> None:
+    """Many % runs against a long near-miss text finish at once (no regex backtracking blow-up)."""
+    started = time.perf_counter()
+    for word in ("LIKE", "ILIKE"):
+        assert not evaluate(parse(f"input {word} '" + "%a" * 60 + "%b'"), {"input": "a" * 200_000})
+    assert time.perf_counter() - started < 2.0
 
 
 def test_integers_beyond_64_bits_compare_as_doubles() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -166,24 +167,28 @@ eq_literals = st.one_of(st.sampled_from([s for s in SCALARS if s is not None]), 
 order_literals = st.one_of(texts, numbers, st.sampled_from(["prod", "é", "5", "a", "Z"]))
 
 
-def predicates(paths: st.SearchStrategy[tuple[Any, ...]]) -> st.SearchStrategy[Expr]:
-    return st.one_of(
+def predicates(paths: st.SearchStrategy[tuple[Any, ...]], like: bool) -> st.SearchStrategy[Expr]:
+    choices = [
         st.builds(Compare, paths, st.sampled_from(["=", "!="]), eq_literals),
         st.builds(Compare, paths, st.sampled_from(["<", "<=", ">", ">="]), order_literals),
-        st.builds(Like, paths, patterns, st.booleans(), st.booleans()),
         st.builds(Includes, paths, eq_literals, st.booleans()),
         st.builds(IsNull, paths, st.booleans()),
         st.builds(Compare, st.just(("scores", "accuracy")), st.sampled_from(["=", ">", "<="]),
                   st.sampled_from([0, 0.5, 1, 0.25])),
         st.builds(Includes, st.just(("tags",)), st.sampled_from(["prod", "Prod", "é", "a%"])),
-        st.builds(Like, st.sampled_from([("tags",), ("tags", 0), ("id",)]), patterns,
-                  st.booleans(), st.booleans()),
-    )
+    ]
+    if like:
+        choices += [
+            st.builds(Like, paths, patterns, st.booleans(), st.booleans()),
+            st.builds(Like, st.sampled_from([("tags",), ("tags", 0), ("id",)]), patterns,
+                      st.booleans(), st.booleans())]
+    return st.one_of(choices)
 
 
-def trees(paths: st.SearchStrategy[tuple[Any, ...]]) -> st.SearchStrategy[Expr]:
+def trees(paths: st.SearchStrategy[tuple[Any, ...]], like: bool = True
+          ) -> st.SearchStrategy[Expr]:
     return st.recursive(
-        predicates(paths),
+        predicates(paths, like),
         lambda inner: st.one_of(
             st.builds(lambda items: And(tuple(items)), st.lists(inner, min_size=2, max_size=3)),
             st.builds(lambda items: Or(tuple(items)), st.lists(inner, min_size=2, max_size=3)),
@@ -211,7 +216,7 @@ def _flatten(expr: Expr) -> Expr:
     return Not(_flatten(expr.item)) if isinstance(expr, Not) else expr
 
 
-FAST = settings(max_examples=400, deadline=None, database=None, derandomize=True,
+FAST = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
@@ -222,22 +227,15 @@ def test_sql_matches_evaluate_on_corpus(table: sqlite3.Connection, expr: Expr, s
     check(table, ROWS, parsed(expr, seed))
 
 
-def _has_like(expr: Expr) -> bool:
-    if isinstance(expr, (And, Or)):
-        return any(map(_has_like, expr.items))
-    return _has_like(expr.item) if isinstance(expr, Not) else isinstance(expr, Like)
-
-
 @FAST
-@given(expr=trees(any_paths), seed=st.integers(0, 2**16))
+@given(expr=trees(any_paths, like=False), seed=st.integers(0, 2**16))
 def test_paths_do_not_depend_on_json_escaping(ascii_table: sqlite3.Connection,
                                               expr: Expr, seed: int) -> None:
     """Rows stored by plain json.dumps (\\u escapes) give the same answers for non-LIKE filters."""
-    assume(not _has_like(expr))
     check(ascii_table, ROWS, parsed(expr, seed))
 
 
-@settings(max_examples=250, deadline=None, database=None, derandomize=True,
+@settings(max_examples=100, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(rows=st.lists(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=3),
                      min_size=1, max_size=6),
@@ -296,6 +294,18 @@ def test_user_values_travel_only_as_parameters(table: sqlite3.Connection) -> Non
     assert table.execute("SELECT count(*) FROM rows").fetchone() == (len(ROWS),)
 
 
+def test_hostile_glob_patterns_stay_fast() -> None:
+    """The compiled GLOB of a many-% pattern fails fast on a long near-miss text."""
+    conn = make_table([{"input": "a" * 200_000}])
+    try:
+        started = time.perf_counter()
+        for word in ("LIKE", "ILIKE"):
+            assert selected(conn, parse(f"input {word} '" + "%a" * 60 + "%b'")) == set()
+        assert time.perf_counter() - started < 2.0
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize("pragma", ["ON", "OFF"])
 def test_case_sensitivity_ignores_the_connection_pragma(pragma: str) -> None:
     """LIKE stays case-sensitive and ILIKE insensitive whatever case_sensitive_like says."""
@@ -333,6 +343,28 @@ def test_qualified_data_column_and_composition() -> None:
         found = conn.execute(f"SELECT l.project FROM logs AS l WHERE l.project = ? AND {sql} "
                              f"ORDER BY l.rowid", ["p1", *params]).fetchall()
         assert found == [("p1",), ("p1",)]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("text", [
+    "_xact_id = '12'", "_xact_id > '100'", "_xact_id LIKE '1%'", "_xact_id IS NULL",
+    "_xact_id IS NOT NULL AND metadata.a = 1", "NOT _xact_id ILIKE '%2'", "_xact_id != '3'",
+])
+def test_fields_kept_in_columns(text: str) -> None:
+    """A top-level field the store keeps in a column filters as if it were in the JSON."""
+    rows = [{"metadata": {"a": i % 3}} for i in range(1, 130)]
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE rows (xact INTEGER PRIMARY KEY, data TEXT)")
+        conn.executemany("INSERT INTO rows VALUES (?, ?)",
+                         [(i, row_json(r)) for i, r in enumerate(rows, 1)])
+        expr = parse(text)
+        sql, params = compile_sqlite(expr, fields={"_xact_id": "CAST(xact AS TEXT)"})
+        got = {n for (n,) in conn.execute(f"SELECT xact FROM rows WHERE {sql}", params)}
+        want = {i for i, r in enumerate(rows, 1) if evaluate(expr, {**r, "_xact_id": str(i)})}
+        assert got == want
+        assert want or text == "_xact_id IS NULL"  # the case is not vacuous
     finally:
         conn.close()
 

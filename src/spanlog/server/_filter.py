@@ -29,6 +29,9 @@ Semantics (every engine compiles to exactly these; :func:`evaluate` is the refer
 - ``INCLUDES``: the value is an array with an element ``=`` to the literal.
 - Strings containing U+0000 are outside the contract (SQLite truncates them, PostgreSQL
   ``jsonb`` rejects them).
+
+Bounds, each a :class:`FilterError`: 4,000 characters, 32 levels of parentheses/NOT, 100
+conditions, 16 path segments, 64-bit integer literals.
 """
 
 from __future__ import annotations
@@ -147,8 +150,8 @@ KNOWN_FIELDS = frozenset(_FIELDS)
 # ---- tokens ---------------------------------------------------------------------------
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
-  | (?P<num>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
-  | (?P<word>[^\W\d]\w*)
+  | (?P<num>-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)
+  | (?P<word>[^\W0-9]\w*)
   | (?P<str>'(?:[^']|'')*'(?!'))
   | (?P<qid>"(?:[^"]|"")*"(?!")|`(?:[^`]|``)*`(?!`))
   | (?P<op>!=|<>|<=|>=|[=<>().\[\]])
@@ -189,7 +192,9 @@ def _tokenize(text: str) -> list[_Tok]:
 
 
 def _describe(tok: _Tok) -> str:
-    return "end of filter" if tok.kind == "end" else repr(tok.text)
+    if tok.kind == "end":
+        return "end of filter"
+    return repr(tok.text if len(tok.text) <= 40 else tok.text[:37] + "...")
 
 
 # ---- parser ---------------------------------------------------------------------------
@@ -465,17 +470,38 @@ def case_variants(ch: str) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def _like_regex(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
-    parts = []
+def _like_program(pattern: str, case_insensitive: bool) -> tuple[tuple[re.Pattern[str], int], ...]:
+    """The pattern's runs between ``%`` signs, each a fixed-width regex and its width."""
+    runs: list[list[str]] = [[]]
     for kind, ch in like_tokens(pattern):
-        variants = case_variants(ch) if case_insensitive else ch
-        if kind != "char":
-            parts.append(".*" if kind == "any" else ".")
-        elif len(variants) > 1:
-            parts.append("[" + "".join(re.escape(v) for v in variants) + "]")
+        variants = case_variants(ch) if case_insensitive and kind == "char" else ch
+        if kind == "any":
+            runs.append([])
+        elif kind == "one":
+            runs[-1].append(".")
         else:
-            parts.append(re.escape(ch))
-    return re.compile("".join(parts), re.DOTALL)
+            runs[-1].append("[" + "".join(map(re.escape, variants)) + "]" if len(variants) > 1
+                            else re.escape(ch))
+    return tuple((re.compile("".join(run), re.DOTALL), len(run)) for run in runs)
+
+
+def _like(program: tuple[tuple[re.Pattern[str], int], ...], text: str) -> bool:
+    # Each run has a fixed width, so taking every middle run at its leftmost place after the
+    # previous one is enough; no regex with several .* groups, which can go exponential.
+    if len(program) == 1:
+        return program[0][0].fullmatch(text) is not None
+    (first, _), *middle, (last, width) = program
+    found = first.match(text)
+    if found is None:
+        return False
+    pos = found.end()
+    for run, _ in middle:
+        found = run.search(text, pos)
+        if found is None:
+            return False
+        pos = found.end()
+    end = len(text) - width
+    return end >= pos and last.fullmatch(text, end) is not None
 
 
 # ---- reference evaluator ----------------------------------------------------------------
@@ -537,7 +563,7 @@ def evaluate(expr: Expr, row: Mapping[str, Any]) -> bool:
     if isinstance(expr, Like):
         text = value if isinstance(value, str) else json.dumps(
             value, ensure_ascii=False, separators=(",", ":"))
-        found = _like_regex(expr.pattern, expr.case_insensitive).fullmatch(text) is not None
+        found = _like(_like_program(expr.pattern, expr.case_insensitive), text)
         return found != expr.negated
     if not isinstance(value, list):
         return False

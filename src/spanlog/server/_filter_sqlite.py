@@ -18,8 +18,8 @@ The result matches :func:`spanlog.server._filter.evaluate` row for row. How:
   path keys against the key's raw, still-escaped text in the document, so any other key (say
   ``"café"``, stored as ``caf\\u00e9`` by ``ensure_ascii`` serialisers) is first looked up by
   its decoded name with ``json_each`` and the lookup continues from the ``fullkey`` SQLite
-  reports. A key containing ``"`` cannot be written in a SQLite JSON path at all: a
-  :class:`FilterError`.
+  reports (all such keys of a path in one flat join, computed once per row). A key
+  containing ``"`` cannot be written in a SQLite JSON path at all: a :class:`FilterError`.
 
 Contract with the store: the column holds JSON text written by Python's ``json.dumps``, best
 with :func:`row_json` (compact, UTF-8, no NaN), since ``LIKE`` on a non-string value compares
@@ -67,15 +67,16 @@ def _plain(key: str) -> bool:
 
 
 class _Compiler:
-    def __init__(self, data: str) -> None:
+    def __init__(self, data: str, fields: Mapping[str, str]) -> None:
         self.data = data
+        self.fields = fields
         self.aliases = 0
 
     def alias(self) -> str:
         self.aliases += 1
         return f"_sl{self.aliases}"
 
-    def path(self, path: tuple[Segment, ...], position: int) -> _Sql:
+    def path(self, doc: str, path: tuple[Segment, ...], position: int) -> _Sql:
         """SQL for the JSON path string of ``path``: a bound ``$."a"[0]``, or, when some keys
         need a ``json_each`` lookup, one flat subquery joining a ``json_each`` per such key
         (NULL when one is absent). Flat, not nested, to stay clear of SQLite's parser depth."""
@@ -96,7 +97,7 @@ class _Compiler:
             else:
                 parent, params = _concat(last, pending)
                 j = self.alias()
-                joins.append(f"json_each({self.data}, {parent}) AS {j}")
+                joins.append(f"json_each({doc}, {parent}) AS {j}")
                 join_params += params
                 conditions.append(f"{j}.key = ?")
                 keys.append(seg)
@@ -115,8 +116,22 @@ class _Compiler:
         if isinstance(expr, Not):
             sql, params = self.expr(expr.item)
             return f"(NOT {sql})", params
-        path_sql, pp = self.path(expr.path, expr.position)
-        d = self.data
+        doc, path = self.data, expr.path
+        column = self.fields.get(str(path[0]))
+        if column is not None:
+            # A field the store keeps in a column of its own: wrapped, it is typed and looked
+            # up exactly like one inside the JSON.
+            doc, path = f"json_object('v', {column})", ("v", *path[1:])
+        path_sql, path_params = self.path(doc, path, expr.position)
+        if path_sql == "?":
+            return self.predicate(expr, doc, "?", path_params)
+        # A looked-up path is computed once per row and shared by the predicate's uses.
+        p = self.alias()
+        sql, params = self.predicate(expr, doc, f"{p}.path", [])
+        return f"(SELECT {sql} FROM (SELECT {path_sql} AS path) AS {p})", [*params, *path_params]
+
+    def predicate(self, expr: Compare | Like | Includes | IsNull, d: str, path_sql: str,
+                  pp: list[object]) -> _Sql:
         jtype, jtype_p = f"json_type({d}, {path_sql})", list(pp)
         value, value_p = f"json_extract({d}, {path_sql})", list(pp)
         if isinstance(expr, IsNull):
@@ -179,12 +194,14 @@ def _glob(pattern: str, case_insensitive: bool) -> str:
     return "".join(out)
 
 
-def compile_sqlite(expr: Expr, data_column: str = "data") -> tuple[str, list[object]]:
+def compile_sqlite(expr: Expr, data_column: str = "data",
+                   fields: Mapping[str, str] | None = None) -> tuple[str, list[object]]:
     """A SQLite boolean expression (and its ``?`` parameters) true exactly for the rows whose
     JSON text in ``data_column`` satisfies ``expr``.
 
-    ``data_column`` is trusted SQL from the store (a column name, possibly qualified), never
-    user input; user values only travel as parameters. Raises :class:`FilterError` for what
-    SQLite cannot express (object keys containing ``"``).
+    ``fields`` maps top-level fields the store keeps outside the JSON to a SQL expression of
+    their value, e.g. ``{"_xact_id": "CAST(r.xact AS TEXT)"}``. ``data_column`` and ``fields``
+    are trusted SQL from the store, never user input; user values only travel as parameters.
+    Raises :class:`FilterError` for what SQLite cannot express (object keys containing ``"``).
     """
-    return _Compiler(data_column).expr(expr)
+    return _Compiler(data_column, fields or {}).expr(expr)
