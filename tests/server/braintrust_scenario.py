@@ -1,7 +1,8 @@
 """Log through the unmodified braintrust SDK into a spanlog collector (run as a subprocess).
 
 Usage: python braintrust_scenario.py URL API_KEY PROJECT MODE
-MODE "flush" flushes explicitly; "atexit" relies on the SDK's exit-time flush.
+MODE "flush" flushes explicitly; "atexit" relies on the SDK's exit-time flush; "big" logs
+one span larger than the collector's request limit (the SDK's overflow upload path).
 Prints one JSON object describing what was logged (ids to look for) on stdout.
 """
 
@@ -18,6 +19,12 @@ def main() -> None:
     url, api_key, project, mode = sys.argv[1:5]
     logger = braintrust.init_logger(project=project, api_key=api_key, app_url=url,
                                     async_flush=True)
+    if mode == "big":
+        with logger.start_span(name="huge", type="llm") as span:
+            span.log(input="x" * 300_000, output="ok")
+        logger.flush()
+        print(json.dumps({"id": span.id}))
+        return
 
     @braintrust.traced
     def retrieve(query: str) -> list[str]:

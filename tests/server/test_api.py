@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import uuid
 from typing import Any
@@ -127,12 +128,21 @@ def test_malformed_body_is_400(collector, raw, expect):
 
 
 def test_body_without_content_type_is_accepted(collector):
-    """A JSON body posted with no Content-Type header is still parsed."""
+    """A JSON body posted with no Content-Type header at all is still parsed."""
     pid = collector.project_id("api-nocontenttype")
     raw = json.dumps({"rows": [_row(pid, id="nct")]}).encode()
-    status, _ = call(collector.url, "POST", "/logs3", raw=raw, token=collector.api_key,
-                     headers={"Content-Type": ""})
-    assert status == 200
+    conn = http.client.HTTPConnection("127.0.0.1", int(collector.url.rsplit(":", 1)[1]),
+                                      timeout=10)
+    try:
+        conn.putrequest("POST", "/logs3", skip_accept_encoding=True)
+        conn.putheader("Authorization", f"Bearer {collector.api_key}")
+        conn.putheader("Content-Length", str(len(raw)))
+        conn.endheaders(raw)
+        response = conn.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+    finally:
+        conn.close()
     assert [r["id"] for r in collector.fetch("api-nocontenttype")] == ["nct"]
 
 
@@ -219,3 +229,50 @@ def test_bad_fetch_arguments_are_400(collector, args, expect):
     status, body = call(collector.url, "POST", f"/v1/project_logs/{pid}/fetch", args,
                         token=collector.api_key)
     assert status == 400 and body["error"].startswith(expect)
+
+
+def test_overflow_upload_round_trip_and_errors(collector):
+    """The overflow path stores an uploaded batch once; unknown or reused keys are refused."""
+    pid = collector.project_id("api-overflow")
+    payload = json.dumps({"rows": [_row(pid, id="ovf", input="y" * 1000)]}).encode()
+    status, grant = call(collector.url, "POST", "/logs3/overflow",
+                         {"content_type": "application/json", "size_bytes": len(payload),
+                          "rows": []}, token=collector.api_key)
+    assert status == 200 and grant["method"] == "PUT"
+    assert grant["signedUrl"].startswith(collector.url + "/logs3/overflow/")
+    path = grant["signedUrl"][len(collector.url):]
+    assert call(collector.url, "PUT", path, raw=payload + b"extra")[0] == 413
+    assert call(collector.url, "PUT", path, raw=payload)[0] == 404  # discarded by the 413
+    _, grant = call(collector.url, "POST", "/logs3/overflow", {"size_bytes": len(payload)},
+                    token=collector.api_key)
+    path = grant["signedUrl"][len(collector.url):]
+    assert call(collector.url, "PUT", path, raw=payload)[0] == 200
+    reference = {"rows": {"type": "logs3_overflow", "key": grant["key"]}, "api_version": 2}
+    assert call(collector.url, "POST", "/logs3", reference, token=collector.api_key)[0] == 200
+    assert [r["id"] for r in collector.fetch("api-overflow")] == ["ovf"]
+    status, body = call(collector.url, "POST", "/logs3", reference, token=collector.api_key)
+    assert status == 400 and "no completed overflow upload" in body["error"]
+    status, body = call(collector.url, "POST", "/logs3/overflow", {"size_bytes": 2**40},
+                        token=collector.api_key)
+    assert status == 413 and "overflow upload limit" in body["error"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_corrupt_compressed_body_is_400(collector, encoding):
+    """A body that does not decode under its Content-Encoding is a JSON 400 saying so."""
+    status, body = call(collector.url, "POST", "/logs3", raw=b'{"rows": []}',
+                        token=collector.api_key, headers={"Content-Encoding": encoding})
+    assert status == 400
+    assert f"cannot decode Content-Encoding '{encoding}'" in body["error"]
+
+
+def test_overloaded_writer_answers_503_with_retry_after(make_collector, monkeypatch):
+    """When too many rows wait to be written, new writes get 503 with Retry-After."""
+    from spanlog.server import _sqlite_writer
+
+    server = make_collector()
+    assert call(server.url, "POST", "/v1/project", {"name": "p"})[0] == 200
+    monkeypatch.setattr(_sqlite_writer, "MAX_PENDING_PIECES", -1)
+    status, body = call(server.url, "POST", "/logs3",
+                        {"rows": [{"id": "a", "project_name": "p"}]})
+    assert status == 503 and "overloaded" in body["error"]

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spanlog_server_http import call
+
+from spanlog.server._app import Settings
 
 SCENARIO = Path(__file__).with_name("braintrust_scenario.py")
 
@@ -111,3 +114,18 @@ def test_exit_time_flush_delivers_everything(collector):
     rows = collector.wait_for_rows(7, project)
     assert {(r.get("span_attributes") or {}).get("name") for r in rows} >= {
         "handle_request", "answer", "retrieve", "manual", "child", "async_handler"}
+
+
+def test_row_over_request_limit_goes_through_overflow_upload(make_collector):
+    """A span bigger than logs3_payload_max_bytes arrives through the SDK's overflow upload."""
+    server = make_collector(settings=Settings(max_body_bytes=100_000))
+
+    class Handle:
+        url = server.url
+        api_key = "any-key-open-mode"
+
+    info = run_scenario(Handle, "big-rows", "big")
+    _, project = call(server.url, "POST", "/v1/project", {"name": "big-rows"})
+    _, page = call(server.url, "POST", f"/v1/project_logs/{project['id']}/fetch", {})
+    [row] = page["events"]
+    assert row["id"] == info["id"] and len(row["input"]) == 300_000 and row["output"] == "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from spanlog_server_http import call
@@ -51,3 +52,46 @@ def test_trace_endpoint_returns_every_span_in_start_order(collector):
     assert [s["id"] for s in got] == ["s5", "s4", "s3", "s2", "s1", "s0"]
     assert got[-1]["scores_avg"]["q"] == sum(i / 10 for i in range(6)) / 6
     assert collector.trace(project, "no-such-trace") == []
+
+
+def test_plain_events_are_one_span_traces_and_comments_are_not_roots(collector):
+    """An event without span ids becomes its own trace; a comment row is never a root."""
+    project = f"roots-{uuid.uuid4().hex[:8]}"
+    pid = collector.project_id(project)
+    status, _ = call(collector.url, "POST", f"/v1/project_logs/{pid}/insert",
+                     {"events": [{"id": "plain", "input": "q", "output": "a"}]},
+                     token=collector.api_key)
+    assert status == 200
+    status, _ = call(collector.url, "POST", f"/v1/project_logs/{pid}/feedback",
+                     {"feedback": [{"id": "plain", "comment": "nice"}]},
+                     token=collector.api_key)
+    assert status == 200
+    [row] = collector.fetch(project, "id = 'plain'")
+    assert row["span_id"] == row["root_span_id"] == "plain"
+    assert [s["id"] for s in collector.trace(project, "plain")] == ["plain"]
+    _, page = call(collector.url, "POST", f"/v1/project_logs/{pid}/fetch",
+                   {"roots_only": True}, token=collector.api_key)
+    assert [r["id"] for r in page["events"]] == ["plain"]
+    assert len(collector.fetch(project)) == 2
+
+
+def test_several_parents_count_each_descendant_once():
+    """A span reachable through two parents counts once in their common ancestor."""
+    rows = [{"span_id": "r", "span_parents": None, "scores": {}},
+            {"span_id": "a", "span_parents": ["r"], "scores": {"s": 1}},
+            {"span_id": "b", "span_parents": ["r"], "scores": {"s": 0}},
+            {"span_id": "c", "span_parents": ["a", "b"], "scores": {"s": 1}}]
+    out = {r["span_id"]: r["scores_avg"] for r in with_score_averages(rows)}
+    assert out["r"] == {"s": 2 / 3} and out["a"] == {"s": 1.0} and out["b"] == {"s": 0.5}
+
+
+def test_deep_trace_is_linear():
+    """A 20,000-span chain gets its averages in one pass (not one walk per span)."""
+    rows = [{"span_id": f"s{i}", "span_parents": [f"s{i - 1}"] if i else None,
+             "scores": {"q": i % 2}} for i in range(20_000)]
+    started = time.monotonic()
+    out = with_score_averages(rows)
+    # One walk per span would be 2 * 10**8 steps: minutes, not this bound.
+    assert time.monotonic() - started < 10
+    assert out[0]["scores_avg"] == {"q": 0.5}
+    assert out[-1]["scores_avg"] == {"q": 1.0}

@@ -7,6 +7,7 @@ Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status PROT
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,8 +17,15 @@ from aiohttp import web
 
 from spanlog import __version__
 from spanlog.server._auth import Access, Auth, Forbidden, Unauthorized
-from spanlog.server._body import DEFAULT_MAX_BODY, BadBody, BodyTooLarge, read_object
+from spanlog.server._body import (
+    DEFAULT_MAX_BODY,
+    BadBody,
+    BodyTooLarge,
+    parse_json,
+    read_object,
+)
 from spanlog.server._ingest import feedback_pieces, row_pieces
+from spanlog.server._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
 from spanlog.server._rows import InvalidRow
 from spanlog.server._store import (
     BadRequest,
@@ -41,11 +49,14 @@ class Settings:
     public_url: str | None = None
     # Open mode (any token accepted while no key exists) is only ever allowed on loopback.
     open_allowed: bool = True
+    # Largest single "logs3 overflow" upload (the braintrust SDK's path for huge rows).
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
 
 
 STORE = web.AppKey("store", Store)
 AUTH = web.AppKey("auth", Auth)
 SETTINGS = web.AppKey("settings", Settings)
+UPLOADS = web.AppKey("uploads", OverflowUploads)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -168,11 +179,36 @@ async def logs3(request: web.Request) -> web.Response:
     access = await _access(request)
     body = await _body(request, "rows")
     rows = body["rows"]
+    if isinstance(rows, dict) and rows.get("type") == "logs3_overflow":
+        key = rows.get("key")
+        if not isinstance(key, str):
+            raise BadRequest("body.rows.key: must be the key POST /logs3/overflow returned")
+        payload = parse_json(request.app[UPLOADS].take(key, access.org.id))
+        rows = payload.get("rows") if isinstance(payload, dict) else None
     if not isinstance(rows, list):
         raise BadRequest("body.rows: must be a list of rows")
     pieces = await row_pieces(request.app[STORE], access, rows, where="rows")
     await request.app[STORE].write(pieces)
     return web.json_response({"row_ids": [p.row["id"] for p in pieces]})
+
+
+async def overflow_start(request: web.Request) -> web.Response:
+    """``POST /logs3/overflow``: where to upload a batch too big for one request."""
+    access = await _access(request)
+    body = await _body(request, "size_bytes")
+    key = request.app[UPLOADS].create(access.org.id, body["size_bytes"])
+    content_type = body.get("content_type")
+    return web.json_response({
+        "method": "PUT", "signedUrl": f"{_public_url(request)}/logs3/overflow/{key}",
+        "headers": {"Content-Type": content_type if isinstance(content_type, str)
+                    else "application/json"},
+        "key": key})
+
+
+async def overflow_upload(request: web.Request) -> web.Response:
+    """``PUT /logs3/overflow/{key}``: the upload itself (the key is the permission)."""
+    await request.app[UPLOADS].receive(request.match_info["key"], request)
+    return web.json_response({"status": "success"})
 
 
 async def insert(request: web.Request) -> web.Response:
@@ -237,7 +273,8 @@ async def fetch(request: web.Request) -> web.Response:
     else:
         source = await _body(request)
     page = await request.app[STORE].fetch(project.id, **_fetch_args(source))
-    return web.json_response({"events": page.rows, "cursor": page.cursor})
+    return web.Response(text=f'{{"events":{page.rows_json()},"cursor":{json.dumps(page.cursor)}}}',
+                        content_type="application/json")
 
 
 async def trace(request: web.Request) -> web.Response:
@@ -263,10 +300,12 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app[STORE] = store
     app[SETTINGS] = settings
     app[AUTH] = Auth(store, open_allowed=settings.open_allowed)
+    app[UPLOADS] = OverflowUploads(settings.max_upload_bytes)
 
     async def lifecycle(app: web.Application) -> Any:
         await store.start()
         yield
+        app[UPLOADS].close()
         await store.close()
 
     app.cleanup_ctx.append(lifecycle)
@@ -277,10 +316,13 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_get("/v1/project", list_projects)
     app.router.add_get("/v1/project/{project_id}", get_project)
     app.router.add_post("/logs3", logs3)
+    app.router.add_post("/logs3/overflow", overflow_start)
+    app.router.add_put("/logs3/overflow/{key}", overflow_upload)
     app.router.add_post("/v1/project_logs/{project_id}/insert", insert)
     app.router.add_post("/v1/project_logs/{project_id}/fetch", fetch)
     app.router.add_get("/v1/project_logs/{project_id}/fetch", fetch)
     app.router.add_post("/v1/project_logs/{project_id}/feedback", feedback)
     app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
+    setup_viewer(app)  # the web viewer (issue 6): pages, assets, live updates
     setup_viewer(app)
     return app

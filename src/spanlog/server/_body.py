@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
@@ -22,6 +23,14 @@ class BodyTooLarge(ValueError):
 
 class BadBody(ValueError):
     """The body is not valid JSON of the expected shape (HTTP 400)."""
+
+
+def _reason(exc: BaseException) -> str:
+    # The innermost cause is the decoder's own words ("incorrect header check").
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    return lines[-1].strip() if lines else type(exc).__name__
 
 
 def _reject_constant(name: str) -> Any:
@@ -37,7 +46,15 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     chunks: list[bytes] = []
     total = 0
     while True:
-        chunk = await request.content.readany()
+        try:
+            chunk = await request.content.readany()
+        except RequestPayloadError as exc:
+            # A corrupt compressed body: aiohttp's decoder gave up. Mark the stream finished
+            # so the server does not try to drain (and log) the undecodable rest.
+            request.content.feed_eof()
+            encoding = request.headers.get("Content-Encoding", "")
+            raise BadBody(f"body: cannot decode Content-Encoding {encoding!r}: "
+                          f"{_reason(exc)}") from None
         if not chunk:
             break
         total += len(chunk)
@@ -47,7 +64,11 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
             raise BodyTooLarge(f"{what}: over the limit of {max_bytes} bytes "
                                "(see logs3_payload_max_bytes in GET /version)")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return parse_json(b"".join(chunks))
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` decoded as UTF-8 JSON (no NaN or Infinity), or :class:`BadBody` saying where."""
     if not raw.strip():
         raise BadBody("body: empty, expected a JSON object")
     try:

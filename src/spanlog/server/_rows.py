@@ -8,7 +8,7 @@ trust types. Errors name the row's index in its request and the offending field,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from spanlog._merge import IS_MERGE, MERGE_PATHS
@@ -37,7 +37,7 @@ ROW_FIELDS = frozenset({
 FOREIGN_OBJECT_FIELDS = ("experiment_id", "dataset_id", "prompt_session_id", "function_data")
 
 # Fields the server sets itself; a client's values are dropped rather than trusted.
-SERVER_FIELDS = frozenset({"_xact_id", "org_id", "is_root", "project_name"})
+SERVER_FIELDS = frozenset({"_xact_id", "org_id", "is_root"})
 
 MAX_ID_LENGTH = 1024
 # Values longer than this are indexed by their prefix; lookups then re-check the row.
@@ -169,7 +169,7 @@ def validate_row(where: str, row: Any) -> dict[str, Any]:
     for field in ("metadata", "context", "_audit_metadata", "comment", "origin"):
         _check_object(f"{where}.{field}", row.get(field))
     _check_string(f"{where}._audit_source", row.get("_audit_source"), nullable=True)
-    return {k: v for k, v in row.items() if k not in SERVER_FIELDS or k == "project_name"}
+    return {k: v for k, v in row.items() if k not in SERVER_FIELDS}
 
 
 # The path segment that stands for "any element of this array". An int, so it can never be
@@ -179,32 +179,42 @@ ARRAY = 0
 LeafPath = tuple[str | int, ...]
 
 
-def leaves(row: Mapping[str, Any]) -> Iterator[tuple[LeafPath, Any]]:
+def leaves(row: Mapping[str, Any]) -> list[tuple[LeafPath, Any]]:
     """The (path, value) pairs the inverted index keeps for ``row``.
 
     Every scalar leaf under metadata, tags, span_attributes and scores. Array elements are
     indexed under the array's path plus an :data:`ARRAY` segment (``("tags", ARRAY)``), objects
     inside arrays below it. Nulls are not indexed (``IS NULL`` is not an equality lookup).
+    At most :data:`MAX_LEAVES_PER_ROW` leaves.
     """
-    count = 0
+    out: list[tuple[LeafPath, Any]] = []
     for field in INDEXED_FIELDS:
         value = row.get(field)
-        if value is None:
-            continue
-        for leaf in _walk((field,), value):
-            yield leaf
-            count += 1
-            if count >= MAX_LEAVES_PER_ROW:
-                return
+        if value is not None:
+            _walk(out, (field,), value)
+    return out[:MAX_LEAVES_PER_ROW]
 
 
-def _walk(path: LeafPath, value: Any) -> Iterator[tuple[LeafPath, Any]]:
-    if isinstance(value, dict):
+_SCALARS = frozenset({str, int, float, bool})
+
+
+def _walk(out: list[tuple[LeafPath, Any]], path: LeafPath, value: Any) -> None:
+    # On the write path for every row: scalars are handled inline (no call per leaf), and a
+    # list is built instead of chaining generators. Rows are bounded by the body size limit,
+    # so the list is too; `leaves` cuts it to MAX_LEAVES_PER_ROW.
+    kind = type(value)
+    if kind is dict:
         for key, item in value.items():
-            yield from _walk((*path, key), item)
-    elif isinstance(value, list):
+            if type(item) in _SCALARS:
+                out.append(((*path, key), item))
+            elif item is not None:
+                _walk(out, (*path, key), item)
+    elif kind is list:
         inner = (*path, ARRAY)
         for item in value:
-            yield from _walk(inner, item)
+            if type(item) in _SCALARS:
+                out.append((inner, item))
+            elif item is not None:
+                _walk(out, inner, item)
     elif value is not None:
-        yield path, value
+        out.append((path, value))

@@ -52,7 +52,9 @@ async def start_site(store: Store, host: str, port: int,
     settings = settings or Settings()
     settings.open_allowed = settings.open_allowed and is_loopback(host)
     app = create_app(store, settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # lingering_time: after an early 413, read (and drop) the rest of the body for at most
+    # a second so the client sees the answer, without inflating a gzip bomb for 10 seconds.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=1.0)
     await runner.setup()  # starts the store (the app's cleanup context)
     try:
         await check_bind(store, host)

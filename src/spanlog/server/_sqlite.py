@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from spanlog.server._sqlite_query import fetch_page, trace_rows
 from spanlog.server._sqlite_schema import SCHEMA, connect
-from spanlog.server._sqlite_writer import Txn, Writer, write_pieces
+from spanlog.server._sqlite_writer import Txn, Writer, prepare, write_pieces
 from spanlog.server._store import (
     DEFAULT_ORG,
     ApiKey,
@@ -244,6 +244,9 @@ class SqliteStore(Store):
         for project_id in {p.project_id for p in pieces}:
             await self._pid(project_id)
         batch = list(pieces)
+        # Encoding and index entries are computed here, on the caller's thread, so that the
+        # single writer thread spends its time in SQLite (it is the ingest bottleneck).
+        prepare(batch)
         await self._write(partial(write_pieces, pieces=batch), size=len(batch))
 
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,

@@ -154,9 +154,12 @@ def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
         raise BadRequest(f"limit: must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
     query, params = build_query(conn, pid=pid, filter_text=filter_text, limit=limit,
                                 before=parse_cursor(cursor), roots_only=roots_only)
-    rows = [_out(xact, data, project_id) for xact, data in conn.execute(query, params)]
-    next_cursor = rows[-1]["_xact_id"] if len(rows) == limit else None
-    return Page(rows, next_cursor)
+    found = conn.execute(query, params).fetchall()
+    # Stored JSON is always a non-empty object without these fields: splice them in as text.
+    tail = f',"project_id":{json.dumps(project_id)},"log_id":"g"}}'
+    raw = [f'{data[:-1]},"_xact_id":"{xact}"{tail}' for xact, data in found]
+    next_cursor = str(found[-1][0]) if len(found) == limit else None
+    return Page(None, next_cursor, raw=raw)
 
 
 def _start(row: dict[str, Any]) -> tuple[float, str, int]:

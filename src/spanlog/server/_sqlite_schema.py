@@ -54,9 +54,9 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
 
 # A JSON true/false must not match the numbers 1/0: booleans are stored as one-byte blobs,
 # a storage class no number or string shares.
-_TRUE = b"\x01"
-_FALSE = b"\x00"
-_INT64 = 2**63
+TRUE = b"\x01"
+FALSE = b"\x00"
+INT64 = 2**63
 
 
 def connect(path: str, *, readonly: bool) -> sqlite3.Connection:
@@ -88,14 +88,16 @@ def path_key(path: LeafPath) -> int:
 
 def index_value(value: Any) -> tuple[Any, bool]:
     """How ``terms.value`` stores a leaf value, and whether that is exact (not truncated)."""
+    if type(value) is str:
+        if len(value) > MAX_INDEXED_LENGTH:
+            return value[:MAX_INDEXED_LENGTH], False
+        return value, True
     if value is True:
-        return _TRUE, True
+        return TRUE, True
     if value is False:
-        return _FALSE, True
+        return FALSE, True
     if isinstance(value, int):
-        if -_INT64 <= value < _INT64:
+        if -INT64 <= value < INT64:
             return value, True
         return float(value), False
-    if isinstance(value, str) and len(value) > MAX_INDEXED_LENGTH:
-        return value[:MAX_INDEXED_LENGTH], False
     return value, True

@@ -18,15 +18,20 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from spanlog.server._rows import leaves
-from spanlog.server._sqlite_schema import connect, index_value, path_key
+from spanlog._merge import is_merge
+from spanlog.server._sqlite_checkpoint import WRITER_BACKSTOP_PAGES, Checkpointer
+from spanlog.server._sqlite_schema import connect
+from spanlog.server._sqlite_terms import leaf_keys, row_terms
 from spanlog.server._store import (
     NotFound,
     Piece,
+    Replace,
     StoredRow,
     Unavailable,
     apply_piece,
+    dumps,
     is_root,
+    prepare_replace,
 )
 
 log = logging.getLogger("spanlog.server")
@@ -40,7 +45,6 @@ MAX_PIECES_PER_TRANSACTION = 20_000
 MAX_PENDING_PIECES = 200_000
 _ID_CHUNK = 500  # ids per `IN (...)` lookup, under SQLite's bound-parameter limit
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 class Txn:
@@ -88,6 +92,8 @@ class Writer:
         self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._pids: dict[str, int] = {}
         self._conn = connect(path, readonly=False)
+        self._conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_BACKSTOP_PAGES}")
+        self._checkpointer = Checkpointer(path)
         self._thread = threading.Thread(target=self._run, name="spanlog-sqlite-writer",
                                         daemon=True)
         self._closed = False
@@ -116,6 +122,7 @@ class Writer:
         self._queue.put(None)
         self._thread.join()
         self._conn.close()
+        self._checkpointer.close()
 
     def _take(self) -> tuple[list[_Queued], bool]:
         first = self._queue.get()
@@ -178,8 +185,25 @@ class Writer:
                 item.future.set_exception(value)
 
 
-def _term_rows(pid: int, data: dict[str, Any], xact: int) -> list[tuple[Any, ...]]:
-    return [(pid, path_key(path), index_value(value)[0], xact) for path, value in leaves(data)]
+@dataclass(frozen=True)
+class Prepared:
+    """What can be computed for a replace piece before the transaction (see prepare)."""
+
+    replace: Replace
+    leaf_keys: list[tuple[int, Any]]
+
+
+def prepare(pieces: Sequence[Piece]) -> None:
+    """Encode replace pieces and compute their index entries ahead of the writer thread.
+
+    Runs on the caller's thread, so the writer spends its time in SQLite. A piece that meets
+    a stored row in the transaction is merged there and this work is redone for it.
+    """
+    for piece in pieces:
+        row = piece.row
+        if not is_merge(row) and row.get("_object_delete") is not True:
+            replace = prepare_replace(row)
+            piece.prepared = Prepared(replace, leaf_keys(replace.data))
 
 
 def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
@@ -205,16 +229,22 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
 
     current: dict[tuple[int, str], StoredRow | None] = {k: v[1] for k, v in old.items()}
     changed: dict[tuple[int, str], None] = {}
+    # Index entries computed before the transaction, for rows stored exactly as prepared.
+    ready: dict[tuple[int, str], Prepared] = {}
     for piece in pieces:
         key = (txn.pid(piece.project_id), piece.row["id"])
         if piece.row.get("_object_delete") is True:
             current[key] = None
             changed[key] = None
             continue
-        result = apply_piece(current.get(key), piece.row)
+        prepared: Prepared | None = piece.prepared
+        result = apply_piece(current.get(key), piece.row,
+                             prepared.replace if prepared is not None else None)
         if result is not None:
             current[key] = result
             changed[key] = None
+            if prepared is not None and result.data is prepared.replace.data:
+                ready[key] = prepared
 
     drop_terms: list[tuple[Any, ...]] = []
     drop_rows: list[tuple[int]] = []
@@ -224,7 +254,7 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
         pid, row_id = key
         if key in old:
             old_xact, old_row = old[key]
-            drop_terms.extend(_term_rows(pid, old_row.data, old_xact))
+            drop_terms.extend(row_terms(pid, old_row.data, old_xact))
             drop_rows.append((old_xact,))
         stored = current[key]
         if stored is None:
@@ -232,8 +262,12 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
         xact = txn.next_xact()
         data = stored.data
         add_rows.append((xact, pid, row_id, data.get("root_span_id"), int(is_root(data)),
-                         stored.base_digest, _dumps(data)))
-        add_terms.extend(_term_rows(pid, data, xact))
+                         stored.base_digest, stored.text or dumps(data)))
+        prepared = ready.get(key)
+        if prepared is not None and data is prepared.replace.data:
+            add_terms.extend([(pid, path, value, xact) for path, value in prepared.leaf_keys])
+        else:
+            add_terms.extend(row_terms(pid, data, xact))
     if drop_terms:
         conn.executemany("DELETE FROM terms WHERE pid = ? AND path = ? AND value = ? "
                          "AND xact = ?", drop_terms)

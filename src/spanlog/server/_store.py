@@ -22,6 +22,9 @@ DEFAULT_ORG = "default"
 DEFAULT_PROJECT = "Global"
 
 
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 class NotFound(LookupError):
     """The object asked for does not exist (HTTP 404)."""
 
@@ -86,14 +89,47 @@ class Piece:
 
     project_id: str
     row: dict[str, Any]
+    # An engine's own precomputation for this piece (see SqliteStore.write); opaque here.
+    prepared: Any = field(default=None, compare=False)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Replace:
+    """A replace piece made ready to store: the row, its digest, its JSON when final."""
+
+    data: dict[str, Any]
+    digest: str
+    text: str | None
+
+
 class Page:
-    """One page of rows, most recently updated first, and the cursor for the next one."""
+    """One page of rows, most recently updated first, and the cursor for the next one.
 
-    rows: list[dict[str, Any]]
-    cursor: str | None
+    An engine that keeps rows as JSON text may hand over the text (``raw``) instead of
+    dicts: the API then splices it into the response without decoding and re-encoding.
+    """
+
+    def __init__(self, rows: list[dict[str, Any]] | None, cursor: str | None, *,
+                 raw: list[str] | None = None) -> None:
+        if rows is None and raw is None:
+            raise ValueError("a Page needs rows or raw")
+        self._rows = rows
+        self._raw = raw
+        self.cursor = cursor
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows as dicts."""
+        if self._rows is None:
+            assert self._raw is not None
+            self._rows = [json.loads(text) for text in self._raw]
+        return self._rows
+
+    def rows_json(self) -> str:
+        """The rows as one JSON array."""
+        if self._raw is not None:
+            return "[" + ",".join(self._raw) + "]"
+        return dumps(self.rows)
 
 
 @dataclass
@@ -103,7 +139,8 @@ class StoredRow:
     data: dict[str, Any]
     # Digest of the replace piece this row is based on; None while only merges arrived.
     base_digest: str | None = None
-    changed: bool = field(default=False)
+    # ``data`` already encoded as JSON, when that was needed anyway (saves a second encode).
+    text: str | None = field(default=None, compare=False)
 
 
 def now_iso() -> str:
@@ -111,34 +148,50 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def piece_digest(row: Mapping[str, Any]) -> str:
-    """A stable digest of a piece, so a retried replace piece can be recognised."""
-    text = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+def prepare_replace(piece: Mapping[str, Any]) -> Replace:
+    """A replace piece as stored data, its digest, and its JSON when that is final.
+
+    Pure, so an engine may call it before its write transaction (off the writer thread).
+    """
+    data = strip_control(piece)
+    text: str | None = dumps(data)
+    assert text is not None
+    # A retry re-sends the same piece, so the same bytes: the digest of our own encoding of
+    # it recognises the retry without a second, key-sorted encoding.
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    if data.get("created") is None:
+        data["created"] = now_iso()
+        text = None
+    if data.get("span_id") is None and data.get("root_span_id") is None \
+            and data.get("origin") is None:
+        # A plain event (no span ids, not a comment): a trace of one span, as the seed
+        # platform's API treats it, so it lists, opens and filters like any other trace.
+        data["span_id"] = data["root_span_id"] = data["id"]
+        text = None
+    return Replace(data, digest, text)
 
 
-def apply_piece(stored: StoredRow | None, piece: Mapping[str, Any]) -> StoredRow | None:
+def apply_piece(stored: StoredRow | None, piece: Mapping[str, Any],
+                replace: Replace | None = None) -> StoredRow | None:
     """The stored row after ``piece`` lands on it, or None when nothing changes.
 
     Rules (PROTOCOL.md, "Merge"): a merge piece deep-merges; a merge piece for an id not stored
     yet is stored as it is; a replace piece replaces, except that when only merges were stored
     so far (feedback that overtook the span) it goes *underneath* them (``merge_under``). A
     replace piece identical to the one the row is based on is a retry and changes nothing,
-    so retries leave the store as if the batch had been sent once.
+    so retries leave the store as if the batch had been sent once. ``replace`` is
+    ``prepare_replace(piece)`` when the caller computed it already.
     """
     if is_merge(piece):
         if stored is None:
             data = strip_control(piece)
             data.setdefault("created", now_iso())
-            return StoredRow(data=data, base_digest=None, changed=True)
-        return StoredRow(data=merge_into(stored.data, piece), base_digest=stored.base_digest,
-                         changed=True)
-    digest = piece_digest(piece)
+            return StoredRow(data=data, base_digest=None)
+        return StoredRow(data=merge_into(stored.data, piece), base_digest=stored.base_digest)
+    ready = replace or prepare_replace(piece)
+    base, digest = ready.data, ready.digest
     if stored is None:
-        data = strip_control(piece)
-        data.setdefault("created", now_iso())
-        return StoredRow(data=data, base_digest=digest, changed=True)
+        return StoredRow(data=base, base_digest=digest, text=ready.text)
     if stored.base_digest == digest:
         return None
     if stored.base_digest is None:
@@ -146,16 +199,18 @@ def apply_piece(stored: StoredRow | None, piece: Mapping[str, Any]) -> StoredRow
         if piece.get("created") is not None:
             # The server stamped `created` on the first merge; the span's own value wins.
             merged.pop("created", None)
-        data = merge_under(piece, merged)
+        data = merge_under(base, merged)
     else:
-        data = merge_into(stored.data, piece)
+        data = merge_into(stored.data, base)
     data.setdefault("created", now_iso())
-    return StoredRow(data=data, base_digest=digest, changed=True)
+    return StoredRow(data=data, base_digest=digest)
 
 
 def is_root(row: Mapping[str, Any]) -> bool:
-    """Whether ``row`` is the root span of its trace (no parents)."""
-    return not row.get("span_parents")
+    """Whether ``row`` is the root span of a trace: a span (it has a ``span_id``) without
+    parents. Comment rows and feedback that arrived before its span are not."""
+    return (not row.get("span_parents") and row.get("span_id") is not None
+            and row.get("origin") is None)
 
 
 def with_score_averages(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,26 +238,69 @@ def with_score_averages(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         own.append({name: float(value) for name, value in scores.items()
                     if isinstance(value, (int, float)) and not isinstance(value, bool)})
 
-    result = []
-    for i, row in enumerate(rows):
-        # Walk the subtree with a visited set: exact with several parents per span, and a
-        # malformed trace with a cycle still counts each span once. Traces are small.
-        seen = {i}
-        stack = [i]
-        sums: dict[str, tuple[float, int]] = {}
-        while stack:
-            j = stack.pop()
-            for name, value in own[j].items():
-                total, count = sums.get(name, (0.0, 0))
-                sums[name] = (total + value, count + 1)
-            span_id = rows[j].get("span_id")
-            for child in children.get(span_id, ()) if isinstance(span_id, str) else ():
-                if child not in seen:
-                    seen.add(child)
-                    stack.append(child)
-        avg = {name: total / count for name, (total, count) in sorted(sums.items())}
-        result.append({**row, "scores_avg": avg})
-    return result
+    sums = _tree_sums(rows, children, own)
+    if sums is None:
+        sums = [_subtree_sums(rows, children, own, i) for i in range(len(rows))]
+    return [{**row, "scores_avg": {name: total / count
+                                   for name, (total, count) in sorted(total_by_name.items())}}
+            for row, total_by_name in zip(rows, sums, strict=True)]
+
+
+_Sums = dict[str, tuple[float, int]]
+
+
+def _add(into: _Sums, scores: Mapping[str, tuple[float, int]]) -> None:
+    for name, (total, count) in scores.items():
+        old_total, old_count = into.get(name, (0.0, 0))
+        into[name] = (old_total + total, old_count + count)
+
+
+def _tree_sums(rows: Sequence[dict[str, Any]], children: dict[str, list[int]],
+               own: list[dict[str, float]]) -> list[_Sums] | None:
+    """Subtree sums in one bottom-up pass, or None unless the trace is a forest."""
+    parent_of: dict[int, int] = {}
+    for kids in children.values():
+        for kid in kids:
+            if kid in parent_of:  # a span with two parents in this trace: not a tree
+                return None
+            parent_of[kid] = -1
+    index = {row.get("span_id"): i for i, row in enumerate(rows)}
+    pending = [0] * len(rows)
+    for parent_span, kids in children.items():
+        for kid in kids:
+            parent_of[kid] = index[parent_span]
+            pending[index[parent_span]] += 1
+    sums: list[_Sums] = [{name: (value, 1) for name, value in scores.items()} for scores in own]
+    ready = [i for i in range(len(rows)) if pending[i] == 0]
+    done = 0
+    while ready:
+        i = ready.pop()
+        done += 1
+        parent = parent_of.get(i)
+        if parent is not None:
+            _add(sums[parent], sums[i])
+            pending[parent] -= 1
+            if pending[parent] == 0:
+                ready.append(parent)
+    return sums if done == len(rows) else None  # a cycle never gets ready
+
+
+def _subtree_sums(rows: Sequence[dict[str, Any]], children: dict[str, list[int]],
+                  own: list[dict[str, float]], i: int) -> _Sums:
+    # The general case (several parents, cycles): walk the subtree with a visited set, so
+    # each span counts once. Quadratic at worst, which only malformed traces pay.
+    seen = {i}
+    stack = [i]
+    sums: _Sums = {}
+    while stack:
+        j = stack.pop()
+        _add(sums, {name: (value, 1) for name, value in own[j].items()})
+        span_id = rows[j].get("span_id")
+        for child in children.get(span_id, ()) if isinstance(span_id, str) else ():
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return sums
 
 
 class Store(ABC):
