@@ -91,8 +91,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("api_url", "SPANLOG_API_URL", DEFAULT_API_URL, "url", None,
          "base URL of the collector"),
     Knob("async_flush", "SPANLOG_ASYNC_FLUSH", _lambda_default, "bool", None,
-         "true: deliver in the background; false: deliver when each trace ends, before "
-         "returning (default false on AWS Lambda, true elsewhere)"),
+         "true: deliver in the background; false: deliver as each trace ends, before "
+         "returning"),
     Knob("max_queue_rows", "SPANLOG_MAX_QUEUE_ROWS", 100_000, "int", 1,
          "rows held in memory; beyond it new rows are dropped and counted"),
     Knob("batch_max_rows", "SPANLOG_BATCH_MAX_ROWS", 1000, "int", 1,
@@ -101,7 +101,7 @@ KNOBS: tuple[Knob, ...] = (
          "bytes per request at most (uncompressed); default: what the collector advertises"),
     Knob("flush_linger", "SPANLOG_FLUSH_LINGER", 0.05, "float", 0,
          "seconds the background flusher waits so that rows batch"),
-    Knob("flush_timeout", "SPANLOG_FLUSH_TIMEOUT", 10.0, "float", 0,
+    Knob("flush_timeout", "SPANLOG_FLUSH_TIMEOUT", 5.0, "float", 0,
          "seconds a trace-end flush (async_flush=false) may take at most"),
     Knob("exit_timeout", "SPANLOG_EXIT_TIMEOUT", 5.0, "float", 0,
          "seconds the flush at interpreter exit may take at most"),
@@ -113,7 +113,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("retry_backoff", "SPANLOG_RETRY_BACKOFF", 0.1, "float", 0,
          "first retry delay in seconds; doubles each retry, with jitter"),
     Knob("retry_backoff_max", "SPANLOG_RETRY_BACKOFF_MAX", 5.0, "float", 0,
-         "longest delay between retries (a longer Retry-After is capped to it)"),
+         "longest backoff between retries (a collector's Retry-After is honoured up to 60 s)"),
     Knob("gzip_level", "SPANLOG_GZIP_LEVEL", 1, "int", 0,
          "gzip level of request bodies, 0 sends them uncompressed"),
     Knob("max_generator_items", "SPANLOG_MAX_GENERATOR_ITEMS", 1000, "int", 0,

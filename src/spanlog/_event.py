@@ -102,7 +102,7 @@ def check_tags(tags: Any, where: str) -> list[str] | None:
 
 
 def check_metrics(metrics: Any, where: str) -> dict[str, float | int | None] | None:
-    """``metrics`` as a dict of name to number (or None)."""
+    """``metrics`` as a dict of name to number (or None; NaN and infinities become None)."""
     if metrics is None:
         return None
     if not isinstance(metrics, Mapping):
@@ -115,7 +115,9 @@ def check_metrics(metrics: Any, where: str) -> dict[str, float | int | None] | N
         if value is not None and (isinstance(value, bool)
                                   or not isinstance(value, (int, float))):
             raise ValueError(f"{where}: metrics[{name!r}] must be a number, got {value!r}")
-        out[name] = value
+        # JSON has no NaN or infinity and the collector wants numbers here: an unmeasurable
+        # metric is null.
+        out[name] = value if value is None or value - value == 0 else None
     return out
 
 

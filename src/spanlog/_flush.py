@@ -35,7 +35,6 @@ from ._transport import Transport
 HANDLED, FLUSH_NOW, BACKGROUND = 0, 1, 2
 
 _flushers: weakref.WeakSet[Flusher] = weakref.WeakSet()
-_captures: list[Any] = []  # spanlog.testing.capture_rows() transports, innermost last
 _LOCK_POLL = 0.005
 
 
@@ -47,11 +46,6 @@ def running_loop() -> Any:
     return asyncio.events._get_running_loop()
 
 
-def capture_transport() -> Any:
-    """The innermost active ``capture_rows()`` transport, or None."""
-    return _captures[-1] if _captures else None
-
-
 class Flusher:
     """Decides and runs the flushes of one logger."""
 
@@ -60,6 +54,7 @@ class Flusher:
         self.buffer = buffer
         self.delivery = delivery
         self._transport: Any = config.transport
+        self.capture: Any = None  # spanlog.testing.capture_rows(): its in-memory transport
         self._async_owner: int | None = None  # thread whose event loop holds delivery.lock
         self._loop_task: Any = None
         self._thread: threading.Thread | None = None
@@ -73,8 +68,12 @@ class Flusher:
     # --- the decision at the end of a trace -------------------------------------------------
 
     def on_trace_end(self) -> int:
-        """Start what the end of a trace calls for; FLUSH_NOW asks the caller to flush."""
-        if _captures:
+        """Start what the end of a trace calls for; FLUSH_NOW asks the caller to flush.
+
+        This runs on the caller's thread once per trace, so the common outcome (a background
+        flush is already pending) costs a few attribute reads.
+        """
+        if self.capture is not None:
             self.flush(None)
             return HANDLED
         try:
@@ -86,17 +85,17 @@ class Flusher:
             _log.exception("spanlog: the waitUntil hook failed; flushing the usual way")
         if not self.config.async_flush:
             return FLUSH_NOW
-        self.kick()
-        return HANDLED
-
-    def kick(self) -> None:
-        """Make sure a background flush will run soon (cheap when one is pending)."""
         loop = running_loop()
         if loop is not None:
             task = self._loop_task
             if task is None or task.done() or task.get_loop() is not loop:
                 self._start_loop_task(loop)
-            return
+        elif not self._thread_pending:
+            self._kick_thread()
+        return HANDLED
+
+    def _kick_thread(self) -> None:
+        """Make sure the flush thread runs soon (started on first use)."""
         if self._thread_pending:
             return
         self._thread_pending = True
@@ -121,7 +120,7 @@ class Flusher:
     def _flush_locked(self, deadline: float | None, lock_held: bool) -> bool:
         failed = self.delivery.stats.failed
         try:
-            transport = capture_transport() or self._sync_transport()
+            transport = self.capture or self._sync_transport()
             ok = run_sync(self.delivery.plan(deadline), transport)
         except Exception:
             _log.exception("spanlog: flush failed")
@@ -135,7 +134,7 @@ class Flusher:
         """Deliver everything buffered without blocking the event loop."""
         import asyncio
 
-        if _captures:
+        if self.capture is not None:
             return self.flush(timeout)
         factory = self._async_factory()
         if factory is None:
@@ -199,7 +198,15 @@ class Flusher:
         import contextvars
 
         # An empty context: the task must not keep the span that ended the trace current.
-        self._loop_task = contextvars.Context().run(loop.create_task, self._loop_flush())
+        task = contextvars.Context().run(loop.create_task, self._loop_flush())
+        task.add_done_callback(self._loop_task_done)
+        self._loop_task = task
+
+    def _loop_task_done(self, task: Any) -> None:
+        # Cancelled (the loop is shutting down, as at the end of asyncio.run) with rows still
+        # buffered: a thread takes over rather than leaving them until the next trace.
+        if task.cancelled() and self.buffer.rows:
+            self._kick_thread()
 
     async def _loop_flush(self) -> None:
         import asyncio
@@ -296,6 +303,10 @@ class Flusher:
     def _async_factory(self) -> Any:
         if self.config.async_transport is not None:
             return self.config.async_transport
+        if sys.platform == "emscripten":  # Pyodide (Cloudflare Python Workers): fetch only
+            from ._fetch_transport import FetchTransport
+
+            return FetchTransport
         try:
             from ._aiohttp_transport import AiohttpTransport
         except ImportError:
@@ -318,13 +329,12 @@ class Flusher:
             self._transport = None
         return ok
 
-    def at_exit(self) -> None:
-        """The bounded flush at interpreter exit."""
+    def at_exit(self, deadline: float) -> None:
+        """The flush at interpreter exit, given up at ``deadline`` (monotonic)."""
         self._stop_thread()  # the thread gives up its sleeps and releases the lock
-        left = len(self.buffer.rows)
-        if not left:
+        if not self.buffer.rows:
             return
-        if not self.flush(self.config.exit_timeout):
+        if not self.flush(max(0.0, deadline - time.monotonic())):
             lost = len(self.buffer.rows)
             if lost:
                 self.delivery.stats.failed += lost
@@ -352,9 +362,14 @@ class Flusher:
 
 
 def _at_exit() -> None:
-    for flusher in list(_flushers):
+    flushers = list(_flushers)
+    if not flushers:
+        return
+    # One budget for the whole exit, however many loggers there are.
+    deadline = time.monotonic() + max(f.config.exit_timeout for f in flushers)
+    for flusher in flushers:
         try:
-            flusher.at_exit()
+            flusher.at_exit(deadline)
         except Exception:
             _log.exception("spanlog: flush at exit failed")
 

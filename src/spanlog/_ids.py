@@ -15,7 +15,7 @@ import os
 import random
 
 _rng = random.Random()
-_bits = _rng.getrandbits
+getrandbits = _bits = _rng.getrandbits  # Span.__init__ formats its ids inline with it
 
 if hasattr(os, "register_at_fork"):  # absent under Pyodide and on Windows
     os.register_at_fork(after_in_child=_rng.seed)

@@ -27,10 +27,18 @@ _SEQUENCES = (list, tuple)
 
 def snapshot(value: Any) -> Any:
     """A JSON-safe deep copy of ``value``; never raises, never keeps a reference to it."""
-    if type(value) in _ATOMS:
+    kind = type(value)
+    if kind in _ATOMS:
         return value
+    if kind is dict:  # the commonest case, a flat dict of scalars: one C-level copy
+        atoms = _ATOMS
+        for item in value.values():
+            if type(item) not in atoms:
+                break
+        else:
+            return value.copy()
     try:
-        return _copy(value, 0, set())
+        return _copy(value, 0, None)
     except Exception:  # a broken __repr__ or model_dump: log something rather than nothing
         return _describe(value)
 
@@ -44,18 +52,24 @@ def snapshot_values(fresh: dict[str, Any]) -> dict[str, Any]:
     return fresh
 
 
-def _copy(value: Any, depth: int, path: set[int]) -> Any:
+def _copy(value: Any, depth: int, path: set[int] | None) -> Any:
+    """Copy ``value``; ``path`` holds the ids of the containers being copied above it.
+
+    The top-level container is not tracked and the set is only made when a nested container
+    shows up, so the common case (a flat dict or list) allocates nothing but its copy; a
+    cycle through the top level is still caught one level down.
+    """
     kind = type(value)
     if kind in _ATOMS:
         return value
     if depth >= _MAX_DEPTH:
         return "<max depth>"
     if kind is dict or kind is list or kind is tuple:
-        # The top-level container is not tracked (the common case then never touches the
-        # set); a cycle through it is still caught one level down.
         ident = id(value)
         if depth:
-            if ident in path:
+            if path is None:
+                path = set()
+            elif ident in path:
                 return "<circular reference>"
             path.add(ident)
         depth += 1
@@ -68,13 +82,19 @@ def _copy(value: Any, depth: int, path: set[int]) -> Any:
                 out = value.copy()
                 for key, item in out.items():
                     if type(item) not in atoms:
+                        if path is None:
+                            path = set()
                         out[key] = _copy(item, depth, path)
                 return out
+            if path is None:
+                path = set()
             return [item if type(item) in atoms else _copy(item, depth, path)
                     for item in value]
         finally:
-            if depth > 1:
+            if path is not None:
                 path.discard(ident)
+    if path is None:
+        path = set()
     return _convert(value, depth, path)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._context import current
 from ._event import check_span_type, event_piece, format_error
-from ._ids import _bits, row_id_for
+from ._ids import getrandbits, row_id_for
 from ._merge import IS_MERGE, merge_into
 from ._propagation import RemoteParent, export_parent, parse_parent
 from ._version import __version__
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 _time = time.time
 _ORIGIN = {"name": "spanlog", "version": __version__}
-_START_OPTIONS = frozenset({"start_time", "id", "span_attributes"})
+_START_OPTIONS = frozenset({"start_time", "id"})
 _contexts: dict[tuple[Any, int], dict[str, Any]] = {}
 
 
@@ -102,10 +102,10 @@ class Span:
         # The hot path of every traced call: plain attribute writes, one dict for the row.
         # ``attributes`` and ``context`` are shared between spans and never modified.
         self._logger = logger
-        span_id = self.span_id = f"{_bits(64):016x}"
+        span_id = self.span_id = f"{getrandbits(64):016x}"
         project = None
         if parent is None:
-            root_span_id = self.root_span_id = f"{_bits(128):032x}"
+            root_span_id = self.root_span_id = f"{getrandbits(128):032x}"
             parents = None
             self._root: Span = self
         else:
@@ -123,9 +123,10 @@ class Span:
         self.span_parents: list[str] | None = parents
         self._project: dict[str, str] | None = project
         self._as_parent: list[str] | None = None
-        row = self._row = {"span_id": span_id, "root_span_id": root_span_id,
-                           "span_parents": parents, "span_attributes": attributes,
-                           "context": context, IS_MERGE: False}
+        row: dict[str, Any] = {"span_id": span_id, "root_span_id": root_span_id,
+                               "span_parents": parents, "span_attributes": attributes,
+                               "context": context, IS_MERGE: False}
+        self._row = row
         if project:
             row.update(project)
         self._start = _time() if start is None else start
@@ -196,7 +197,12 @@ class Span:
         if end is not None:
             return end
         end = self._end = _time() if end_time is None else end_time
-        # _emit, inlined: this runs once per span.
+        if self._close(end):
+            self._logger._trace_end()
+        return end
+
+    def _close(self, end: float) -> bool:
+        """Queue the finished row; True when this ends the trace in this process."""
         row = self._row
         metrics = row.get("metrics")
         row["metrics"] = ({"start": self._start, "end": end} if metrics is None
@@ -205,23 +211,12 @@ class Span:
             row["id"] = self._row_id
         logger = self._logger
         rows = logger._rows
-        if len(rows) < logger._max_rows:  # Buffer.push, inlined
+        if len(rows) < logger._max_rows:  # Buffer.push, inlined: this runs once per span
             rows.append(row)
         else:
             logger._buffer.drop(1)
         root = self._root
-        if root is self or root._end is not None:  # the last open span of a local trace
-            self._logger._trace_end()
-        return end
-
-    def _emit(self, end: float) -> None:
-        row = self._row
-        metrics = row.get("metrics")
-        row["metrics"] = ({"start": self._start, "end": end} if metrics is None
-                          else {"start": self._start, "end": end, **metrics})
-        if self._row_id is not None:
-            row["id"] = self._row_id
-        self._logger._push(row)
+        return root is self or root._end is not None  # no span of the trace is open here
 
     def export(self) -> str:
         """A string naming this span, for ``parent=`` in another process."""
@@ -246,7 +241,10 @@ class Span:
                 current.reset(token)
             except ValueError:  # entered in another context (a task): nothing to undo here
                 pass
-        self.end()
+        if self._end is None:  # end(), inlined
+            end = self._end = _time()
+            if self._close(end):
+                self._logger._trace_end()
 
     async def __aenter__(self) -> Span:
         self._token = current.set(self)
@@ -265,10 +263,8 @@ class Span:
                 pass
         if self._end is None:
             end = self._end = _time()
-            self._emit(end)
-            root = self._root
-            if root is self or root._end is not None:
-                await self._logger._atrace_end()
+            if self._close(end):
+                await self._logger._atrace_end()  # async_flush=False: awaited, not blocking
 
     def __repr__(self) -> str:
         return f"<Span {self.name!r} span_id={self.span_id} root_span_id={self.root_span_id}>"
@@ -349,8 +345,6 @@ def _open(logger: Logger, name: str | None, span_type: str | None,
     row_id = options.get("id")
     if row_id is not None and (not isinstance(row_id, str) or not row_id):
         raise ValueError(f"start_span(): id must be a non-empty string, got {row_id!r}")
-    if "span_attributes" in options:
-        event["span_attributes"] = options["span_attributes"]
     piece = event_piece(event, "start_span()") if event else None
     attributes = {"name": name, "type": span_type} if span_type else {"name": name}
     span = Span(logger, attributes, parent, context, start)

@@ -29,8 +29,8 @@ _CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
 class _Call:
     """What a traced function knows once: its span name, type, context and parameters."""
 
-    __slots__ = ("_names", "_posonly", "_slow", "_varargs", "_varkw", "attributes", "context",
-                 "io", "name")
+    __slots__ = ("_fast", "_keywords", "_names", "_skip", "_slow", "_varargs", "_varkw",
+                 "attributes", "context", "io", "name")
 
     def __init__(self, fn: Callable[..., Any], name: str, span_type: str | None,
                  io: bool) -> None:
@@ -41,7 +41,9 @@ class _Call:
         code = getattr(fn, "__code__", None)
         self._slow: Any = None
         self._names: tuple[str, ...] = ()
-        self._posonly = 0
+        self._keywords: frozenset[str] = frozenset()
+        self._skip = 0
+        self._fast = False  # positional calls bind by zip alone
         self._varargs: str | None = None
         self._varkw: str | None = None
         if code is None or hasattr(fn, "__wrapped__") or hasattr(fn, "__signature__"):
@@ -50,13 +52,16 @@ class _Call:
         count = code.co_argcount
         names = code.co_varnames
         self._names = names[:count]
-        self._posonly = code.co_posonlyargcount
+        # A method's instance (or class) is not an input worth logging: its repr is noise.
+        self._skip = 1 if count and names[0] in ("self", "cls") else 0
         extra = count + code.co_kwonlyargcount
+        self._keywords = frozenset(names[code.co_posonlyargcount:extra])
         if code.co_flags & _CO_VARARGS:
             self._varargs = names[extra]
             extra += 1
         if code.co_flags & _CO_VARKEYWORDS:
             self._varkw = names[extra]
+        self._fast = not self._skip
 
     def open(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | NoopSpan:
         """A new span for one call (not yet current), its input logged."""
@@ -69,22 +74,35 @@ class _Call:
                 return NOOP_SPAN
             span = Span(logger, self.attributes, None, self.context)
         if self.io:
-            span._row["input"] = snapshot_values(self.bind(args, kwargs))
+            names = self._names
+            if not kwargs and len(args) <= len(names) and self._fast:  # bind(), inlined
+                bound = dict(zip(names, args, strict=False))
+            else:
+                bound = self.bind(args, kwargs)
+            span._row["input"] = snapshot_values(bound)
         return span
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments by parameter name, like ``Signature.bind(...).arguments``."""
         names = self._names
         if not kwargs and len(args) <= len(names) and self._slow is None:
-            return dict(zip(names, args, strict=False))
-        if self._slow is not None:
+            bound = dict(zip(names, args, strict=False))
+        elif self._slow is not None:
             return _bind_slow(self._slow, args, kwargs)
+        else:
+            bound = self._bind_more(args, kwargs)
+        if self._skip:
+            bound.pop(names[0], None)
+        return bound
+
+    def _bind_more(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        names = self._names
         bound = dict(zip(names, args, strict=False))
         if len(args) > len(names):
             bound[self._varargs or "args"] = args[len(names):]
         extra: dict[str, Any] = {}
         for key, value in kwargs.items():
-            if key in names[self._posonly:] or self._varkw is None:
+            if key in self._keywords or self._varkw is None:
                 bound[key] = value
             else:
                 extra[key] = value
@@ -95,7 +113,7 @@ class _Call:
     def output(self, span: Span | NoopSpan, value: Any) -> Any:
         """Log ``value`` as the span's output (if tracing I/O) and return it."""
         if self.io and type(span) is Span:
-            span._row["output"] = snapshot(value)  # type: ignore[union-attr]
+            span._row["output"] = snapshot(value)
         return value
 
 
@@ -194,7 +212,7 @@ class _Steps:
     def run(self, step: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if type(self.span) is not Span:
             return step(*args, **kwargs)
-        token = current.set(self.span)  # type: ignore[arg-type]
+        token = current.set(self.span)
         try:
             return step(*args, **kwargs)
         finally:
@@ -203,7 +221,7 @@ class _Steps:
     async def arun(self, step: Callable[[], Any]) -> Any:
         if type(self.span) is not Span:
             return await step()
-        token = current.set(self.span)  # type: ignore[arg-type]
+        token = current.set(self.span)
         try:
             return await step()
         finally:

@@ -22,7 +22,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from . import _flush, _logger
+from . import _logger
+from ._logger import Logger
 from ._transport import Response
 
 __all__ = ["InMemoryExporter", "capture_rows"]
@@ -55,9 +56,13 @@ class InMemoryExporter:
 class CapturedRows(list):  # type: ignore[type-arg]
     """The rows captured so far: a list that fills as traces end."""
 
+    def __init__(self, logger: Logger) -> None:
+        super().__init__()
+        self.logger = logger
+
     def flush(self) -> CapturedRows:
         """Deliver what is still buffered (spans logged after their end, feedback)."""
-        _logger.flush()
+        self.logger.flush()
         return self
 
     def by_name(self, name: str) -> list[dict[str, Any]]:
@@ -67,26 +72,28 @@ class CapturedRows(list):  # type: ignore[type-arg]
 
 
 @contextmanager
-def capture_rows(project: str = "Global") -> Iterator[CapturedRows]:
-    """Collect the rows the SDK would send while the block runs.
+def capture_rows(project: str = "Global", logger: Logger | None = None) -> Iterator[CapturedRows]:
+    """Collect the rows that ``logger`` (default: the current one) would send while the
+    block runs.
 
-    Without an initialized logger one is made current for the block (``project``). Each
-    trace is delivered into the list when it ends; the block's exit delivers the rest.
+    Without a current logger one is made current for the block (``project``). Each trace is
+    delivered into the list when it ends; the block's exit delivers the rest. Other loggers
+    are not affected, and rows the logger had buffered before the block are included.
     """
-    rows = CapturedRows()
-    exporter = InMemoryExporter(rows)
-    previous = _logger.current_logger()
+    target = logger or _logger.current_logger()
     temporary = None
-    if previous is None:
-        temporary = _logger.init_logger(project=project)
-    _flush._captures.append(exporter)
+    if target is None:
+        target = temporary = _logger.init_logger(project=project)
+    rows = CapturedRows(target)
+    flusher = target._flusher
+    previous, flusher.capture = flusher.capture, InMemoryExporter(rows)
     try:
         yield rows
     finally:
         try:
             rows.flush()
         finally:
-            _flush._captures.remove(exporter)
+            flusher.capture = previous
             if temporary is not None:
                 temporary.close(0)
-                _logger.set_current_logger(previous)
+                _logger.set_current_logger(None)

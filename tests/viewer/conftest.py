@@ -54,9 +54,13 @@ def project(viewer_collector: Collector) -> tuple[str, str]:
     return name, viewer_collector.project_id(name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium from the Debian package (browser downloads are impossible here)."""
+    """Headless Chromium from the Debian package (browser downloads are impossible here).
+
+    Module-scoped: sync_playwright runs an event loop in this thread while it is open, which
+    would break every asyncio test collected after the viewer's if it lived for the session.
+    """
     # A missing tool fails rather than skips, as everywhere in this suite (.ci/run).
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium "

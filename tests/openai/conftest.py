@@ -1,0 +1,72 @@
+"""Fixtures for the wrap_openai tests: the fake OpenAI server, real clients, a fresh project."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import openai
+import pytest
+from fake_server import FakeOpenAI
+
+import spanlog
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """The OpenAI-compatible server on 127.0.0.1, shared by the whole session."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_internal_errors() -> Iterator[None]:
+    """Fail a test in which spanlog logged an internal error (it never raises them)."""
+    handler = _Errors()
+    log = logging.getLogger("spanlog")
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+    messages = [handler.format(r) for r in handler.records]
+    assert not messages, f"spanlog logged internal errors: {messages}"
+
+
+@pytest.fixture
+def project(request: pytest.FixtureRequest, collector: Any) -> Iterator[str]:
+    """A project of its own for this test, with the logger pointed at the collector."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60]
+    project = f"openai-{name}-{uuid.uuid4().hex[:8]}"
+    logger = spanlog.init_logger(project=project, api_url=collector.url,
+                                 api_key=collector.api_key)
+    yield project
+    # Closing releases the logger's kept-alive connection (the next test makes a new one).
+    logger.close(timeout=10)
+
+
+@pytest.fixture
+def client(fake_openai: FakeOpenAI) -> Iterator[openai.OpenAI]:
+    """A real, unwrapped sync client on the fake server, without retries."""
+    with openai.OpenAI(base_url=fake_openai.base_url, api_key="test", max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(fake_openai: FakeOpenAI) -> AsyncIterator[openai.AsyncOpenAI]:
+    """A real, unwrapped async client on the fake server, without retries."""
+    async with openai.AsyncOpenAI(base_url=fake_openai.base_url, api_key="test",
+                                  max_retries=0) as c:
+        yield c

@@ -1,0 +1,113 @@
+"""Snapshots: whatever is logged becomes JSON-safe at log time, without ever raising."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import uuid
+from typing import Any
+
+import pydantic
+
+from spanlog._serialize import encode_json, snapshot
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    tags: set[str]
+
+
+class User(pydantic.BaseModel):
+    name: str
+    joined: datetime.date
+
+
+class BrokenRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+def roundtrip(value: Any) -> Any:
+    return json.loads(encode_json(snapshot(value)))
+
+
+def test_common_types_become_json() -> None:
+    """Pydantic models, dataclasses, datetimes, sets, bytes, enums, uuids, decimals."""
+    value = {
+        "user": User(name="ann", joined=datetime.date(2024, 5, 1)),
+        "point": Point(1, {"b", "a"}),
+        "when": datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc),
+        "set": {3, 1, 2}, "frozen": frozenset({"x"}), "tuple": (1, 2),
+        "bytes": b"abc", "color": Color.RED, "id": uuid.UUID(int=1),
+        "price": decimal.Decimal("9.99"), 7: "int key",
+    }
+    assert roundtrip(value) == {
+        "user": {"name": "ann", "joined": "2024-05-01"},
+        "point": {"x": 1, "tags": ["a", "b"]},
+        "when": "2024-05-01T12:00:00+00:00",
+        "set": [1, 2, 3], "frozen": ["x"], "tuple": [1, 2], "bytes": "abc",
+        "color": "red", "id": "00000000-0000-0000-0000-000000000001", "price": "9.99",
+        "7": "int key",
+    }
+
+
+def test_non_finite_floats_become_strings() -> None:
+    """NaN and infinities, which JSON lacks, are spelled as strings."""
+    assert roundtrip([float("nan"), float("inf"), -float("inf"), 1.5]) == [
+        "NaN", "Infinity", "-Infinity", 1.5]
+
+
+def test_circular_references_are_cut() -> None:
+    """A structure containing itself serializes with a marker instead of recursing."""
+    data: dict[str, Any] = {"name": "loop"}
+    data["self"] = data
+    items: list[Any] = [1]
+    items.append(items)
+    out = roundtrip({"d": data, "l": items})
+    assert out["d"] == {"name": "loop", "self": "<circular reference>"}
+    assert out["l"] == [1, "<circular reference>"]
+    top = roundtrip(data)  # a cycle through the top level is cut one level down
+    assert top == {"name": "loop", "self": {"name": "loop", "self": "<circular reference>"}}
+
+
+def test_shared_but_acyclic_references_are_copied() -> None:
+    """The same object twice (not a cycle) is copied twice, not flagged."""
+    shared = {"k": [1]}
+    assert roundtrip({"a": shared, "b": shared}) == {"a": {"k": [1]}, "b": {"k": [1]}}
+
+
+def test_arbitrary_and_broken_objects_never_raise() -> None:
+    """Objects without a JSON form become their repr; a failing repr is described."""
+    out = roundtrip({"obj": object(), "broken": BrokenRepr(), "fn": len})
+    assert out["obj"].startswith("<object object")
+    assert out["broken"] == "<unserializable BrokenRepr>"
+    assert "len" in out["fn"]
+
+
+def test_deep_nesting_is_bounded() -> None:
+    """Very deep structures are cut at a maximum depth instead of overflowing the stack."""
+    deep: Any = "bottom"
+    for _ in range(5000):
+        deep = [deep]
+    out = roundtrip(deep)
+    depth = 0
+    while isinstance(out, list):
+        out, depth = out[0], depth + 1
+    assert out == "<max depth>" and depth < 100
+
+
+def test_snapshot_is_a_copy() -> None:
+    """The snapshot shares no mutable object with the original."""
+    original = {"list": [1, {"x": 1}], "tuple": ([1],)}
+    copied = snapshot(original)
+    original["list"][1]["x"] = 2  # type: ignore[index]
+    original["tuple"][0].append(2)  # type: ignore[attr-defined]
+    assert copied == {"list": [1, {"x": 1}], "tuple": [[1]]}
