@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -72,6 +73,12 @@ def test_demo_stores_example_traces_serves_them_and_stops_on_ctrl_c(tmp_path: Pa
         assert sorted(comments) == ["Exactly what I needed", "Weekends are not covered"]
         assert any(r.get("error") for r in rows)  # the failing request is recorded
         assert (data_dir / "spanlog.sqlite").exists()
+        # The CLI line the demo prints works as printed.
+        cli = re.search(r"CLI: +spanlog (logs .*)", out).group(1)  # type: ignore[union-attr]
+        shown = subprocess.run([sys.executable, "-m", "spanlog.cli", *shlex.split(cli)],
+                               capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        assert "handle_request" in shown.stdout, shown.stdout
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0, out
         output.until("spanlog demo stopped", timeout=10)

@@ -167,7 +167,7 @@ def _run(url: str, db_path: str) -> int:
         print(f"  - {question!r:38} {state:5} {scores or 'no scores yet'}")
     print()
     print(f"  viewer:  {url}/")
-    print(f"  CLI:     spanlog logs --url {url} --project {PROJECT} "
+    print(f"  CLI:     spanlog logs {PROJECT} --url {url} "
           "--filter \"metadata.user_id = 'u-1001'\"")
     print(f"  log more: spanlog.init_logger(project={PROJECT!r}, api_url={url!r})")
     print("  Ctrl-C to stop", flush=True)
