@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 
+from spanlog.server import _filter, _filter_eval
 from spanlog.server._filter import (
     MAX_DEPTH,
     MAX_FILTER_LENGTH,
@@ -20,11 +23,14 @@ from spanlog.server._filter import (
     Like,
     Not,
     Or,
+    parse,
+)
+from spanlog.server._filter_eval import (
     covered_by_terms,
     evaluate,
     includes_terms,
     index_terms,
-    parse,
+    like_classes,
 )
 
 ROWS: dict[str, dict[str, Any]] = {
@@ -110,6 +116,17 @@ def test_ilike_folds_unicode_case_and_like_does_not() -> None:
     assert not evaluate(parse("input LIKE 'école%'"), row)
     assert not evaluate(parse("input ILIKE 'ecole%'"), row)  # no accent folding
     assert evaluate(parse("input LIKE '_COLE%'"), row)  # _ is one character, not one byte
+
+
+def test_like_classes_read_escapes_and_case_forms() -> None:
+    """A LIKE pattern reads as wildcards and per-position characters, case forms under ILIKE."""
+    pattern = "a\\%_%ǅß1"
+    assert like_classes(pattern, False) == [
+        ("char", "a"), ("char", "%"), ("one", "_"), ("any", "%"), ("char", "ǅ"), ("char", "ß"),
+        ("char", "1")]
+    assert like_classes(pattern, True) == [
+        ("char", "aA"), ("char", "%"), ("one", "_"), ("any", "%"), ("char", "ǅǆǄ"),
+        ("char", "ß"), ("char", "1")]  # no one-character upper case form of ß
 
 
 def test_like_wildcards_span_newlines() -> None:
@@ -322,3 +339,25 @@ def test_includes_terms_cover_only_with_includes_flag() -> None:
     assert covered_by_terms(expr, includes=True)
     assert includes_terms(parse("tags NOT INCLUDES 'prod'")) == []
     assert not covered_by_terms(parse("tags NOT INCLUDES 'prod'"), includes=True)
+
+
+def test_evaluator_names_stay_importable_from_the_parser_module() -> None:
+    """evaluate and the index-term helpers are the same objects through _filter as in
+    _filter_eval; other names are still an AttributeError."""
+    for name in ("evaluate", "index_terms", "includes_terms", "covered_by_terms",
+                 "case_variants", "IndexTerm"):
+        assert getattr(_filter, name) is getattr(_filter_eval, name), name
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        _filter.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("first", ["_filter_eval", "_filter", "_filter_sqlite",
+                                   "_filter_postgres"])
+def test_filter_modules_import_in_any_order(first: str) -> None:
+    """Importing any filter module first in a fresh interpreter works (no import cycle)."""
+    code = (f"import spanlog.server.{first}\n"
+            "from spanlog.server._filter import evaluate, index_terms, parse\n"
+            "assert evaluate(parse('metadata.a = 1'), {'metadata': {'a': 1}})\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr

@@ -1,6 +1,6 @@
 """Compile a filter tree to a PostgreSQL boolean expression over a ``jsonb`` column.
 
-The result matches :func:`spanlog.server._filter.evaluate` row for row, where the row is the
+The result matches :func:`spanlog.server._filter_eval.evaluate` row for row, where the row is the
 one PostgreSQL hands back (``jsonb`` keeps objects' keys in its own order and turns a number
 written as ``1e+20`` into the integer ``100000000000000000000``; the store returns rows in
 that form, so the filter and what a reader sees agree). How:
@@ -35,24 +35,11 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from ._filter import (
-    And,
-    Compare,
-    Expr,
-    Includes,
-    IsNull,
-    Like,
-    Not,
-    Or,
-    Scalar,
-    Segment,
-    case_variants,
-    like_tokens,
-)
+from ._filter import _INT64, And, Compare, Expr, Includes, IsNull, Like, Not, Or, Scalar, Segment
+from ._filter_eval import like_classes
 
 __all__ = ["Params", "compile_postgres", "containment", "like_regex"]
 
-_INT64 = 2**63
 # Below this every number compares the same under decimal equality and Python's rules.
 _SAFE = 2**53
 
@@ -92,17 +79,15 @@ def containment(path: tuple[Segment, ...], value: Scalar, *, element: bool = Fal
 def like_regex(pattern: str) -> str:
     """An anchored PostgreSQL regular expression that matches as ``ILIKE pattern`` does."""
     parts = ["^"]
-    for kind, ch in like_tokens(pattern):
+    for kind, chars in like_classes(pattern, case_insensitive=True):
         if kind == "any":
             parts.append(".*")
         elif kind == "one":
             parts.append(".")
+        elif len(chars) == 1:
+            parts.append(_regex_char(chars))
         else:
-            variants = case_variants(ch)
-            if len(variants) == 1:
-                parts.append(_regex_char(ch))
-            else:
-                parts.append("(?:" + "|".join(_regex_char(v) for v in variants) + ")")
+            parts.append("(?:" + "|".join(_regex_char(v) for v in chars) + ")")
     parts.append("$")
     return "".join(parts)
 

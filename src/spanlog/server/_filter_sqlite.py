@@ -1,6 +1,6 @@
 """Compile a filter tree to a SQLite boolean expression over a column of row JSON text.
 
-The result matches :func:`spanlog.server._filter.evaluate` row for row. How:
+The result matches :func:`spanlog.server._filter_eval.evaluate` row for row. How:
 
 - **Types.** ``json_extract`` turns JSON ``true`` into ``1`` and a string ``'{"a":1}'`` into
   the same text as an object, so every comparison is guarded by ``json_type``: a string
@@ -44,12 +44,8 @@ from ._filter import (
     Or,
     Scalar,
     Segment,
-    case_variants,
-    covered_by_terms,
-    includes_terms,
-    index_terms,
-    like_tokens,
 )
+from ._filter_eval import covered_by_terms, includes_terms, index_terms, like_classes
 
 __all__ = ["compile_sqlite", "covered_by_terms", "includes_terms", "index_terms", "row_json"]
 
@@ -183,14 +179,13 @@ def _typed_equal(jtype: _Sql, value: _Sql, literal: Scalar) -> _Sql:
 
 def _glob(pattern: str, case_insensitive: bool) -> str:
     out = []
-    for kind, ch in like_tokens(pattern):
-        variants = case_variants(ch) if case_insensitive else ch
+    for kind, chars in like_classes(pattern, case_insensitive):
         if kind != "char":
             out.append("*" if kind == "any" else "?")
-        elif len(variants) > 1:
-            out.append(f"[{variants}]")
+        elif len(chars) > 1 or chars in "*?[":
+            out.append(f"[{chars}]")  # a class: case forms, or a GLOB metacharacter as itself
         else:
-            out.append(f"[{ch}]" if ch in "*?[" else ch)
+            out.append(chars)
     return "".join(out)
 
 
