@@ -75,10 +75,16 @@ class Knob:
         self.meaning = meaning
 
 
-def _lambda_default() -> bool:
-    # AWS Lambda freezes the process once the handler returns: a background flush would be
-    # frozen mid-request, so there the default is to flush before returning (DESIGN.md).
-    return not os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+# Platforms that freeze the process once the response is sent: a background flush would be
+# frozen with the trace in it. AWS Lambda (AWS_LAMBDA_FUNCTION_NAME) has no waitUntil at all;
+# Vercel (VERCEL=1 in every function) has one only through the runtime's hook, which is not
+# there without the `vercel` package (and then spanlog finds none). A hook, when found, still
+# comes first (DESIGN.md, rule 1): this default costs latency only where a hook is missing.
+FREEZING_PLATFORMS = ("AWS_LAMBDA_FUNCTION_NAME", "VERCEL")
+
+
+def _async_flush_default(env: Mapping[str, str]) -> bool:
+    return not any(env.get(name) for name in FREEZING_PLATFORMS)
 
 
 KNOBS: tuple[Knob, ...] = (
@@ -90,9 +96,9 @@ KNOBS: tuple[Knob, ...] = (
          "sent as `Authorization: Bearer`; a loopback collector without keys needs none"),
     Knob("api_url", "SPANLOG_API_URL", DEFAULT_API_URL, "url", None,
          "base URL of the collector"),
-    Knob("async_flush", "SPANLOG_ASYNC_FLUSH", _lambda_default, "bool", None,
+    Knob("async_flush", "SPANLOG_ASYNC_FLUSH", _async_flush_default, "bool", None,
          "true: deliver in the background; false: deliver as each trace ends, before "
-         "returning"),
+         "returning (default false on AWS Lambda and Vercel)"),
     Knob("max_queue_rows", "SPANLOG_MAX_QUEUE_ROWS", 100_000, "int", 1,
          "rows held in memory; beyond it new rows are dropped and counted"),
     Knob("batch_max_rows", "SPANLOG_BATCH_MAX_ROWS", 1000, "int", 1,
@@ -102,7 +108,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("flush_linger", "SPANLOG_FLUSH_LINGER", 0.05, "float", 0,
          "seconds the background flusher waits so that rows batch"),
     Knob("flush_timeout", "SPANLOG_FLUSH_TIMEOUT", 5.0, "float", 0,
-         "seconds a trace-end flush (async_flush=false) may take at most"),
+         "seconds a trace-end flush (async_flush=false, or a waitUntil hook's) may take at "
+         "most"),
     Knob("exit_timeout", "SPANLOG_EXIT_TIMEOUT", 5.0, "float", 0,
          "seconds the flush at interpreter exit may take at most"),
     Knob("request_timeout", "SPANLOG_REQUEST_TIMEOUT", 10.0, "float", 0.001,
@@ -184,7 +191,7 @@ def load_config(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None = N
         elif env.get(knob.env) not in (None, ""):
             values[knob.name] = _parse(knob, env[knob.env], f"environment variable {knob.env}")
         else:
-            default = knob.default() if callable(knob.default) else knob.default
+            default = knob.default(env) if callable(knob.default) else knob.default
             values[knob.name] = default
     transport = kwargs.get("transport")
     if transport is not None and not callable(getattr(transport, "post", None)):

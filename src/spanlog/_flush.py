@@ -10,7 +10,10 @@ At the end of each trace :meth:`Flusher.on_trace_end` decides:
    lingering ``flush_linger`` seconds so that the rows of many traces travel together.
 
 Also here: ``flush``/``aflush`` (one flush at a time per logger, so the pieces of a row stay
-in order), the bounded flush at interpreter exit, and the reset of a forked child. No thread
+in order; a blocking ``flush`` on an event loop's thread never waits for that loop's own
+flush), the hand-over to a thread of rows left by a loop that ended, the background release
+of a logger that ``init_logger`` replaced, the bounded flush at interpreter exit, and the
+reset of a forked child. No thread
 is started until sync code first needs a background flush, and starting one is allowed to
 fail (Pyodide has no threads): rows then wait for an explicit or exit flush.
 """
@@ -23,7 +26,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import _hooks, _log
@@ -36,6 +39,7 @@ HANDLED, FLUSH_NOW, BACKGROUND = 0, 1, 2
 
 _flushers: weakref.WeakSet[Flusher] = weakref.WeakSet()
 _LOCK_POLL = 0.005
+_warned_loop_flush = False
 
 
 def running_loop() -> Any:
@@ -61,6 +65,7 @@ class Flusher:
         self._thread_pending = False
         self._no_threads = False
         self._wake = threading.Event()
+        self._hurry = threading.Event()
         self._stop = threading.Event()
         _flushers.add(self)
         _register_process_hooks()
@@ -94,28 +99,60 @@ class Flusher:
             self._kick_thread()
         return HANDLED
 
-    def _kick_thread(self) -> None:
-        """Make sure the flush thread runs soon (started on first use)."""
-        if self._thread_pending:
-            return
-        self._thread_pending = True
-        if self._thread is None or not self._thread.is_alive():
-            self._start_thread()
-        self._wake.set()
+    def _kick_thread(self, hurry: bool = False) -> None:
+        """Make sure the flush thread runs soon (started on first use); ``hurry``: at once,
+        without its linger."""
+        if not self._thread_pending:
+            self._thread_pending = True
+            if self._thread is None or not self._thread.is_alive():
+                self._start_thread()
+            self._wake.set()
+        if hurry:
+            self._hurry.set()
 
     # --- explicit flushes -----------------------------------------------------------------
 
     def flush(self, timeout: float | None) -> bool:
-        """Deliver everything buffered, blocking; whether all of it arrived."""
+        """Deliver everything buffered, blocking; whether all of it arrived.
+
+        On a thread running an event loop this blocks the loop while it sends (through the
+        blocking transport), except when a flush on that same loop is sending rows: it can
+        only finish once the loop runs again, so waiting for it would deadlock. Then nothing
+        is sent from here, a task on the loop is made sure to deliver the rest after it, a
+        hint to ``await aflush()`` is logged once, and the answer is False.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         lock = self.delivery.lock
         if self._async_owner == threading.get_ident() and lock.locked():
-            # This thread's own event loop holds the lock and cannot release it while we
-            # block it: send what is buffered alongside rather than wait forever.
-            return self._flush_locked(deadline, lock_held=False)
+            return self._flush_beside_own_loop(deadline)
         if not lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             return False
         return self._flush_locked(deadline, lock_held=True)
+
+    def _flush_beside_own_loop(self, deadline: float | None) -> bool:
+        """flush() on a thread whose own event loop holds the delivery lock mid-flush."""
+        loop = running_loop()
+        if loop is None:
+            # That loop is stopped (abandoned mid-flush, as at interpreter exit) and may never
+            # run again: send what is buffered alongside. The rows it holds are not delivered.
+            ok = self._flush_locked(deadline, lock_held=False)
+            return ok and self.delivery.in_flight == 0
+        # The flush holding the lock has rows on the wire and cannot finish while this thread
+        # blocks; sending the rest alongside could overtake it (a merge piece stored before
+        # its row would then be replaced by it). So: not delivered, and a task on this loop
+        # takes what is buffered once that flush is done.
+        task = self._loop_task
+        if self.buffer.rows and (task is None or task.done() or task.get_loop() is not loop):
+            self._start_loop_task(loop)
+        global _warned_loop_flush
+        if not _warned_loop_flush:
+            _warned_loop_flush = True
+            _log.warning("spanlog: flush() was called on the event loop's thread while a "
+                         "flush on that loop was sending rows; it returned False without "
+                         "waiting (that would block the loop for good). In async code use "
+                         "`await spanlog.aflush()`, and end spans with `async with` or "
+                         "`await span.aend()`")
+        return False
 
     def _flush_locked(self, deadline: float | None, lock_held: bool) -> bool:
         failed = self.delivery.stats.failed
@@ -204,9 +241,10 @@ class Flusher:
 
     def _loop_task_done(self, task: Any) -> None:
         # Cancelled (the loop is shutting down, as at the end of asyncio.run) with rows still
-        # buffered: a thread takes over rather than leaving them until the next trace.
+        # buffered: a thread delivers them now (they lingered on the loop already) rather
+        # than leaving them until the next trace or the exit.
         if task.cancelled() and self.buffer.rows:
-            self._kick_thread()
+            self._kick_thread(hurry=True)
 
     async def _loop_flush(self) -> None:
         import asyncio
@@ -248,8 +286,10 @@ class Flusher:
         if self._no_threads:
             return
         self._wake = threading.Event()
+        self._hurry = threading.Event()
         self._stop = threading.Event()
-        thread = threading.Thread(target=self._thread_main, args=(self._wake, self._stop),
+        thread = threading.Thread(target=self._thread_main,
+                                  args=(self._wake, self._hurry, self._stop),
                                   name="spanlog-flush", daemon=True)
         try:
             thread.start()
@@ -260,14 +300,20 @@ class Flusher:
             return
         self._thread = thread
 
-    def _thread_main(self, wake: threading.Event, stop: threading.Event) -> None:
+    def _thread_main(self, wake: threading.Event, hurry: threading.Event,
+                     stop: threading.Event) -> None:
         backoff = 0.0
         while True:
             wake.wait()
-            if stop.wait(backoff or self.config.flush_linger):
+            if backoff:
+                stop.wait(backoff)
+            else:
+                hurry.wait(self.config.flush_linger)  # stop sets hurry too
+            if stop.is_set():
                 return
             # Clear before draining: a trace ending from here on wakes us again.
             wake.clear()
+            hurry.clear()
             self._thread_pending = False
             ok = False
             try:
@@ -291,6 +337,7 @@ class Flusher:
 
     def _stop_thread(self) -> None:
         self._stop.set()
+        self._hurry.set()
         self._wake.set()
 
     # --- transports -------------------------------------------------------------------------
@@ -324,10 +371,48 @@ class Flusher:
             thread.join(timeout=1.0)
         self._thread = None
         self._thread_pending = False
-        if self._transport is not None and self._transport is not self.config.transport:
-            self._transport.close()
+        transport = self._transport
+        if transport is not None and transport is not self.config.transport:
+            # Two closes may race (a release and the user's own close): closing twice is fine.
             self._transport = None
+            transport.close()
         return ok
+
+    def release(self, on_done: Callable[[bool], None]) -> None:
+        """Deliver what is buffered, then stop the flush thread and close the kept-alive
+        connection, all on a thread of its own: the caller does not wait for the network.
+
+        For a logger that ``init_logger`` just replaced as current; it keeps working if it
+        is used again (a thread and a connection start anew when needed). ``on_done`` gets
+        whether everything was delivered. Without threads (Pyodide) nothing is started:
+        the rows wait for an explicit or exit flush, and ``on_done`` is not called.
+        """
+        thread = self._thread
+        if (not self.buffer.rows and not self.delivery.in_flight and self._transport is None
+                and (thread is None or not thread.is_alive())):
+            on_done(True)
+            return
+
+        def run() -> None:
+            ok = False
+            try:
+                ok = self.close(None)
+                if self.buffer.rows:
+                    # Not delivered (the collector is down: retries ran out), or logged while
+                    # it closed (the logger is still in use, and those rows may have woken the
+                    # thread just stopped): the usual background thread takes them at once
+                    # and retries until they are delivered, keeping a connection again.
+                    self._kick_thread(hurry=True)
+            except Exception:
+                _log.exception("spanlog: releasing a replaced logger failed")
+            finally:
+                on_done(ok)
+
+        releaser = threading.Thread(target=run, name="spanlog-release", daemon=True)
+        try:
+            releaser.start()
+        except RuntimeError:  # no threads here
+            pass
 
     def at_exit(self, deadline: float) -> None:
         """The flush at interpreter exit, given up at ``deadline`` (monotonic)."""
@@ -352,6 +437,7 @@ class Flusher:
         self._thread = None
         self._thread_pending = False
         self._wake = threading.Event()
+        self._hurry = threading.Event()
         self._stop = threading.Event()
         transport = self._transport
         if transport is not None and transport is not self.config.transport:

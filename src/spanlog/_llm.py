@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from spanlog._logger import current_span, start_span
-from spanlog._span import NoopSpan, Span
+from spanlog._logger import current_span, open_span
+from spanlog._span import NoopSpan, Span, skip_prefixes
 
 __all__ = ["LLMSpan", "llm_span", "log_llm", "usage_metrics"]
 
@@ -133,6 +133,20 @@ def _llm_fields(model: str | None, provider: str | None, metadata: Mapping[str, 
 
 
 _UNSET: Any = object()
+_SKIP = skip_prefixes()
+_SKIPS: dict[tuple[str, ...], str | tuple[str, ...]] = {}
+
+
+def _skip_for(modules: tuple[str, ...]) -> str | tuple[str, ...]:
+    """``skip_prefixes(modules)``, computed once per tuple: a wrapper passes the same one on
+    every call."""
+    try:
+        return _SKIPS[modules]
+    except (KeyError, TypeError):  # TypeError: a list, not hashable
+        skip = skip_prefixes(tuple(modules))
+        if type(modules) is tuple and len(_SKIPS) < 64:
+            _SKIPS[modules] = skip
+        return skip
 
 
 def log_llm(*, input: Any = _UNSET, output: Any = _UNSET, model: str | None = None,
@@ -177,7 +191,7 @@ class LLMSpan:
 
     def __init__(self, name: str = "LLM", *, input: Any = _UNSET, model: str | None = None,
                  provider: str | None = None, metadata: Mapping[str, Any] | None = None,
-                 parent: Any = None) -> None:
+                 parent: Any = None, skip_modules: tuple[str, ...] = ()) -> None:
         meta, _ = _llm_fields(model, provider, metadata, None, None, None, None, None, None)
         event: dict[str, Any] = {}
         if input is not _UNSET:
@@ -189,8 +203,8 @@ class LLMSpan:
         self._first_logged = False
         self._ended = False
         self._lock = threading.Lock()
-        self.span: Span | NoopSpan = start_span(name=name, type="llm", parent=parent,
-                                                **event)
+        skip = _skip_for(skip_modules) if skip_modules else _SKIP
+        self.span: Span | NoopSpan = open_span(name, "llm", parent, event, 3, skip)
 
     @property
     def ended(self) -> bool:
@@ -262,8 +276,7 @@ class LLMSpan:
         """:meth:`end` for async code: a flush due at the end of the trace is awaited, not
         run blocking on the event loop (``async_flush=False``)."""
         if self._close():
-            # Span.__aexit__ is the span's awaitable end (the SDK has no ``aend`` yet).
-            await self.span.__aexit__(None, None, None)
+            await self.span.aend()
 
     def __enter__(self) -> LLMSpan:
         return self
@@ -286,12 +299,15 @@ class LLMSpan:
 
 def llm_span(name: str = "LLM", *, input: Any = _UNSET, model: str | None = None,
              provider: str | None = None, metadata: Mapping[str, Any] | None = None,
-             parent: Any = None) -> LLMSpan:
+             parent: Any = None, skip_modules: tuple[str, ...] = ()) -> LLMSpan:
     """Start a span of type ``llm`` for one model call, under the current span by default.
 
     ``input`` is what the model is sent (the messages); ``model`` and ``provider`` go into
     ``metadata`` with any request parameters given there. Use it as ``with`` / ``async with``
     or keep the object and call :meth:`LLMSpan.end` when a stream finishes.
+    ``skip_modules`` names module prefixes (such as ``("anthropic.",)``) whose frames are
+    passed over when the row records its caller, for a wrapper that the client library
+    itself calls back into: the recorded caller is then the user's code.
     """
     return LLMSpan(name, input=input, model=model, provider=provider, metadata=metadata,
-                   parent=parent)
+                   parent=parent, skip_modules=skip_modules)

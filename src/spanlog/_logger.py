@@ -29,7 +29,16 @@ from ._flush import FLUSH_NOW, Flusher
 from ._ids import new_row_id, new_span_id, new_trace_id, row_id_for
 from ._merge import IS_MERGE
 from ._serialize import iso_utc, snapshot
-from ._span import NOOP_SPAN, NoopSpan, Span, _open, caller_context, finish_row, resolve_parent
+from ._span import (
+    NOOP_SPAN,
+    SKIP_SPANLOG,
+    NoopSpan,
+    Span,
+    _open,
+    caller_context,
+    finish_row,
+    resolve_parent,
+)
 
 _loggers: weakref.WeakSet[Logger] = weakref.WeakSet()
 _current_logger: Logger | None = None
@@ -157,7 +166,13 @@ class Logger:
     # --- flushing ---------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Send everything buffered now, blocking; True if all of it was delivered."""
+        """Send everything buffered now, blocking; True if all of it was delivered.
+
+        True only when every row buffered or being sent at the call has reached the
+        collector. On an event loop's thread prefer ``await aflush()``: this blocks the loop
+        while it sends, and when a flush on that same loop is sending rows it cannot wait for
+        it (that would deadlock the loop), so it returns False at once and logs a hint.
+        """
         return self._flusher.flush(timeout)
 
     async def aflush(self, timeout: float | None = None) -> bool:
@@ -211,12 +226,11 @@ def init_logger(project: str | None = None, project_id: str | None = None,
     other settings of the README's configuration table. Raises ``ValueError`` for a bad
     value, naming the argument or variable.
     """
-    global _current_logger
     config = load_config({"project": project, "project_id": project_id, "api_key": api_key,
                           "api_url": api_url, "async_flush": async_flush, **more})
     logger = Logger(config)
     if set_current:
-        _current_logger = logger
+        set_current_logger(logger)
     return logger
 
 
@@ -226,9 +240,37 @@ def current_logger() -> Logger | None:
 
 
 def set_current_logger(logger: Logger | None) -> None:
-    """Make ``logger`` the one module-level calls use (None: none)."""
+    """Make ``logger`` the one module-level calls use (None: none).
+
+    The logger it replaces delivers what it holds and releases its connection and thread in
+    the background (:meth:`Flusher.release`); it stays usable.
+    """
     global _current_logger
-    _current_logger = logger
+    previous, _current_logger = _current_logger, logger
+    if previous is not None and previous is not logger:
+        _release(previous)
+
+
+# Replaced loggers with rows not yet delivered, held so that dropping the last reference to
+# one cannot lose its rows: a release, an explicit flush or the exit flush delivers them.
+_releasing: set[Logger] = set()
+
+
+def _release(logger: Logger) -> None:
+    for held in list(_releasing):  # forget those whose rows have all gone meanwhile
+        if not held._buffer.rows and not held._delivery.in_flight:
+            _releasing.discard(held)
+    if logger._buffer.rows or logger._delivery.in_flight:
+        _releasing.add(logger)
+
+    def done(ok: bool) -> None:
+        if ok and not logger._buffer.rows:
+            _releasing.discard(logger)
+
+    try:
+        logger._flusher.release(done)
+    except Exception:
+        _log.exception("spanlog: releasing a replaced logger failed")
 
 
 def current_span() -> Span | NoopSpan:
@@ -243,17 +285,25 @@ def start_span(name: str | None = None, type: str | None = None, parent: Any = N
 
     Returns a no-op span when no logger was initialized. See :meth:`Logger.start_span`.
     """
+    return open_span(name, type, parent, event, 3)
+
+
+def open_span(name: str | None, span_type: str | None, parent: Any, event: dict[str, Any],
+              depth: int, skip: str | tuple[str, ...] = SKIP_SPANLOG) -> Span | NoopSpan:
+    """:func:`start_span` for spanlog's own callers: the caller recorded in the row is found
+    from ``depth`` frames up, passing over modules named by ``skip`` (see
+    :func:`spanlog._span.caller_context`)."""
     resolved = resolve_parent(parent)
     if isinstance(resolved, Span):
-        return _open(resolved._logger, name, type, resolved, event, 2)
+        return _open(resolved._logger, name, span_type, resolved, event, depth, skip)
     if resolved is None and parent is None:
         active = current.get()
         if active is not None:
-            return _open(active._logger, name, type, active, event, 2)
+            return _open(active._logger, name, span_type, active, event, depth, skip)
     logger = _current_logger
     if logger is None:
         return NOOP_SPAN
-    return _open(logger, name, type, resolved, event, 2)
+    return _open(logger, name, span_type, resolved, event, depth, skip)
 
 
 def log(**event: Any) -> str:
@@ -293,7 +343,11 @@ def submit_scores(scores: Mapping[str, Any], parent: Any = None, name: str = "sc
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Flush every logger, blocking; True if everything buffered was delivered."""
+    """Flush every logger, blocking; True if everything buffered was delivered.
+
+    In async code use ``await aflush()``; see :meth:`Logger.flush` for what this does on an
+    event loop's thread.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     ok = True
     for logger in list(_loggers):

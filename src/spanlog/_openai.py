@@ -43,6 +43,10 @@ _C = TypeVar("_C")
 # Transport settings rather than model parameters, and extra_headers may carry credentials.
 _NOT_METADATA = frozenset({"extra_headers", "extra_query", "timeout"})
 
+# openai's own frames between the user's call and the wrapper (``with_raw_response`` calls
+# the wrapped method from openai._legacy_response) are not the caller a row should name.
+_OPENAI_MODULES = ("openai.",)
+
 # Argument types that cannot be one-shot iterators (checked first: isinstance on an ABC is slow).
 _PLAIN = frozenset({str, int, float, bool, list, dict, tuple, type(None)})
 
@@ -106,7 +110,8 @@ class _Wrapping:
                         if key != endpoint.input_key and key not in _NOT_METADATA
                         and value is not None and not isinstance(value, self.unset)}
             return LLMSpan(endpoint.name, input=kwargs.get(endpoint.input_key),
-                           provider=self.provider, metadata=metadata)
+                           provider=self.provider, metadata=metadata,
+                           skip_modules=_OPENAI_MODULES)
         except Exception:
             _log.exception("spanlog: could not start an llm span")
             return None

@@ -33,9 +33,25 @@ _ORIGIN = {"name": "spanlog", "version": __version__}
 _START_OPTIONS = frozenset({"start_time", "id"})
 _contexts: dict[tuple[Any, int], dict[str, Any]] = {}
 
+# Module-name prefixes passed over when recording a span's caller: spanlog's own frames. A
+# client wrapper adds its client library's (wrap_openai: "openai."), whose frames sit between
+# the user's call and the wrapper under ``with_raw_response``.
+SKIP_SPANLOG = "spanlog."
 
-def caller_context(depth: int) -> dict[str, Any]:
-    """The row ``context`` of the first caller outside spanlog, ``depth`` frames up.
+
+def skip_prefixes(modules: tuple[str, ...] | list[str] = ()) -> str | tuple[str, ...]:
+    """What :func:`caller_context` takes as ``skip``: spanlog's prefix plus ``modules``
+    (module-name prefixes such as ``"openai."``), computed once by the caller."""
+    for module in modules:
+        if not isinstance(module, str) or not module:
+            raise ValueError(f"skip_modules must be module-name prefixes (non-empty strings), "
+                             f"got {module!r}")
+    return (SKIP_SPANLOG, *modules) if modules else SKIP_SPANLOG
+
+
+def caller_context(depth: int, skip: str | tuple[str, ...] = SKIP_SPANLOG) -> dict[str, Any]:
+    """The row ``context`` of the first caller ``depth`` or more frames up whose module
+    name starts with none of the ``skip`` prefixes (default: spanlog's own modules).
 
     Cached per call site: the same dict object serves every row logged from one line.
     """
@@ -43,8 +59,8 @@ def caller_context(depth: int) -> dict[str, Any]:
         frame = sys._getframe(depth)
     except ValueError:
         return {"span_origin": _ORIGIN}
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
-            "spanlog."):
+    # One str.startswith per frame whatever ``skip`` holds (it takes a tuple as it is).
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(skip):
         frame = frame.f_back
     key = (frame.f_code, frame.f_lineno)
     context = _contexts.get(key)
@@ -201,6 +217,17 @@ class Span:
             self._logger._trace_end()
         return end
 
+    async def aend(self, end_time: float | None = None) -> float:
+        """End the span like :meth:`end`, for async code: when this ends the trace and
+        ``async_flush=False``, the flush is awaited instead of blocking the event loop."""
+        end = self._end
+        if end is not None:
+            return end
+        end = self._end = _time() if end_time is None else end_time
+        if self._close(end):
+            await self._logger._atrace_end()
+        return end
+
     def _close(self, end: float) -> bool:
         """Queue the finished row; True when this ends the trace in this process."""
         row = self._row
@@ -262,9 +289,7 @@ class Span:
             except ValueError:
                 pass
         if self._end is None:
-            end = self._end = _time()
-            if self._close(end):
-                await self._logger._atrace_end()  # async_flush=False: awaited, not blocking
+            await self.aend()  # async_flush=False: the trace-end flush is awaited, not blocking
 
     def __repr__(self) -> str:
         return f"<Span {self.name!r} span_id={self.span_id} root_span_id={self.root_span_id}>"
@@ -300,6 +325,10 @@ class NoopSpan:
         """Return the end time it would have had."""
         return _time() if end_time is None else end_time
 
+    async def aend(self, end_time: float | None = None) -> float:
+        """Return the end time it would have had."""
+        return _time() if end_time is None else end_time
+
     def export(self) -> str:
         """An empty string (``parent=""`` starts a new trace)."""
         return ""
@@ -327,11 +356,13 @@ NOOP_SPAN = NoopSpan()
 
 
 def _open(logger: Logger, name: str | None, span_type: str | None,
-          parent: Span | RemoteParent | None, event: dict[str, Any], depth: int) -> Span:
-    """Create a span from the public arguments (validated; ``depth`` locates the caller)."""
+          parent: Span | RemoteParent | None, event: dict[str, Any], depth: int,
+          skip: str | tuple[str, ...] = SKIP_SPANLOG) -> Span:
+    """Create a span from the public arguments (validated; ``depth`` and ``skip`` locate
+    the caller, see :func:`caller_context`)."""
     options = {key: event.pop(key) for key in _START_OPTIONS & event.keys()}
     span_type = check_span_type(span_type, "start_span()")
-    context = caller_context(depth + 1)
+    context = caller_context(depth + 1, skip)
     if name is None:
         function = context.get("caller_functionname")
         name = "root" if parent is None or function in (None, "<module>") else str(function)

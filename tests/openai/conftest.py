@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -45,16 +46,32 @@ def no_internal_errors() -> Iterator[None]:
     assert not messages, f"spanlog logged internal errors: {messages}"
 
 
+_loggers: list[weakref.ref[spanlog.Logger]] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def delivered_before_the_collector_stops(collector: Any) -> Iterator[None]:
+    """At the end of the session, deliver what this suite's loggers still hold (a replaced
+    logger delivers in the background) while the collector runs: torn down before it."""
+    yield
+    for ref in _loggers:
+        logger = ref()
+        if logger is not None:
+            logger.flush(timeout=10)
+
+
 @pytest.fixture
 def project(request: pytest.FixtureRequest, collector: Any) -> Iterator[str]:
     """A project of its own for this test, with the logger pointed at the collector."""
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60]
     project = f"openai-{name}-{uuid.uuid4().hex[:8]}"
+    # No close at the end: the next test's init_logger replaces this logger, which then
+    # delivers what it holds and releases its connection in the background.
     logger = spanlog.init_logger(project=project, api_url=collector.url,
                                  api_key=collector.api_key)
+    _loggers.append(weakref.ref(logger))
+    del logger
     yield project
-    # Closing releases the logger's kept-alive connection (the next test makes a new one).
-    logger.close(timeout=10)
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ class VercelFunction:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
             "PYTHONDONTWRITEBYTECODE": "1",
+            "VERCEL": "1",  # as the platform sets it in every function
             "VERCEL_IPC_PATH": ipc_path,
             "__VC_HANDLER_ENTRYPOINT": entrypoint.name,
             "__VC_HANDLER_ENTRYPOINT_ABS": str(entrypoint),

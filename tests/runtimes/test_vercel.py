@@ -17,7 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "vercel" / "api"
 APPS = {"asgi": ("asgi.py", "app"), "wsgi": ("wsgi.py", "app"),
         "handler": ("handler.py", "handler")}
 
-Start = Callable[[str, bool], tuple[VercelFunction, str]]
+Start = Callable[..., tuple[VercelFunction, str]]
 
 
 @pytest.fixture
@@ -26,12 +26,15 @@ def start_function(vercel_python: Path, collector: Any, slow_link: SlowLink,
     """Start an example under vc_init, logging through the slow link into its own project."""
     started: list[VercelFunction] = []
 
-    def start(kind: str, hooks: bool) -> tuple[VercelFunction, str]:
+    def start(kind: str, hooks: bool, async_flush: str | None = None
+              ) -> tuple[VercelFunction, str]:
         project = f"vercel-{kind}-{'hooked' if hooks else 'control'}-{uuid.uuid4().hex[:8]}"
         env = {"SPANLOG_API_URL": slow_link.url, "SPANLOG_API_KEY": collector.api_key,
                "SPANLOG_PROJECT": project}
         if not hooks:
             env["SPANLOG_WAIT_UNTIL"] = "off"
+        if async_flush is not None:
+            env["SPANLOG_ASYNC_FLUSH"] = async_flush
         file, variable = APPS[kind]
         function = VercelFunction(vercel_python, EXAMPLES / file, variable, env, tmp_path)
         started.append(function)
@@ -81,9 +84,10 @@ def test_trace_and_feedback_are_stored_before_vercel_freezes(
 @pytest.mark.parametrize("kind", sorted(APPS))
 def test_control_without_hook_loses_the_trace_at_the_freeze(
         kind: str, start_function: Start, collector: Any) -> None:
-    """Negative control: with hooks off the trace waits for a background flush, so it is
-    LOST when Vercel freezes at `end` (the harness detects loss), and only a thaw sends it."""
-    function, project = start_function(kind, False)
+    """Negative control: with hooks off and a background flush forced (on Vercel the default
+    is to flush at trace end), the trace is LOST when Vercel freezes at `end` (the harness
+    detects loss), and only a thaw sends it."""
+    function, project = start_function(kind, False, async_flush="true")
 
     status, reply, _, invocation = function.invoke(f"/{kind}/chat", {"question": "lost?"})
     assert status == 200, f"{reply}\n{function.describe()}"
@@ -94,3 +98,18 @@ def test_control_without_hook_loses_the_trace_at_the_freeze(
     function.process.thaw()
     wait_for(lambda: len(collector.fetch(project=project)) >= 2, 10 + 4 * LINK_DELAY,
              "the background flush after a thaw")
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_without_a_hook_the_trace_is_flushed_before_the_response(
+        kind: str, start_function: Start, collector: Any) -> None:
+    """With no hook found (as without the `vercel` package), VERCEL=1 makes async_flush
+    default to False: the trace is stored before the freeze, paid for in response time."""
+    function, project = start_function(kind, False)
+
+    status, reply, elapsed, invocation = function.invoke(f"/{kind}/chat", {"question": "q"})
+    assert status == 200, f"{reply}\n{function.describe()}"
+    function.wait_end(invocation)
+    rows = _by_name(collector.fetch(project=project))
+    assert set(rows) == {"chat", "chat.completions"}, function.describe()
+    assert elapsed >= LINK_DELAY, f"response took {elapsed:.3f}s: it did not wait to flush"

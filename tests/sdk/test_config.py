@@ -28,21 +28,15 @@ def test_environment_then_arguments() -> None:
     assert config.project == "arg" and config.async_flush is True
 
 
-def test_lambda_default() -> None:
-    """AWS_LAMBDA_FUNCTION_NAME makes async_flush default to False (but it can be set)."""
-    env = {"AWS_LAMBDA_FUNCTION_NAME": "f"}
-    import os
-
-    old = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
-    os.environ["AWS_LAMBDA_FUNCTION_NAME"] = "f"
-    try:
-        assert load_config({}, environ=env).async_flush is False
-        assert load_config({"async_flush": True}, environ=env).async_flush is True
-    finally:
-        if old is None:
-            del os.environ["AWS_LAMBDA_FUNCTION_NAME"]
-        else:
-            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = old
+@pytest.mark.parametrize("platform", [{"AWS_LAMBDA_FUNCTION_NAME": "f"}, {"VERCEL": "1"}])
+def test_freezing_platforms_default_to_flushing_at_trace_end(platform: dict[str, str]) -> None:
+    """On AWS Lambda and on Vercel async_flush defaults to False; an argument or
+    SPANLOG_ASYNC_FLUSH still sets it, and the platform is read from the given environment."""
+    assert load_config({}, environ=platform).async_flush is False
+    assert load_config({"async_flush": True}, environ=platform).async_flush is True
+    on = {**platform, "SPANLOG_ASYNC_FLUSH": "true"}
+    assert load_config({}, environ=on).async_flush is True
+    assert load_config({}, environ={"VERCEL": ""}).async_flush is True
 
 
 @pytest.mark.parametrize(("kwargs", "env", "message"), [

@@ -78,6 +78,29 @@ def test_lambda_defaults_to_flushing_before_return(
     assert len(collector.fetch(project=project)) == 1
 
 
+def test_vercel_without_a_hook_flushes_before_return_and_a_hook_still_wins(
+        collector: Any, make_logger: LoggerFactory, project: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Vercel (VERCEL=1) with no waitUntil hook the trace is stored before the span's end
+    returns; with a hook in scope the hook gets the flush and nothing is sent inline."""
+    monkeypatch.setenv("VERCEL", "1")
+    with ControlledProxy(collector.url) as proxy:
+        logger = make_logger(api_url=proxy.url, flush_linger=60)
+        assert logger.config.async_flush is False
+        with logger.start_span(name="no-hook"):
+            pass
+        assert [row["span_attributes"]["name"] for row in collector.fetch(project=project)] \
+            == ["no-hook"]
+        handed: list[Coroutine[Any, Any, Any]] = []
+        sent = len(proxy.logs3())
+        with spanlog.wait_until_scope(handed.append), logger.start_span(name="hooked"):
+            pass
+        assert len(handed) == 1 and len(proxy.logs3()) == sent
+        assert asyncio.run(handed[0]) is True
+    names = sorted(row["span_attributes"]["name"] for row in collector.fetch(project=project))
+    assert names == ["hooked", "no-hook"]
+
+
 def test_background_thread_delivers_sync_traces(collector: Any, make_logger: LoggerFactory,
                                                 project: str) -> None:
     """async_flush=True in sync code: a daemon thread delivers without an explicit flush."""
