@@ -72,7 +72,7 @@ def test_demo_stores_example_traces_serves_them_and_stops_on_ctrl_c(tmp_path: Pa
         comments = [r["comment"]["text"] for r in rows if "comment" in r]
         assert sorted(comments) == ["Exactly what I needed", "Weekends are not covered"]
         assert any(r.get("error") for r in rows)  # the failing request is recorded
-        assert (data_dir / "spanlog.sqlite").exists()
+        assert (data_dir / "spanlog.sqlite3").exists()  # what `spanlog serve --data-dir` opens
         # The CLI line the demo prints works as printed.
         cli = re.search(r"CLI: +spanlog (logs .*)", out).group(1)  # type: ignore[union-attr]
         shown = subprocess.run([sys.executable, "-m", "spanlog.cli", *shlex.split(cli)],
@@ -93,7 +93,7 @@ def test_demo_stores_example_traces_serves_them_and_stops_on_ctrl_c(tmp_path: Pa
 
 def test_demo_refuses_a_database_that_already_exists(tmp_path: Path) -> None:
     """The demo never writes its example into an existing database."""
-    (tmp_path / "spanlog.sqlite").write_bytes(b"")
+    (tmp_path / "spanlog.sqlite3").write_bytes(b"")
     proc = subprocess.run(
         [sys.executable, "-m", "spanlog.cli", "demo", "--port", "0", "--data-dir",
          str(tmp_path)], capture_output=True, text=True, timeout=60)

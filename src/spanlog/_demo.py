@@ -123,14 +123,15 @@ def _project_id(url: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run the demo: serve, log the example, print what was stored, serve until Ctrl-C."""
-    from spanlog.server._runner import BackgroundCollector
+    from spanlog.server._runner import DB_FILE, BackgroundCollector
 
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="spanlog-demo-")
     os.makedirs(data_dir, exist_ok=True)
-    db_path = os.path.join(data_dir, "spanlog.sqlite")
+    db_path = os.path.join(data_dir, DB_FILE)  # the file `spanlog serve --data-dir` uses
     if os.path.exists(db_path):
         print(f"spanlog demo: {db_path} already exists; the demo wants a fresh database "
-              "(choose another --data-dir)", flush=True)
+              "(choose another --data-dir, or serve it with `spanlog serve --data-dir`)",
+              flush=True)
         return 2
     collector = BackgroundCollector(db_path, port=args.port)
     try:
