@@ -147,6 +147,11 @@ def stop_collector(proc: subprocess.Popen[str]) -> None:
             proc.stdout.close()
 
 
+def _load() -> str:
+    """The machine's load averages (1, 5, 15 minutes): other processes share its cores."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` and its threads (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -188,8 +193,10 @@ def ingest(rows: int, batch: int, concurrency: int) -> dict[str, Any]:
             # Warm up: first request creates the project.
             asyncio.run(_post_all(url, bodies[:1], 1))
             cpu_before = _cpu_seconds(proc.pid)
+            load_before = _load()
             elapsed = asyncio.run(_post_all(url, bodies[1:], concurrency))
             server_cpu = _cpu_seconds(proc.pid) - cpu_before
+            load_after = _load()
         finally:
             stop_collector(proc)
         size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
@@ -197,8 +204,12 @@ def ingest(rows: int, batch: int, concurrency: int) -> dict[str, Any]:
     return {"rows": done, "seconds": round(elapsed, 2), "rows_per_s": round(done / elapsed),
             # Cores the collector kept busy: below 2 means it was not CPU-bound on 2 cores.
             "server_cores_used": round(server_cpu / elapsed, 2),
+            # CPU the collector spent per row: comparable across runs on a busy machine,
+            # where rows/s mostly says how much CPU the other processes left over.
+            "server_cpu_us_per_row": round(server_cpu / done * 1e6),
             "avg_row_bytes": round(row_bytes), "batch": batch, "concurrency": concurrency,
-            "disk_bytes_per_row": round(size / rows)}
+            "disk_bytes_per_row": round(size / rows),
+            "loadavg_before": load_before, "loadavg_after": load_after}
 
 
 # -- build and query ---------------------------------------------------------------------
@@ -247,7 +258,7 @@ def build(db: str, rows: int, batch: int = 2000) -> dict[str, Any]:
     size = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
     return {"rows": count, "seconds": round(elapsed, 1), "rows_per_s": round(count / elapsed),
             "index_terms_per_row": round(terms / count, 1),
-            "disk_bytes_per_row": round(size / count)}
+            "disk_bytes_per_row": round(size / count), "loadavg_after": _load()}
 
 
 async def _time_queries(url: str, repeat: int) -> dict[str, Any]:
@@ -283,11 +294,13 @@ async def _time_queries(url: str, repeat: int) -> dict[str, Any]:
                                    {"limit": 50, "filter": "metrics.tokens > 1000"}),
             "roots_only_50": ("POST", base + "/fetch", {"limit": 50, "roots_only": True}),
         }
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"loadavg_before": _load()}
         for name, (method, path, body) in cases.items():
             reply = await call(method, path, body)
             found = len(reply.get("events", reply.get("spans", [])))
             assert found, f"{name} found nothing: the benchmark would time an empty answer"
+            if body and body.get("roots_only"):
+                assert all("scores_avg" in r for r in reply["events"]), "roots without averages"
             times = []
             for _ in range(repeat):
                 t0 = time.perf_counter()
@@ -296,6 +309,7 @@ async def _time_queries(url: str, repeat: int) -> dict[str, Any]:
             times.sort()
             out[name] = {"rows": found, "p50_ms": round(statistics.median(times), 2),
                          "p90_ms": round(times[int(len(times) * 0.9)], 2)}
+        out["loadavg_after"] = _load()
         return out
 
 

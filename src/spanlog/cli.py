@@ -94,8 +94,9 @@ def _fail(message: str) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from spanlog.server._app import Settings
     from spanlog.server._auth import is_loopback
-    from spanlog.server._runner import StartupRefused, database_path, start_site
+    from spanlog.server._runner import StartupRefused, database_path, start_site, tune_process
     from spanlog.server._sqlite import SqliteStore
+    from spanlog.server._sqlite_upgrade import SchemaTooNew
 
     path = database_path(args.data_dir, args.db)
     store = SqliteStore(path)
@@ -104,15 +105,17 @@ async def _serve(args: argparse.Namespace) -> int:
         settings.max_body_bytes = args.max_body_bytes
     try:
         runner, port = await start_site(store, args.host, args.port, settings)
-    except StartupRefused as exc:
+    except (StartupRefused, SchemaTooNew) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = args.public_url or f"http://{host}:{port}"
     keyed = await store.has_keys() or not is_loopback(args.host)
+    tune_process()
     print(f"spanlog collector listening on {url}", flush=True)
     print(f"  database: {os.path.abspath(path)}")
+    print(f"  viewer: {url}/")
     if keyed:
         print("  auth: API key required (create one with `spanlog keys create --org NAME`)")
         print(f"  log into it: SPANLOG_API_URL={url} SPANLOG_API_KEY=<your key>")

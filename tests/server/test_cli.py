@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ def logs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def test_serve_prints_address_and_stops_on_sigterm(tmp_path: Path):
-    """`spanlog serve` says where it listens and how to log in, and exits 0 on SIGTERM."""
+    """`spanlog serve` says where it listens, where the viewer is and how to log in, and
+    exits 0 on SIGTERM."""
     proc, url, banner = start_serve(str(tmp_path / "s.sqlite3"))
     try:
         assert call(url, "GET", "/version")[0] == 200
@@ -31,6 +33,7 @@ def test_serve_prints_address_and_stops_on_sigterm(tmp_path: Path):
             proc.communicate()
     assert proc.returncode == 0
     assert f"SPANLOG_API_URL={url}" in banner and "auth: open" in banner
+    assert f"  viewer: {url}/\n" in banner
     assert str(tmp_path / "s.sqlite3") in banner and "stopped" in out
 
 
@@ -75,3 +78,18 @@ def test_logs_errors_say_what_is_wrong(collector):
     assert denied.returncode == 2 and "401: invalid API key" in denied.stderr
     down = logs("--url", "http://127.0.0.1:9", env=env)
     assert down.returncode == 2 and "cannot reach the collector" in down.stderr
+
+
+def test_serve_refuses_a_database_from_a_newer_spanlog(tmp_path: Path):
+    """A database whose index is newer than this spanlog: exit 2 with a message, no crash."""
+    db = tmp_path / "new.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+                       "CREATE TABLE rows (xact INTEGER PRIMARY KEY);"
+                       "INSERT INTO meta VALUES ('index_version', 99);")
+    conn.commit()
+    conn.close()
+    proc = subprocess.run([sys.executable, "-m", "spanlog.cli", "serve", "--port", "0",
+                           "--db", str(db)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "index version 99" in proc.stderr and "upgrade spanlog" in proc.stderr

@@ -7,7 +7,7 @@ from typing import Any
 
 from spanlog.server._rows import ARRAY, MAX_LEAVES_PER_ROW, leaves
 from spanlog.server._sqlite_schema import index_value, path_key
-from spanlog.server._sqlite_terms import row_terms
+from spanlog.server._sqlite_terms import leaf_keys
 
 
 def _value(rng: random.Random, depth: int) -> Any:
@@ -26,14 +26,14 @@ def _value(rng: random.Random, depth: int) -> Any:
     ][kind]()
 
 
-def test_row_terms_match_reference_leaves():
-    """row_terms == [(pid, path_key(p), index_value(v), xact) for p, v in leaves(row)]."""
+def test_leaf_keys_match_reference_leaves():
+    """leaf_keys(row) == ([(path_key(p), index_value(v)) for p, v in leaves(row)], False)."""
     rng = random.Random(3)
-    for i in range(2000):
+    for _ in range(2000):
         row = {field: _value(rng, 0) for field in
                ("metadata", "tags", "span_attributes", "scores", "input", "output")}
-        expected = [(7, path_key(p), index_value(v)[0], i) for p, v in leaves(row)]
-        assert row_terms(7, row, i) == expected, row
+        expected = [(path_key(p), index_value(v)[0]) for p, v in leaves(row)]
+        assert leaf_keys(row) == (expected, False), row
 
 
 def test_leaves_cover_indexed_fields_only():
@@ -47,7 +47,11 @@ def test_leaves_cover_indexed_fields_only():
         (("span_attributes", "type"), "llm"), (("scores", "s"), 0.5)]
 
 
-def test_leaves_are_bounded():
-    """A row with a huge metadata object indexes at most MAX_LEAVES_PER_ROW leaves."""
+def test_leaves_are_bounded_and_capping_is_reported():
+    """A row with a huge metadata object indexes at most MAX_LEAVES_PER_ROW leaves, and says
+    it was capped; a row with exactly that many is not capped."""
     row = {"metadata": {f"k{i}": i for i in range(MAX_LEAVES_PER_ROW + 50)}}
-    assert len(leaves(row)) == MAX_LEAVES_PER_ROW == len(row_terms(1, row, 1))
+    keys, capped = leaf_keys(row)
+    assert len(leaves(row)) == MAX_LEAVES_PER_ROW == len(keys) and capped
+    full = {"metadata": {f"k{i}": i for i in range(MAX_LEAVES_PER_ROW)}}
+    assert leaf_keys(full)[1] is False

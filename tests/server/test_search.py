@@ -150,10 +150,10 @@ def _plan(text: str | None, *, roots_only: bool = False, before: int | None = No
 
 @pytest.mark.parametrize(("text", "uses"), [
     (None, "INDEX rows_by_project (pid=?)"),
-    ("metadata.user_id = 'x'", "PRIMARY KEY (pid=? AND path=? AND value=?)"),
-    ("scores.acc = 1 AND tags includes 'a'", "PRIMARY KEY (pid=? AND path=? AND value=?)"),
+    ("metadata.user_id = 'x'", "PRIMARY KEY (field=? AND value=?)"),
+    ("scores.acc = 1 AND tags includes 'a'", "PRIMARY KEY (field=? AND value=?)"),
     ("span_attributes.type = 'llm' AND input ILIKE '%x%'",
-     "PRIMARY KEY (pid=? AND path=? AND value=?)"),
+     "PRIMARY KEY (field=? AND value=?)"),
     ("id = 'x'", "INDEX rows_by_id (pid=? AND id=?)"),
     ("root_span_id = 'x'", "INDEX rows_by_trace (pid=? AND root_span_id=?)"),
 ])
@@ -166,6 +166,6 @@ def test_plans_use_an_index_in_order(text, uses):
 
 def test_roots_only_and_cursor_stay_in_the_index():
     """roots_only and a cursor narrow the same index range instead of filtering rows."""
-    assert "rows_by_root (pid=? AND is_root=? AND rowid<?)" in _plan(None, roots_only=True,
+    assert "rows_roots (pid=? AND rowid<?)" in _plan(None, roots_only=True,
                                                                      before=9)
     assert "value=? AND xact<?" in _plan("metadata.a = 'b'", before=9)

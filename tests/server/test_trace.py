@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import random
 import time
 import uuid
+from typing import Any
 
 from spanlog_server_http import call
 
-from spanlog.server._store import with_score_averages
+from spanlog.server._store import subtree_averages, trace_links, with_score_averages
 
 
 def test_scores_average_over_descendants():
@@ -68,7 +71,9 @@ def test_plain_events_are_one_span_traces_and_comments_are_not_roots(collector):
     assert status == 200
     [row] = collector.fetch(project, "id = 'plain'")
     assert row["span_id"] == row["root_span_id"] == "plain"
-    assert [s["id"] for s in collector.trace(project, "plain")] == ["plain"]
+    spans = collector.trace(project, "plain")
+    assert [s.get("comment") for s in spans] == [None, {"text": "nice"}]
+    assert spans[1]["span_parents"] == ["plain"] and spans[1]["scores_avg"] == {}
     _, page = call(collector.url, "POST", f"/v1/project_logs/{pid}/fetch",
                    {"roots_only": True}, token=collector.api_key)
     assert [r["id"] for r in page["events"]] == ["plain"]
@@ -95,3 +100,26 @@ def test_deep_trace_is_linear():
     assert time.monotonic() - started < 10
     assert out[0]["scores_avg"] == {"q": 0.5}
     assert out[-1]["scores_avg"] == {"q": 1.0}
+
+
+def test_subtree_averages_agree_with_the_trace_definition():
+    """subtree_averages (roots_only pages) == with_score_averages (trace endpoint) on random
+    traces with several parents, cycles, dangling parents, comments and odd scores."""
+    rng = random.Random(5)
+    for _ in range(300):
+        n = rng.randrange(1, 12)
+        rows: list[dict[str, Any]] = []
+        for i in range(n):
+            row: dict[str, Any] = {
+                "id": f"r{i}", "span_id": rng.choice([f"s{i}", f"s{i}", None, "s0"]),
+                "span_parents": rng.choice([None, [], [f"s{rng.randrange(n)}"],
+                                            [f"s{rng.randrange(n)}", f"s{rng.randrange(n)}"],
+                                            ["elsewhere"]]),
+                "scores": rng.choice([None, {}, {"a": rng.random()}, {"a": None, "b": 1},
+                                      {"a": True, "b": 0}])}
+            if rng.random() < 0.15:
+                row["origin"], row["comment"] = {"id": "r0"}, {"text": "c"}
+            rows.append(row)
+        links = [(r["id"], *json.loads(trace_links(r))) for r in rows]
+        expected = {r["id"]: r["scores_avg"] for r in with_score_averages(rows)}
+        assert subtree_averages(links, [r["id"] for r in rows]) == expected, rows

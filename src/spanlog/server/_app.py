@@ -324,5 +324,4 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_post("/v1/project_logs/{project_id}/feedback", feedback)
     app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
     setup_viewer(app)  # the web viewer (issue 6): pages, assets, live updates
-    setup_viewer(app)
     return app

@@ -28,10 +28,12 @@ FEEDBACK_SOURCES = frozenset({"app", "api", "external"})
 
 
 def _storable(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if k not in _ROUTING_FIELDS}
-    if out.get("_object_delete") is not True:
-        out.pop("_object_delete", None)
-    return out
+    """``row`` (a fresh copy from ``validate_row``, changed in place) without routing fields."""
+    for routing in _ROUTING_FIELDS:
+        row.pop(routing, None)
+    if row.get("_object_delete") is not True:
+        row.pop("_object_delete", None)
+    return row
 
 
 async def row_pieces(store: Store, access: Access, rows: Sequence[Any], *, where: str,

@@ -19,9 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+from spanlog.server._sqlite_pieces import prepare, write_pieces
 from spanlog.server._sqlite_query import fetch_page, trace_rows
-from spanlog.server._sqlite_schema import SCHEMA, connect
-from spanlog.server._sqlite_writer import Txn, Writer, prepare, write_pieces
+from spanlog.server._sqlite_schema import connect
+from spanlog.server._sqlite_upgrade import ensure_schema
+from spanlog.server._sqlite_writer import Txn, Writer
 from spanlog.server._store import (
     DEFAULT_ORG,
     ApiKey,
@@ -59,7 +61,7 @@ class SqliteStore(Store):
         os.makedirs(directory, exist_ok=True)
         setup = connect(self.path, readonly=False)
         try:
-            setup.executescript(SCHEMA)
+            await asyncio.to_thread(ensure_schema, setup)
         finally:
             setup.close()
         self._writer = Writer(self.path)

@@ -2,28 +2,42 @@
 
 Plans, cheapest first (a page is always "newest ``xact`` first, stop at ``limit``"):
 
-1. ``id = '...'`` or ``root_span_id = '...'`` as a top-level conjunct: their own indexes.
+1. ``_xact_id = '...'``, ``id = '...'`` or ``root_span_id = '...'`` as a top-level conjunct:
+   the rowid or their own indexes.
 2. An equality on an indexed leaf (metadata, tags, span_attributes, scores) as a top-level
-   conjunct: walk ``terms`` for that (path, value) backwards from the newest transaction.
+   conjunct: walk ``terms`` for that (field, value) backwards from the newest transaction.
    O(log n) per page whatever the value's frequency. With several such terms the one with the
    fewest entries drives (counted up to a cap, which is cheap: the count is an index range),
-   and the rest are checked on each candidate.
+   and the rest are checked on each candidate. Rows with more leaves than the index keeps
+   (``rows.capped``) may match without an entry, so when the project has any, they are
+   candidates too (a second, residual-checked branch merged into the page).
 3. Otherwise: walk the project's rows newest first and test each (inequality, LIKE, IS NULL
    may scan, but stop as soon as the page is full).
 
-The filter is re-checked on candidates unless the index answers it exactly.
+The filter is re-checked on candidates unless the index answers it exactly. ``_xact_id`` and
+``project_id`` are not in the stored JSON; the residual check maps them to the row's
+transaction id and the project's id. A ``roots_only`` page also carries ``scores_avg`` for
+each root, from one read of all its traces (:func:`root_scores`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 from spanlog.server._rows import ARRAY, INDEXED_FIELDS
-from spanlog.server._sqlite_schema import index_value, path_key
-from spanlog.server._store import BadRequest, Page
+from spanlog.server._sqlite_schema import field_sql, index_value, path_key
+from spanlog.server._store import (
+    BadRequest,
+    Page,
+    TraceLink,
+    dumps,
+    subtree_averages,
+    with_score_averages,
+)
 
 MAX_LIMIT = 1000
 # Counting a term's entries past this tells nothing more: it is "common".
@@ -52,7 +66,7 @@ def parse_cursor(cursor: str | None) -> int | None:
 
 
 def _term_count(conn: sqlite3.Connection, pid: int, path: int, value: Any) -> int:
-    row = conn.execute("SELECT count(*) FROM (SELECT 1 FROM terms WHERE pid = ? AND path = ? "
+    row = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM terms WHERE field = {field_sql()} "
                        "AND value = ? LIMIT ?)", (pid, path, value, _COUNT_CAP)).fetchone()
     return int(row[0])
 
@@ -66,6 +80,9 @@ def _parse(text: str) -> Any:
         raise BadRequest(f"filter: {exc}") from None
 
 
+_XACT = re.compile(r"[1-9][0-9]{0,18}")
+
+
 @dataclass
 class _Plan:
     """Where a page's candidates come from and what still has to be checked on them."""
@@ -75,22 +92,42 @@ class _Plan:
     where: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
     residual: bool = True
+    # Also take the project's capped rows (residual-checked): an indexed plan would miss
+    # a match whose leaf is past the cap.
+    capped: bool = False
+
+
+def _direct(expr: Any, pid: int) -> _Plan | None:
+    """A plan on the rowid, ``rows_by_id`` or ``rows_by_trace``, when the filter allows."""
+    from spanlog.server import _filter
+
+    equal = _filter.index_terms(expr)
+    direct = {p[0]: v for p, v in reversed(equal)
+              if p in (("_xact_id",), ("id",), ("root_span_id",)) and isinstance(v, str)}
+    if not direct:
+        return None
+    residual = not (_filter.covered_by_terms(expr, includes=True) and len(equal) == 1
+                    and not _filter.includes_terms(expr))
+    if "_xact_id" in direct:
+        value = direct["_xact_id"]
+        if not _XACT.fullmatch(value) or int(value) >= 2**63:
+            # No transaction id is written that way: nothing matches, and nothing is read.
+            return _Plan(where=["r.pid = ?", "0"], params=[pid], residual=False)
+        return _Plan(where=["r.pid = ?", "r.xact = ?"], params=[pid, int(value)],
+                     residual=residual)
+    column = "id" if "id" in direct else "root_span_id"
+    return _Plan(where=["r.pid = ?", f"r.{column} = ?"], params=[pid, direct[column]],
+                 residual=residual)
 
 
 def _plan(conn: sqlite3.Connection, pid: int, expr: Any) -> _Plan:
     from spanlog.server import _filter
 
+    direct = _direct(expr, pid)
+    if direct is not None:
+        return direct
     covered = _filter.covered_by_terms(expr, includes=True)
     equal = _filter.index_terms(expr)
-    direct = [(p[0], v) for p, v in equal
-              if p in (("id",), ("root_span_id",)) and isinstance(v, str)]
-    if direct:
-        column, value = direct[0]
-        residual = not (covered and len(equal) == 1
-                        and not _filter.includes_terms(expr))
-        return _Plan(where=["r.pid = ?", f"r.{column} = ?"], params=[pid, value],
-                     residual=residual)
-
     # (path key, stored value, exact) for every indexed equality and INCLUDES conjunct.
     keyed: list[tuple[int, Any, bool]] = []
     for path, literal in _filter.index_terms(expr, INDEXED_FIELDS):
@@ -109,41 +146,96 @@ def _plan(conn: sqlite3.Connection, pid: int, expr: Any) -> _Plan:
     plan = _Plan(
         # CROSS JOIN fixes the join order: walk the index range, then fetch each row.
         source="terms AS t CROSS JOIN rows AS r ON r.xact = t.xact", order="t.xact",
-        where=["t.pid = ? AND t.path = ? AND t.value = ?"], params=[pid, path_id, stored],
+        where=[f"t.field = {field_sql()} AND t.value = ?"], params=[pid, path_id, stored],
         residual=not exact)
     if exact:
         # The other terms are index probes on the same row, cheaper than parsing its JSON.
         for other_path, other_value, _ in keyed[1:]:
-            plan.where.append("EXISTS (SELECT 1 FROM terms AS o WHERE o.pid = ? AND "
-                              "o.path = ? AND o.value = ? AND o.xact = t.xact)")
+            plan.where.append(f"EXISTS (SELECT 1 FROM terms AS o WHERE o.field = {field_sql()} "
+                              "AND o.value = ? AND o.xact = t.xact)")
             plan.params.extend([pid, other_path, other_value])
+    plan.capped = bool(conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE pid = ? AND "
+                                    "capped = 1)", (pid,)).fetchone()[0])
     return plan
 
 
+def _residual(expr: Any, project_id: str) -> tuple[str, list[Any]]:
+    from spanlog.server._filter_sqlite import compile_sqlite
+
+    literal = "'" + project_id.replace("'", "''") + "'"
+    return compile_sqlite(expr, "r.data", fields={"_xact_id": "CAST(r.xact AS TEXT)",
+                                                  "project_id": literal})
+
+
+_COLUMNS = "r.xact, r.data, r.root_span_id, r.id"
+
+
 def build_query(conn: sqlite3.Connection, *, pid: int, filter_text: str | None, limit: int,
-                before: int | None, roots_only: bool) -> tuple[str, list[Any]]:
-    """The SQL (and parameters) for one page: the plan is picked here."""
+                before: int | None, roots_only: bool,
+                project_id: str = "") -> tuple[str, list[Any]]:
+    """The SQL (and parameters) for one page: the plan is picked here.
+
+    The query yields ``(xact, data, root_span_id, id)`` per row, newest first.
+    """
     expr = None
     if filter_text is not None and filter_text.strip():
         expr = _parse(filter_text)
         plan = _plan(conn, pid, expr)
     else:
         plan = _Plan(where=["r.pid = ?"], params=[pid], residual=False)
-    where, params = plan.where, plan.params
-    if roots_only:
-        where.append("r.is_root = 1")
-    if before is not None:
-        where.append(f"{plan.order} < ?")
-        params.append(before)
-    if expr is not None and plan.residual:
-        from spanlog.server._filter_sqlite import compile_sqlite
+    check: tuple[str, list[Any]] | None = None
+    if expr is not None and (plan.residual or plan.capped):
+        check = _residual(expr, project_id)
 
-        sql, extra = compile_sqlite(expr, "r.data")
-        where.append(f"({sql})")
-        params.extend(extra)
-    query = (f"SELECT r.xact, r.data FROM {plan.source} WHERE {' AND '.join(where)} "
-             f"ORDER BY {plan.order} DESC LIMIT ?")
-    return query, [*params, limit]
+    def page(source: str, order: str, where: list[str], params: list[Any],
+             residual: bool) -> tuple[str, list[Any]]:
+        where, params = list(where), list(params)
+        if roots_only:
+            where.append("r.is_root = 1")
+        if before is not None:
+            where.append(f"{order} < ?")
+            params.append(before)
+        if residual and check is not None:
+            where.append(f"({check[0]})")
+            params.extend(check[1])
+        return (f"SELECT {_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
+                f"ORDER BY {order} DESC LIMIT ?", [*params, limit])
+
+    query, params = page(plan.source, plan.order, plan.where, plan.params, plan.residual)
+    if plan.capped:
+        # UNION, not UNION ALL: a capped row may come from both branches.
+        extra, extra_params = page("rows AS r", "r.xact", ["r.pid = ?", "r.capped = 1"], [pid],
+                                   True)
+        query = (f"SELECT * FROM ({query}) UNION SELECT * FROM ({extra}) "
+                 "ORDER BY 1 DESC LIMIT ?")
+        params = [*params, *extra_params, limit]
+    return query, params
+
+
+def root_scores(conn: sqlite3.Connection, pid: int,
+                roots: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, float]]:
+    """``scores_avg`` of the page's roots ``(root_span_id, id)``: one read of what averaging
+    needs of their traces (``rows.links``: tree links and scores), not of whole rows."""
+    wanted: dict[str, list[str]] = {}
+    for root_span_id, row_id in roots:
+        wanted.setdefault(root_span_id, []).append(row_id)
+    traces: dict[str, list[TraceLink]] = {}
+    names = list(wanted)
+    # A page holds at most MAX_LIMIT roots: one statement for all of them.
+    for start in range(0, len(names), MAX_LIMIT):
+        chunk = names[start:start + MAX_LIMIT]
+        marks = ",".join("?" * len(chunk))
+        found = conn.execute("SELECT id, root_span_id, links FROM rows WHERE pid = ? AND "
+                             f"root_span_id IN ({marks})", (pid, *chunk)).fetchall()
+        # One decode of all the links: a call per row would cost more than the decoding.
+        decoded = json.loads("[" + ",".join(links for _, _, links in found) + "]")
+        for (row_id, root, _), (span_id, parents, scores) in zip(found, decoded, strict=True):
+            traces.setdefault(root, []).append((row_id, span_id, parents, scores))
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for root_span_id, trace in traces.items():
+        for row_id, average in subtree_averages(trace, wanted[root_span_id]).items():
+            out[(root_span_id, row_id)] = average
+    return out
 
 
 def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
@@ -153,11 +245,28 @@ def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit: must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
     query, params = build_query(conn, pid=pid, filter_text=filter_text, limit=limit,
-                                before=parse_cursor(cursor), roots_only=roots_only)
-    found = conn.execute(query, params).fetchall()
+                                before=parse_cursor(cursor), roots_only=roots_only,
+                                project_id=project_id)
     # Stored JSON is always a non-empty object without these fields: splice them in as text.
     tail = f',"project_id":{json.dumps(project_id)},"log_id":"g"}}'
-    raw = [f'{data[:-1]},"_xact_id":"{xact}"{tail}' for xact, data in found]
+    if not roots_only:
+        found = conn.execute(query, params).fetchall()
+        raw = [f'{data[:-1]},"_xact_id":"{xact}"{tail}' for xact, data, _, _ in found]
+    else:
+        # The page and its traces' scores from one snapshot.
+        conn.execute("BEGIN")
+        try:
+            found = conn.execute(query, params).fetchall()
+            averages = root_scores(conn, pid, [(root, row_id) for _, _, root, row_id in found
+                                               if root is not None])
+        finally:
+            conn.execute("COMMIT")
+        raw = []
+        for xact, data, root, row_id in found:
+            average = averages.get((root, row_id))
+            if average is None:  # a root span without a root_span_id: a trace of one
+                average = with_score_averages([json.loads(data)])[0]["scores_avg"]
+            raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)}{tail}')
     next_cursor = str(found[-1][0]) if len(found) == limit else None
     return Page(None, next_cursor, raw=raw)
 

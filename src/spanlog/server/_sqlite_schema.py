@@ -5,15 +5,26 @@ Layout, and why:
 - ``rows``: one row per (project, id). Its ``xact`` (the transaction id of its last write) is
   the table's rowid, so "most recently updated first" is a backwards walk of an index on
   ``pid`` and a row is found from an index entry without a second index lookup. A write moves
-  the row to a new, larger ``xact``.
+  the row to a new, larger ``xact``. ``origin_id`` is the target of a comment row (the index
+  on it holds only comments still waiting for their target's trace); ``capped`` marks a row
+  with more leaves than the index keeps (see ``_sqlite_query``: such rows are always
+  candidates of an indexed filter). ``links`` is what score averages need of the row
+  (``_store.trace_links``), so a page of roots gets its traces' averages without parsing
+  whole rows.
 - ``terms``: the inverted index, one entry per scalar leaf of metadata, tags, span_attributes
-  and scores, keyed ``(pid, path, value, xact)``. An equality filter is a range of this key
-  walked backwards from the newest ``xact``: the latest 50 matches cost O(log n) whether the
-  value is rare or common. ``path`` is a 64-bit hash of the leaf's path: no lookup table to
-  keep consistent across processes, and a collision (odds about 2**-64 per pair of paths) is
-  not a practical concern.
+  and scores, keyed ``(field, value, xact)``. An equality filter is a range of this key walked
+  backwards from the newest ``xact``: the latest 50 matches cost O(log n) whether the value is
+  rare or common. ``field`` is a small integer naming a (project, leaf path) pair through the
+  ``fields`` dictionary, so an entry is a few bytes plus its value: the index is the bulk of
+  what ingest writes, and a compact key means fewer pages to touch per insert.
+- ``fields.path`` is a 64-bit hash of the leaf's path (see :func:`path_key`): the same in
+  every process, so collectors sharing the file agree without coordination; a collision
+  (odds about 2**-64 per pair of paths) is not a practical concern.
 - ``meta.last_xact``: the transaction counter, read and written inside each write transaction
-  so that several collector processes can share one database file.
+  so that several collector processes can share one database file. ``meta.schema_version``
+  versions the tables other tools read (orgs, projects, api_keys and the rows' original
+  columns, see ``_migrate``); ``meta.index_version`` versions the index layout, which
+  ``_sqlite_upgrade`` rebuilds from the rows when it is older than :data:`INDEX_VERSION`.
 """
 
 from __future__ import annotations
@@ -27,8 +38,22 @@ from typing import Any
 from spanlog.server._rows import MAX_INDEXED_LENGTH, LeafPath
 
 SCHEMA_VERSION = 1
+INDEX_VERSION = 2
 
-SCHEMA = """
+# The index layout of INDEX_VERSION (also what an upgrade creates after dropping the old one).
+INDEX_SCHEMA = """
+CREATE INDEX IF NOT EXISTS rows_roots ON rows (pid) WHERE is_root = 1;
+CREATE INDEX IF NOT EXISTS rows_capped ON rows (pid) WHERE capped = 1;
+CREATE INDEX IF NOT EXISTS rows_pending_comments ON rows (pid, origin_id)
+    WHERE root_span_id IS NULL AND origin_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS fields (
+    id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, path INTEGER NOT NULL, UNIQUE (pid, path));
+CREATE TABLE IF NOT EXISTS terms (
+    field INTEGER NOT NULL, value NOT NULL, xact INTEGER NOT NULL,
+    PRIMARY KEY (field, value, xact)) WITHOUT ROWID;
+"""
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS orgs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL);
@@ -40,17 +65,20 @@ CREATE TABLE IF NOT EXISTS api_keys (
     projects TEXT, created TEXT NOT NULL, revoked TEXT);
 CREATE TABLE IF NOT EXISTS rows (
     xact INTEGER PRIMARY KEY, pid INTEGER NOT NULL, id TEXT NOT NULL, root_span_id TEXT,
-    is_root INTEGER NOT NULL, base TEXT, data TEXT NOT NULL);
+    is_root INTEGER NOT NULL, base TEXT, data TEXT NOT NULL, origin_id TEXT, capped INTEGER,
+    links TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS rows_by_id ON rows (pid, id);
 CREATE INDEX IF NOT EXISTS rows_by_project ON rows (pid);
-CREATE INDEX IF NOT EXISTS rows_by_root ON rows (pid, is_root);
 CREATE INDEX IF NOT EXISTS rows_by_trace ON rows (pid, root_span_id);
-CREATE TABLE IF NOT EXISTS terms (
-    pid INTEGER NOT NULL, path INTEGER NOT NULL, value NOT NULL, xact INTEGER NOT NULL,
-    PRIMARY KEY (pid, path, value, xact)) WITHOUT ROWID;
+{INDEX_SCHEMA}
 INSERT OR IGNORE INTO meta (key, value) VALUES ('last_xact', 0);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION});
+INSERT OR IGNORE INTO meta (key, value) VALUES ('index_version', {INDEX_VERSION});
 """
+
+# The `rows` columns in the order every insert binds them.
+ROW_COLUMNS = ("xact", "pid", "id", "root_span_id", "is_root", "base", "data", "origin_id",
+               "capped", "links")
 
 # A JSON true/false must not match the numbers 1/0: booleans are stored as one-byte blobs,
 # a storage class no number or string shares.
@@ -79,7 +107,7 @@ def connect(path: str, *, readonly: bool) -> sqlite3.Connection:
 
 @lru_cache(maxsize=65536)
 def path_key(path: LeafPath) -> int:
-    """The 64-bit key ``terms.path`` stores for a leaf path (see ``_rows.leaves``)."""
+    """The 64-bit key ``fields.path`` stores for a leaf path (see ``_rows.leaves``)."""
     # JSON keeps ("a.b",) apart from ("a", "b") and the ARRAY marker 0 apart from key "0".
     text = json.dumps(path, ensure_ascii=False, separators=(",", ":"))
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
@@ -101,3 +129,8 @@ def index_value(value: Any) -> tuple[Any, bool]:
             return value, True
         return float(value), False
     return value, True
+
+
+def field_sql(pid_param: str = "?", path_param: str = "?") -> str:
+    """A scalar subquery for the ``fields.id`` of (project, path); NULL when never indexed."""
+    return f"(SELECT id FROM fields WHERE pid = {pid_param} AND path = {path_param})"

@@ -1,7 +1,8 @@
 """The index entries of one row, computed fast: the SQLite writer's hottest loop.
 
-Semantically this is ``[(pid, path_key(p), index_value(v), xact) for p, v in leaves(row)]``
-(see ``_rows.leaves`` and ``_sqlite_schema``), and a test holds it to exactly that. It walks
+Semantically :func:`leaf_keys` is ``[(path_key(p), index_value(v)[0]) for p, v in
+leaves(row)]`` (see ``_rows.leaves`` and ``_sqlite_schema``), and a test holds it to exactly
+that; the writer turns each path key into the project's ``fields`` id. It walks
 the row once with a cache of path nodes, so the common case (paths seen before) costs a dict
 lookup per leaf instead of building a tuple, hashing it and looking up its key.
 """
@@ -68,8 +69,9 @@ def _walk(out: list[tuple[int, Any]], node: _Node, value: Any) -> None:
             _walk(out, child, item)
 
 
-def leaf_keys(data: dict[str, Any]) -> list[tuple[int, Any]]:
-    """The (path key, stored value) index entries of ``data``, without project and xact."""
+def leaf_keys(data: dict[str, Any]) -> tuple[list[tuple[int, Any]], bool]:
+    """The (path key, stored value) index entries of ``data``, and whether there were more
+    than :data:`MAX_LEAVES_PER_ROW` (the rest are not indexed: the row is "capped")."""
     global _nodes
     if _nodes > _MAX_NODES:
         _roots.clear()
@@ -83,9 +85,6 @@ def leaf_keys(data: dict[str, Any]) -> list[tuple[int, Any]]:
         if root is None:
             root = _node(_roots, (), field)
         _walk(out, root, value)
-    return out[:MAX_LEAVES_PER_ROW]
-
-
-def row_terms(pid: int, data: dict[str, Any], xact: int) -> list[tuple[Any, ...]]:
-    """The ``terms`` rows (pid, path, value, xact) that index ``data``."""
-    return [(pid, key, value, xact) for key, value in leaf_keys(data)]
+    if len(out) > MAX_LEAVES_PER_ROW:
+        return out[:MAX_LEAVES_PER_ROW], True
+    return out, False

@@ -1,38 +1,27 @@
-"""The one thread that writes to a SQLite database, and the row writes it performs.
+"""The one thread that writes to a SQLite database.
 
 Every write (rows, projects, keys) is a job on a queue. The writer takes whatever jobs are
 waiting, runs them in ONE ``BEGIN IMMEDIATE`` transaction with a savepoint per job (so a
 failing job rolls back alone and the others still commit), commits, and only then resolves
-the jobs' futures: a caller hears "done" only for work that is durable.
+the jobs' futures: a caller hears "done" only for work that is durable. Requests that arrive
+while a transaction runs therefore share the next commit (group commit). What a row write
+does inside its job is in ``_sqlite_pieces``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from spanlog._merge import is_merge
 from spanlog.server._sqlite_checkpoint import WRITER_BACKSTOP_PAGES, Checkpointer
 from spanlog.server._sqlite_schema import connect
-from spanlog.server._sqlite_terms import leaf_keys, row_terms
-from spanlog.server._store import (
-    NotFound,
-    Piece,
-    Replace,
-    StoredRow,
-    Unavailable,
-    apply_piece,
-    dumps,
-    is_root,
-    prepare_replace,
-)
+from spanlog.server._store import NotFound, Unavailable
 
 log = logging.getLogger("spanlog.server")
 
@@ -43,19 +32,27 @@ MAX_PIECES_PER_TRANSACTION = 20_000
 # Past this many pieces waiting, new writes get 503 + Retry-After instead of queueing: the
 # clients back off and the memory held for unacknowledged work stays bounded.
 MAX_PENDING_PIECES = 200_000
-_ID_CHUNK = 500  # ids per `IN (...)` lookup, under SQLite's bound-parameter limit
+# Leaf paths are unbounded (ids used as metadata keys): past this many cached field ids the
+# cache starts afresh (lookups of forgotten ones go back to the `fields` table).
+MAX_CACHED_FIELDS = 200_000
 
+# Committed `fields` ids: project pid -> leaf path key -> id.
+FieldIds = dict[int, dict[int, int]]
 
 
 class Txn:
     """What a job sees: the write connection inside the current transaction."""
 
     def __init__(self, conn: sqlite3.Connection, last_xact: int,
-                 pids: dict[str, int]) -> None:
+                 pids: dict[str, int], fields: FieldIds | None = None) -> None:
         self.conn = conn
         self.last_xact = last_xact
         self._pids = pids
         self.new_pids: dict[str, int] = {}
+        self._fields: FieldIds = fields if fields is not None else {}
+        # Ids looked up or created in this transaction: cached for good only after COMMIT,
+        # since a rolled-back id may be handed to another path by another process.
+        self.new_fields: FieldIds = {}
 
     def next_xact(self) -> int:
         """A fresh transaction id, larger than every id handed out before."""
@@ -72,6 +69,28 @@ class Txn:
                 raise NotFound(f"project {project_id!r} not found")
             pid = self.new_pids[project_id] = found[0]
         return pid
+
+    def known_fields(self, pid: int) -> dict[int, int]:
+        """Committed ``fields`` ids of project ``pid`` by path key (read-only; may miss some:
+        ask :meth:`field_id` for those)."""
+        return self._fields.get(pid) or {}
+
+    def field_id(self, pid: int, path: int) -> int:
+        """The ``fields`` id of (project ``pid``, leaf path key ``path``), created if new."""
+        mine = self.new_fields.setdefault(pid, {})
+        found = mine.get(path)
+        if found is None:
+            self.conn.execute("INSERT OR IGNORE INTO fields (pid, path) VALUES (?, ?)",
+                              (pid, path))
+            found = mine[path] = self.conn.execute(
+                "SELECT id FROM fields WHERE pid = ? AND path = ?", (pid, path)).fetchone()[0]
+        return found
+
+    def job_failed(self) -> None:
+        """A job's savepoint was rolled back: forget what it may have added to ``fields``."""
+        # Ids of earlier jobs are forgotten too; they are still in the table, so asking
+        # again finds them.
+        self.new_fields.clear()
 
 
 Job = Callable[[Txn], Any]
@@ -91,6 +110,8 @@ class Writer:
         self._path = path
         self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._pids: dict[str, int] = {}
+        self._fields: FieldIds = {}
+        self._cached_fields = 0
         self._conn = connect(path, readonly=False)
         self._conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_BACKSTOP_PAGES}")
         self._checkpointer = Checkpointer(path)
@@ -158,7 +179,7 @@ class Writer:
         try:
             conn.execute("BEGIN IMMEDIATE")
             last = conn.execute("SELECT value FROM meta WHERE key = 'last_xact'").fetchone()[0]
-            txn = Txn(conn, int(last), self._pids)
+            txn = Txn(conn, int(last), self._pids, self._fields)
             for item in batch:
                 conn.execute("SAVEPOINT job")
                 try:
@@ -167,6 +188,7 @@ class Writer:
                 except Exception as exc:  # the job fails alone; its savepoint is undone
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
+                    txn.job_failed()
                     outcomes.append((False, exc))
             conn.execute("UPDATE meta SET value = ? WHERE key = 'last_xact'", (txn.last_xact,))
             conn.execute("COMMIT")
@@ -178,105 +200,17 @@ class Writer:
                 item.future.set_exception(exc)
             return
         self._pids.update(txn.new_pids)
+        self._remember_fields(txn.new_fields)
         for item, (ok, value) in zip(batch, outcomes, strict=True):
             if ok:
                 item.future.set_result(value)
             else:
                 item.future.set_exception(value)
 
-
-@dataclass(frozen=True)
-class Prepared:
-    """What can be computed for a replace piece before the transaction (see prepare)."""
-
-    replace: Replace
-    leaf_keys: list[tuple[int, Any]]
-
-
-def prepare(pieces: Sequence[Piece]) -> None:
-    """Encode replace pieces and compute their index entries ahead of the writer thread.
-
-    Runs on the caller's thread, so the writer spends its time in SQLite. A piece that meets
-    a stored row in the transaction is merged there and this work is redone for it.
-    """
-    for piece in pieces:
-        row = piece.row
-        if not is_merge(row) and row.get("_object_delete") is not True:
-            replace = prepare_replace(row)
-            piece.prepared = Prepared(replace, leaf_keys(replace.data))
-
-
-def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
-    """Apply ``pieces`` in order on top of what is stored (a writer job)."""
-    conn = txn.conn
-    keys: dict[tuple[int, str], None] = {}
-    for piece in pieces:
-        keys[(txn.pid(piece.project_id), piece.row["id"])] = None
-
-    # What is stored for every id the pieces touch, fetched in a few `IN` lookups.
-    old: dict[tuple[int, str], tuple[int, StoredRow]] = {}
-    by_pid: dict[int, list[str]] = {}
-    for pid, row_id in keys:
-        by_pid.setdefault(pid, []).append(row_id)
-    for pid, ids in by_pid.items():
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[start:start + _ID_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for xact, row_id, base, data in conn.execute(
-                    f"SELECT xact, id, base, data FROM rows WHERE pid = ? AND id IN ({marks})",
-                    (pid, *chunk)):
-                old[(pid, row_id)] = (xact, StoredRow(json.loads(data), base))
-
-    current: dict[tuple[int, str], StoredRow | None] = {k: v[1] for k, v in old.items()}
-    changed: dict[tuple[int, str], None] = {}
-    # Index entries computed before the transaction, for rows stored exactly as prepared.
-    ready: dict[tuple[int, str], Prepared] = {}
-    for piece in pieces:
-        key = (txn.pid(piece.project_id), piece.row["id"])
-        if piece.row.get("_object_delete") is True:
-            current[key] = None
-            changed[key] = None
-            continue
-        prepared: Prepared | None = piece.prepared
-        result = apply_piece(current.get(key), piece.row,
-                             prepared.replace if prepared is not None else None)
-        if result is not None:
-            current[key] = result
-            changed[key] = None
-            if prepared is not None and result.data is prepared.replace.data:
-                ready[key] = prepared
-
-    drop_terms: list[tuple[Any, ...]] = []
-    drop_rows: list[tuple[int]] = []
-    add_terms: list[tuple[Any, ...]] = []
-    add_rows: list[tuple[Any, ...]] = []
-    for key in changed:
-        pid, row_id = key
-        if key in old:
-            old_xact, old_row = old[key]
-            drop_terms.extend(row_terms(pid, old_row.data, old_xact))
-            drop_rows.append((old_xact,))
-        stored = current[key]
-        if stored is None:
-            continue
-        xact = txn.next_xact()
-        data = stored.data
-        add_rows.append((xact, pid, row_id, data.get("root_span_id"), int(is_root(data)),
-                         stored.base_digest, stored.text or dumps(data)))
-        prepared = ready.get(key)
-        if prepared is not None and data is prepared.replace.data:
-            add_terms.extend([(pid, path, value, xact) for path, value in prepared.leaf_keys])
-        else:
-            add_terms.extend(row_terms(pid, data, xact))
-    if drop_terms:
-        conn.executemany("DELETE FROM terms WHERE pid = ? AND path = ? AND value = ? "
-                         "AND xact = ?", drop_terms)
-    if drop_rows:
-        conn.executemany("DELETE FROM rows WHERE xact = ?", drop_rows)
-    if add_rows:
-        conn.executemany("INSERT INTO rows (xact, pid, id, root_span_id, is_root, base, data) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", add_rows)
-    if add_terms:
-        # OR IGNORE: a list may hold the same value twice, which is one index entry.
-        conn.executemany("INSERT OR IGNORE INTO terms (pid, path, value, xact) "
-                         "VALUES (?, ?, ?, ?)", add_terms)
+    def _remember_fields(self, new: FieldIds) -> None:
+        for pid, ids in new.items():
+            if self._cached_fields > MAX_CACHED_FIELDS:
+                self._fields.clear()
+                self._cached_fields = 0
+            self._fields.setdefault(pid, {}).update(ids)
+            self._cached_fields += len(ids)

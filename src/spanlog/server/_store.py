@@ -3,7 +3,8 @@
 The API layer (``_app.py``) talks only to :class:`Store`; the SQLite engine (``_sqlite.py``)
 is the default and a PostgreSQL engine can follow behind the same methods. Shared here:
 the records a store returns, how a piece lands on a stored row (:func:`apply_piece`, built on
-``spanlog._merge``), and the per-span score averages of a trace (:func:`with_score_averages`).
+``spanlog._merge``), how a comment row joins its target's trace (:func:`link_comment`), and
+the per-span score averages of a trace (:func:`with_score_averages`, :func:`subtree_averages`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from spanlog._merge import is_merge, merge_into, merge_under, strip_control
+from spanlog._merge import CONTROL_FIELDS, is_merge, merge_into, merge_under, strip_control
 
 DEFAULT_ORG = "default"
 DEFAULT_PROJECT = "Global"
@@ -93,7 +94,7 @@ class Piece:
     prepared: Any = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Replace:
     """A replace piece made ready to store: the row, its digest, its JSON when final."""
 
@@ -153,7 +154,10 @@ def prepare_replace(piece: Mapping[str, Any]) -> Replace:
 
     Pure, so an engine may call it before its write transaction (off the writer thread).
     """
-    data = strip_control(piece)
+    # strip_control, done as one C-level copy: this runs for every incoming row.
+    data = dict(piece)
+    for control in CONTROL_FIELDS:
+        data.pop(control, None)
     text: str | None = dumps(data)
     assert text is not None
     # A retry re-sends the same piece, so the same bytes: the digest of our own encoding of
@@ -213,13 +217,50 @@ def is_root(row: Mapping[str, Any]) -> bool:
             and row.get("origin") is None)
 
 
-def with_score_averages(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def comment_target(row: Mapping[str, Any]) -> str | None:
+    """The id of the row that comment row ``row`` is about; None when ``row`` is no comment.
+
+    A comment is its own row ``{id, origin: {id: target}, comment: {text}}`` (PROTOCOL.md,
+    feedback), the shape both ``log_feedback`` implementations write and the viewer reads.
+    """
+    if row.get("comment") is None:
+        return None
+    origin = row.get("origin")
+    target = origin.get("id") if isinstance(origin, dict) else None
+    return target if isinstance(target, str) else None
+
+
+def link_comment(comment: StoredRow, target: Mapping[str, Any] | None) -> StoredRow | None:
+    """``comment`` placed in its target's trace, or None when there is nothing to do.
+
+    A comment row gets the target's ``root_span_id``, so reading the trace returns it, and
+    ``span_parents: [target's span_id]``, so a tree built from ``span_parents`` hangs it under
+    the span it is about. It never becomes a root (:func:`is_root`) and never counts in score
+    averages (:func:`with_score_averages`). Nothing happens while the target has no trace yet
+    (not stored, or only feedback merges stored so far); engines call this again when the
+    target's first ``root_span_id`` arrives, so either arrival order ends the same way.
+    """
+    if target is None or comment.data.get("root_span_id") is not None:
+        return None
+    root = target.get("root_span_id")
+    if root is None:
+        return None
+    data = dict(comment.data)
+    data["root_span_id"] = root
+    span_id = target.get("span_id")
+    if span_id is not None and not data.get("span_parents"):
+        data["span_parents"] = [span_id]
+    return StoredRow(data=data, base_digest=comment.base_digest)
+
+
+def with_score_averages(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The rows of one trace, each with ``scores_avg``: its own and its descendants' scores.
 
     For every span and every score name, the mean of that score over the span itself and every
     span below it (through ``span_parents``) that has a non-null value for it. This is how the
     seed document's "multiple scores" work: each submission is a child span, and the parent
-    shows their average.
+    shows their average. Comment rows (:func:`comment_target`) hang in the tree but carry no
+    scores of their own, whatever they hold.
     """
     children: dict[str, list[int]] = {}
     by_span: dict[str, int] = {}
@@ -234,7 +275,9 @@ def with_score_averages(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     own: list[dict[str, float]] = []
     for row in rows:
-        scores = row.get("scores") or {}
+        scores = row.get("scores") if comment_target(row) is None else None
+        if not isinstance(scores, dict):
+            scores = {}
         own.append({name: float(value) for name, value in scores.items()
                     if isinstance(value, (int, float)) and not isinstance(value, bool)})
 
@@ -246,6 +289,61 @@ def with_score_averages(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for row, total_by_name in zip(rows, sums, strict=True)]
 
 
+# What averaging needs of one row: (id, span_id, span_parents, scores); scores None for
+# comment rows, which never count.
+TraceLink = tuple[str, Any, Any, Any]
+
+
+def trace_links(row: Mapping[str, Any]) -> str:
+    """``[span_id, span_parents, scores]`` of ``row`` as JSON: what :func:`subtree_averages`
+    needs of it, small enough for an engine to keep beside the row and read a whole page of
+    traces' worth at once. A comment row's scores are left out (they never count)."""
+    scores = row.get("scores") if comment_target(row) is None else None
+    return dumps((row.get("span_id"), row.get("span_parents"), scores))
+
+
+def subtree_averages(trace: Sequence[TraceLink], ids: Iterable[str]) -> dict[str, dict[str, float]]:
+    """``scores_avg`` of the rows ``ids`` of one trace, from just its tree links and scores.
+
+    The same definition as :func:`with_score_averages` (each span below, through
+    ``span_parents``, counted once), walking only the subtrees asked for: a ``roots_only``
+    fetch needs the roots' averages alone, for a whole page of traces read at once.
+    """
+    children: dict[str, list[int]] = {}
+    position: dict[str, int] = {}
+    for i, (row_id, _, parents, _) in enumerate(trace):
+        position[row_id] = i
+        if isinstance(parents, list):
+            for parent in parents:
+                children.setdefault(parent, []).append(i)
+    out: dict[str, dict[str, float]] = {}
+    for row_id in ids:
+        start = position.get(row_id)
+        if start is None:
+            continue
+        sums: dict[str, list[float]] = {}
+        seen = {start}
+        stack = [start]
+        while stack:
+            _, span_id, _, scores = trace[stack.pop()]
+            if isinstance(scores, dict):
+                for name, value in scores.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        total = sums.get(name)
+                        if total is None:
+                            sums[name] = [float(value), 1]
+                        else:
+                            total[0] += value
+                            total[1] += 1
+            if isinstance(span_id, str):
+                for child in children.get(span_id, ()):
+                    if child not in seen:
+                        seen.add(child)
+                        stack.append(child)
+        out[row_id] = {name: total / count for name, (total, count) in sorted(sums.items())}
+    return out
+
+
 _Sums = dict[str, tuple[float, int]]
 
 
@@ -255,7 +353,7 @@ def _add(into: _Sums, scores: Mapping[str, tuple[float, int]]) -> None:
         into[name] = (old_total + total, old_count + count)
 
 
-def _tree_sums(rows: Sequence[dict[str, Any]], children: dict[str, list[int]],
+def _tree_sums(rows: Sequence[Mapping[str, Any]], children: dict[str, list[int]],
                own: list[dict[str, float]]) -> list[_Sums] | None:
     """Subtree sums in one bottom-up pass, or None unless the trace is a forest."""
     parent_of: dict[int, int] = {}
@@ -264,6 +362,11 @@ def _tree_sums(rows: Sequence[dict[str, Any]], children: dict[str, list[int]],
             if kid in parent_of:  # a span with two parents in this trace: not a tree
                 return None
             parent_of[kid] = -1
+    spans = [row.get("span_id") for row in rows if isinstance(row.get("span_id"), str)]
+    if len(set(spans)) < len(spans):
+        # Two rows share a span_id: both are parents of its children, which one pass up a
+        # forest cannot express.
+        return None
     index = {row.get("span_id"): i for i, row in enumerate(rows)}
     pending = [0] * len(rows)
     for parent_span, kids in children.items():
@@ -285,7 +388,7 @@ def _tree_sums(rows: Sequence[dict[str, Any]], children: dict[str, list[int]],
     return sums if done == len(rows) else None  # a cycle never gets ready
 
 
-def _subtree_sums(rows: Sequence[dict[str, Any]], children: dict[str, list[int]],
+def _subtree_sums(rows: Sequence[Mapping[str, Any]], children: dict[str, list[int]],
                   own: list[dict[str, float]], i: int) -> _Sums:
     # The general case (several parents, cycles): walk the subtree with a visited set, so
     # each span counts once. Quadratic at worst, which only malformed traces pay.
@@ -373,7 +476,9 @@ class Store(ABC):
         """Rows of a project, most recently updated first, optionally filtered.
 
         ``filter`` is a PROTOCOL.md filter expression (:class:`BadRequest` when it does not
-        parse); ``cursor`` continues a previous page.
+        parse); ``cursor`` continues a previous page. With ``roots_only`` only root spans
+        (:func:`is_root`) are listed, each with ``scores_avg`` over its whole trace
+        (:func:`subtree_averages`), read for the whole page at once.
         """
 
     @abstractmethod

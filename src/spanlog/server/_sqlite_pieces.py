@@ -1,0 +1,280 @@
+"""Applying pieces to stored rows in SQLite: the writer's job for every row write.
+
+A job (:func:`write_pieces`) reads what is stored for the ids its pieces touch, folds the
+pieces on top with the shared merge rules (``_store.apply_piece``), places comment rows in
+their target's trace (``_store.link_comment``), and writes the changed rows and their index
+entries. Ingest speed is decided here, on the one writer thread, so:
+
+- Encoding a row and walking its leaves happen before the transaction, on the caller's
+  thread (:func:`prepare`); the writer only redoes that for rows a merge changed.
+- Rows and index entries go in with multi-row ``INSERT ... VALUES (...), (...)`` statements
+  of up to :data:`MAX_ROWS_PER_INSERT` rows (:func:`insert_many`): one ``sqlite3_step``
+  inserts thousands of rows. Python's ``sqlite3`` releases the GIL around each step, so few
+  long steps let the event loop parse the next requests on the other core meanwhile, where
+  ``executemany`` would hand the GIL back and forth thousands of times per request.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from spanlog._merge import is_merge
+from spanlog.server._sqlite_schema import ROW_COLUMNS
+from spanlog.server._sqlite_terms import leaf_keys
+from spanlog.server._sqlite_writer import Txn
+from spanlog.server._store import (
+    Piece,
+    Replace,
+    StoredRow,
+    apply_piece,
+    comment_target,
+    dumps,
+    is_root,
+    link_comment,
+    prepare_replace,
+    trace_links,
+)
+
+_ID_CHUNK = 500  # ids per `IN (...)` lookup, well under SQLite's bound-parameter limit
+# Rows per multi-row INSERT statement: a power of two, so that only a few distinct statements
+# exist per table and all stay in the connection's statement cache; a shorter tail is padded
+# with NULLs that a LIMIT leaves out. Bound parameters stay under SQLite's default 32,766.
+MAX_ROWS_PER_INSERT = 4096
+_MIN_ROWS_PER_INSERT = 16
+_MAX_PARAMS = 32_000
+
+Key = tuple[int, str]  # (project pid, row id)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """What can be computed for a replace piece before the transaction (see prepare)."""
+
+    replace: Replace
+    leaf_keys: list[tuple[int, Any]]
+    capped: bool
+    links: str
+
+
+def prepare(pieces: Sequence[Piece]) -> None:
+    """Encode replace pieces and compute their index entries ahead of the writer thread.
+
+    Runs on the caller's thread, so the writer spends its time in SQLite. A piece that meets
+    a stored row in the transaction is merged there and this work is redone for it.
+    """
+    for piece in pieces:
+        row = piece.row
+        if not is_merge(row) and row.get("_object_delete") is not True:
+            replace = prepare_replace(row)
+            keys, capped = leaf_keys(replace.data)
+            piece.prepared = Prepared(replace, keys, capped, trace_links(replace.data))
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(head: str, width: int, count: int) -> str:
+    group = "(" + ",".join("?" * width) + ")"
+    return f"{head} SELECT * FROM (VALUES {','.join([group] * count)}) LIMIT ?"
+
+
+def insert_many(conn: sqlite3.Connection, head: str, width: int, params: list[Any]) -> None:
+    """Insert ``len(params) // width`` rows given flat in ``params`` with ``head``
+    (``INSERT INTO t (a, b)``): one statement per :data:`MAX_ROWS_PER_INSERT` rows.
+
+    Each statement is one ``sqlite3_step``, and Python's ``sqlite3`` gives the GIL up around
+    every step: the writer must win it back from the event loop after each, which is where
+    its time went with a statement (or an ``executemany`` step) per row.
+    """
+    total = len(params) // width
+    largest = min(MAX_ROWS_PER_INSERT, 1 << ((_MAX_PARAMS // width).bit_length() - 1))
+    done = 0
+    while done < total:
+        count = min(total - done, largest)
+        size = max(_MIN_ROWS_PER_INSERT, 1 << (count - 1).bit_length())
+        chunk = params[done * width:(done + count) * width]
+        chunk.extend([None] * ((size - count) * width))
+        chunk.append(count)
+        conn.execute(_insert_sql(head, width, size), chunk)
+        done += count
+
+
+def _chunks(ids: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(ids), _ID_CHUNK):
+        yield ids[start:start + _ID_CHUNK]
+
+
+def _by_pid(keys: Iterable[Key]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for pid, row_id in keys:
+        out.setdefault(pid, []).append(row_id)
+    return out
+
+
+def _stored(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, StoredRow]]:
+    """What is stored for ``keys``: (xact, row) each, fetched in a few ``IN`` lookups."""
+    old: dict[Key, tuple[int, StoredRow]] = {}
+    for pid, ids in _by_pid(keys).items():
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for xact, row_id, base, data in conn.execute(
+                    f"SELECT xact, id, base, data FROM rows WHERE pid = ? AND id IN ({marks})",
+                    (pid, *chunk)):
+                old[(pid, row_id)] = (xact, StoredRow(json.loads(data), base))
+    return old
+
+
+def _trace_positions(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, dict[str, Any]]:
+    """``root_span_id`` and ``span_id`` of the stored rows ``keys`` (those that exist)."""
+    out: dict[Key, dict[str, Any]] = {}
+    for pid, ids in _by_pid(keys).items():
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for row_id, root, span_id in conn.execute(
+                    "SELECT id, root_span_id, json_extract(data, '$.span_id') FROM rows "
+                    f"WHERE pid = ? AND id IN ({marks})", (pid, *chunk)):
+                out[(pid, row_id)] = {"root_span_id": root, "span_id": span_id}
+    return out
+
+
+def _link_comments(conn: sqlite3.Connection, old: dict[Key, tuple[int, StoredRow]],
+                   current: dict[Key, StoredRow | None], changed: dict[Key, None]) -> None:
+    """Put comment rows into their target's trace, whichever of the two arrived first.
+
+    1. A comment written now whose target has a trace (stored, or in this batch) joins it.
+    2. A row that got its first ``root_span_id`` now takes in the comments stored earlier
+       that waited for it; they are rewritten (new ``xact``) after the batch's own rows.
+    """
+    waiting: dict[Key, Key] = {}
+    for key in changed:
+        stored = current[key]
+        if stored is not None and stored.data.get("root_span_id") is None:
+            target_id = comment_target(stored.data)
+            if target_id is not None:
+                waiting[key] = (key[0], target_id)
+    if waiting:
+        found = _trace_positions(conn, [t for t in waiting.values() if t not in current])
+        for key, target_key in waiting.items():
+            target: dict[str, Any] | None
+            if target_key in current:
+                target_row = current[target_key]
+                target = target_row.data if target_row is not None else None
+            else:
+                target = found.get(target_key)
+            comment = current[key]
+            assert comment is not None
+            linked = link_comment(comment, target)
+            if linked is not None:
+                current[key] = linked
+
+    gained: list[Key] = []
+    for key in changed:
+        stored = current[key]
+        if stored is None or stored.data.get("root_span_id") is None:
+            continue
+        before = old.get(key)
+        if before is None or before[1].data.get("root_span_id") is None:
+            gained.append(key)
+    for pid, ids in _by_pid(gained).items():
+        if not conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE pid = ? AND "
+                            "root_span_id IS NULL AND origin_id IS NOT NULL)",
+                            (pid,)).fetchone()[0]:
+            continue  # the usual case: no comment of this project waits for anything
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for xact, row_id, base, data, origin_id in conn.execute(
+                    "SELECT xact, id, base, data, origin_id FROM rows WHERE pid = ? AND "
+                    f"root_span_id IS NULL AND origin_id IS NOT NULL AND origin_id IN ({marks})",
+                    (pid, *chunk)):
+                key = (pid, row_id)
+                if key in current:  # written in this batch: step 1 saw it
+                    continue
+                comment = StoredRow(json.loads(data), base)
+                target_row = current[(pid, origin_id)]
+                linked = link_comment(comment, target_row.data if target_row else None)
+                if linked is not None:
+                    old[key] = (xact, comment)
+                    current[key] = linked
+                    changed[key] = None
+
+
+def _field_params(txn: Txn, pid: int, keys: list[tuple[int, Any]], xact: int,
+                  out: list[Any]) -> None:
+    """Append the ``terms`` values (field, value, xact) of one row's leaves to ``out``."""
+    known = txn.known_fields(pid)
+    for path, value in keys:
+        field = known.get(path)
+        if field is None:
+            field = txn.field_id(pid, path)
+        out.extend((field, value, xact))
+
+
+def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
+    """Apply ``pieces`` in order on top of what is stored (a writer job)."""
+    conn = txn.conn
+    keys: dict[Key, None] = {}
+    for piece in pieces:
+        keys[(txn.pid(piece.project_id), piece.row["id"])] = None
+    old = _stored(conn, keys)
+
+    current: dict[Key, StoredRow | None] = {k: v[1] for k, v in old.items()}
+    changed: dict[Key, None] = {}
+    # Index entries computed before the transaction, for rows stored exactly as prepared.
+    ready: dict[Key, Prepared] = {}
+    for piece in pieces:
+        key = (txn.pid(piece.project_id), piece.row["id"])
+        if piece.row.get("_object_delete") is True:
+            current[key] = None
+            changed[key] = None
+            continue
+        prepared: Prepared | None = piece.prepared
+        result = apply_piece(current.get(key), piece.row,
+                             prepared.replace if prepared is not None else None)
+        if result is not None:
+            current[key] = result
+            changed[key] = None
+            if prepared is not None and result.data is prepared.replace.data:
+                ready[key] = prepared
+    _link_comments(conn, old, current, changed)
+
+    drop_terms: list[list[Any]] = []
+    drop_rows: list[tuple[int]] = []
+    add_terms: list[Any] = []
+    add_rows: list[Any] = []
+    for key in changed:
+        pid, row_id = key
+        if key in old:
+            old_xact, old_row = old[key]
+            flat: list[Any] = []
+            _field_params(txn, pid, leaf_keys(old_row.data)[0], old_xact, flat)
+            drop_terms.extend(flat[i:i + 3] for i in range(0, len(flat), 3))
+            drop_rows.append((old_xact,))
+        stored = current[key]
+        if stored is None:
+            continue
+        xact = txn.next_xact()
+        data = stored.data
+        prepared = ready.get(key)
+        if prepared is not None and data is prepared.replace.data:
+            leaves, capped, links = prepared.leaf_keys, prepared.capped, prepared.links
+        else:
+            leaves, capped = leaf_keys(data)
+            links = trace_links(data)
+        add_rows.extend((xact, pid, row_id, data.get("root_span_id"), int(is_root(data)),
+                         stored.base_digest, stored.text or dumps(data), comment_target(data),
+                         1 if capped else None, links))
+        _field_params(txn, pid, leaves, xact, add_terms)
+    if drop_terms:
+        conn.executemany("DELETE FROM terms WHERE field = ? AND value = ? AND xact = ?",
+                         drop_terms)
+    if drop_rows:
+        conn.executemany("DELETE FROM rows WHERE xact = ?", drop_rows)
+    if add_rows:
+        insert_many(conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
+                    add_rows)
+    if add_terms:
+        # OR IGNORE: a list may hold the same value twice, which is one index entry.
+        insert_many(conn, "INSERT OR IGNORE INTO terms (field, value, xact)", 3, add_terms)

@@ -1,0 +1,121 @@
+"""Creating the SQLite schema, and bringing a database written by an older spanlog up to date.
+
+Only the index layout has changed so far (``meta.index_version``, see ``_sqlite_schema``):
+
+- version 1 (no ``index_version`` row): ``terms`` keyed (pid, path hash, value, xact), roots
+  in a full index, comment rows left out of their target's trace;
+- version 2: ``terms`` keyed by ``fields`` ids, ``rows.origin_id``, ``rows.capped`` and
+  ``rows.links``, comments placed in their target's trace.
+
+An upgrade rebuilds the index from the stored rows in one transaction (a collector on the
+file waits for it; a crash leaves the old version, and the next start begins again). Rows
+keep their ``xact`` and their data, except that waiting comments get their trace position.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+
+from spanlog.server._sqlite_pieces import insert_many
+from spanlog.server._sqlite_schema import INDEX_VERSION, SCHEMA
+from spanlog.server._sqlite_terms import leaf_keys
+from spanlog.server._sqlite_writer import Txn
+from spanlog.server._store import StoredRow, comment_target, dumps, link_comment, trace_links
+
+log = logging.getLogger("spanlog.server")
+
+_BATCH = 2000
+_NEW_COLUMNS = frozenset({"origin_id", "capped", "links"})
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer spanlog than this one."""
+
+
+def _statements(script: str) -> list[str]:
+    # The schema has no ';' inside a statement; executescript would COMMIT first.
+    return [s for s in (part.strip() for part in script.split(";")) if s]
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create every table and index, upgrading an older index layout first (one
+    transaction; several processes starting at once take turns)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        has_rows = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                "AND name = 'rows'").fetchone()
+        if has_rows:
+            found = conn.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone()
+            version = int(found[0]) if found else 1
+            if version > INDEX_VERSION:
+                raise SchemaTooNew(
+                    f"this database has index version {version}, newer than this spanlog "
+                    f"understands ({INDEX_VERSION}): upgrade spanlog to open it")
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(rows)")}
+            if version < INDEX_VERSION or not _NEW_COLUMNS.issubset(columns):
+                _upgrade_from_1(conn)
+        for statement in _statements(SCHEMA):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _upgrade_from_1(conn: sqlite3.Connection) -> None:
+    started = time.monotonic()
+    total = conn.execute("SELECT count(*) FROM rows").fetchone()[0]
+    log.warning("spanlog: rebuilding the search index of %d rows for this spanlog version "
+                "(once)", total)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(rows)")}
+    if "origin_id" not in columns:
+        conn.execute("ALTER TABLE rows ADD COLUMN origin_id TEXT")
+    if "capped" not in columns:
+        conn.execute("ALTER TABLE rows ADD COLUMN capped INTEGER")
+    if "links" not in columns:
+        conn.execute("ALTER TABLE rows ADD COLUMN links TEXT")
+    conn.execute("DROP INDEX IF EXISTS rows_by_root")
+    conn.execute("DROP TABLE IF EXISTS terms")
+    for statement in _statements(SCHEMA):
+        conn.execute(statement)
+    txn = Txn(conn, 0, {})
+    after = 0
+    while True:
+        batch = conn.execute("SELECT xact, pid, data FROM rows WHERE xact > ? ORDER BY xact "
+                             "LIMIT ?", (after, _BATCH)).fetchall()
+        if not batch:
+            break
+        terms: list[object] = []
+        marks: list[tuple[object, ...]] = []
+        for xact, pid, text in batch:
+            data = json.loads(text)
+            keys, capped = leaf_keys(data)
+            known = txn.known_fields(pid)
+            for path, value in keys:
+                field = known.get(path)
+                terms.extend((field if field is not None else txn.field_id(pid, path),
+                              value, xact))
+            marks.append((comment_target(data), 1 if capped else None, trace_links(data), xact))
+        conn.executemany("UPDATE rows SET origin_id = ?, capped = ?, links = ? WHERE xact = ?",
+                         marks)
+        insert_many(conn, "INSERT OR IGNORE INTO terms (field, value, xact)", 3, terms)
+        after = batch[-1][0]
+    # Comments stored by version 1 never joined their target's trace.
+    waiting = conn.execute(
+        "SELECT c.xact, c.base, c.data, t.root_span_id, json_extract(t.data, '$.span_id') "
+        "FROM rows AS c JOIN rows AS t ON t.pid = c.pid AND t.id = c.origin_id "
+        "WHERE c.root_span_id IS NULL AND c.origin_id IS NOT NULL "
+        "AND t.root_span_id IS NOT NULL").fetchall()
+    for xact, base, text, root, span_id in waiting:
+        linked = link_comment(StoredRow(json.loads(text), base),
+                              {"root_span_id": root, "span_id": span_id})
+        if linked is not None:
+            conn.execute("UPDATE rows SET root_span_id = ?, data = ?, links = ? WHERE xact = ?",
+                         (root, dumps(linked.data), trace_links(linked.data), xact))
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('index_version', ?)",
+                 (INDEX_VERSION,))
+    log.warning("spanlog: search index rebuilt in %.1fs", time.monotonic() - started)

@@ -1,0 +1,226 @@
+"""The SQLite store itself: fields outside the JSON, rows past the leaf cap, query counts,
+and upgrading a database written with the first index layout."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spanlog.server._filter import evaluate, parse
+from spanlog.server._rows import MAX_LEAVES_PER_ROW
+from spanlog.server._sqlite import SqliteStore
+from spanlog.server._sqlite_query import build_query, fetch_page
+from spanlog.server._sqlite_schema import INDEX_VERSION, connect
+from spanlog.server._store import DEFAULT_ORG, Piece, Project
+
+CREATED = "2024-01-01T00:00:00+00:00"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A started SQLite store on a fresh file."""
+    s = SqliteStore(str(tmp_path / "s.sqlite3"))
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def _project(store: SqliteStore, name: str = "p") -> Project:
+    org = await store.org(DEFAULT_ORG)
+    assert org is not None
+    project = await store.project(org.id, name, create=True)
+    assert project is not None
+    return project
+
+
+async def _ids(store: SqliteStore, project: Project, text: str, **kw: Any) -> list[str]:
+    rows: list[str] = []
+    cursor = None
+    while True:
+        page = await store.fetch(project.id, filter=text, cursor=cursor, **kw)
+        rows.extend(r["id"] for r in page.rows)
+        if page.cursor is None:
+            return rows
+        cursor = page.cursor
+
+
+async def test_filters_on_xact_id_and_project_id(store: SqliteStore) -> None:
+    """_xact_id and project_id (kept outside the row JSON) filter like any other field:
+    exactly what the reference evaluator selects from the rows as fetched."""
+    project = await _project(store)
+    other = await _project(store, "other")
+    await store.write([Piece(project.id, {"id": f"r{i}", "created": CREATED,
+                                          "metadata": {"i": i}}) for i in range(6)])
+    await store.write([Piece(other.id, {"id": "elsewhere", "created": CREATED})])
+    rows = (await store.fetch(project.id, limit=100)).rows
+    xacts = [r["_xact_id"] for r in rows]
+    filters = [
+        f"_xact_id = '{xacts[2]}'", f"_xact_id != '{xacts[2]}'", f"_xact_id > '{xacts[3]}'",
+        "_xact_id = '007'", "_xact_id = 'nope'", "_xact_id = '99999999999999999999'",
+        f"_xact_id = '{xacts[1]}' AND metadata.i = 4", f"_xact_id = '{xacts[1]}' OR id = 'r0'",
+        f"project_id = '{project.id}'", f"project_id = '{other.id}'",
+        f"NOT project_id = '{other.id}' AND metadata.i >= 3", "project_id LIKE '%-%'",
+        "project_id IS NULL", "_xact_id IS NOT NULL AND metadata.i = 2",
+    ]
+    for text in filters:
+        expected = [r["id"] for r in rows if evaluate(parse(text), r)]
+        assert await _ids(store, project, text, limit=2) == expected, text
+    assert await _ids(store, project, f"_xact_id = '{xacts[2]}'") == [rows[2]["id"]]
+    assert await _ids(store, project, f"project_id = '{project.id}'") == [r["id"] for r in rows]
+
+
+def _wide(row_id: str, **more: Any) -> dict[str, Any]:
+    """A row with more leaves than the index keeps: metadata first, then tags."""
+    metadata = {f"k{i}": i for i in range(MAX_LEAVES_PER_ROW + 10)}
+    return {"id": row_id, "created": CREATED, "metadata": metadata,
+            "tags": ["past-the-cap"], **more}
+
+
+async def test_equality_past_the_leaf_cap_still_finds_the_row(store: SqliteStore) -> None:
+    """Leaves past MAX_LEAVES_PER_ROW are not indexed, yet equality and INCLUDES filters on
+    them find the row, in xact order among indexed matches, across cursor pages."""
+    project = await _project(store)
+    last = MAX_LEAVES_PER_ROW + 5
+    await store.write([Piece(project.id, {"id": "n1", "created": CREATED,
+                                          "metadata": {f"k{last}": last, "k1": 1}})])
+    await store.write([Piece(project.id, _wide("wide"))])
+    await store.write([Piece(project.id, {"id": "n2", "created": CREATED,
+                                          "metadata": {f"k{last}": last}})])
+    assert await _ids(store, project, f"metadata.k{last} = {last}") == ["n2", "wide", "n1"]
+    assert await _ids(store, project, f"metadata.k{last} = {last}", limit=1) == \
+        ["n2", "wide", "n1"]
+    assert await _ids(store, project, f"metadata.k1 = 1 AND metadata.k{last} = {last}") == \
+        ["wide", "n1"]
+    assert await _ids(store, project, "tags includes 'past-the-cap'") == ["wide"]
+    assert await _ids(store, project, f"metadata.k{last} = 0") == []
+    assert await _ids(store, project, "tags includes 'past-the-cap'", roots_only=True) == \
+        ["wide"]
+    # Written again small, the row is fully indexed and no longer a candidate by default.
+    await store.write([Piece(project.id, {"id": "wide", "created": CREATED,
+                                          "metadata": {"k1": 1}})])
+    assert await _ids(store, project, f"metadata.k{last} = {last}") == ["n2", "n1"]
+    conn = connect(store.path, readonly=True)
+    try:
+        pid = conn.execute("SELECT pid FROM projects WHERE id = ?", (project.id,)).fetchone()[0]
+        sql, _ = build_query(conn, pid=pid, filter_text="metadata.k1 = 1", limit=50,
+                             before=None, roots_only=False)
+        assert "UNION" not in sql  # no capped rows left: the plain index plan
+    finally:
+        conn.close()
+
+
+async def test_roots_only_averages_take_one_query_per_page(store: SqliteStore) -> None:
+    """The scores_avg of a roots_only page come from one read of its traces: the page
+    issues as many statements for 20 roots as for 2."""
+    project = await _project(store)
+    pieces = []
+    for t in range(20):
+        pieces.append(Piece(project.id, {"id": f"t{t}", "span_id": f"s{t}",
+                                         "root_span_id": f"trace{t}", "created": CREATED}))
+        pieces.append(Piece(project.id, {"id": f"t{t}c", "span_id": f"s{t}c",
+                                         "root_span_id": f"trace{t}", "created": CREATED,
+                                         "span_parents": [f"s{t}"], "scores": {"q": t / 20}}))
+    await store.write(pieces)
+    conn = connect(store.path, readonly=True)
+    try:
+        pid = conn.execute("SELECT pid FROM projects WHERE id = ?", (project.id,)).fetchone()[0]
+        counts = []
+        for limit in (2, 20):
+            statements: list[str] = []
+            conn.set_trace_callback(statements.append)
+            page = fetch_page(conn, pid=pid, project_id=project.id, filter_text=None,
+                              limit=limit, cursor=None, roots_only=True)
+            conn.set_trace_callback(None)
+            assert len(page.rows) == limit
+            assert page.rows[0]["scores_avg"] == {"q": 19 / 20}
+            assert sum("IN (" in s and "links" in s for s in statements) == 1
+            counts.append(len(statements))
+        assert counts[0] == counts[1]
+    finally:
+        conn.close()
+
+
+async def test_a_root_without_root_span_id_averages_its_own_scores(store: SqliteStore) -> None:
+    """A root span logged without root_span_id is a trace of one for roots_only averages."""
+    project = await _project(store)
+    await store.write([Piece(project.id, {"id": "lone", "span_id": "s", "created": CREATED,
+                                          "scores": {"q": 0.25, "r": None}})])
+    [row] = (await store.fetch(project.id, roots_only=True)).rows
+    assert row["id"] == "lone" and row["scores_avg"] == {"q": 0.25}
+
+
+# The first index layout (before `fields`, `origin_id` and `capped`), as spanlog wrote it.
+_V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL);
+CREATE TABLE projects (
+    pid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, org_id TEXT NOT NULL,
+    name TEXT NOT NULL, created TEXT NOT NULL, UNIQUE (org_id, name));
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL, org_id TEXT NOT NULL,
+    projects TEXT, created TEXT NOT NULL, revoked TEXT);
+CREATE TABLE rows (
+    xact INTEGER PRIMARY KEY, pid INTEGER NOT NULL, id TEXT NOT NULL, root_span_id TEXT,
+    is_root INTEGER NOT NULL, base TEXT, data TEXT NOT NULL);
+CREATE UNIQUE INDEX rows_by_id ON rows (pid, id);
+CREATE INDEX rows_by_project ON rows (pid);
+CREATE INDEX rows_by_root ON rows (pid, is_root);
+CREATE INDEX rows_by_trace ON rows (pid, root_span_id);
+CREATE TABLE terms (
+    pid INTEGER NOT NULL, path INTEGER NOT NULL, value NOT NULL, xact INTEGER NOT NULL,
+    PRIMARY KEY (pid, path, value, xact)) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('last_xact', 3);
+INSERT INTO meta (key, value) VALUES ('schema_version', 1);
+INSERT INTO orgs VALUES ('o1', 'default', '2024-01-01');
+INSERT INTO projects VALUES (1, 'p1', 'o1', 'Global', '2024-01-01');
+"""
+
+
+async def test_a_first_layout_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database from the first index layout opens with its rows and xacts intact, a
+    rebuilt index that answers filters, and its waiting comments placed in their traces."""
+    path = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(_V1_SCHEMA)
+    rows = [
+        (1, "span", "t1", 1, {"id": "span", "span_id": "s1", "root_span_id": "t1",
+                              "metadata": {"user": "ann"}, "tags": ["prod"]}),
+        (2, "note", None, 0, {"id": "note", "origin": {"id": "span"},
+                              "comment": {"text": "good"}}),
+        (3, "wide", "wide", 1, {"id": "wide", "span_id": "wide", "root_span_id": "wide",
+                                "metadata": {f"k{i}": i
+                                             for i in range(MAX_LEAVES_PER_ROW + 3)}}),
+    ]
+    conn.executemany("INSERT INTO rows VALUES (?, 1, ?, ?, ?, NULL, ?)",
+                     [(x, i, r, root, json.dumps(d)) for x, i, r, root, d in rows])
+    conn.commit()
+    conn.close()
+    store = SqliteStore(str(path))
+    await store.start()
+    try:
+        assert await _ids(store, Project("p1", "Global", "o1", ""), "metadata.user = 'ann'") \
+            == ["span"]
+        last = MAX_LEAVES_PER_ROW + 2
+        assert await _ids(store, Project("p1", "Global", "o1", ""),
+                          f"metadata.k{last} = {last}") == ["wide"]
+        trace = await store.trace("p1", "t1")
+        assert [(r["id"], r["_xact_id"]) for r in trace] == [("span", "1"), ("note", "2")]
+        assert trace[1]["span_parents"] == ["s1"]
+        await store.write([Piece("p1", {"id": "new", "created": CREATED, "tags": ["prod"]})])
+        page = await store.fetch("p1", filter="tags includes 'prod'")
+        assert [(r["id"], r["_xact_id"]) for r in page.rows] == [("new", "4"), ("span", "1")]
+    finally:
+        await store.close()
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone() \
+            == (INDEX_VERSION,)
+    finally:
+        check.close()
