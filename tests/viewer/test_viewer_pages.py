@@ -179,6 +179,7 @@ def test_feedback_from_the_page_reaches_the_api(viewer: Any, viewer_collector: C
     _, pid = project
     trace = support[3]
     llm_id = trace.ids["chat.completions.create"]
+    api_calls = _record_api_calls(viewer)
     viewer.goto(f"{logs_url(viewer_collector, pid)}/traces/{trace.root_span_id}?span={llm_id}")
     detail = viewer.get_by_role("complementary", name="chat.completions.create")
     expect(detail).to_be_visible()
@@ -210,8 +211,86 @@ def test_feedback_from_the_page_reaches_the_api(viewer: Any, viewer_collector: C
     # Read back from the collector (not just drawn locally): a fresh load shows it all.
     viewer.reload()
     detail = viewer.get_by_role("complementary", name="chat.completions.create")
+    expect(detail.locator(".comments li")).to_have_count(1)
     expect(detail.locator(".comments")).to_contain_text("Lists regions we no longer run.")
     expect(detail.get_by_role("button", name="Bad")).to_have_attribute("aria-pressed", "true")
+    # The comment row came with the trace's spans, and is no span of the tree.
+    expect(viewer.get_by_role("treeitem")).to_have_count(len(trace.names))
+    _assert_trace_reads_only_the_trace(api_calls)
+
+
+def test_sdk_comments_show_in_the_trace_view(viewer: Any, viewer_collector: Collector,
+                                            project: tuple[str, str],
+                                            logger: spanlog.Logger) -> None:
+    """Comments logged with the SDK's log_feedback(comment=...) show on their spans, from the
+    trace endpoint's rows, and never as spans of the tree or waterfall."""
+    _, pid = project
+    question, answer, tags, metadata, scores = QUESTIONS[2]
+    trace = log_support_trace(logger, question, answer, tags, metadata, scores,
+                              time.time() - 5)
+    root_id = trace.ids["answer_question"]
+    llm_id = trace.ids["chat.completions.create"]
+    logger.log_feedback(llm_id, comment="Mention the buffering flag first.",
+                        metadata={"user_email": "ana@example.com"})
+    logger.log_feedback(root_id, comment="Good enough for the FAQ.", scores={"thumbs": 1})
+    assert logger.flush(10)
+    # The collector files both comment rows into the trace.
+    assert sorted(r["comment"]["text"] for r in viewer_collector.trace(pid, trace.root_span_id)
+                  if r.get("comment")) == ["Good enough for the FAQ.",
+                                           "Mention the buffering flag first."]
+
+    api_calls = _record_api_calls(viewer)
+    viewer.goto(f"{logs_url(viewer_collector, pid)}/traces/{trace.root_span_id}")
+    items = viewer.get_by_role("treeitem")
+    expect(items.locator(".tree-name")).to_have_text(trace.names)
+    expect(viewer.locator(".tree .bar")).to_have_count(len(trace.names))
+    expect(viewer.locator(".trace-summary")).to_contain_text(f"{len(trace.names)} spans")
+
+    root = viewer.get_by_role("complementary", name="answer_question")
+    expect(root.locator(".field[data-field=comments] h3")).to_have_text("Comments (1)")
+    expect(root.locator(".comments li .comment-text")).to_have_text(["Good enough for the FAQ."])
+    expect(root.locator(".scores-table tr[data-score=thumbs] .own")).to_have_text("100%")
+
+    items.nth(trace.names.index("chat.completions.create")).click()
+    llm = viewer.get_by_role("complementary", name="chat.completions.create")
+    expect(llm.locator(".comments li .comment-text")).to_have_text(
+        ["Mention the buffering flag first."])
+    expect(llm.locator(".comments .comment-meta")).to_contain_text("ana@example.com")
+
+    # A span without comments shows none.
+    items.nth(trace.names.index("retrieve_docs")).click()
+    retrieve = viewer.get_by_role("complementary", name="retrieve_docs")
+    expect(retrieve.locator(".field[data-field=input]")).to_be_visible()
+    expect(retrieve.locator(".comments")).to_have_count(0)
+
+    # Another SDK comment while the page is open arrives live, oldest first.
+    logger.log_feedback(llm_id, comment="And link deploy/nginx.md.")
+    assert logger.flush(10)
+    items.nth(trace.names.index("chat.completions.create")).click()
+    expect(llm.locator(".comments li .comment-text")).to_have_text(
+        ["Mention the buffering flag first.", "And link deploy/nginx.md."])
+    expect(items).to_have_count(len(trace.names))
+    _assert_trace_reads_only_the_trace(api_calls)
+
+
+def _record_api_calls(page: Any) -> list[tuple[str, str]]:
+    """(method, path) of every collector API request ``page`` makes from now on."""
+    calls: list[tuple[str, str]] = []
+
+    def seen(request: Any) -> None:
+        path = re.sub(r"^https?://[^/]+", "", request.url)
+        if path.startswith("/v1/"):
+            calls.append((request.method, path.split("?")[0]))
+
+    page.on("request", seen)
+    return calls
+
+
+def _assert_trace_reads_only_the_trace(calls: list[tuple[str, str]]) -> None:
+    """The trace view reads its spans and comments from the trace endpoint alone: no
+    filtered fetch of comment rows beside it."""
+    assert any(m == "GET" and "/trace/" in p for m, p in calls), calls
+    assert not [c for c in calls if c[1].endswith("/fetch")], calls
 
 
 def test_second_page_sees_new_logs_and_feedback_live(

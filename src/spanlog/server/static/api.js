@@ -93,23 +93,3 @@ export async function fetchTrace(projectId, rootSpanId, signal) {
 export async function sendFeedback(projectId, items) {
   return request("POST", `/v1/project_logs/${enc(projectId)}/feedback`, { feedback: items });
 }
-
-/** A string literal of the filter language ('' stands for a quote inside). */
-export function filterString(text) {
-  return `'${String(text).replace(/'/g, "''")}'`;
-}
-
-const COMMENT_CHUNK = 50;   // ids per request, well under the filter's predicate limit
-
-/** Comment rows (`origin.id` pointing at one of `ids`), oldest first. */
-export async function fetchComments(projectId, ids, signal) {
-  const out = [];
-  for (let i = 0; i < ids.length; i += COMMENT_CHUNK) {
-    const chunk = ids.slice(i, i + COMMENT_CHUNK);
-    const filter = `comment IS NOT NULL AND (${chunk.map((id) => `origin.id = ${filterString(id)}`).join(" OR ")})`;
-    const page = await fetchLogs(projectId, { filter, limit: 1000 }, signal);
-    out.push(...page.events);
-  }
-  const when = (r) => String(r.created || "");
-  return out.sort((a, b) => when(a).localeCompare(when(b)));
-}

@@ -1,7 +1,7 @@
 // The trace view: the span tree with a timing waterfall, and a detail pane for the selected
 // span (its fields, own and averaged scores, comments and a feedback form).
 
-import { fetchComments, fetchTrace } from "./api.js";
+import { fetchTrace } from "./api.js";
 import {
   duration, h, percent, replace, scoreChip, shortTime, spanName, spanSeconds, spanStart,
   spanTokens, spanType, tagChips,
@@ -9,9 +9,16 @@ import {
 import { feedbackPanel } from "./feedback.js";
 import { jsonTree, renderValue } from "./json.js";
 
-/** Comment rows point at their span through `origin.id` and carry no span of their own. */
+/** Comment rows (any row with a `comment`) are no spans: they point at the span they are
+ * about through `origin.id`, and the collector files them into that span's trace. */
 function isComment(row) {
-  return row && row.comment && row.origin && typeof row.origin.id === "string";
+  return Boolean(row) && row.comment !== undefined && row.comment !== null;
+}
+
+/** The row id a comment row is about, or null. */
+function commentTarget(row) {
+  const id = row.origin && row.origin.id;
+  return typeof id === "string" ? id : null;
 }
 
 /** The spans of a trace as a depth-first list of {row, depth}, children by start time. */
@@ -196,7 +203,7 @@ export function tracePage(main, projectId, rootSpanId, params, ctx) {
     } else {
       feedback.update(row);
     }
-    const mine = comments.filter((c) => c.origin.id === row.id);
+    const mine = comments.filter((c) => commentTarget(c) === row.id);
     const texts = new Set(mine.map((c) => c.comment && c.comment.text));
     const pending = (pendingComments.get(row.id) || []).filter((t) => !texts.has(t));
     pendingComments.set(row.id, pending);
@@ -276,19 +283,11 @@ export function tracePage(main, projectId, rootSpanId, params, ctx) {
     try {
       const rows = await fetchTrace(projectId, rootSpanId, controller.signal);
       if (mine !== generation) return;
+      // The trace endpoint returns the trace's comment rows with its spans; they show in
+      // the detail of the span they are about (origin.id), never in the tree.
       spans = flattenTree(rows.filter((r) => !isComment(r)));
-      // Comment rows are rows of their own pointing at a span by origin.id; the trace
-      // endpoint returns them only if they carry the trace's root_span_id.
-      comments = rows.filter(isComment);
-      const known = new Set(comments.map((c) => c.id));
-      try {
-        const more = await fetchComments(projectId, spans.map((s) => s.row.id), controller.signal);
-        if (mine !== generation) return;
-        comments = comments.concat(more.filter((c) => isComment(c) && !known.has(c.id)));
-      } catch (err) {
-        if (err.name === "AbortError") throw err;
-        // Comments are extra: the trace still shows without them.
-      }
+      const when = (r) => String(r.created || "");
+      comments = rows.filter(isComment).sort((a, b) => when(a).localeCompare(when(b)));
       if (!selectedId || !spans.some((s) => s.row.id === selectedId)) {
         selectedId = spans.length ? spans[0].row.id : null;
       }
