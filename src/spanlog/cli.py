@@ -1,6 +1,9 @@
-"""The ``spanlog`` command: ``serve``, ``logs``, ``keys create|list|revoke`` and ``demo``.
+"""The ``spanlog`` command: ``serve``, ``logs``, ``keys create|list|revoke``, ``migrate`` and
+``demo``.
 
-``serve`` and ``keys`` work on the collector's database (``--data-dir`` or ``--db``);
+``serve`` and ``keys`` work on the collector's database: SQLite (``--data-dir`` or ``--db``)
+or PostgreSQL (``--postgres URL``, the default when ``$SPANLOG_POSTGRES_URL`` is set and
+neither SQLite flag is given); ``migrate`` copies a SQLite database into PostgreSQL;
 ``logs`` reads through a running collector's HTTP API (``--url``/``SPANLOG_API_URL`` and
 ``--api-key``/``SPANLOG_API_KEY``), so it works against a remote collector too.
 """
@@ -19,7 +22,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spanlog.server._store import Store
 
 DEFAULT_API_URL = "http://127.0.0.1:8700"
 _SERVER_EXTRA = "pip install 'spanlog[server]'"
@@ -31,6 +37,13 @@ def _add_database_args(parser: argparse.ArgumentParser) -> None:
                        help="directory holding the collector's database (default ./spanlog-data)")
     where.add_argument("--db", default=None, metavar="PATH",
                        help="SQLite database file to use instead of --data-dir")
+    where.add_argument("--postgres", default=None, metavar="URL",
+                       help="PostgreSQL database, e.g. postgresql://user:pass@host:5432/spanlog "
+                            "(default $SPANLOG_POSTGRES_URL when neither --db nor --data-dir "
+                            "is given)")
+    parser.add_argument("--postgres-pool-size", type=int, default=None, metavar="N",
+                        help="most connections to PostgreSQL this process opens "
+                             "(default $SPANLOG_POSTGRES_POOL_SIZE or 10)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it (key_...)")
     _add_database_args(revoke)
 
+    from spanlog.server._migrate import add_migrate_command
+
+    add_migrate_command(commands)
+
     demo = commands.add_parser("demo", help="start a collector with example traces in it")
     demo.add_argument("--port", type=int, default=8700)
     demo.add_argument("--data-dir", default=None)
@@ -89,23 +106,57 @@ def _fail(message: str) -> int:
     return 2
 
 
+# -- database --------------------------------------------------------------------------
+
+def _postgres_url(args: argparse.Namespace) -> str | None:
+    """The PostgreSQL URL to use: ``--postgres``, else ``$SPANLOG_POSTGRES_URL`` unless a
+    SQLite location was given explicitly."""
+    if args.postgres:
+        return str(args.postgres)
+    if args.db is None and args.data_dir is None:
+        return os.environ.get("SPANLOG_POSTGRES_URL", "").strip() or None
+    return None
+
+
+def _open_store(args: argparse.Namespace) -> tuple[Store, str]:
+    """The (not yet started) store the flags name, and how to show it in messages.
+
+    Raises ValueError for a malformed PostgreSQL URL or pool size.
+    """
+    url = _postgres_url(args)
+    if url is None:
+        if args.postgres_pool_size is not None:
+            raise ValueError("--postgres-pool-size applies only with --postgres "
+                             "(or $SPANLOG_POSTGRES_URL)")
+        from spanlog.server._runner import database_path
+        from spanlog.server._sqlite import SqliteStore
+
+        path = database_path(args.data_dir, args.db)
+        return SqliteStore(path), os.path.abspath(path)
+    from spanlog.server._postgres import PostgresStore, redact
+
+    return PostgresStore(url, pool_size=args.postgres_pool_size), redact(url)
+
+
 # -- serve -----------------------------------------------------------------------------
 
 async def _serve(args: argparse.Namespace) -> int:
     from spanlog.server._app import Settings
     from spanlog.server._auth import is_loopback
-    from spanlog.server._runner import StartupRefused, database_path, start_site, tune_process
-    from spanlog.server._sqlite import SqliteStore
+    from spanlog.server._postgres import PostgresUnavailable
+    from spanlog.server._runner import StartupRefused, start_site, tune_process
     from spanlog.server._sqlite_upgrade import SchemaTooNew
 
-    path = database_path(args.data_dir, args.db)
-    store = SqliteStore(path)
+    try:
+        store, where = _open_store(args)
+    except ValueError as exc:
+        return _fail(str(exc))
     settings = Settings(public_url=args.public_url)
     if args.max_body_bytes is not None:
         settings.max_body_bytes = args.max_body_bytes
     try:
         runner, port = await start_site(store, args.host, args.port, settings)
-    except (StartupRefused, SchemaTooNew) as exc:
+    except (StartupRefused, SchemaTooNew, PostgresUnavailable) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
@@ -114,7 +165,7 @@ async def _serve(args: argparse.Namespace) -> int:
     keyed = await store.has_keys() or not is_loopback(args.host)
     tune_process()
     print(f"spanlog collector listening on {url}", flush=True)
-    print(f"  database: {os.path.abspath(path)}")
+    print(f"  database: {where}")
     print(f"  viewer: {url}/")
     if keyed:
         print("  auth: API key required (create one with `spanlog keys create --org NAME`)")
@@ -141,12 +192,15 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _keys(args: argparse.Namespace) -> int:
     from spanlog.server._auth import create_key
-    from spanlog.server._runner import database_path
-    from spanlog.server._sqlite import SqliteStore
+    from spanlog.server._postgres import PostgresUnavailable
+    from spanlog.server._sqlite_upgrade import SchemaTooNew
     from spanlog.server._store import NotFound
 
-    store = SqliteStore(database_path(args.data_dir, args.db))
-    await store.start()
+    try:
+        store, _ = _open_store(args)
+        await store.start()
+    except (ValueError, PostgresUnavailable, SchemaTooNew) as exc:
+        return _fail(str(exc))
     try:
         if args.keys_command == "create":
             key, token = await create_key(store, args.org, projects=args.projects,
@@ -265,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_keys(args))
     if args.command == "logs":
         return _logs(args)
+    if args.command == "migrate":
+        result: int = args.run(args)
+        return result
     return _demo(args)
 
 

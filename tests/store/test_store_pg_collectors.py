@@ -1,15 +1,13 @@
-"""Two collector processes on one PostgreSQL database under load from SDK client processes."""
+"""Two `spanlog serve --postgres` processes on one PostgreSQL database under load from SDK
+client processes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
-import select
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,45 +16,12 @@ from typing import Any
 
 import pytest
 from pg_cluster import Cluster, new_database
+from pg_serve import start_serve, stop
 
 HERE = Path(__file__).parent
 CLIENTS = 4
 TRACES = 25
 RAW_SPANS = 30
-
-
-def _start_collector(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen([sys.executable, str(HERE / "pg_collector_main.py"), url],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    line = b""
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or proc.poll() is not None:
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"collector did not start (exit {proc.returncode})")
-        if select.select([proc.stdout], [], [], left)[0]:
-            chunk = proc.stdout.read1(100)
-            if not chunk:
-                continue
-            line += chunk
-    return proc, f"http://127.0.0.1:{int(line)}"
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        code = proc.wait()
-    for pipe in (proc.stdin, proc.stdout):
-        if pipe is not None:
-            pipe.close()
-    return code
 
 
 @pytest.fixture
@@ -67,12 +32,12 @@ def collectors(pg_cluster: Cluster) -> Iterator[list[str]]:
     try:
         urls = []
         for _ in range(2):
-            proc, base = _start_collector(url)
+            proc, base, _ = start_serve(url, "--postgres-pool-size", "8")
             procs.append(proc)
             urls.append(base)
         yield urls
     finally:
-        codes = [_stop(p) for p in procs]
+        codes = [stop(p) for p in procs]
         assert codes == [0] * len(procs), f"collectors exited with {codes}"
 
 

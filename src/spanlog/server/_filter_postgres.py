@@ -32,6 +32,8 @@ Every user value travels as a parameter; only the column name is spliced into th
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -101,9 +103,10 @@ def _regex_char(ch: str) -> str:
 
 
 class _Compiler:
-    def __init__(self, data: str, params: Params) -> None:
+    def __init__(self, data: str, params: Params, fields: Mapping[str, str]) -> None:
         self.data = data
         self.params = params
+        self.fields = fields
 
     def value(self, path: tuple[Segment, ...]) -> str:
         """SQL for the jsonb at ``path`` (NULL when absent), walked as ``evaluate`` walks."""
@@ -126,6 +129,12 @@ class _Compiler:
             return "(" + word.join(self.expr(item) for item in expr.items) + ")"
         if isinstance(expr, Not):
             return f"(NOT {self.expr(expr.item)})"
+        column = self.fields.get(str(expr.path[0]))
+        if column is not None:
+            # A field the store keeps in a column of its own: wrapped in an object, it is
+            # typed and looked up exactly like one inside the JSON (never through the index).
+            inner = _Compiler(f"jsonb_build_object('v', {column})", self.params, {})
+            return inner.expr(replace(expr, path=("v", *expr.path[1:])))
         if isinstance(expr, Compare) and expr.op == "=":
             doc = containment(expr.path, expr.value)
             if doc is not None:
@@ -202,15 +211,17 @@ class _Compiler:
         return f"(CASE WHEN jsonb_typeof({value}) = 'number' THEN {test} ELSE false END)"
 
 
-def compile_postgres(expr: Expr, data_column: str = "data",
-                     params: Params | None = None) -> tuple[str, list[Any]]:
+def compile_postgres(expr: Expr, data_column: str = "data", params: Params | None = None,
+                     fields: Mapping[str, str] | None = None) -> tuple[str, list[Any]]:
     """A PostgreSQL boolean expression (and its parameter values) true exactly for the rows
     whose ``jsonb`` in ``data_column`` satisfies ``expr``.
 
-    ``data_column`` is trusted SQL from the store (a column, possibly qualified), never user
-    input. Pass ``params`` to continue numbering after a statement's own ``$n`` parameters;
-    the returned list is then all of them.
+    ``fields`` maps top-level fields the store keeps outside the JSON to a SQL expression of
+    their value, e.g. ``{"_xact_id": "r.xact::text"}``. ``data_column`` and ``fields`` are
+    trusted SQL from the store (a column, possibly qualified), never user input. Pass
+    ``params`` to continue numbering after a statement's own ``$n`` parameters; the returned
+    list is then all of them.
     """
     params = params if params is not None else Params()
-    sql = _Compiler(data_column, params).expr(expr)
+    sql = _Compiler(data_column, params, fields or {}).expr(expr)
     return sql, params.values

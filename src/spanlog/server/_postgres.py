@@ -24,6 +24,7 @@ from spanlog.server._postgres_query import (
     out,
     parse_cursor,
     plan_fetch,
+    root_scores,
     trace_order,
 )
 from spanlog.server._postgres_writer import PieceAt, Writer, connection_errors
@@ -37,7 +38,9 @@ from spanlog.server._store import (
     Project,
     Store,
     Unavailable,
+    dumps,
     now_iso,
+    with_score_averages,
 )
 
 _INSTALL = "pip install 'spanlog[postgres]'"
@@ -310,19 +313,36 @@ class PostgresStore(Store):
         """Rows of a project, most recently updated first, optionally filtered."""
         pid = await self._pid(project_id)
         limit = check_limit(limit)
-        plan = plan_fetch(pid, filter, limit, parse_cursor(cursor), roots_only)
+        plan = plan_fetch(pid, filter, limit, parse_cursor(cursor), roots_only, project_id)
         pool = self._pool
         if pool is None:
             raise Unavailable("the store is not running")
+        averages: dict[tuple[str, str], dict[str, float]] = {}
+        decoded: list[dict[str, Any]] = []
         try:
             async with pool.acquire() as conn:
                 found = await fetch_rows(conn, plan, limit)
+                if roots_only and found:
+                    decoded = [json.loads(data) for _, data in found]
+                    averages = await root_scores(conn, pid, [
+                        (row["root_span_id"], row["id"]) for row in decoded
+                        if isinstance(row.get("root_span_id"), str)])
         except connection_errors() as exc:
             raise Unavailable(f"the database is unreachable: {exc}") from None
         # jsonb's text is a non-empty object without these fields: splice them in as text,
         # so the API can answer without decoding and re-encoding every row.
         tail = f',"project_id":{json.dumps(project_id)},"log_id":"g"}}'
-        raw = [f'{data[:-1]},"_xact_id":"{xact}"{tail}' for xact, data in found]
+        if not roots_only:
+            raw = [f'{data[:-1]},"_xact_id":"{xact}"{tail}' for xact, data in found]
+        else:
+            raw = []
+            for (xact, data), row in zip(found, decoded, strict=True):
+                root = row.get("root_span_id")
+                average = averages.get((root, row["id"])) if isinstance(root, str) else None
+                if average is None:  # a root span without a root_span_id: a trace of one
+                    average = with_score_averages([row])[0]["scores_avg"]
+                raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)}'
+                           f'{tail}')
         return Page(None, str(found[-1][0]) if len(found) == limit else None, raw=raw)
 
     async def latest_xact(self, project_id: str) -> str | None:

@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from spanlog.server._store import BadRequest
+from spanlog.server._store import BadRequest, TraceLink, subtree_averages
 
 MAX_LIMIT = 1000
 # How many of the newest rows step (a) checks: a value in at least limit/RECENT of the rows
@@ -70,9 +70,16 @@ def _recent_rows(limit: int) -> int:
     return min(max(RECENT_MIN, 10 * limit), RECENT_MAX)
 
 
+def row_fields(project_id: str) -> dict[str, str]:
+    """The fields a row has outside its JSON, as SQL over ``r`` (for filters on them)."""
+    return {"_xact_id": "r.xact::text",
+            "project_id": "'" + project_id.replace("'", "''") + "'::text"}
+
+
 def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None,
-               roots_only: bool) -> FetchPlan:
-    """The SQL for one page of project ``pid``, newest transaction first."""
+               roots_only: bool, project_id: str = "") -> FetchPlan:
+    """The SQL for one page of project ``pid`` (id ``project_id``), newest transaction
+    first."""
     from spanlog.server import _filter
     from spanlog.server._filter_postgres import Params, compile_postgres, containment
 
@@ -96,6 +103,7 @@ def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None
     where = scope(params)
     if expr is None:
         return FetchPlan(_page(where, params, limit), params.values)
+    fields = row_fields(project_id)
     direct = False
     for path, value in _filter.index_terms(expr):
         # The row's own columns for its id and trace: their b-tree indexes beat the GIN.
@@ -103,11 +111,12 @@ def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None
             column = "id" if path == ("id",) else "root_span_id"
             where.append(f"r.{column} = {params.add(value, 'text')}")
             direct = True
-    where.append(compile_postgres(expr, "r.data", params)[0])
+    where.append(compile_postgres(expr, "r.data", params, fields)[0])
     plan = FetchPlan(_page(where, params, limit), params.values)
-    indexed = any(containment(path, value) is not None
+    # Terms on fields outside the JSON never go through the GIN index.
+    indexed = any(containment(path, value) is not None and str(path[0]) not in fields
                   for path, value in _filter.index_terms(expr)) or any(
-        containment(path, value, element=True) is not None
+        containment(path, value, element=True) is not None and str(path[0]) not in fields
         for path, value in _filter.includes_terms(expr))
     if direct or not indexed:
         return plan
@@ -115,7 +124,7 @@ def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None
     plan.recent_rows = _recent_rows(limit)
     params = Params([pid])
     newest = scope(params)
-    test = compile_postgres(expr, "r.data", params)[0]
+    test = compile_postgres(expr, "r.data", params, fields)[0]
     k, n = params.add(plan.recent_rows, "int"), params.add(limit, "int")
     plan.recent = (
         f"WITH recent AS MATERIALIZED (SELECT r.xact, r.data FROM spanlog_rows AS r "
@@ -126,7 +135,7 @@ def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None
         f"LIMIT {n}) AS h ON true ORDER BY h.xact DESC", params.values)
     params = Params([pid])
     older = scope(params)
-    older.append(compile_postgres(expr, "r.data", params)[0])
+    older.append(compile_postgres(expr, "r.data", params, fields)[0])
     low = len(params.values) + 1
     older.append(f"r.xact < ${low}::bigint")
     plan.rest = (_page(older, params, f"${low + 1}::int"), params.values)
@@ -155,6 +164,37 @@ async def fetch_rows(conn: Any, plan: FetchPlan, limit: int) -> list[tuple[int, 
         await conn.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off")
         more = await conn.fetch(plan.rest[0], *plan.rest[1], low, limit - len(found))
     return found + [(rec["xact"], rec["data"]) for rec in more]
+
+
+# What averaging needs of each row of some traces (``_store.trace_links``): a comment row's
+# scores never count (origin_id is set exactly for comment rows).
+_TRACE_LINKS = """
+SELECT jsonb_build_array(r.id, r.root_span_id, r.data -> 'span_id', r.data -> 'span_parents',
+                         CASE WHEN r.origin_id IS NULL THEN r.data -> 'scores' END)::text
+FROM spanlog_rows AS r WHERE r.pid = $1 AND r.root_span_id = ANY($2::text[])
+"""
+
+
+async def root_scores(conn: Any, pid: int,
+                      roots: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, float]]:
+    """``scores_avg`` of a page's roots ``(root_span_id, id)``: ONE statement reads what
+    averaging needs of all their traces (tree links and scores, not whole rows)."""
+    wanted: dict[str, list[str]] = {}
+    for root_span_id, row_id in roots:
+        wanted.setdefault(root_span_id, []).append(row_id)
+    if not wanted:
+        return {}
+    found = await conn.fetch(_TRACE_LINKS, pid, list(wanted))
+    # One decode of all the links: a call per row would cost more than the decoding.
+    decoded = json.loads("[" + ",".join(rec[0] for rec in found) + "]")
+    traces: dict[str, list[TraceLink]] = {}
+    for row_id, root, span_id, parents, scores in decoded:
+        traces.setdefault(root, []).append((row_id, span_id, parents, scores))
+    averages: dict[tuple[str, str], dict[str, float]] = {}
+    for root_span_id, trace in traces.items():
+        for row_id, average in subtree_averages(trace, wanted[root_span_id]).items():
+            averages[(root_span_id, row_id)] = average
+    return averages
 
 
 def out(xact: int, data: str, project_id: str) -> dict[str, Any]:

@@ -15,6 +15,11 @@ Layout, and why:
   commits; so ids are handed out in commit order, across every collector on the database.
   A sequence would not do: its values are taken before commit, so a reader could page past
   an id whose transaction commits later and fills the gap.
+- ``spanlog_rows.origin_id`` (version 2): the target id of a comment row, generated from
+  ``data`` exactly as ``_store.comment_target`` reads it (so every writer, ``spanlog
+  migrate`` included, fills it without knowing of it). A partial index holds only the
+  comments still waiting for their target's trace: a row that gets its first
+  ``root_span_id`` finds its waiting comments there (see ``_postgres_writer``).
 - ``spanlog_migrated``: how far ``spanlog migrate`` got for each SQLite source (resume).
 - Every table is prefixed ``spanlog_`` so the engine can share a database (and its
   ``search_path``) with other applications.
@@ -97,6 +102,33 @@ CREATE TABLE spanlog_migrated (
     source text PRIMARY KEY, last_xact bigint NOT NULL, offset_xact bigint NOT NULL,
     reserved_xact bigint NOT NULL, updated text NOT NULL);
 """ + _PY_NUMBER + _JSON_TEXT),
+    (2, """
+ALTER TABLE spanlog_rows ADD COLUMN origin_id text GENERATED ALWAYS AS (
+    CASE WHEN coalesce(data -> 'comment', 'null') <> 'null'
+              AND jsonb_typeof(data -> 'origin') = 'object'
+              AND jsonb_typeof(data -> 'origin' -> 'id') = 'string'
+         THEN data -> 'origin' ->> 'id' END) STORED;
+CREATE INDEX spanlog_rows_pending_comments ON spanlog_rows (pid, origin_id)
+    WHERE root_span_id IS NULL AND origin_id IS NOT NULL;
+-- Comments written before version 2 whose target has a trace join it now, as a writer
+-- would have (new transaction ids, after every id handed out so far).
+WITH pending AS (
+    SELECT c.pid, c.id, t.root_span_id AS root, t.data -> 'span_id' AS span,
+           row_number() OVER (ORDER BY c.xact) AS n
+    FROM spanlog_rows AS c JOIN spanlog_rows AS t ON t.pid = c.pid AND t.id = c.origin_id
+    WHERE c.root_span_id IS NULL AND c.origin_id IS NOT NULL
+      AND t.root_span_id IS NOT NULL),
+ids AS (
+    UPDATE spanlog_counter SET last = last + (SELECT count(*) FROM pending) WHERE one
+    RETURNING last - (SELECT count(*) FROM pending) AS first)
+UPDATE spanlog_rows AS r SET root_span_id = p.root, xact = ids.first + p.n,
+    data = r.data || jsonb_build_object('root_span_id', p.root) || (
+        CASE WHEN coalesce(p.span, 'null') <> 'null' AND coalesce(r.data -> 'span_parents',
+                  'null') IN ('null', '[]', '{}', '""', '0', 'false')
+             THEN jsonb_build_object('span_parents', jsonb_build_array(p.span))
+             ELSE '{}' END)
+FROM pending AS p, ids WHERE r.pid = p.pid AND r.id = p.id;
+"""),
 )
 
 LATEST = MIGRATIONS[-1][0]

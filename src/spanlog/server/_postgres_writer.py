@@ -13,6 +13,11 @@ One transaction, in this order, so that several collectors on one database stay 
 2. Merge in Python with :func:`spanlog.server._store.apply_piece`, exactly as SQLite does.
 3. Take ids from ``spanlog_counter`` (its row lock is held until commit, so ids are handed
    out in commit order; see ``_postgres_schema``), then update and insert the rows.
+   Comment rows are placed in their target's trace (``_store.link_comment``) only after
+   the counter is taken: holding it, this transaction sees every earlier writer's commit,
+   so a comment and its target written at once through two collectors cannot both miss
+   each other. A row that got its first ``root_span_id`` takes in the comments that waited
+   for it; they are rewritten with ids after the batch's own.
 4. A row another collector created after step 1 makes the insert find a conflict
    (``ON CONFLICT DO NOTHING`` inserts fewer rows than asked): the transaction is rolled
    back and run again, now finding and locking that row. Deadlocks and serialization
@@ -37,8 +42,10 @@ from spanlog.server._store import (
     StoredRow,
     Unavailable,
     apply_piece,
+    comment_target,
     dumps,
     is_root,
+    link_comment,
 )
 
 log = logging.getLogger("spanlog.server")
@@ -72,6 +79,17 @@ _INSERT = f"""
 INSERT INTO spanlog_rows (pid, id, xact, root_span_id, is_root, base, data)
 SELECT u.pid, u.id, u.xact, u.root, u.is_root, u.base, u.data::jsonb FROM {_ROWS}
 ON CONFLICT (pid, id) DO NOTHING
+"""
+
+_TARGETS = """
+SELECT r.pid, r.id, r.root_span_id, r.data -> 'span_id' AS span_id FROM spanlog_rows AS r
+JOIN unnest($1::bigint[], $2::text[]) AS k(pid, id) ON r.pid = k.pid AND r.id = k.id
+"""
+_WAITING = """
+SELECT c.pid, c.id, c.origin_id, c.base, c.data FROM spanlog_rows AS c
+JOIN unnest($1::bigint[], $2::text[]) AS k(pid, id) ON c.pid = k.pid AND c.origin_id = k.id
+WHERE c.root_span_id IS NULL AND c.origin_id IS NOT NULL
+ORDER BY c.pid, c.id FOR UPDATE OF c
 """
 
 Key = tuple[int, str]
@@ -145,18 +163,83 @@ async def apply_batch(conn: Any, pieces: Sequence[PieceAt]) -> None:
     # From here to the commit this transaction holds the counter: keep it short.
     last = int(await conn.fetchval(_TAKE_IDS, len(kept)))
     first = last - len(kept) + 1
+    waited = await _link_comments(conn, old, current, kept)
+    if waited:
+        # Still holding the counter: these ids follow the batch's own.
+        await conn.fetchval(_TAKE_IDS, len(waited))
     updates: list[tuple[Key, int, StoredRow]] = []
     inserts: list[tuple[Key, int, StoredRow]] = []
     for i, key in enumerate(kept):
         stored = current[key]
         assert stored is not None
         (updates if key in old else inserts).append((key, first + i, stored))
+    for i, (key, stored) in enumerate(waited, start=last + 1):
+        updates.append((key, i, stored))
     if updates:
         await conn.execute(_UPDATE, *_columns(updates))
     if inserts:
         status = await conn.execute(_INSERT, *_columns(inserts))
         if int(status.split()[-1]) != len(inserts):
             raise _Conflict()
+
+
+async def _link_comments(conn: Any, old: dict[Key, StoredRow],
+                         current: dict[Key, StoredRow | None],
+                         kept: list[Key]) -> list[tuple[Key, StoredRow]]:
+    """Put comment rows into their target's trace, whichever of the two arrived first.
+
+    1. A comment written now whose target has a trace (stored, or in this batch) joins it
+       (``current`` is updated in place).
+    2. A row that got its first ``root_span_id`` now takes in the comments stored earlier
+       that waited for it: returned, to be rewritten after the batch's own rows.
+    """
+    waiting: dict[Key, Key] = {}
+    for key in kept:
+        stored = current[key]
+        if stored is not None and stored.data.get("root_span_id") is None:
+            target_id = comment_target(stored.data)
+            if target_id is not None:
+                waiting[key] = (key[0], target_id)
+    if waiting:
+        lookup = sorted({t for t in waiting.values() if t not in current})
+        found: dict[Key, dict[str, Any]] = {}
+        if lookup:
+            for rec in await conn.fetch(_TARGETS, [k[0] for k in lookup],
+                                        [k[1] for k in lookup]):
+                span = rec["span_id"]
+                found[(rec["pid"], rec["id"])] = {
+                    "root_span_id": rec["root_span_id"],
+                    "span_id": None if span is None else json.loads(span)}
+        for key, target_key in waiting.items():
+            target: dict[str, Any] | None
+            if target_key in current:
+                target_row = current[target_key]
+                target = target_row.data if target_row is not None else None
+            else:
+                target = found.get(target_key)
+            comment = current[key]
+            assert comment is not None
+            linked = link_comment(comment, target)
+            if linked is not None:
+                current[key] = linked
+
+    gained = sorted(key for key in kept if (stored := current[key]) is not None
+                    and stored.data.get("root_span_id") is not None
+                    and (key not in old or old[key].data.get("root_span_id") is None))
+    if not gained:
+        return []
+    out: list[tuple[Key, StoredRow]] = []
+    written = set(kept)
+    for rec in await conn.fetch(_WAITING, [k[0] for k in gained], [k[1] for k in gained]):
+        key = (rec["pid"], rec["id"])
+        if key in written:  # written in this batch: step 1 saw it
+            continue
+        target_row = current[(rec["pid"], rec["origin_id"])]
+        linked = link_comment(StoredRow(json.loads(rec["data"]), rec["base"]),
+                              target_row.data if target_row is not None else None)
+        if linked is not None:
+            out.append((key, linked))
+    return out
 
 
 @dataclass
