@@ -21,11 +21,8 @@ from typing import Any
 from spanlog.server._postgres_query import (
     check_limit,
     fetch_rows,
-    out,
-    parse_cursor,
     plan_fetch,
     root_scores,
-    trace_order,
 )
 from spanlog.server._postgres_writer import PieceAt, Writer, connection_errors
 from spanlog.server._store import (
@@ -38,8 +35,11 @@ from spanlog.server._store import (
     Project,
     Store,
     Unavailable,
+    api_row,
     dumps,
     now_iso,
+    parse_cursor,
+    trace_order,
     with_score_averages,
 )
 
@@ -357,6 +357,6 @@ class PostgresStore(Store):
         pid = await self._pid(project_id)
         recs = await self._query("fetch", "SELECT xact, data FROM spanlog_rows "
                                  "WHERE pid = $1 AND root_span_id = $2", pid, root_span_id)
-        rows = [out(rec["xact"], rec["data"], project_id) for rec in recs]
+        rows = [api_row(rec["xact"], rec["data"], project_id) for rec in recs]
         rows.sort(key=trace_order)
         return rows

@@ -33,19 +33,6 @@ RECENT_MIN = 500
 RECENT_MAX = 5000
 
 
-def parse_cursor(cursor: str | None) -> int | None:
-    """The transaction id a cursor continues below (:class:`BadRequest` when malformed)."""
-    if cursor is None or cursor == "":
-        return None
-    try:
-        value = int(cursor)
-    except (TypeError, ValueError):
-        raise BadRequest(f"cursor: not a cursor this collector returned: {cursor!r}") from None
-    if value <= 0:
-        raise BadRequest(f"cursor: not a cursor this collector returned: {cursor!r}")
-    return value
-
-
 def check_limit(limit: Any) -> int:
     """``limit`` when it is an integer from 1 to MAX_LIMIT, else :class:`BadRequest`."""
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
@@ -195,21 +182,3 @@ async def root_scores(conn: Any, pid: int,
         for row_id, average in subtree_averages(trace, wanted[root_span_id]).items():
             averages[(root_span_id, row_id)] = average
     return averages
-
-
-def out(xact: int, data: str, project_id: str) -> dict[str, Any]:
-    """A stored row as the API returns it."""
-    row: dict[str, Any] = json.loads(data)
-    row["_xact_id"] = str(xact)
-    row["project_id"] = project_id
-    row["log_id"] = "g"
-    return row
-
-
-def trace_order(row: dict[str, Any]) -> tuple[float, str, int]:
-    """The order of a trace's rows, as the SQLite engine gives it: start time, then created,
-    then transaction."""
-    metrics = row.get("metrics") or {}
-    start = metrics.get("start") if isinstance(metrics, dict) else None
-    return (start if isinstance(start, (int, float)) else float("inf"),
-            str(row.get("created") or ""), int(row["_xact_id"]))

@@ -34,35 +34,17 @@ from spanlog.server._store import (
     BadRequest,
     Page,
     TraceLink,
+    api_row,
     dumps,
+    parse_cursor,
     subtree_averages,
+    trace_order,
     with_score_averages,
 )
 
 MAX_LIMIT = 1000
 # Counting a term's entries past this tells nothing more: it is "common".
 _COUNT_CAP = 10_000
-
-
-def _out(xact: int, data: str, project_id: str) -> dict[str, Any]:
-    row: dict[str, Any] = json.loads(data)
-    row["_xact_id"] = str(xact)
-    row["project_id"] = project_id
-    row["log_id"] = "g"
-    return row
-
-
-def parse_cursor(cursor: str | None) -> int | None:
-    """The transaction id a cursor continues below (:class:`BadRequest` when malformed)."""
-    if cursor is None or cursor == "":
-        return None
-    try:
-        value = int(cursor)
-    except (TypeError, ValueError):
-        raise BadRequest(f"cursor: not a cursor this collector returned: {cursor!r}") from None
-    if value <= 0:
-        raise BadRequest(f"cursor: not a cursor this collector returned: {cursor!r}")
-    return value
 
 
 def _term_count(conn: sqlite3.Connection, pid: int, path: int, value: Any) -> int:
@@ -271,17 +253,10 @@ def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
     return Page(None, next_cursor, raw=raw)
 
 
-def _start(row: dict[str, Any]) -> tuple[float, str, int]:
-    metrics = row.get("metrics") or {}
-    start = metrics.get("start") if isinstance(metrics, dict) else None
-    return (start if isinstance(start, (int, float)) else float("inf"),
-            str(row.get("created") or ""), int(row["_xact_id"]))
-
-
 def trace_rows(conn: sqlite3.Connection, *, pid: int, project_id: str,
                root_span_id: str) -> list[dict[str, Any]]:
     """Every row of one trace, in start order (runs on a reader thread)."""
-    rows = [_out(xact, data, project_id) for xact, data in conn.execute(
+    rows = [api_row(xact, data, project_id) for xact, data in conn.execute(
         "SELECT xact, data FROM rows WHERE pid = ? AND root_span_id = ?", (pid, root_span_id))]
-    rows.sort(key=_start)
+    rows.sort(key=trace_order)
     return rows

@@ -210,6 +210,37 @@ def apply_piece(stored: StoredRow | None, piece: Mapping[str, Any],
     return StoredRow(data=data, base_digest=digest)
 
 
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """The transaction id a fetch cursor continues below (:class:`BadRequest` when malformed)."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        value = int(cursor)
+    except (TypeError, ValueError):
+        raise BadRequest(f"cursor: not a cursor this collector returned: {cursor!r}") from None
+    if value <= 0:
+        raise BadRequest(f"cursor: not a cursor this collector returned: {cursor!r}")
+    return value
+
+
+def api_row(xact: int, data: str, project_id: str) -> dict[str, Any]:
+    """A stored row (its JSON text) as the API returns it, with its transaction id."""
+    row: dict[str, Any] = json.loads(data)
+    row["_xact_id"] = str(xact)
+    row["project_id"] = project_id
+    row["log_id"] = "g"
+    return row
+
+
+def trace_order(row: Mapping[str, Any]) -> tuple[float, str, int]:
+    """The order of a trace's rows, on every engine: start time, then created, then
+    transaction id."""
+    metrics = row.get("metrics") or {}
+    start = metrics.get("start") if isinstance(metrics, dict) else None
+    return (start if isinstance(start, (int, float)) else float("inf"),
+            str(row.get("created") or ""), int(row["_xact_id"]))
+
 def is_root(row: Mapping[str, Any]) -> bool:
     """Whether ``row`` is the root span of a trace: a span (it has a ``span_id``) without
     parents. Comment rows and feedback that arrived before its span are not."""
