@@ -96,8 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     add_migrate_command(commands)
 
     demo = commands.add_parser("demo", help="start a collector with example traces in it")
-    demo.add_argument("--port", type=int, default=8700)
-    demo.add_argument("--data-dir", default=None)
+    demo.add_argument("--port", type=int, default=8700, help="port (default 8700; 0: any free)")
+    demo.add_argument("--data-dir", default=None,
+                      help="directory for the demo's new database, kept afterwards "
+                           "(default: a fresh temporary directory)")
     return parser
 
 
