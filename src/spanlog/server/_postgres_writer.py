@@ -42,10 +42,11 @@ from spanlog.server._store import (
     StoredRow,
     Unavailable,
     apply_piece,
-    comment_target,
     dumps,
     is_root,
     link_comment,
+    link_waiting,
+    waiting_comments,
 )
 
 log = logging.getLogger("spanlog.server")
@@ -193,13 +194,7 @@ async def _link_comments(conn: Any, old: dict[Key, StoredRow],
     2. A row that got its first ``root_span_id`` now takes in the comments stored earlier
        that waited for it: returned, to be rewritten after the batch's own rows.
     """
-    waiting: dict[Key, Key] = {}
-    for key in kept:
-        stored = current[key]
-        if stored is not None and stored.data.get("root_span_id") is None:
-            target_id = comment_target(stored.data)
-            if target_id is not None:
-                waiting[key] = (key[0], target_id)
+    waiting = waiting_comments(current, kept)
     if waiting:
         lookup = sorted({t for t in waiting.values() if t not in current})
         found: dict[Key, dict[str, Any]] = {}
@@ -210,18 +205,7 @@ async def _link_comments(conn: Any, old: dict[Key, StoredRow],
                 found[(rec["pid"], rec["id"])] = {
                     "root_span_id": rec["root_span_id"],
                     "span_id": None if span is None else json.loads(span)}
-        for key, target_key in waiting.items():
-            target: dict[str, Any] | None
-            if target_key in current:
-                target_row = current[target_key]
-                target = target_row.data if target_row is not None else None
-            else:
-                target = found.get(target_key)
-            comment = current[key]
-            assert comment is not None
-            linked = link_comment(comment, target)
-            if linked is not None:
-                current[key] = linked
+        link_waiting(current, waiting, found)
 
     gained = sorted(key for key in kept if (stored := current[key]) is not None
                     and stored.data.get("root_span_id") is not None

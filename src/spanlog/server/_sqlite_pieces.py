@@ -36,8 +36,10 @@ from spanlog.server._store import (
     dumps,
     is_root,
     link_comment,
+    link_waiting,
     prepare_replace,
     trace_links,
+    waiting_comments,
 )
 
 _ID_CHUNK = 500  # ids per `IN (...)` lookup, well under SQLite's bound-parameter limit
@@ -148,27 +150,10 @@ def _link_comments(conn: sqlite3.Connection, old: dict[Key, tuple[int, StoredRow
     2. A row that got its first ``root_span_id`` now takes in the comments stored earlier
        that waited for it; they are rewritten (new ``xact``) after the batch's own rows.
     """
-    waiting: dict[Key, Key] = {}
-    for key in changed:
-        stored = current[key]
-        if stored is not None and stored.data.get("root_span_id") is None:
-            target_id = comment_target(stored.data)
-            if target_id is not None:
-                waiting[key] = (key[0], target_id)
+    waiting = waiting_comments(current, changed)
     if waiting:
         found = _trace_positions(conn, [t for t in waiting.values() if t not in current])
-        for key, target_key in waiting.items():
-            target: dict[str, Any] | None
-            if target_key in current:
-                target_row = current[target_key]
-                target = target_row.data if target_row is not None else None
-            else:
-                target = found.get(target_key)
-            comment = current[key]
-            assert comment is not None
-            linked = link_comment(comment, target)
-            if linked is not None:
-                current[key] = linked
+        link_waiting(current, waiting, found)
 
     gained: list[Key] = []
     for key in changed:

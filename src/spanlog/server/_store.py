@@ -284,6 +284,43 @@ def link_comment(comment: StoredRow, target: Mapping[str, Any] | None) -> Stored
     return StoredRow(data=data, base_digest=comment.base_digest)
 
 
+
+RowKey = tuple[int, str]  # (the engine's project number, row id)
+
+
+def waiting_comments(current: Mapping[RowKey, StoredRow | None],
+                     keys: Iterable[RowKey]) -> dict[RowKey, RowKey]:
+    """The comments among ``keys`` that are not in a trace yet, each with its target's key."""
+    waiting: dict[RowKey, RowKey] = {}
+    for key in keys:
+        stored = current[key]
+        if stored is not None and stored.data.get("root_span_id") is None:
+            target_id = comment_target(stored.data)
+            if target_id is not None:
+                waiting[key] = (key[0], target_id)
+    return waiting
+
+
+def link_waiting(current: dict[RowKey, StoredRow | None], waiting: Mapping[RowKey, RowKey],
+                 stored_targets: Mapping[RowKey, Mapping[str, Any]]) -> None:
+    """Link each waiting comment to its target's trace, in place in ``current``.
+
+    A target written in this batch is taken from ``current``; otherwise from
+    ``stored_targets`` (the engine's lookup of ``root_span_id`` and ``span_id``).
+    """
+    for key, target_key in waiting.items():
+        target: Mapping[str, Any] | None
+        if target_key in current:
+            target_row = current[target_key]
+            target = target_row.data if target_row is not None else None
+        else:
+            target = stored_targets.get(target_key)
+        comment = current[key]
+        assert comment is not None
+        linked = link_comment(comment, target)
+        if linked is not None:
+            current[key] = linked
+
 def with_score_averages(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The rows of one trace, each with ``scores_avg``: its own and its descendants' scores.
 
