@@ -193,9 +193,11 @@ def ingest(rows: int, batch: int, concurrency: int) -> dict[str, Any]:
             # Warm up: first request creates the project.
             asyncio.run(_post_all(url, bodies[:1], 1))
             cpu_before = _cpu_seconds(proc.pid)
+            client_before = _cpu_seconds(os.getpid())
             load_before = _load()
             elapsed = asyncio.run(_post_all(url, bodies[1:], concurrency))
             server_cpu = _cpu_seconds(proc.pid) - cpu_before
+            client_cpu = _cpu_seconds(os.getpid()) - client_before
             load_after = _load()
         finally:
             stop_collector(proc)
@@ -204,6 +206,8 @@ def ingest(rows: int, batch: int, concurrency: int) -> dict[str, Any]:
     return {"rows": done, "seconds": round(elapsed, 2), "rows_per_s": round(done / elapsed),
             # Cores the collector kept busy: below 2 means it was not CPU-bound on 2 cores.
             "server_cores_used": round(server_cpu / elapsed, 2),
+            # The benchmark's own client shares the 2 cores (sending pre-encoded bodies).
+            "client_cores_used": round(client_cpu / elapsed, 2),
             # CPU the collector spent per row: comparable across runs on a busy machine,
             # where rows/s mostly says how much CPU the other processes left over.
             "server_cpu_us_per_row": round(server_cpu / done * 1e6),

@@ -119,12 +119,34 @@ def test_row_without_project_is_400(collector):
     (b'{"rows": [{"id": "a", "project_name": "p", "input": NaN}]}', "NaN"),
     (b'', "empty"),
     (b'\xff\xfe', "not UTF-8"),
+    (b'{"rows": [{"id": "a", "project_name": "p", "metrics": {"x": 1e400}}]}',
+     "line 1 column 61: number is infinity"),
+    (b'{"rows": [{"id": "a", "project_name": "p", "input": "\\ud800"}]}',
+     "line 1 column 54: no low surrogate"),
+    (b'{"rows": [{"id": "a", "project_name": "p", "input": -Infinity}]}', "-Infinity at line 1"),
 ])
 def test_malformed_body_is_400(collector, raw, expect):
     """Malformed bodies get 400 with a message saying what and where."""
     status, body = call(collector.url, "POST", "/logs3", raw=raw, token=collector.api_key)
     assert status == 400
     assert expect in body["error"]
+
+
+def test_numbers_come_back_exactly_as_sent(collector):
+    """Integers beyond 64 bits keep every digit; small floats are stored as json writes them."""
+    pid = collector.project_id("api-numbers")
+    values = {"big": 123456789012345678901234567890, "neg": -9223372036854775809,
+              "tiny": 2.5e-07, "small": 1e-05, "float": 0.1, "huge": 1e300}
+    row = _row(pid, id="numbers", metadata=values)
+    status, body = call(collector.url, "POST", "/logs3", {"rows": [row]},
+                        token=collector.api_key)
+    assert status == 200, body
+    [stored] = collector.fetch("api-numbers", "id = 'numbers'")
+    assert stored["metadata"] == values
+    assert all(type(stored["metadata"][k]) is type(v) for k, v in values.items())
+    # The stored text is Python's (LIKE matches number tokens as json.dumps writes them).
+    assert [r["id"] for r in collector.fetch("api-numbers", "metadata.tiny LIKE '%e-07'")] \
+        == ["numbers"]
 
 
 def test_body_without_content_type_is_accepted(collector):

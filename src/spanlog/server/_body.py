@@ -8,11 +8,12 @@ platform post JSON without one.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
+
+from spanlog.server._json import JSONDecodeError, loads
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
@@ -31,10 +32,6 @@ def _reason(exc: BaseException) -> str:
         exc = exc.__cause__
     lines = str(exc).strip().splitlines()
     return lines[-1].strip() if lines else type(exc).__name__
-
-
-def _reject_constant(name: str) -> Any:
-    raise BadBody(f"body: {name} is not valid JSON")
 
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:
@@ -68,16 +65,22 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
 
 
 def parse_json(raw: bytes) -> Any:
-    """``raw`` decoded as UTF-8 JSON (no NaN or Infinity), or :class:`BadBody` saying where."""
+    """``raw`` decoded as UTF-8 JSON (RFC 8259: no NaN, no number beyond a double's range, no
+    lone surrogate), or :class:`BadBody` saying where."""
     if not raw.strip():
         raise BadBody("body: empty, expected a JSON object")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadBody(f"body: not UTF-8 at byte {exc.start}") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
+        return loads(raw)
+    except JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise BadBody(f"body: not UTF-8 at byte {bad.start}") from None
+        for constant in (b"-Infinity", b"Infinity", b"NaN"):
+            # orjson points at the "I" of "-Infinity".
+            if raw.startswith(constant, exc.pos) or raw.startswith(constant, max(exc.pos - 1, 0)):
+                raise BadBody(f"body: {constant.decode()} at line {exc.lineno} column "
+                              f"{exc.colno} is not valid JSON") from None
         raise BadBody(f"body: invalid JSON at line {exc.lineno} column {exc.colno}: "
                       f"{exc.msg}") from None
 

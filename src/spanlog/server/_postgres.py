@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from spanlog.server._json import dumps, loads
 from spanlog.server._postgres_query import (
     check_limit,
     fetch_rows,
@@ -36,7 +37,6 @@ from spanlog.server._store import (
     Store,
     Unavailable,
     api_row,
-    dumps,
     now_iso,
     parse_cursor,
     trace_order,
@@ -323,7 +323,7 @@ class PostgresStore(Store):
             async with pool.acquire() as conn:
                 found = await fetch_rows(conn, plan, limit)
                 if roots_only and found:
-                    decoded = [json.loads(data) for _, data in found]
+                    decoded = [loads(data) for _, data in found]
                     averages = await root_scores(conn, pid, [
                         (row["root_span_id"], row["id"]) for row in decoded
                         if isinstance(row.get("root_span_id"), str)])

@@ -20,10 +20,10 @@ A page is always "newest ``xact`` first, stop at ``limit``". Plans:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from spanlog.server._json import loads
 from spanlog.server._store import BadRequest, TraceLink, subtree_averages
 
 MAX_LIMIT = 1000
@@ -173,7 +173,7 @@ async def root_scores(conn: Any, pid: int,
         return {}
     found = await conn.fetch(_TRACE_LINKS, pid, list(wanted))
     # One decode of all the links: a call per row would cost more than the decoding.
-    decoded = json.loads("[" + ",".join(rec[0] for rec in found) + "]")
+    decoded = loads("[" + ",".join(rec[0] for rec in found) + "]")
     traces: dict[str, list[TraceLink]] = {}
     for row_id, root, span_id, parents, scores in decoded:
         traces.setdefault(root, []).append((row_id, span_id, parents, scores))

@@ -37,12 +37,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spanlog.server._json import dumps, loads
 from spanlog.server._store import (
     BadRequest,
     StoredRow,
     Unavailable,
     apply_piece,
-    dumps,
     is_root,
     link_comment,
     link_waiting,
@@ -140,7 +140,7 @@ async def apply_batch(conn: Any, pieces: Sequence[PieceAt]) -> None:
     ordered = sorted(keys)
     old: dict[Key, StoredRow] = {}
     for rec in await conn.fetch(_LOCK_ROWS, [k[0] for k in ordered], [k[1] for k in ordered]):
-        old[(rec["pid"], rec["id"])] = StoredRow(json.loads(rec["data"]), rec["base"])
+        old[(rec["pid"], rec["id"])] = StoredRow(loads(rec["data"]), rec["base"])
 
     current: dict[Key, StoredRow | None] = dict(old)
     changed: dict[Key, None] = {}
@@ -219,7 +219,7 @@ async def _link_comments(conn: Any, old: dict[Key, StoredRow],
         if key in written:  # written in this batch: step 1 saw it
             continue
         target_row = current[(rec["pid"], rec["origin_id"])]
-        linked = link_comment(StoredRow(json.loads(rec["data"]), rec["base"]),
+        linked = link_comment(StoredRow(loads(rec["data"]), rec["base"]),
                               target_row.data if target_row is not None else None)
         if linked is not None:
             out.append((key, linked))

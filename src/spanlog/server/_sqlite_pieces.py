@@ -16,7 +16,6 @@ entries. Ingest speed is decided here, on the one writer thread, so:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from spanlog._merge import is_merge
+from spanlog.server._json import dumps, loads
 from spanlog.server._sqlite_schema import ROW_COLUMNS
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
@@ -33,7 +33,6 @@ from spanlog.server._store import (
     StoredRow,
     apply_piece,
     comment_target,
-    dumps,
     is_root,
     link_comment,
     link_waiting,
@@ -125,7 +124,7 @@ def _stored(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, tuple[in
             for xact, row_id, base, data in conn.execute(
                     f"SELECT xact, id, base, data FROM rows WHERE pid = ? AND id IN ({marks})",
                     (pid, *chunk)):
-                old[(pid, row_id)] = (xact, StoredRow(json.loads(data), base))
+                old[(pid, row_id)] = (xact, StoredRow(loads(data), base))
     return old
 
 
@@ -177,7 +176,7 @@ def _link_comments(conn: sqlite3.Connection, old: dict[Key, tuple[int, StoredRow
                 key = (pid, row_id)
                 if key in current:  # written in this batch: step 1 saw it
                     continue
-                comment = StoredRow(json.loads(data), base)
+                comment = StoredRow(loads(data), base)
                 target_row = current[(pid, origin_id)]
                 linked = link_comment(comment, target_row.data if target_row else None)
                 if linked is not None:

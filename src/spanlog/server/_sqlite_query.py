@@ -28,6 +28,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from spanlog.server._json import dumps, loads
 from spanlog.server._rows import ARRAY, INDEXED_FIELDS
 from spanlog.server._sqlite_schema import field_sql, index_value, path_key
 from spanlog.server._store import (
@@ -35,7 +36,6 @@ from spanlog.server._store import (
     Page,
     TraceLink,
     api_row,
-    dumps,
     parse_cursor,
     subtree_averages,
     trace_order,
@@ -210,7 +210,7 @@ def root_scores(conn: sqlite3.Connection, pid: int,
         found = conn.execute("SELECT id, root_span_id, links FROM rows WHERE pid = ? AND "
                              f"root_span_id IN ({marks})", (pid, *chunk)).fetchall()
         # One decode of all the links: a call per row would cost more than the decoding.
-        decoded = json.loads("[" + ",".join(links for _, _, links in found) + "]")
+        decoded = loads("[" + ",".join(links for _, _, links in found) + "]")
         for (row_id, root, _), (span_id, parents, scores) in zip(found, decoded, strict=True):
             traces.setdefault(root, []).append((row_id, span_id, parents, scores))
     out: dict[tuple[str, str], dict[str, float]] = {}
@@ -247,7 +247,7 @@ def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
         for xact, data, root, row_id in found:
             average = averages.get((root, row_id))
             if average is None:  # a root span without a root_span_id: a trace of one
-                average = with_score_averages([json.loads(data)])[0]["scores_avg"]
+                average = with_score_averages([loads(data)])[0]["scores_avg"]
             raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)}{tail}')
     next_cursor = str(found[-1][0]) if len(found) == limit else None
     return Page(None, next_cursor, raw=raw)

@@ -14,16 +14,16 @@ keep their ``xact`` and their data, except that waiting comments get their trace
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
 
+from spanlog.server._json import dumps, loads
 from spanlog.server._sqlite_pieces import insert_many
 from spanlog.server._sqlite_schema import INDEX_VERSION, SCHEMA
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
-from spanlog.server._store import StoredRow, comment_target, dumps, link_comment, trace_links
+from spanlog.server._store import StoredRow, comment_target, link_comment, trace_links
 
 log = logging.getLogger("spanlog.server")
 
@@ -92,7 +92,7 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
         terms: list[object] = []
         marks: list[tuple[object, ...]] = []
         for xact, pid, text in batch:
-            data = json.loads(text)
+            data = loads(text)
             keys, capped = leaf_keys(data)
             known = txn.known_fields(pid)
             for path, value in keys:
@@ -111,7 +111,7 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
         "WHERE c.root_span_id IS NULL AND c.origin_id IS NOT NULL "
         "AND t.root_span_id IS NOT NULL").fetchall()
     for xact, base, text, root, span_id in waiting:
-        linked = link_comment(StoredRow(json.loads(text), base),
+        linked = link_comment(StoredRow(loads(text), base),
                               {"root_span_id": root, "span_id": span_id})
         if linked is not None:
             conn.execute("UPDATE rows SET root_span_id = ?, data = ?, links = ? WHERE xact = ?",

@@ -10,7 +10,6 @@ the per-span score averages of a trace (:func:`with_score_averages`, :func:`subt
 from __future__ import annotations
 
 import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,12 +17,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from spanlog._merge import CONTROL_FIELDS, is_merge, merge_into, merge_under, strip_control
+from spanlog.server._json import dumps, dumps_bytes, loads
 
 DEFAULT_ORG = "default"
 DEFAULT_PROJECT = "Global"
 
-
-dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 class NotFound(LookupError):
@@ -123,7 +121,7 @@ class Page:
         """The rows as dicts."""
         if self._rows is None:
             assert self._raw is not None
-            self._rows = [json.loads(text) for text in self._raw]
+            self._rows = [loads(text) for text in self._raw]
         return self._rows
 
     def rows_json(self) -> str:
@@ -158,11 +156,11 @@ def prepare_replace(piece: Mapping[str, Any]) -> Replace:
     data = dict(piece)
     for control in CONTROL_FIELDS:
         data.pop(control, None)
-    text: str | None = dumps(data)
-    assert text is not None
+    encoded = dumps_bytes(data)
     # A retry re-sends the same piece, so the same bytes: the digest of our own encoding of
     # it recognises the retry without a second, key-sorted encoding.
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
+    text: str | None = encoded.decode()
     if data.get("created") is None:
         data["created"] = now_iso()
         text = None
@@ -226,7 +224,7 @@ def parse_cursor(cursor: str | None) -> int | None:
 
 def api_row(xact: int, data: str, project_id: str) -> dict[str, Any]:
     """A stored row (its JSON text) as the API returns it, with its transaction id."""
-    row: dict[str, Any] = json.loads(data)
+    row: dict[str, Any] = loads(data)
     row["_xact_id"] = str(xact)
     row["project_id"] = project_id
     row["log_id"] = "g"
