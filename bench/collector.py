@@ -256,12 +256,14 @@ def build(db: str, rows: int, batch: int = 2000) -> dict[str, Any]:
     try:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         count = conn.execute("SELECT count(*) FROM rows").fetchone()[0]
-        terms = conn.execute("SELECT count(*) FROM terms").fetchone()[0]
+        # Index terms (leaves) per row, and the postings entries that hold them.
+        terms, postings = conn.execute("SELECT total(n), count(*) FROM postings").fetchone()
     finally:
         conn.close()
     size = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
     return {"rows": count, "seconds": round(elapsed, 1), "rows_per_s": round(count / elapsed),
             "index_terms_per_row": round(terms / count, 1),
+            "postings_per_row": round(postings / count, 2),
             "disk_bytes_per_row": round(size / count), "loadavg_after": _load()}
 
 

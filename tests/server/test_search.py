@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import sqlite3
 import uuid
 from typing import Any
@@ -158,14 +159,16 @@ def _plan(text: str | None, *, roots_only: bool = False, before: int | None = No
     ("root_span_id = 'x'", "INDEX rows_by_trace (pid=? AND root_span_id=?)"),
 ])
 def test_plans_use_an_index_in_order(text, uses):
-    """Latest-page and equality plans walk an index in transaction order: no scan, no sort."""
+    """Latest-page and equality plans walk an index in transaction order: no scan, no sort
+    (the scans allowed are json_each over the ids of one posting or a candidate's array)."""
     plan = _plan(text)
     assert uses in plan
-    assert "SCAN" not in plan and "TEMP B-TREE" not in plan
+    assert not re.search(r"SCAN (?!\w+ VIRTUAL TABLE)", plan) and "TEMP B-TREE" not in plan
 
 
 def test_roots_only_and_cursor_stay_in_the_index():
     """roots_only and a cursor narrow the same index range instead of filtering rows."""
     assert "rows_roots (pid=? AND rowid<?)" in _plan(None, roots_only=True,
                                                                      before=9)
-    assert "value=? AND xact<?" in _plan("metadata.a = 'b'", before=9)
+    # The walk starts at the posting that holds the cursor, not at the newest one.
+    assert "value=? AND first<?" in _plan("metadata.a = 'b'", before=9)

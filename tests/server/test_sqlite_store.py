@@ -224,3 +224,67 @@ async def test_a_first_layout_database_is_upgraded_in_place(tmp_path: Path) -> N
             == (INDEX_VERSION,)
     finally:
         check.close()
+
+
+async def test_postings_page_newest_first_across_and_within_transactions(
+        store: SqliteStore) -> None:
+    """Rows sharing a value within one write and across writes come back newest first, page
+    by page from any cursor; a rewritten row appears once, at its new place."""
+    project = await _project(store, "postings")
+    written: list[str] = []
+    for batch in range(4):
+        pieces = [Piece(project.id, {"id": f"r{batch}-{i}", "created": CREATED,
+                                     "metadata": {"env": "a" if i % 3 else "b", "n": i},
+                                     "tags": ["t", "t"]})
+                  for i in range(25)]
+        await store.write(pieces)
+        written.extend(p.row["id"] for p in pieces)
+    # A merge rewrites r1-4 (env a -> b) and r2-5 (env stays a): both move to the newest xact.
+    await store.write([Piece(project.id, {"id": "r1-4", "_is_merge": True,
+                                          "metadata": {"env": "b"}}),
+                       Piece(project.id, {"id": "r2-5", "_is_merge": True,
+                                          "metadata": {"tag": "x"}})])
+    order = [i for i in reversed(written) if i not in ("r1-4", "r2-5")]
+    order = ["r2-5", "r1-4", *order]
+    env_a = [i for i in order if i != "r1-4" and int(i.split("-")[1]) % 3]
+    assert await _ids(store, project, "metadata.env = 'a'") == env_a
+    for limit in (1, 7, 25, 26):
+        assert await _ids(store, project, "metadata.env = 'a'", limit=limit) == env_a
+        assert await _ids(store, project, "tags includes 't'", limit=limit) == order
+    assert "r1-4" in await _ids(store, project, "metadata.env = 'b'")
+
+
+async def test_a_second_layout_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database with version 2's per-row ``terms`` opens with its postings rebuilt."""
+    path = str(tmp_path / "v2.sqlite3")
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        project = await _project(store, "old")
+        await store.write([Piece(project.id, {"id": f"r{i}", "created": CREATED,
+                                              "metadata": {"user": f"u{i % 3}"}})
+                           for i in range(10)])
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        DROP TABLE postings;
+        CREATE TABLE terms (field INTEGER NOT NULL, value NOT NULL, xact INTEGER NOT NULL,
+                            PRIMARY KEY (field, value, xact)) WITHOUT ROWID;
+        UPDATE meta SET value = 2 WHERE key = 'index_version';
+    """)
+    conn.close()
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        assert await _ids(store, project, "metadata.user = 'u1'") == ["r7", "r4", "r1"]
+    finally:
+        await store.close()
+    check = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in check.execute("SELECT name FROM sqlite_master")}
+        assert "terms" not in tables and "postings" in tables
+        assert check.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone() \
+            == (INDEX_VERSION,)
+    finally:
+        check.close()

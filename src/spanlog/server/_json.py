@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JSONDecodeError", "dumps", "dumps_bytes", "loads"]
+__all__ = ["JSONDecodeError", "dumps", "dumps_bytes", "dumps_ints", "loads"]
 
 JSONDecodeError = json.JSONDecodeError  # orjson's own error is a subclass
 
@@ -79,3 +79,8 @@ def dumps_bytes(value: Any) -> bytes:
 def dumps(value: Any) -> str:
     """``value`` as compact JSON text, exactly what ``json.dumps`` writes (see module doc)."""
     return dumps_bytes(value).decode()
+
+
+def dumps_ints(values: list[int]) -> str:
+    """A list of 64-bit integers as a compact JSON array (what ``json.dumps`` writes)."""
+    return orjson.dumps(values).decode()

@@ -12,6 +12,9 @@ entries. Ingest speed is decided here, on the one writer thread, so:
   inserts thousands of rows. Python's ``sqlite3`` releases the GIL around each step, so few
   long steps let the event loop parse the next requests on the other core meanwhile, where
   ``executemany`` would hand the GIL back and forth thousands of times per request.
+- Index entries are grouped per (field, value) for the whole job (:func:`add_postings`), so
+  a value shared by many rows of the job costs one insert (see ``postings`` in
+  ``_sqlite_schema``); a rewritten row's old entries are left to match nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from functools import lru_cache
 from typing import Any
 
 from spanlog._merge import is_merge
-from spanlog.server._json import dumps, loads
+from spanlog.server._json import dumps, dumps_ints, loads
 from spanlog.server._sqlite_schema import ROW_COLUMNS
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
@@ -185,15 +188,43 @@ def _link_comments(conn: sqlite3.Connection, old: dict[Key, tuple[int, StoredRow
                     changed[key] = None
 
 
-def _field_params(txn: Txn, pid: int, keys: list[tuple[int, Any]], xact: int,
-                  out: list[Any]) -> None:
-    """Append the ``terms`` values (field, value, xact) of one row's leaves to ``out``."""
-    known = txn.known_fields(pid)
+# Index postings of one job: project pid -> leaf path key -> stored value -> the xacts that
+# hold it, ascending. Nested dicts: the writer adds ~14 leaves per row, and a lookup per level
+# costs less than building and hashing a key tuple per leaf.
+Postings = dict[int, dict[int, dict[Any, list[int]]]]
+
+
+def add_postings(pid: int, keys: list[tuple[int, Any]], xact: int,
+                 postings: Postings) -> None:
+    """Add row ``xact``'s leaves (path key, stored value) to a job's postings."""
+    paths = postings.get(pid)
+    if paths is None:
+        paths = postings[pid] = {}
     for path, value in keys:
-        field = known.get(path)
-        if field is None:
-            field = txn.field_id(pid, path)
-        out.extend((field, value, xact))
+        values = paths.get(path)
+        if values is None:
+            paths[path] = {value: [xact]}
+            continue
+        xacts = values.get(value)
+        if xacts is None:
+            values[value] = [xact]
+        elif xacts[-1] != xact:  # a list holding the same value twice is one entry
+            xacts.append(xact)
+
+
+def insert_postings(txn: Txn, postings: Postings) -> None:
+    """Write one ``postings`` entry per (field, value): its xacts, newest first."""
+    params: list[Any] = []
+    for pid, paths in postings.items():
+        known = txn.known_fields(pid)
+        for path, values in paths.items():
+            field = known.get(path)
+            if field is None:
+                field = txn.field_id(pid, path)
+            for value, xacts in values.items():
+                xacts.reverse()
+                params.extend((field, value, xacts[-1], len(xacts), dumps_ints(xacts)))
+    insert_many(txn.conn, "INSERT INTO postings (field, value, first, n, xacts)", 5, params)
 
 
 def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
@@ -224,18 +255,14 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
                 ready[key] = prepared
     _link_comments(conn, old, current, changed)
 
-    drop_terms: list[list[Any]] = []
     drop_rows: list[tuple[int]] = []
-    add_terms: list[Any] = []
     add_rows: list[Any] = []
+    postings: Postings = {}
     for key in changed:
         pid, row_id = key
         if key in old:
-            old_xact, old_row = old[key]
-            flat: list[Any] = []
-            _field_params(txn, pid, leaf_keys(old_row.data)[0], old_xact, flat)
-            drop_terms.extend(flat[i:i + 3] for i in range(0, len(flat), 3))
-            drop_rows.append((old_xact,))
+            # Its postings stay: the old xact matches no row once the row is deleted.
+            drop_rows.append((old[key][0],))
         stored = current[key]
         if stored is None:
             continue
@@ -250,15 +277,11 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
         add_rows.extend((xact, pid, row_id, data.get("root_span_id"), int(is_root(data)),
                          stored.base_digest, stored.text or dumps(data), comment_target(data),
                          1 if capped else None, links))
-        _field_params(txn, pid, leaves, xact, add_terms)
-    if drop_terms:
-        conn.executemany("DELETE FROM terms WHERE field = ? AND value = ? AND xact = ?",
-                         drop_terms)
+        add_postings(pid, leaves, xact, postings)
     if drop_rows:
         conn.executemany("DELETE FROM rows WHERE xact = ?", drop_rows)
     if add_rows:
         insert_many(conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
                     add_rows)
-    if add_terms:
-        # OR IGNORE: a list may hold the same value twice, which is one index entry.
-        insert_many(conn, "INSERT OR IGNORE INTO terms (field, value, xact)", 3, add_terms)
+    if postings:
+        insert_postings(txn, postings)

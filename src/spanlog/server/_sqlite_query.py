@@ -5,12 +5,14 @@ Plans, cheapest first (a page is always "newest ``xact`` first, stop at ``limit`
 1. ``_xact_id = '...'``, ``id = '...'`` or ``root_span_id = '...'`` as a top-level conjunct:
    the rowid or their own indexes.
 2. An equality on an indexed leaf (metadata, tags, span_attributes, scores) as a top-level
-   conjunct: walk ``terms`` for that (field, value) backwards from the newest transaction.
-   O(log n) per page whatever the value's frequency. With several such terms the one with the
-   fewest entries drives (counted up to a cap, which is cheap: the count is an index range),
-   and the rest are checked on each candidate. Rows with more leaves than the index keeps
-   (``rows.capped``) may match without an entry, so when the project has any, they are
-   candidates too (a second, residual-checked branch merged into the page).
+   conjunct: walk the ``postings`` of that (field, value) backwards from the newest
+   transaction, each entry's ids in order (``json_each``). O(log n) per page whatever the
+   value's frequency; after a cursor the walk starts at the entry holding it. With several
+   such terms the one with the fewest rows drives (summed over a capped number of entries,
+   which is cheap: an index range), and the rest are checked on each candidate's JSON. Rows
+   with more leaves than the index keeps (``rows.capped``) may match without an entry, so
+   when the project has any, they are candidates too (a second, residual-checked branch
+   merged into the page).
 3. Otherwise: walk the project's rows newest first and test each (inequality, LIKE, IS NULL
    may scan, but stop as soon as the page is full).
 
@@ -43,13 +45,14 @@ from spanlog.server._store import (
 )
 
 MAX_LIMIT = 1000
-# Counting a term's entries past this tells nothing more: it is "common".
-_COUNT_CAP = 10_000
+# Summing a term's postings past this many entries tells nothing more: it is "common".
+_COUNT_CAP = 1_000
 
 
 def _term_count(conn: sqlite3.Connection, pid: int, path: int, value: Any) -> int:
-    row = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM terms WHERE field = {field_sql()} "
-                       "AND value = ? LIMIT ?)", (pid, path, value, _COUNT_CAP)).fetchone()
+    row = conn.execute(f"SELECT total(n) FROM (SELECT n FROM postings WHERE field = "
+                       f"{field_sql()} AND value = ? LIMIT ?)",
+                       (pid, path, value, _COUNT_CAP)).fetchone()
     return int(row[0])
 
 
@@ -70,7 +73,9 @@ class _Plan:
     """Where a page's candidates come from and what still has to be checked on them."""
 
     source: str = "rows AS r"
+    # What the page is ordered by (descending), and the xact a cursor continues below.
     order: str = "r.xact"
+    cursor: str = "r.xact"
     where: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
     residual: bool = True
@@ -122,20 +127,18 @@ def _plan(conn: sqlite3.Connection, pid: int, expr: Any) -> _Plan:
         return _Plan(where=["r.pid = ?"], params=[pid])
     if len(keyed) > 1:
         keyed.sort(key=lambda k: _term_count(conn, pid, k[0], k[1]))
-    exact = (covered and all(k[2] for k in keyed)
+    # One term, stored exactly, that is the whole filter: the postings answer it alone.
+    exact = (covered and len(keyed) == 1 and keyed[0][2]
              and len(keyed) == len(equal) + len(_filter.includes_terms(expr)))
     path_id, stored, _ = keyed[0]
     plan = _Plan(
-        # CROSS JOIN fixes the join order: walk the index range, then fetch each row.
-        source="terms AS t CROSS JOIN rows AS r ON r.xact = t.xact", order="t.xact",
-        where=[f"t.field = {field_sql()} AND t.value = ?"], params=[pid, path_id, stored],
-        residual=not exact)
-    if exact:
-        # The other terms are index probes on the same row, cheaper than parsing its JSON.
-        for other_path, other_value, _ in keyed[1:]:
-            plan.where.append(f"EXISTS (SELECT 1 FROM terms AS o WHERE o.field = {field_sql()} "
-                              "AND o.value = ? AND o.xact = t.xact)")
-            plan.params.extend([pid, other_path, other_value])
+        # CROSS JOIN fixes the join order: the value's postings newest first (the key's
+        # order), each one's ids in their stored order (newest first), then each row.
+        # Entries hold disjoint ranges, so that is newest first overall: no sort.
+        source="postings AS p CROSS JOIN json_each(p.xacts) AS t "
+               "CROSS JOIN rows AS r ON r.xact = t.value",
+        order="p.first", where=[f"p.field = {field_sql()} AND p.value = ?"],
+        params=[pid, path_id, stored], residual=not exact, cursor="t.value")
     plan.capped = bool(conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE pid = ? AND "
                                     "capped = 1)", (pid,)).fetchone()[0])
     return plan
@@ -169,7 +172,7 @@ def build_query(conn: sqlite3.Connection, *, pid: int, filter_text: str | None, 
     if expr is not None and (plan.residual or plan.capped):
         check = _residual(expr, project_id)
 
-    def page(source: str, order: str, where: list[str], params: list[Any],
+    def page(source: str, order: str, cursor: str, where: list[str], params: list[Any],
              residual: bool) -> tuple[str, list[Any]]:
         where, params = list(where), list(params)
         if roots_only:
@@ -177,17 +180,21 @@ def build_query(conn: sqlite3.Connection, *, pid: int, filter_text: str | None, 
         if before is not None:
             where.append(f"{order} < ?")
             params.append(before)
+            if cursor != order:
+                where.append(f"{cursor} < ?")
+                params.append(before)
         if residual and check is not None:
             where.append(f"({check[0]})")
             params.extend(check[1])
         return (f"SELECT {_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
                 f"ORDER BY {order} DESC LIMIT ?", [*params, limit])
 
-    query, params = page(plan.source, plan.order, plan.where, plan.params, plan.residual)
+    query, params = page(plan.source, plan.order, plan.cursor, plan.where, plan.params,
+                         plan.residual)
     if plan.capped:
         # UNION, not UNION ALL: a capped row may come from both branches.
-        extra, extra_params = page("rows AS r", "r.xact", ["r.pid = ?", "r.capped = 1"], [pid],
-                                   True)
+        extra, extra_params = page("rows AS r", "r.xact", "r.xact", ["r.pid = ?", "r.capped = 1"],
+                                   [pid], True)
         query = (f"SELECT * FROM ({query}) UNION SELECT * FROM ({extra}) "
                  "ORDER BY 1 DESC LIMIT ?")
         params = [*params, *extra_params, limit]

@@ -11,12 +11,19 @@ Layout, and why:
   candidates of an indexed filter). ``links`` is what score averages need of the row
   (``_store.trace_links``), so a page of roots gets its traces' averages without parsing
   whole rows.
-- ``terms``: the inverted index, one entry per scalar leaf of metadata, tags, span_attributes
-  and scores, keyed ``(field, value, xact)``. An equality filter is a range of this key walked
-  backwards from the newest ``xact``: the latest 50 matches cost O(log n) whether the value is
-  rare or common. ``field`` is a small integer naming a (project, leaf path) pair through the
-  ``fields`` dictionary, so an entry is a few bytes plus its value: the index is the bulk of
-  what ingest writes, and a compact key means fewer pages to touch per insert.
+- ``postings``: the inverted index over every scalar leaf of metadata, tags, span_attributes
+  and scores. One entry per (field, value) per write transaction, holding the transaction
+  ids (``xact``) of that transaction's rows with that leaf value, newest first, as a JSON
+  array (``xacts``, ``n`` of them), keyed ``(field, value, first)`` where ``first`` is the
+  smallest of them. Transactions take increasing ids, so a value's entries hold disjoint
+  ranges and walking them backwards by ``first``, each array in order, yields its rows
+  newest first: the latest 50 matches cost O(log n) whether the value is rare or common,
+  and a page after a cursor starts at the one entry that holds it. Grouping is what makes
+  ingest fast: a common value (``env = production``) costs one index insert per
+  transaction instead of one per row. ``field`` is a small integer naming a (project, leaf
+  path) pair through the ``fields`` dictionary, so the key stays a few bytes plus the value.
+  A rewritten row moves to a new ``xact``; its old ids stay in older entries and simply
+  match no row any more (every use joins ``rows`` on ``xact``).
 - ``fields.path`` is a 64-bit hash of the leaf's path (see :func:`path_key`): the same in
   every process, so collectors sharing the file agree without coordination; a collision
   (odds about 2**-64 per pair of paths) is not a practical concern.
@@ -38,7 +45,7 @@ from typing import Any
 from spanlog.server._rows import MAX_INDEXED_LENGTH, LeafPath
 
 SCHEMA_VERSION = 1
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 # The index layout of INDEX_VERSION (also what an upgrade creates after dropping the old one).
 INDEX_SCHEMA = """
@@ -48,9 +55,9 @@ CREATE INDEX IF NOT EXISTS rows_pending_comments ON rows (pid, origin_id)
     WHERE root_span_id IS NULL AND origin_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS fields (
     id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, path INTEGER NOT NULL, UNIQUE (pid, path));
-CREATE TABLE IF NOT EXISTS terms (
-    field INTEGER NOT NULL, value NOT NULL, xact INTEGER NOT NULL,
-    PRIMARY KEY (field, value, xact)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS postings (
+    field INTEGER NOT NULL, value NOT NULL, first INTEGER NOT NULL, n INTEGER NOT NULL,
+    xacts TEXT NOT NULL, PRIMARY KEY (field, value, first)) WITHOUT ROWID;
 """
 
 SCHEMA = f"""
@@ -115,7 +122,7 @@ def path_key(path: LeafPath) -> int:
 
 
 def index_value(value: Any) -> tuple[Any, bool]:
-    """How ``terms.value`` stores a leaf value, and whether that is exact (not truncated)."""
+    """How ``postings.value`` stores a leaf value, and whether that is exact (not truncated)."""
     if type(value) is str:
         if len(value) > MAX_INDEXED_LENGTH:
             return value[:MAX_INDEXED_LENGTH], False

@@ -5,7 +5,8 @@ Only the index layout has changed so far (``meta.index_version``, see ``_sqlite_
 - version 1 (no ``index_version`` row): ``terms`` keyed (pid, path hash, value, xact), roots
   in a full index, comment rows left out of their target's trace;
 - version 2: ``terms`` keyed by ``fields`` ids, ``rows.origin_id``, ``rows.capped`` and
-  ``rows.links``, comments placed in their target's trace.
+  ``rows.links``, comments placed in their target's trace;
+- version 3: ``postings`` (one entry per value per transaction) instead of ``terms``.
 
 An upgrade rebuilds the index from the stored rows in one transaction (a collector on the
 file waits for it; a crash leaves the old version, and the next start begins again). Rows
@@ -19,7 +20,7 @@ import sqlite3
 import time
 
 from spanlog.server._json import dumps, loads
-from spanlog.server._sqlite_pieces import insert_many
+from spanlog.server._sqlite_pieces import Postings, add_postings, insert_postings
 from spanlog.server._sqlite_schema import INDEX_VERSION, SCHEMA
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
@@ -56,7 +57,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                     f"understands ({INDEX_VERSION}): upgrade spanlog to open it")
             columns = {row[1] for row in conn.execute("PRAGMA table_info(rows)")}
             if version < INDEX_VERSION or not _NEW_COLUMNS.issubset(columns):
-                _upgrade_from_1(conn)
+                _rebuild_index(conn)
         for statement in _statements(SCHEMA):
             conn.execute(statement)
         conn.execute("COMMIT")
@@ -66,7 +67,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _upgrade_from_1(conn: sqlite3.Connection) -> None:
+def _rebuild_index(conn: sqlite3.Connection) -> None:
     started = time.monotonic()
     total = conn.execute("SELECT count(*) FROM rows").fetchone()[0]
     log.warning("spanlog: rebuilding the search index of %d rows for this spanlog version "
@@ -80,6 +81,7 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE rows ADD COLUMN links TEXT")
     conn.execute("DROP INDEX IF EXISTS rows_by_root")
     conn.execute("DROP TABLE IF EXISTS terms")
+    conn.execute("DROP TABLE IF EXISTS postings")
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     txn = Txn(conn, 0, {})
@@ -89,20 +91,16 @@ def _upgrade_from_1(conn: sqlite3.Connection) -> None:
                              "LIMIT ?", (after, _BATCH)).fetchall()
         if not batch:
             break
-        terms: list[object] = []
+        postings: Postings = {}
         marks: list[tuple[object, ...]] = []
         for xact, pid, text in batch:
             data = loads(text)
             keys, capped = leaf_keys(data)
-            known = txn.known_fields(pid)
-            for path, value in keys:
-                field = known.get(path)
-                terms.extend((field if field is not None else txn.field_id(pid, path),
-                              value, xact))
+            add_postings(pid, keys, xact, postings)
             marks.append((comment_target(data), 1 if capped else None, trace_links(data), xact))
         conn.executemany("UPDATE rows SET origin_id = ?, capped = ?, links = ? WHERE xact = ?",
                          marks)
-        insert_many(conn, "INSERT OR IGNORE INTO terms (field, value, xact)", 3, terms)
+        insert_postings(txn, postings)
         after = batch[-1][0]
     # Comments stored by version 1 never joined their target's trace.
     waiting = conn.execute(
