@@ -102,3 +102,10 @@ def test_common_values_take_the_fast_path(monkeypatch):
            "created": "2026-11-27T00:00:00.000000+00:00", "output": "e-mail me at 10:00, ok?",
            "input": [0.00012, -0.5, 10.00001]}
     assert _json.dumps_bytes(row) == stdlib(row)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values)
+def test_internal_text_decodes_to_the_same_values(value):
+    text = _json.dumps_internal(value)
+    assert json.loads(text) == json.loads(stdlib(value))

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from spanlog._merge import CONTROL_FIELDS, is_merge, merge_into, merge_under, strip_control
-from spanlog.server._json import dumps, dumps_bytes, loads
+from spanlog.server._json import dumps, dumps_bytes, dumps_internal, loads
 
 DEFAULT_ORG = "default"
 DEFAULT_PROJECT = "Global"
@@ -365,7 +365,7 @@ def trace_links(row: Mapping[str, Any]) -> str:
     needs of it, small enough for an engine to keep beside the row and read a whole page of
     traces' worth at once. A comment row's scores are left out (they never count)."""
     scores = row.get("scores") if comment_target(row) is None else None
-    return dumps((row.get("span_id"), row.get("span_parents"), scores))
+    return dumps_internal((row.get("span_id"), row.get("span_parents"), scores))
 
 
 def subtree_averages(trace: Sequence[TraceLink], ids: Iterable[str]) -> dict[str, dict[str, float]]:
