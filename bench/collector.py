@@ -9,6 +9,7 @@ a 50-span trace. Not a pass/fail test: it prints what it measured.
     python3 bench/collector.py build --rows 1000000 --db /tmp/bench.sqlite3
     python3 bench/collector.py query --db /tmp/bench.sqlite3
     python3 bench/collector.py all                       # the three above, default sizes
+    python3 bench/collector.py writer --rows 200000      # the SQLite writer thread alone
 
 ``build`` fills a database through the store (not HTTP) to save time; ``query`` then starts a
 collector on it and times each query over HTTP (what a user sees) with keep-alive.
@@ -216,6 +217,50 @@ def ingest(rows: int, batch: int, concurrency: int) -> dict[str, Any]:
             "loadavg_before": load_before, "loadavg_after": load_after}
 
 
+# -- the writer alone ---------------------------------------------------------------------
+
+async def _writer_only(db: str, rows: int, batch: int) -> dict[str, Any]:
+    from functools import partial
+
+    from spanlog.server._runner import tune_process
+    from spanlog.server._sqlite import SqliteStore
+    from spanlog.server._sqlite_pieces import prepare, write_pieces
+    from spanlog.server._store import DEFAULT_ORG, Piece
+
+    store = SqliteStore(db)
+    await store.start()
+    try:
+        org = await store.org(DEFAULT_ORG)
+        assert org is not None
+        project = await store.project(org.id, PROJECT, create=True)
+        assert project is not None
+        generated = list(generate(rows, seed=2))
+        batches = []
+        for i in range(0, rows, batch):
+            pieces = [Piece(project.id, r) for r in generated[i:i + batch]]
+            prepare(pieces)  # what the event loop does before handing a batch over
+            batches.append(pieces)
+        del generated
+        tune_process()  # as in `spanlog serve`
+        cpu = os.times()
+        started = time.perf_counter()
+        for pieces in batches:
+            await store._write(partial(write_pieces, pieces=pieces), size=len(pieces))
+        elapsed = time.perf_counter() - started
+        used = sum(os.times()[:2]) - sum(cpu[:2])
+    finally:
+        await store.close()
+    return {"rows": rows, "rows_per_s": round(rows / elapsed),
+            "cpu_us_per_row": round(used / rows * 1e6), "batch": batch, "load": _load()}
+
+
+def writer_only(rows: int, batch: int) -> dict[str, Any]:
+    """Rows/s of the SQLite writer thread alone: rows made and prepared before timing, then
+    written in ``batch``-row transactions one after the other (no HTTP, no JSON decoding)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(_writer_only(os.path.join(tmp, "writer.sqlite3"), rows, batch))
+
+
 # -- build and query ---------------------------------------------------------------------
 
 async def _build(db: str, rows: int, batch: int) -> float:
@@ -330,14 +375,18 @@ def query(db: str, repeat: int = 200) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["ingest", "build", "query", "all"])
+    parser.add_argument("what", choices=["ingest", "build", "query", "all", "writer"])
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--db", default=None, help="database for build/query")
-    parser.add_argument("--batch", type=int, default=500, help="rows per HTTP request")
+    parser.add_argument("--batch", type=int, default=500,
+                        help="rows per HTTP request (writer: rows per transaction)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=200)
     args = parser.parse_args()
     results: dict[str, Any] = {}
+    if args.what == "writer":
+        print(json.dumps({"writer": writer_only(args.rows or 200_000, args.batch)}))
+        return
     if args.what in ("ingest", "all"):
         results["ingest"] = ingest(args.rows or 200_000, args.batch, args.concurrency)
         print(json.dumps({"ingest": results["ingest"]}), flush=True)
