@@ -219,25 +219,33 @@ def ingest(rows: int, batch: int, concurrency: int) -> dict[str, Any]:
 
 # -- the writer alone ---------------------------------------------------------------------
 
+async def _bench_project(store: Any) -> str:
+    """The id of the benchmark's project in a started store (created if new)."""
+    from spanlog.server._store import DEFAULT_ORG
+
+    org = await store.org(DEFAULT_ORG)
+    assert org is not None
+    project = await store.project(org.id, PROJECT, create=True)
+    assert project is not None
+    return str(project.id)
+
+
 async def _writer_only(db: str, rows: int, batch: int) -> dict[str, Any]:
     from functools import partial
 
     from spanlog.server._runner import tune_process
     from spanlog.server._sqlite import SqliteStore
     from spanlog.server._sqlite_pieces import prepare, write_pieces
-    from spanlog.server._store import DEFAULT_ORG, Piece
+    from spanlog.server._store import Piece
 
     store = SqliteStore(db)
     await store.start()
     try:
-        org = await store.org(DEFAULT_ORG)
-        assert org is not None
-        project = await store.project(org.id, PROJECT, create=True)
-        assert project is not None
+        project_id = await _bench_project(store)
         generated = list(generate(rows, seed=2))
         batches = []
         for i in range(0, rows, batch):
-            pieces = [Piece(project.id, r) for r in generated[i:i + batch]]
+            pieces = [Piece(project_id, r) for r in generated[i:i + batch]]
             prepare(pieces)  # what the event loop does before handing a batch over
             batches.append(pieces)
         del generated
@@ -265,20 +273,17 @@ def writer_only(rows: int, batch: int) -> dict[str, Any]:
 
 async def _build(db: str, rows: int, batch: int) -> float:
     from spanlog.server._sqlite import SqliteStore
-    from spanlog.server._store import DEFAULT_ORG, Piece
+    from spanlog.server._store import Piece
 
     store = SqliteStore(db)
     await store.start()
     try:
-        org = await store.org(DEFAULT_ORG)
-        assert org is not None
-        project = await store.project(org.id, PROJECT, create=True)
-        assert project is not None
+        project_id = await _bench_project(store)
         started = time.perf_counter()
         pending: list[Piece] = []
         writes: list[asyncio.Task[None]] = []
         for row in generate(rows, seed=3):
-            pending.append(Piece(project.id, row))
+            pending.append(Piece(project_id, row))
             if len(pending) >= batch:
                 writes.append(asyncio.ensure_future(store.write(pending)))
                 pending = []
