@@ -41,13 +41,13 @@ _OPTIONS = (orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
 # For loads: digits become "0", so a run of 19 digits is one byte string to look for.
 _DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 _LONG_DIGITS = b"0" * 19
-# For dumps: 1-9 become "1" and the bytes that delimit a number ( : , [ ] } ) become NUL,
+# For dumps: 1-9 become "1"; "-" and the bytes that delimit a number ( : , [ ] } ) become NUL,
 # which JSON output never holds otherwise (control characters are escaped).
-_SHAPES = bytes.maketrans(b"123456789:,[]}", b"111111111\0\0\0\0\0")
-# Where orjson writes a float below 1e-4 differently: 0.0000ddd (Python: d.ddde-05) or with a
-# one-digit exponent, d.ddde-7 (Python: d.ddde-07; the shortest digits never end in 0).
+_SHAPES = bytes.maketrans(b"123456789-:,[]}", b"111111111\0\0\0\0\0\0")
+# Where orjson writes a float below 1e-4 differently: [-]0.0000ddd (Python: d.ddde-05) or with
+# a one-digit exponent, d.ddde-7 (Python: d.ddde-07; the shortest digits never end in 0).
 # Longer exponents agree.
-_SMALL_FLOATS = (b"\x000.0000", b"\x00-0.0000", b"1e-1\x00")
+_SMALL_FLOATS = (b"\x000.0000", b"1e\x001\x00")
 
 
 def loads(raw: bytes | str) -> Any:
