@@ -57,8 +57,13 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_EXACT_NUMBERS = frozenset({int, float})
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # The exact types first: that is what decoded JSON holds, and one lookup.
+    return type(value) in _EXACT_NUMBERS or (isinstance(value, (int, float))
+                                             and not isinstance(value, bool))
 
 
 # Every check below runs for every incoming row, on the event loop: each takes the row's
@@ -159,7 +164,8 @@ def validate_row(where: str, row: Any) -> dict[str, Any]:
         raise InvalidRow(f"{where}: needs project_id or project_name")
     for field in ("project_id", "project_name", "span_id", "root_span_id"):
         value = get(field)
-        if value is not None:
+        # The common case inline; _check_string decides (and words the error) otherwise.
+        if value is not None and (type(value) is not str or len(value) > MAX_ID_LENGTH):
             _check_string(where, field, value, max_length=MAX_ID_LENGTH)
     if get("log_id") not in (None, "g"):
         raise InvalidRow(f"{where}.log_id: must be \"g\" (project logs), got "
@@ -170,7 +176,8 @@ def validate_row(where: str, row: Any) -> dict[str, Any]:
             raise InvalidRow(f"{where}.span_parents: must be a list of span ids or null, "
                              f"got {_describe(parents)}")
         for i, parent in enumerate(parents):
-            _check_string(where, f"span_parents[{i}]", parent, max_length=MAX_ID_LENGTH)
+            if type(parent) is not str or len(parent) > MAX_ID_LENGTH:
+                _check_string(where, f"span_parents[{i}]", parent, max_length=MAX_ID_LENGTH)
     _check_string(where, "created", get("created"), nullable=True)
     if not isinstance(get(IS_MERGE, False), (bool, type(None))):
         raise InvalidRow(f"{where}.{IS_MERGE}: must be true or false")
