@@ -129,8 +129,13 @@ def generate(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
 
 def start_collector(db: str) -> tuple[subprocess.Popen[str], str]:
     """``spanlog serve`` on a free port (a separate process, as in production)."""
-    proc = subprocess.Popen([sys.executable, "-m", "spanlog.server", "--port", "0", "--db", db,
-                             "--log-level", "warning"], stdout=subprocess.PIPE, text=True)
+    return launch([sys.executable, "-m", "spanlog.server", "--port", "0", "--db", db,
+                   "--log-level", "warning"])
+
+
+def launch(command: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """Start a collector process; return it and the URL it prints once listening."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
         match = re.search(r"listening on (http://\S+)", line)
@@ -219,7 +224,7 @@ def ingest(rows: int, batch: int, concurrency: int) -> dict[str, Any]:
 
 # -- the writer alone ---------------------------------------------------------------------
 
-async def _bench_project(store: Any) -> str:
+async def bench_project(store: Any) -> str:
     """The id of the benchmark's project in a started store (created if new)."""
     from spanlog.server._store import DEFAULT_ORG
 
@@ -241,7 +246,7 @@ async def _writer_only(db: str, rows: int, batch: int) -> dict[str, Any]:
     store = SqliteStore(db)
     await store.start()
     try:
-        project_id = await _bench_project(store)
+        project_id = await bench_project(store)
         generated = list(generate(rows, seed=2))
         batches = []
         for i in range(0, rows, batch):
@@ -278,7 +283,7 @@ async def _build(db: str, rows: int, batch: int) -> float:
     store = SqliteStore(db)
     await store.start()
     try:
-        project_id = await _bench_project(store)
+        project_id = await bench_project(store)
         started = time.perf_counter()
         pending: list[Piece] = []
         writes: list[asyncio.Task[None]] = []

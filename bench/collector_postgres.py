@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -53,14 +52,8 @@ async def _serve(url: str, pool_size: int) -> None:
 
 def start_collector(url: str, pool_size: int) -> tuple[subprocess.Popen[str], str]:
     """A collector process serving ``url`` (this file's ``serve`` command)."""
-    proc = subprocess.Popen([sys.executable, __file__, "serve", "--postgres", url,
-                             "--pool-size", str(pool_size)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return proc, match.group(1)
-    raise RuntimeError("collector did not start")
+    return base.launch([sys.executable, __file__, "serve", "--postgres", url,
+                        "--pool-size", str(pool_size)])
 
 
 # -- ingest ----------------------------------------------------------------------------------
@@ -105,20 +98,17 @@ async def _build(url: str, rows: int, batch: int) -> dict[str, Any]:
     import asyncpg
 
     from spanlog.server._postgres import PostgresStore
-    from spanlog.server._store import DEFAULT_ORG, Piece
+    from spanlog.server._store import Piece
 
     store = PostgresStore(url, pool_size=6, writers=4)
     await store.start()
     try:
-        org = await store.org(DEFAULT_ORG)
-        assert org is not None
-        project = await store.project(org.id, base.PROJECT, create=True)
-        assert project is not None
+        project_id = await base.bench_project(store)
         started = time.perf_counter()
         pending: list[Piece] = []
         writes: list[asyncio.Future[None]] = []
         for row in base.generate(rows, seed=3):
-            pending.append(Piece(project.id, row))
+            pending.append(Piece(project_id, row))
             if len(pending) >= batch:
                 writes.append(asyncio.ensure_future(store.write(pending)))
                 pending = []

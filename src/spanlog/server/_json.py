@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JSONDecodeError", "dumps", "dumps_bytes", "dumps_ints", "dumps_internal", "loads"]
+__all__ = ["JSONDecodeError", "dumps", "dumps_bytes", "dumps_internal", "loads"]
 
 JSONDecodeError = json.JSONDecodeError  # orjson's own error is a subclass
 
@@ -81,14 +81,10 @@ def dumps(value: Any) -> str:
     return dumps_bytes(value).decode()
 
 
-def dumps_ints(values: list[int]) -> str:
-    """A list of 64-bit integers as a compact JSON array (what ``json.dumps`` writes)."""
-    return orjson.dumps(values).decode()
-
-
 def dumps_internal(value: Any) -> str:
-    """``value`` as compact JSON for the collector's own bookkeeping (``rows.links``), which
-    is only ever decoded, never matched: the same values, with no check of the float text."""
+    """``value`` as compact JSON for the collector's own bookkeeping, which is only ever
+    decoded, never matched (``rows.links``, ``postings.xacts``): the same values,
+    with no check of the float text."""
     try:
         return orjson.dumps(value, option=_OPTIONS).decode()
     except TypeError:  # orjson.JSONEncodeError: what orjson refuses, json writes

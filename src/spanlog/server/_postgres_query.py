@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanlog.server._json import loads
-from spanlog.server._store import BadRequest, TraceLink, subtree_averages
+from spanlog.server._store import BadRequest, TraceLink, root_averages, roots_by_trace
 
 MAX_LIMIT = 1000
 # How many of the newest rows step (a) checks: a value in at least limit/RECENT of the rows
@@ -166,9 +166,7 @@ async def root_scores(conn: Any, pid: int,
                       roots: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, float]]:
     """``scores_avg`` of a page's roots ``(root_span_id, id)``: ONE statement reads what
     averaging needs of all their traces (tree links and scores, not whole rows)."""
-    wanted: dict[str, list[str]] = {}
-    for root_span_id, row_id in roots:
-        wanted.setdefault(root_span_id, []).append(row_id)
+    wanted = roots_by_trace(roots)
     if not wanted:
         return {}
     found = await conn.fetch(_TRACE_LINKS, pid, list(wanted))
@@ -177,8 +175,4 @@ async def root_scores(conn: Any, pid: int,
     traces: dict[str, list[TraceLink]] = {}
     for row_id, root, span_id, parents, scores in decoded:
         traces.setdefault(root, []).append((row_id, span_id, parents, scores))
-    averages: dict[tuple[str, str], dict[str, float]] = {}
-    for root_span_id, trace in traces.items():
-        for row_id, average in subtree_averages(trace, wanted[root_span_id]).items():
-            averages[(root_span_id, row_id)] = average
-    return averages
+    return root_averages(traces, wanted)

@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any
 
 from spanlog._merge import is_merge
-from spanlog.server._json import dumps, dumps_ints, loads
+from spanlog.server._json import dumps, dumps_internal, loads
 from spanlog.server._sqlite_schema import ROW_COLUMNS
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
@@ -223,7 +223,7 @@ def insert_postings(txn: Txn, postings: Postings) -> None:
                 field = txn.field_id(pid, path)
             for value, xacts in values.items():
                 xacts.reverse()
-                params.extend((field, value, xacts[-1], len(xacts), dumps_ints(xacts)))
+                params.extend((field, value, xacts[-1], len(xacts), dumps_internal(xacts)))
     insert_many(txn.conn, "INSERT INTO postings (field, value, first, n, xacts)", 5, params)
 
 

@@ -39,7 +39,8 @@ from spanlog.server._store import (
     TraceLink,
     api_row,
     parse_cursor,
-    subtree_averages,
+    root_averages,
+    roots_by_trace,
     trace_order,
     with_score_averages,
 )
@@ -205,9 +206,7 @@ def root_scores(conn: sqlite3.Connection, pid: int,
                 roots: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, float]]:
     """``scores_avg`` of the page's roots ``(root_span_id, id)``: one read of what averaging
     needs of their traces (``rows.links``: tree links and scores), not of whole rows."""
-    wanted: dict[str, list[str]] = {}
-    for root_span_id, row_id in roots:
-        wanted.setdefault(root_span_id, []).append(row_id)
+    wanted = roots_by_trace(roots)
     traces: dict[str, list[TraceLink]] = {}
     names = list(wanted)
     # A page holds at most MAX_LIMIT roots: one statement for all of them.
@@ -220,11 +219,7 @@ def root_scores(conn: sqlite3.Connection, pid: int,
         decoded = loads("[" + ",".join(links for _, _, links in found) + "]")
         for (row_id, root, _), (span_id, parents, scores) in zip(found, decoded, strict=True):
             traces.setdefault(root, []).append((row_id, span_id, parents, scores))
-    out: dict[tuple[str, str], dict[str, float]] = {}
-    for root_span_id, trace in traces.items():
-        for row_id, average in subtree_averages(trace, wanted[root_span_id]).items():
-            out[(root_span_id, row_id)] = average
-    return out
+    return root_averages(traces, wanted)
 
 
 def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,

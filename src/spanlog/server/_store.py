@@ -413,6 +413,23 @@ def subtree_averages(trace: Sequence[TraceLink], ids: Iterable[str]) -> dict[str
 _Sums = dict[str, tuple[float, int]]
 
 
+def roots_by_trace(roots: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """A page's roots ``(root_span_id, id)`` grouped by trace: what :func:`root_averages`
+    needs, and the trace ids to read the links of."""
+    wanted: dict[str, list[str]] = {}
+    for root_span_id, row_id in roots:
+        wanted.setdefault(root_span_id, []).append(row_id)
+    return wanted
+
+
+def root_averages(traces: Mapping[str, Sequence[TraceLink]], wanted: Mapping[str, list[str]]
+                  ) -> dict[tuple[str, str], dict[str, float]]:
+    """``scores_avg`` of each wanted root ``(root_span_id, id)``, from its trace's links."""
+    return {(root_span_id, row_id): average
+            for root_span_id, trace in traces.items()
+            for row_id, average in subtree_averages(trace, wanted[root_span_id]).items()}
+
+
 def _add(into: _Sums, scores: Mapping[str, tuple[float, int]]) -> None:
     for name, (total, count) in scores.items():
         old_total, old_count = into.get(name, (0.0, 0))
