@@ -127,10 +127,12 @@ def generate(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
 
 # -- ingest over HTTP --------------------------------------------------------------------
 
-def start_collector(db: str) -> tuple[subprocess.Popen[str], str]:
-    """``spanlog serve`` on a free port (a separate process, as in production)."""
+def start_collector(db: str, workers: int | None = None) -> tuple[subprocess.Popen[str], str]:
+    """``spanlog serve`` on a free port (a separate process, as in production); ``workers``:
+    its ``--workers`` (None: its default)."""
+    extra = [] if workers is None else ["--workers", str(workers)]
     return launch([sys.executable, "-m", "spanlog.server", "--port", "0", "--db", db,
-                   "--log-level", "warning"])
+                   "--log-level", "warning", *extra])
 
 
 def launch(command: list[str]) -> tuple[subprocess.Popen[str], str]:
@@ -158,11 +160,38 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` and its threads (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """:func:`_cpu_seconds` of ``pid`` and every live descendant (its ingest workers)."""
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                parents[int(name)] = int(_stat(int(name))[1])
+            except (OSError, IndexError, ValueError):
+                continue  # exited meanwhile
+    tree, grew = {pid}, True
+    while grew:
+        children = {p for p, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grew = bool(children)
+    total = 0.0
+    for member in tree:
+        try:
+            total += _cpu_seconds(member)
+        except OSError:
+            continue
+    return total
 
 
 async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
@@ -183,11 +212,12 @@ async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
         return time.perf_counter() - started
 
 
-def ingest(rows: int, batch: int, concurrency: int) -> dict[str, Any]:
+def ingest(rows: int, batch: int, concurrency: int,
+           workers: int | None = None) -> dict[str, Any]:
     """Rows/s acknowledged by a collector over HTTP (bodies are encoded before timing)."""
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "ingest.sqlite3")
-        proc, url = start_collector(db)
+        proc, url = start_collector(db, workers)
         try:
             bodies = []
             generated = list(generate(rows, seed=2))
@@ -198,11 +228,11 @@ def ingest(rows: int, batch: int, concurrency: int) -> dict[str, Any]:
             del generated
             # Warm up: first request creates the project.
             asyncio.run(_post_all(url, bodies[:1], 1))
-            cpu_before = _cpu_seconds(proc.pid)
+            cpu_before = _tree_cpu_seconds(proc.pid)
             client_before = _cpu_seconds(os.getpid())
             load_before = _load()
             elapsed = asyncio.run(_post_all(url, bodies[1:], concurrency))
-            server_cpu = _cpu_seconds(proc.pid) - cpu_before
+            server_cpu = _tree_cpu_seconds(proc.pid) - cpu_before
             client_cpu = _cpu_seconds(os.getpid()) - client_before
             load_after = _load()
         finally:
@@ -210,7 +240,9 @@ def ingest(rows: int, batch: int, concurrency: int) -> dict[str, Any]:
         size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
     done = rows - min(batch, rows)
     return {"rows": done, "seconds": round(elapsed, 2), "rows_per_s": round(done / elapsed),
-            # Cores the collector kept busy: below 2 means it was not CPU-bound on 2 cores.
+            "workers": "default" if workers is None else workers,
+            # Cores the collector (and its ingest workers) kept busy: below 2 means it was not
+            # CPU-bound on 2 cores.
             "server_cores_used": round(server_cpu / elapsed, 2),
             # The benchmark's own client shares the 2 cores (sending pre-encoded bodies).
             "client_cores_used": round(client_cpu / elapsed, 2),
@@ -251,14 +283,15 @@ async def _writer_only(db: str, rows: int, batch: int) -> dict[str, Any]:
         batches = []
         for i in range(0, rows, batch):
             pieces = [Piece(project_id, r) for r in generated[i:i + batch]]
-            prepare(pieces)  # what the event loop does before handing a batch over
-            batches.append(pieces)
+            # what the event loop (or an ingest worker) does before handing a batch over
+            batches.append((pieces, prepare(pieces)))
         del generated
         tune_process()  # as in `spanlog serve`
         cpu = os.times()
         started = time.perf_counter()
-        for pieces in batches:
-            await store._write(partial(write_pieces, pieces=pieces), size=len(pieces))
+        for pieces, leaves in batches:
+            await store._write(partial(write_pieces, pieces=pieces, leaves=leaves),
+                               size=len(pieces))
         elapsed = time.perf_counter() - started
         used = sum(os.times()[:2]) - sum(cpu[:2])
     finally:
@@ -392,13 +425,16 @@ def main() -> None:
                         help="rows per HTTP request (writer: rows per transaction)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="ingest: the collector's --workers (default: its own default)")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     if args.what == "writer":
         print(json.dumps({"writer": writer_only(args.rows or 200_000, args.batch)}))
         return
     if args.what in ("ingest", "all"):
-        results["ingest"] = ingest(args.rows or 200_000, args.batch, args.concurrency)
+        results["ingest"] = ingest(args.rows or 200_000, args.batch, args.concurrency,
+                                   args.workers)
         print(json.dumps({"ingest": results["ingest"]}), flush=True)
     db = args.db
     cleanup = None

@@ -99,3 +99,9 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorHan
         yield CollectorHandle(server, token)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def handle_of() -> type[CollectorHandle]:
+    """Wrap a collector a test started itself: ``handle_of(server, token)``."""
+    return CollectorHandle

@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, default=None,
                        help="largest request body accepted, after decompression "
                             "(default 32 MiB)")
+    serve.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="processes that decode and prepare ingested rows beside the "
+                            "serving one (SQLite only; default: one per CPU core, 0 on one "
+                            "core; 0: the serving process does it)")
 
     logs = commands.add_parser("logs", help="print a project's latest logs")
     logs.add_argument("project", nargs="?", default="Global", help="project name (default Global)")
@@ -157,6 +161,10 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.max_body_bytes is not None:
         settings.max_body_bytes = args.max_body_bytes
     try:
+        settings.ingest_workers = _ingest_workers(args.workers, store)
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
         runner, port = await start_site(store, args.host, args.port, settings)
     except (StartupRefused, SchemaTooNew, PostgresUnavailable) as exc:
         return _fail(str(exc))
@@ -188,6 +196,22 @@ async def _serve(args: argparse.Namespace) -> int:
         await runner.cleanup()
     print("spanlog collector stopped", flush=True)
     return 0
+
+
+def _ingest_workers(asked: int | None, store: Store) -> int:
+    """How many ingest worker processes ``--workers`` asks for (ValueError when it cannot)."""
+    if asked is None:
+        if store.prepare_rows is None:
+            return 0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+        return cores if cores > 1 else 0
+    if asked < 0:
+        raise ValueError(f"--workers: must be 0 or more, got {asked}")
+    if asked and store.prepare_rows is None:
+        raise ValueError("--workers: only the SQLite engine uses ingest workers; with "
+                         "--postgres, run more `spanlog serve` processes instead")
+    return asked
 
 
 # -- keys ------------------------------------------------------------------------------

@@ -21,10 +21,10 @@ from spanlog.server._body import (
     DEFAULT_MAX_BODY,
     BadBody,
     BodyTooLarge,
-    parse_json,
+    read_bytes,
     read_object,
 )
-from spanlog.server._ingest import feedback_pieces, row_pieces
+from spanlog.server._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
 from spanlog.server._rows import InvalidRow
 from spanlog.server._store import (
@@ -36,6 +36,7 @@ from spanlog.server._store import (
     with_score_averages,
 )
 from spanlog.server._viewer import setup_viewer
+from spanlog.server._workers import IngestWorkers
 
 log = logging.getLogger("spanlog.server")
 
@@ -51,12 +52,15 @@ class Settings:
     open_allowed: bool = True
     # Largest single "logs3 overflow" upload (the braintrust SDK's path for huge rows).
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    # Processes that decode and prepare ingested rows (see _workers); 0: the event loop does.
+    ingest_workers: int = 0
 
 
 STORE = web.AppKey("store", Store)
 AUTH = web.AppKey("auth", Auth)
 SETTINGS = web.AppKey("settings", Settings)
 UPLOADS = web.AppKey("uploads", OverflowUploads)
+WORKERS = web.AppKey("workers", IngestWorkers)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -174,22 +178,28 @@ async def get_project(request: web.Request) -> web.Response:
 
 # -- rows --------------------------------------------------------------------------------
 
+async def _raw_body(request: web.Request) -> bytes:
+    return await read_bytes(request, request.app[SETTINGS].max_body_bytes)
+
+
+async def _store_rows(request: web.Request, access: Access, batch: RowBatch, where: str,
+                      project: Project | None = None) -> web.Response:
+    pieces = await bind_rows(request.app[STORE], access, batch, where=where, project=project)
+    await request.app[STORE].write(pieces, batch.prepared)
+    return web.json_response({"row_ids": batch.ids})
+
+
 async def logs3(request: web.Request) -> web.Response:
     """``POST /logs3``: store a batch of row pieces, all or nothing."""
     access = await _access(request)
-    body = await _body(request, "rows")
-    rows = body["rows"]
-    if isinstance(rows, dict) and rows.get("type") == "logs3_overflow":
-        key = rows.get("key")
-        if not isinstance(key, str):
-            raise BadRequest("body.rows.key: must be the key POST /logs3/overflow returned")
-        payload = parse_json(request.app[UPLOADS].take(key, access.org.id))
-        rows = payload.get("rows") if isinstance(payload, dict) else None
-    if not isinstance(rows, list):
-        raise BadRequest("body.rows: must be a list of rows")
-    pieces = await row_pieces(request.app[STORE], access, rows, where="rows")
-    await request.app[STORE].write(pieces)
-    return web.json_response({"row_ids": [p.row["id"] for p in pieces]})
+    workers = request.app[WORKERS]
+    batch = await workers.decode(await _raw_body(request), "rows")
+    if batch.overflow is not None:
+        payload = request.app[UPLOADS].take(batch.overflow, access.org.id)
+        batch = await workers.decode(payload, "rows", source="overflow upload")
+        if batch.overflow is not None:
+            raise BadRequest("overflow upload: rows must be a list of rows")
+    return await _store_rows(request, access, batch, "rows")
 
 
 async def overflow_start(request: web.Request) -> web.Response:
@@ -215,14 +225,8 @@ async def insert(request: web.Request) -> web.Response:
     """``POST /v1/project_logs/{id}/insert``: store events into one project."""
     access = await _access(request)
     project = await _project(request, access, request.match_info["project_id"])
-    body = await _body(request, "events")
-    events = body["events"]
-    if not isinstance(events, list):
-        raise BadRequest("body.events: must be a list of rows")
-    pieces = await row_pieces(request.app[STORE], access, events, where="events",
-                              project=project)
-    await request.app[STORE].write(pieces)
-    return web.json_response({"row_ids": [p.row["id"] for p in pieces]})
+    batch = await request.app[WORKERS].decode(await _raw_body(request), "events", project.id)
+    return await _store_rows(request, access, batch, "events", project)
 
 
 async def feedback(request: web.Request) -> web.Response:
@@ -301,10 +305,18 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app[SETTINGS] = settings
     app[AUTH] = Auth(store, open_allowed=settings.open_allowed)
     app[UPLOADS] = OverflowUploads(settings.max_upload_bytes)
+    app[WORKERS] = IngestWorkers(settings.ingest_workers, store.prepare_rows)
 
     async def lifecycle(app: web.Application) -> Any:
         await store.start()
+        try:
+            await app[WORKERS].start()
+        except BaseException:
+            app[WORKERS].close()
+            await store.close()
+            raise
         yield
+        app[WORKERS].close()
         app[UPLOADS].close()
         await store.close()
 

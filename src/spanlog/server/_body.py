@@ -36,6 +36,11 @@ def _reason(exc: BaseException) -> str:
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:
     """The request's JSON body, at most ``max_bytes`` after decompression."""
+    return parse_json(await read_bytes(request, max_bytes))
+
+
+async def read_bytes(request: web.Request, max_bytes: int) -> bytes:
+    """The request's body, decompressed, at most ``max_bytes`` (:class:`BodyTooLarge`)."""
     length = request.content_length
     if length is not None and length > max_bytes:
         raise BodyTooLarge(f"body: {length} bytes is over the limit of {max_bytes} bytes "
@@ -61,7 +66,7 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
             raise BodyTooLarge(f"{what}: over the limit of {max_bytes} bytes "
                                "(see logs3_payload_max_bytes in GET /version)")
         chunks.append(chunk)
-    return parse_json(b"".join(chunks))
+    return b"".join(chunks)
 
 
 def parse_json(raw: bytes) -> Any:
@@ -88,10 +93,15 @@ def parse_json(raw: bytes) -> Any:
 async def read_object(request: web.Request, max_bytes: int,
                       required: tuple[str, ...] = ()) -> dict[str, Any]:
     """The body as a JSON object that has every field in ``required``."""
-    body = await read_json(request, max_bytes)
+    return check_object(await read_json(request, max_bytes), required)
+
+
+def check_object(body: Any, required: tuple[str, ...] = (), source: str = "body") -> dict[str, Any]:
+    """``body`` if it is a JSON object with every field in ``required``, else :class:`BadBody`
+    naming ``source``."""
     if not isinstance(body, dict):
-        raise BadBody(f"body: must be a JSON object, got {type(body).__name__}")
+        raise BadBody(f"{source}: must be a JSON object, got {type(body).__name__}")
     for field in required:
         if field not in body:
-            raise BadBody(f"body: missing field {field!r}")
+            raise BadBody(f"{source}: missing field {field!r}")
     return body

@@ -1,20 +1,25 @@
-"""From request bodies to pieces: validate, resolve projects, check scope, build feedback.
+"""From request bodies to pieces: decode and validate, resolve projects, check scope, build
+feedback.
 
 Everything here happens before the store is touched, so a bad row anywhere in a request
-rejects the whole request with nothing stored.
+rejects the whole request with nothing stored. Decoding and validating (:func:`decode_rows`)
+is pure and may run in an ingest worker process; binding rows to projects
+(:func:`bind_rows`) needs the store and runs in the serving process.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from spanlog._merge import IS_MERGE
 from spanlog.server._auth import Access
+from spanlog.server._body import check_object, parse_json
 from spanlog.server._rows import InvalidRow, validate_row
-from spanlog.server._store import NotFound, Piece, Project, Store, now_iso
+from spanlog.server._store import BadRequest, NotFound, Piece, Project, Store, now_iso
 
 # Fields that route a piece or steer the seed platform's backend, never stored in the row.
 _ROUTING_FIELDS = frozenset({
@@ -36,25 +41,71 @@ def _storable(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-async def row_pieces(store: Store, access: Access, rows: Sequence[Any], *, where: str,
-                     project: Project | None = None) -> list[Piece]:
-    """Validate ``rows`` and bind each to its project (``project`` when given by the path).
+@dataclass(slots=True)
+class RowBatch:
+    """A request's rows, decoded and validated (perhaps in a worker process, see
+    ``_workers``), not yet bound to their projects."""
 
-    Raises :class:`InvalidRow` naming the first bad row, :class:`NotFound` for an unknown
-    project, ``Forbidden`` for a project outside the key's scope.
+    routes: list[tuple[str | None, str | None]]  # each row's project_id and project_name
+    ids: list[str]
+    rows: list[dict[str, Any] | None]  # storable; None where `prepared` carries the row
+    prepared: Any = None  # what the store's prepare_rows made of them
+    overflow: str | None = None  # the rows are in this overflow upload (the braintrust SDK's)
+
+
+PrepareRows = Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any] | None], Any]]
+
+
+def decode_rows(raw: bytes, field: str, project_id: str | None = None,
+                prepare_rows: PrepareRows | None = None, source: str = "body") -> RowBatch:
+    """Decode the JSON object ``raw`` and validate the rows in its ``field``, all before any
+    project is looked up or anything is stored; pure, so a worker process can run it.
+
+    ``project_id`` is the project of rows that name none (the URL's); ``prepare_rows`` is the
+    store's (``Store.prepare_rows``). Raises :class:`BadBody`, ``BadRequest`` or
+    :class:`InvalidRow` naming the first thing wrong.
+    """
+    body = check_object(parse_json(raw), (field,), source)
+    rows = body[field]
+    if field == "rows" and isinstance(rows, dict) and rows.get("type") == "logs3_overflow":
+        key = rows.get("key")
+        if not isinstance(key, str):
+            raise BadRequest(f"{source}.rows.key: must be the key POST /logs3/overflow "
+                             "returned")
+        return RowBatch([], [], [], overflow=key)
+    if not isinstance(rows, list):
+        raise BadRequest(f"{source}.{field}: must be a list of rows")
+    routes: list[tuple[str | None, str | None]] = []
+    ids: list[str] = []
+    storable: list[dict[str, Any] | None] = []
+    for i, raw_row in enumerate(rows):
+        if project_id is not None and isinstance(raw_row, dict) \
+                and raw_row.get("project_id") is None and raw_row.get("project_name") is None:
+            raw_row = {**raw_row, "project_id": project_id}
+        row = validate_row(f"{field}[{i}]", raw_row)
+        routes.append((row.get("project_id"), row.get("project_name")))
+        ids.append(row["id"])
+        storable.append(_storable(row))
+    prepared = None
+    if prepare_rows is not None:
+        storable, prepared = prepare_rows(storable)  # type: ignore[arg-type]
+    return RowBatch(routes, ids, storable, prepared)
+
+
+async def bind_rows(store: Store, access: Access, batch: RowBatch, *, where: str,
+                    project: Project | None = None) -> list[Piece]:
+    """Bind each row of ``batch`` to its project (``project`` when the URL gives it).
+
+    Raises :class:`NotFound` for an unknown project, ``Forbidden`` for a project outside the
+    key's scope, :class:`InvalidRow` for a row of another project than the URL's.
     """
     pieces: list[Piece] = []
     by_name: dict[str, Project] = {}
     by_id: dict[str, Project] = {}
     if project is not None:
         by_id[project.id] = project
-    for i, raw in enumerate(rows):
+    for i, (project_id, name) in enumerate(batch.routes):
         here = f"{where}[{i}]"
-        if project is not None and isinstance(raw, dict) and raw.get("project_id") is None \
-                and raw.get("project_name") is None:
-            raw = {**raw, "project_id": project.id}
-        row = validate_row(here, raw)
-        project_id = row.get("project_id")
         if project_id is not None:
             found = by_id.get(project_id)
             if found is None:
@@ -64,7 +115,7 @@ async def row_pieces(store: Store, access: Access, rows: Sequence[Any], *, where
                 access.check(found)
                 by_id[project_id] = found
         else:
-            name = row["project_name"]
+            assert name is not None  # validate_row requires one of the two
             found = by_name.get(name)
             if found is None:
                 access.check_name(name)
@@ -74,7 +125,7 @@ async def row_pieces(store: Store, access: Access, rows: Sequence[Any], *, where
         if project is not None and found.id != project.id:
             raise InvalidRow(f"{here}.project_id: {found.id!r} differs from the project "
                              f"in the URL ({project.id!r})")
-        pieces.append(Piece(found.id, _storable(row)))
+        pieces.append(Piece(found.id, batch.rows[i]))  # type: ignore[arg-type]
     return pieces
 
 

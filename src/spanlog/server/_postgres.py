@@ -297,8 +297,9 @@ class PostgresStore(Store):
 
     # -- rows --------------------------------------------------------------------------
 
-    async def write(self, pieces: Sequence[Piece]) -> None:
+    async def write(self, pieces: Sequence[Piece], prepared: Any = None) -> None:
         """Apply ``pieces`` in order, all or nothing, and return once they are durable."""
+        assert prepared is None, "this engine has no prepare_rows"
         if not pieces:
             return
         resolved: list[PieceAt] = []

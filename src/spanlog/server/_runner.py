@@ -119,6 +119,12 @@ class BackgroundCollector:
         """The base URL clients use, e.g. ``http://127.0.0.1:8700``."""
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def app(self) -> web.Application:
+        """The running application (for tests and embedding code)."""
+        assert self._runner is not None, "the collector is not running"
+        return self._runner.app
+
     def start(self, timeout: float = 30.0) -> BackgroundCollector:
         """Start serving; return once the port listens (raises what startup raised)."""
         self._thread = threading.Thread(target=self._main, name="spanlog-collector",
@@ -161,6 +167,7 @@ class BackgroundCollector:
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         self._stopping = asyncio.Event()
         runner, self.port = await start_site(self.store, self.host, self.port, self._settings)
+        self._runner = runner
         self._loop = loop
         self._ready.set()
         try:

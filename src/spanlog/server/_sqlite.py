@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from spanlog.server._sqlite_pieces import prepare, write_pieces
+from spanlog.server._sqlite_pieces import adopt, prepare, prepare_rows, write_pieces
 from spanlog.server._sqlite_query import fetch_page, trace_rows
 from spanlog.server._sqlite_schema import connect
 from spanlog.server._sqlite_upgrade import ensure_schema
@@ -239,17 +239,19 @@ class SqliteStore(Store):
 
     # -- rows --------------------------------------------------------------------------
 
-    async def write(self, pieces: Sequence[Piece]) -> None:
+    prepare_rows = staticmethod(prepare_rows)
+
+    async def write(self, pieces: Sequence[Piece], prepared: Any = None) -> None:
         """Apply ``pieces`` in order, all or nothing, and return once they are durable."""
         if not pieces:
             return
         for project_id in {p.project_id for p in pieces}:
             await self._pid(project_id)
         batch = list(pieces)
-        # Encoding and index entries are computed here, on the caller's thread, so that the
-        # single writer thread spends its time in SQLite (it is the ingest bottleneck).
-        prepare(batch)
-        await self._write(partial(write_pieces, pieces=batch), size=len(batch))
+        # Encoding and index leaves are computed before the writer thread gets the job (here,
+        # or in a worker process), so that it spends its time in SQLite.
+        leaves = prepare(batch) if prepared is None else adopt(batch, prepared)
+        await self._write(partial(write_pieces, pieces=batch, leaves=leaves), size=len(batch))
 
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
                     cursor: str | None = None, roots_only: bool = False) -> Page:

@@ -5,14 +5,15 @@ pieces on top with the shared merge rules (``_store.apply_piece``), places comme
 their target's trace (``_store.link_comment``), and writes the changed rows and their index
 entries. Ingest speed is decided here, on the one writer thread, so:
 
-- Encoding a row and walking its leaves happen before the transaction, on the caller's
-  thread (:func:`prepare`); the writer only redoes that for rows a merge changed.
+- Encoding a row and walking its leaves happen before the transaction: on the caller's
+  thread (:func:`prepare`), or in an ingest worker process (:func:`prepare_rows`, then
+  :func:`adopt`); the writer only redoes that for rows a merge changed.
 - Rows and index entries go in with multi-row ``INSERT ... VALUES (...), (...)`` statements
   of up to :data:`MAX_ROWS_PER_INSERT` rows (:func:`insert_many`): one ``sqlite3_step``
   inserts thousands of rows. Python's ``sqlite3`` releases the GIL around each step, so few
   long steps let the event loop parse the next requests on the other core meanwhile, where
   ``executemany`` would hand the GIL back and forth thousands of times per request.
-- Index entries are grouped per (field, value) for the whole job (:func:`add_postings`), so
+- Index entries are grouped per (field, value) for the whole job (:func:`add_leaves`), so
   a value shared by many rows of the job costs one insert (see ``postings`` in
   ``_sqlite_schema``); a rewritten row's old entries are left to match nothing.
 """
@@ -55,28 +56,101 @@ _MAX_PARAMS = 32_000
 Key = tuple[int, str]  # (project pid, row id)
 
 
+# The index leaves of a job's prepared pieces: leaf path key -> stored value -> the indexes
+# of the pieces that hold it, ascending, each once (see add_leaves). Grouped before the
+# transaction, and small: a value shared by many rows of a job is one entry.
+Leaves = dict[int, dict[Any, list[int]]]
+
+# A prepared replace piece as a worker process hands it over (see prepare_rows): its final
+# JSON text, digest, whether `created` was stamped, whether its leaves were capped, links.
+Transfer = tuple[str, str, bool, bool, str]
+
+
 @dataclass(slots=True)
 class Prepared:
     """What can be computed for a replace piece before the transaction (see prepare)."""
 
     replace: Replace
-    leaf_keys: list[tuple[int, Any]]
     capped: bool
     links: str
 
 
-def prepare(pieces: Sequence[Piece]) -> None:
-    """Encode replace pieces and compute their index entries ahead of the writer thread.
+def add_leaves(group: dict[int, dict[Any, list[int]]], keys: list[tuple[int, Any]],
+               n: int) -> None:
+    """Add the leaves ``keys`` (path key, stored value) of row ``n`` to ``group``; rows are
+    added in ascending ``n``. Groups a job's leaves by piece index, and its postings by xact."""
+    for path, value in keys:
+        values = group.get(path)
+        if values is None:
+            group[path] = {value: [n]}
+            continue
+        numbers = values.get(value)
+        if numbers is None:
+            values[value] = [n]
+        elif numbers[-1] != n:  # a list holding the same value twice is one entry
+            numbers.append(n)
+
+
+def _prepare_one(row: dict[str, Any]) -> tuple[Prepared, list[tuple[int, Any]]] | None:
+    if is_merge(row) or row.get("_object_delete") is True:
+        return None  # folded onto what is stored, in the transaction
+    replace = prepare_replace(row)
+    keys, capped = leaf_keys(replace.data)
+    return Prepared(replace, capped, trace_links(replace.data)), keys
+
+
+def prepare(pieces: Sequence[Piece]) -> Leaves:
+    """Encode replace pieces and group their index leaves ahead of the writer thread.
 
     Runs on the caller's thread, so the writer spends its time in SQLite. A piece that meets
     a stored row in the transaction is merged there and this work is redone for it.
     """
-    for piece in pieces:
-        row = piece.row
-        if not is_merge(row) and row.get("_object_delete") is not True:
-            replace = prepare_replace(row)
-            keys, capped = leaf_keys(replace.data)
-            piece.prepared = Prepared(replace, keys, capped, trace_links(replace.data))
+    leaves: Leaves = {}
+    for i, piece in enumerate(pieces):
+        done = _prepare_one(piece.row)
+        if done is not None:
+            piece.prepared, keys = done
+            add_leaves(leaves, keys, i)
+    return leaves
+
+
+def prepare_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None],
+                                                       tuple[list[Transfer | None], Leaves]]:
+    """:func:`prepare` for validated rows in an ingest worker process (``Store.prepare_rows``).
+
+    Returns the rows with None for each replace piece, which travels as its JSON text instead
+    (a string crosses a process boundary far cheaper than a dict), and what :func:`adopt`
+    takes back on the serving side.
+    """
+    out: list[dict[str, Any] | None] = []
+    transfers: list[Transfer | None] = []
+    leaves: Leaves = {}
+    for i, row in enumerate(rows):
+        done = _prepare_one(row)
+        if done is None:
+            out.append(row)
+            transfers.append(None)
+            continue
+        prepared, keys = done
+        add_leaves(leaves, keys, i)
+        replace = prepared.replace
+        out.append(None)
+        transfers.append((replace.text or dumps(replace.data), replace.digest, replace.stamped,
+                          prepared.capped, prepared.links))
+    return out, (transfers, leaves)
+
+
+def adopt(pieces: Sequence[Piece], prepared: tuple[list[Transfer | None], Leaves]) -> Leaves:
+    """Give the pieces that :func:`prepare_rows` carried as text their row and
+    :class:`Prepared` back (in place); return the job's leaves."""
+    transfers, leaves = prepared
+    for piece, transfer in zip(pieces, transfers, strict=True):
+        if transfer is not None:
+            text, digest, stamped, capped, links = transfer
+            data = loads(text)
+            piece.row = data
+            piece.prepared = Prepared(Replace(data, digest, text, stamped), capped, links)
+    return leaves
 
 
 @lru_cache(maxsize=64)
@@ -189,27 +263,38 @@ def _link_comments(conn: sqlite3.Connection, old: dict[Key, tuple[int, StoredRow
 
 
 # Index postings of one job: project pid -> leaf path key -> stored value -> the xacts that
-# hold it, ascending. Nested dicts: the writer adds ~14 leaves per row, and a lookup per level
-# costs less than building and hashing a key tuple per leaf.
+# hold it. Nested dicts: a job adds ~14 leaves per row, and a lookup per level costs less than
+# building and hashing a key tuple per leaf.
 Postings = dict[int, dict[int, dict[Any, list[int]]]]
 
 
-def add_postings(pid: int, keys: list[tuple[int, Any]], xact: int,
-                 postings: Postings) -> None:
-    """Add row ``xact``'s leaves (path key, stored value) to a job's postings."""
-    paths = postings.get(pid)
-    if paths is None:
-        paths = postings[pid] = {}
-    for path, value in keys:
-        values = paths.get(path)
-        if values is None:
-            paths[path] = {value: [xact]}
-            continue
-        xacts = values.get(value)
-        if xacts is None:
-            values[value] = [xact]
-        elif xacts[-1] != xact:  # a list holding the same value twice is one entry
-            xacts.append(xact)
+def _prepared_postings(leaves: Leaves, pids: list[int], xacts: list[int | None],
+                       postings: Postings) -> None:
+    """Add ``leaves`` (by piece index) to ``postings`` (by xact): ``xacts[i]`` is the xact
+    piece ``i`` was stored under as prepared (None: not stored as prepared), ``pids[i]`` its
+    project."""
+    stored = [pid for pid, xact in zip(pids, xacts, strict=True) if xact is not None]
+    if not stored:
+        return
+    if stored.count(stored[0]) == len(stored):  # the usual job: one project
+        paths = postings.setdefault(stored[0], {})
+        complete = len(stored) == len(xacts)
+        for path, values in leaves.items():
+            target = paths.setdefault(path, {})
+            for value, numbers in values.items():
+                found = [xacts[i] for i in numbers]
+                if not complete:
+                    found = [x for x in found if x is not None]
+                if found:
+                    target.setdefault(value, []).extend(found)  # type: ignore[arg-type]
+        return
+    for path, values in leaves.items():
+        for value, numbers in values.items():
+            for i in numbers:
+                xact = xacts[i]
+                if xact is not None:
+                    postings.setdefault(pids[i], {}).setdefault(path, {}) \
+                        .setdefault(value, []).append(xact)
 
 
 def insert_postings(txn: Txn, postings: Postings) -> None:
@@ -222,25 +307,27 @@ def insert_postings(txn: Txn, postings: Postings) -> None:
             if field is None:
                 field = txn.field_id(pid, path)
             for value, xacts in values.items():
-                xacts.reverse()
+                xacts.sort(reverse=True)  # ascending already, but for rows merged in the job
                 params.extend((field, value, xacts[-1], len(xacts), dumps_internal(xacts)))
     insert_many(txn.conn, "INSERT INTO postings (field, value, first, n, xacts)", 5, params)
 
 
-def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
-    """Apply ``pieces`` in order on top of what is stored (a writer job)."""
+def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves) -> None:
+    """Apply ``pieces`` in order on top of what is stored (a writer job); ``leaves`` are
+    their prepared index leaves (:func:`prepare` or :func:`adopt`)."""
     conn = txn.conn
+    pids = [txn.pid(piece.project_id) for piece in pieces]
     keys: dict[Key, None] = {}
-    for piece in pieces:
-        keys[(txn.pid(piece.project_id), piece.row["id"])] = None
+    for pid, piece in zip(pids, pieces, strict=True):
+        keys[(pid, piece.row["id"])] = None
     old = _stored(conn, keys)
 
     current: dict[Key, StoredRow | None] = {k: v[1] for k, v in old.items()}
     changed: dict[Key, None] = {}
-    # Index entries computed before the transaction, for rows stored exactly as prepared.
-    ready: dict[Key, Prepared] = {}
-    for piece in pieces:
-        key = (txn.pid(piece.project_id), piece.row["id"])
+    # The piece whose prepared form a row got, if any: its leaves are in `leaves`.
+    ready: dict[Key, int] = {}
+    for i, (pid, piece) in enumerate(zip(pids, pieces, strict=True)):
+        key = (pid, piece.row["id"])
         if piece.row.get("_object_delete") is True:
             current[key] = None
             changed[key] = None
@@ -252,12 +339,13 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
             current[key] = result
             changed[key] = None
             if prepared is not None and result.data is prepared.replace.data:
-                ready[key] = prepared
+                ready[key] = i
     _link_comments(conn, old, current, changed)
 
     drop_rows: list[tuple[int]] = []
     add_rows: list[Any] = []
     postings: Postings = {}
+    xacts: list[int | None] = [None] * len(pieces)  # of the pieces stored as prepared
     for key in changed:
         pid, row_id = key
         if key in old:
@@ -268,16 +356,19 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece]) -> None:
             continue
         xact = txn.next_xact()
         data = stored.data
-        prepared = ready.get(key)
-        if prepared is not None and data is prepared.replace.data:
-            leaves, capped, links = prepared.leaf_keys, prepared.capped, prepared.links
-        else:
-            leaves, capped = leaf_keys(data)
+        at = ready.get(key)
+        prepared = pieces[at].prepared if at is not None else None
+        if at is not None and prepared is not None and data is prepared.replace.data:
+            xacts[at] = xact
+            capped, links = prepared.capped, prepared.links
+        else:  # merged in this job: walk it again
+            row_leaves, capped = leaf_keys(data)
             links = trace_links(data)
+            add_leaves(postings.setdefault(pid, {}), row_leaves, xact)
         add_rows.extend((xact, pid, row_id, data.get("root_span_id"), int(is_root(data)),
                          stored.base_digest, stored.text or dumps(data), comment_target(data),
                          1 if capped else None, links))
-        add_postings(pid, leaves, xact, postings)
+    _prepared_postings(leaves, pids, xacts, postings)
     if drop_rows:
         conn.executemany("DELETE FROM rows WHERE xact = ?", drop_rows)
     if add_rows:

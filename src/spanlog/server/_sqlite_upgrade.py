@@ -20,7 +20,7 @@ import sqlite3
 import time
 
 from spanlog.server._json import dumps, loads
-from spanlog.server._sqlite_pieces import Postings, add_postings, insert_postings
+from spanlog.server._sqlite_pieces import Postings, add_leaves, insert_postings
 from spanlog.server._sqlite_schema import INDEX_VERSION, SCHEMA
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
@@ -96,7 +96,7 @@ def _rebuild_index(conn: sqlite3.Connection) -> None:
         for xact, pid, text in batch:
             data = loads(text)
             keys, capped = leaf_keys(data)
-            add_postings(pid, keys, xact, postings)
+            add_leaves(postings.setdefault(pid, {}), keys, xact)
             marks.append((comment_target(data), 1 if capped else None, trace_links(data), xact))
         conn.executemany("UPDATE rows SET origin_id = ?, capped = ?, links = ? WHERE xact = ?",
                          marks)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -99,6 +99,9 @@ class Replace:
     data: dict[str, Any]
     digest: str
     text: str | None
+    # Whether the server stamped ``created`` (the piece had none): under stored merges, the
+    # first merge's stamp then stays.
+    stamped: bool = False
 
 
 class Page:
@@ -161,7 +164,8 @@ def prepare_replace(piece: Mapping[str, Any]) -> Replace:
     # it recognises the retry without a second, key-sorted encoding.
     digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
     text: str | None = encoded.decode()
-    if data.get("created") is None:
+    stamped = data.get("created") is None
+    if stamped:
         data["created"] = now_iso()
         text = None
     if data.get("span_id") is None and data.get("root_span_id") is None \
@@ -170,7 +174,7 @@ def prepare_replace(piece: Mapping[str, Any]) -> Replace:
         # platform's API treats it, so it lists, opens and filters like any other trace.
         data["span_id"] = data["root_span_id"] = data["id"]
         text = None
-    return Replace(data, digest, text)
+    return Replace(data, digest, text, stamped)
 
 
 def apply_piece(stored: StoredRow | None, piece: Mapping[str, Any],
@@ -198,7 +202,7 @@ def apply_piece(stored: StoredRow | None, piece: Mapping[str, Any],
         return None
     if stored.base_digest is None:
         merged = dict(stored.data)
-        if piece.get("created") is not None:
+        if not ready.stamped:
             # The server stamped `created` on the first merge; the span's own value wins.
             merged.pop("created", None)
         data = merge_under(base, merged)
@@ -549,9 +553,18 @@ class Store(ABC):
 
     # -- rows --------------------------------------------------------------------------
 
+    # A pure function (picklable: module level) that an ingest worker process may run on a
+    # request's validated rows: it returns the rows, None where its second result carries a
+    # row in a form cheaper to hand across processes, and that second result, which
+    # ``write(pieces, prepared=...)`` takes back (pieces of such rows have ``row`` None).
+    # None: the engine prepares nothing ahead, and rows cross as they are.
+    prepare_rows: Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any] | None], Any]] \
+        | None = None
+
     @abstractmethod
-    async def write(self, pieces: Sequence[Piece]) -> None:
-        """Apply ``pieces`` in order, all or nothing, and return once they are durable."""
+    async def write(self, pieces: Sequence[Piece], prepared: Any = None) -> None:
+        """Apply ``pieces`` in order, all or nothing, and return once they are durable.
+        ``prepared``: what this engine's :attr:`prepare_rows` returned for them."""
 
     @abstractmethod
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,

@@ -1,0 +1,187 @@
+"""Ingest worker processes (``spanlog serve --workers``): the same results, errors and
+durability as decoding in the serving process, and a dead worker costs no request."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from spanlog_server_http import call, start_serve
+
+from spanlog.server._app import WORKERS, Settings
+from spanlog.server._runner import BackgroundCollector
+
+
+@pytest.fixture
+def pair(tmp_path: Path, handle_of: Any) -> Iterator[tuple[Any, Any]]:
+    """Two fresh collectors (open mode): rows decoded in the serving process, and in one
+    worker process."""
+    plain = BackgroundCollector(str(tmp_path / "plain.sqlite3")).start()
+    pooled = BackgroundCollector(str(tmp_path / "pooled.sqlite3"),
+                                 settings=Settings(ingest_workers=1)).start()
+    try:
+        yield handle_of(plain, "any"), handle_of(pooled, "any")
+    finally:
+        plain.stop()
+        pooled.stop()
+
+
+def _post(handle: Any, path: str, body: Any) -> tuple[int, Any]:
+    return call(handle.url, "POST", path, raw=json.dumps(body).encode(), token="any")
+
+
+def _comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Transaction ids, project ids and server-stamped times differ between two collectors.
+    return [{k: v for k, v in row.items() if k not in ("_xact_id", "project_id")
+             and (k != "created" or v == SENT_CREATED)} for row in rows]
+
+
+SENT_CREATED = "2026-11-28T00:00:00Z"
+
+
+def _scenario(handle: Any) -> dict[str, Any]:
+    """Requests that reach every kind of piece: replace (with and without `created`, with
+    numbers json and orjson write differently), merge, retry, delete, a plain event, a
+    project by name, the insert endpoint, feedback, and merges that overtook their span."""
+    pid = handle.project_id("work")
+    root = "root-" + "a" * 8
+    spans = [{"id": f"span-{i}", "project_id": pid, "span_id": f"s{i}", "root_span_id": root,
+              "span_parents": None if i == 0 else ["s0"], "created": SENT_CREATED,
+              "input": {"q": f"question {i} ✓", "big": 2**70, "small": 2.5e-7},
+              "metadata": {"user": f"u{i % 2}", "tags": ["x", "x", "y"], "n": i / 3},
+              "scores": {"quality": i / 4}} for i in range(4)]
+    answers = {}
+    answers["spans"] = _post(handle, "/logs3", {"rows": spans, "api_version": 2})
+    answers["retry"] = _post(handle, "/logs3", {"rows": spans[:2], "api_version": 2})
+    early = {"id": "late-span", "project_id": pid, "_is_merge": True, "scores": {"early": 1}}
+    answers["early"] = _post(handle, "/logs3", {"rows": [early]})
+    late = {"id": "late-span", "project_id": pid, "span_id": "sl", "root_span_id": root,
+            "span_parents": ["s0"], "output": "arrived after its feedback"}
+    event = {"id": "event-1", "project_id": pid, "input": "a plain event, no created"}
+    named = {"id": "named-1", "project_name": "work-by-name", "output": 1}
+    merge = {"id": "span-2", "project_id": pid, "_is_merge": True, "metadata": {"extra": True},
+             "tags": ["merged"]}
+    gone = {"id": "span-3", "project_id": pid, "_object_delete": True}
+    answers["mixed"] = _post(handle, "/logs3", {"rows": [late, event, named, merge, gone]})
+    answers["insert"] = _post(handle, f"/v1/project_logs/{pid}/insert",
+                              {"events": [{"id": "ins-1", "output": "via insert"}]})
+    answers["feedback"] = _post(handle, f"/v1/project_logs/{pid}/feedback", {"feedback": [
+        {"id": "span-1", "scores": {"human": 0.5}, "comment": "fine"}]})
+    return {"answers": answers,
+            "work": _comparable(handle.fetch("work")),
+            "named": _comparable(handle.fetch("work-by-name")),
+            "trace": _comparable(handle.trace("work", root)),
+            "search": [r["id"] for r in handle.fetch("work", "metadata.user = 'u1'")]}
+
+
+def test_workers_store_exactly_what_the_serving_process_stores(pair):
+    """Every kind of piece, decoded in a worker, is stored as if decoded in the serving
+    process: same rows, same order, same trace and score averages, same index."""
+    plain, pooled = pair
+    expected = _scenario(plain)
+    got = _scenario(pooled)
+    assert got == expected
+    assert {r["id"] for r in got["work"]} >= {"span-0", "late-span", "event-1", "ins-1"}
+    assert "span-3" not in {r["id"] for r in got["work"]}
+    assert got["search"] and got["answers"]["spans"][0] == 200
+
+
+BAD_BODIES = [
+    b"{not json",
+    b"[]",
+    b'{"api_version": 2}',
+    b'{"rows": {"type": "logs3_overflow"}}',
+    b'{"rows": "x"}',
+    b'{"rows": [{"id": "a", "project_name": "p"}, {"project_name": "p"}]}',
+    b'{"rows": [{"id": "a", "project_name": "p", "metrics": {"start": "soon"}}]}',
+    b'{"rows": [{"id": "a", "project_name": "p", "x": NaN}]}',
+    b'{"rows": [{"id": "a", "project_id": "no-such-project"}]}',
+]
+
+
+@pytest.mark.parametrize("raw", BAD_BODIES, ids=[b.decode()[:40] for b in BAD_BODIES])
+def test_workers_refuse_bad_bodies_with_the_same_words(pair, raw):
+    """A bad body decoded in a worker gets the status and message it gets without one, and
+    nothing of it is stored."""
+    plain, pooled = pair
+    expected = call(plain.url, "POST", "/logs3", raw=raw, token="any")
+    got = call(pooled.url, "POST", "/logs3", raw=raw, token="any")
+    assert got == expected
+    assert got[0] in (400, 404) and got[1]["error"]
+    assert pooled.fetch("p") == []
+
+
+def test_a_killed_worker_costs_no_request(tmp_path: Path, handle_of: Any):
+    """SIGKILL on the worker process: requests still succeed (decoded in the serving process
+    while a new worker starts), and later ones use the new worker."""
+    server = BackgroundCollector(str(tmp_path / "k.sqlite3"),
+                                 settings=Settings(ingest_workers=1)).start()
+    try:
+        handle = handle_of(server, "any")
+        workers = server.app[WORKERS]
+        [first] = workers.pids()
+        os.kill(first, signal.SIGKILL)
+        ids = []
+        for n in range(3):
+            rows = [{"id": str(uuid.uuid4()), "project_name": "k", "output": n}]
+            status, reply = _post(handle, "/logs3", {"rows": rows})
+            assert status == 200, reply
+            ids.append(rows[0]["id"])
+        assert {r["id"] for r in handle.fetch("k")} == set(ids)
+        assert first not in workers.pids()
+    finally:
+        server.stop()
+
+
+def test_serve_rejects_bad_worker_counts(tmp_path: Path):
+    """`--workers` below 0, or with PostgreSQL, is refused before anything starts."""
+    import subprocess
+    import sys
+
+    for args, words in ((["--workers", "-1"], "--workers: must be 0 or more, got -1"),
+                        (["--postgres", "postgresql://127.0.0.1:1/x", "--workers", "2"],
+                         "only the SQLite engine uses ingest workers")):
+        db = [] if "--postgres" in args else ["--db", str(tmp_path / "w.sqlite3")]
+        done = subprocess.run([sys.executable, "-m", "spanlog.server", "--port", "0", *db,
+                               *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and words in done.stderr, done.stderr
+
+
+def test_serve_with_workers_ingests_and_stops_cleanly(tmp_path: Path):
+    """`spanlog serve --workers 2` takes rows through its workers and stops on SIGTERM with
+    no worker left behind."""
+    proc, url, _ = start_serve(str(tmp_path / "s.sqlite3"), "--workers", "2")
+    try:
+        rows = [{"id": f"r{i}", "project_name": "s", "metadata": {"i": i}} for i in range(50)]
+        status, reply = call(url, "POST", "/logs3", {"rows": rows}, token="any")
+        assert status == 200 and reply["row_ids"] == [r["id"] for r in rows]
+        children = _workers_of(proc.pid)
+        assert len(children) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "stopped" in out
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The worker processes (multiprocessing's spawn_main) whose parent is ``pid``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{name}/cmdline", "rb") as cmdline:
+                    spawned = b"spawn_main" in cmdline.read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == pid and spawned:
+                found.append(int(name))
+    return found
