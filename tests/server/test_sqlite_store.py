@@ -288,3 +288,32 @@ async def test_a_second_layout_database_is_upgraded_in_place(tmp_path: Path) -> 
             == (INDEX_VERSION,)
     finally:
         check.close()
+
+
+async def test_traces_are_read_through_postings_across_rewrites(store: SqliteStore) -> None:
+    """A trace is found through its postings entries: rows rewritten in later transactions
+    come back once (their older entries join no row), and two long root_span_ids that share
+    the indexed prefix stay two traces."""
+    project = await _project(store)
+    long_a, long_b = "r" * 300 + "a", "r" * 300 + "b"
+
+    def span(row_id: str, root: str, **extra: Any) -> Piece:
+        return Piece(project.id, {"id": row_id, "span_id": row_id, "root_span_id": root,
+                                  "created": CREATED, **extra})
+
+    await store.write([span("a0", "ta"), span("a1", "ta", span_parents=["a0"]),
+                       span("m", "ta"), span("l1", long_a), span("l2", long_b)])
+    await store.write([Piece(project.id, {"id": "a1", "_is_merge": True, "scores": {"s": 1}})])
+    await store.write([span("m", "ta", output="again")])  # replaced: a new xact
+    await store.write([Piece(project.id, {"id": "a1", "_is_merge": True, "tags": ["x"]})])
+
+    assert sorted(r["id"] for r in await store.trace(project.id, "ta")) == ["a0", "a1", "m"]
+    assert [r["id"] for r in await store.trace(project.id, long_a)] == ["l1"]
+    assert [r["id"] for r in await store.trace(project.id, long_b)] == ["l2"]
+    assert await store.trace(project.id, "none") == []
+    assert await _ids(store, project, "root_span_id = 'ta'") == ["a1", "m", "a0"]
+    assert await _ids(store, project, f"root_span_id = '{long_b}'") == ["l2"]
+    assert await _ids(store, project, "root_span_id = 'ta'", limit=1) == ["a1", "m", "a0"]
+    roots = (await store.fetch(project.id, roots_only=True)).rows
+    averages = {r["id"]: r["scores_avg"] for r in roots}
+    assert averages["a0"] == {"s": 1}
