@@ -156,7 +156,7 @@ def _plan(text: str | None, *, roots_only: bool = False, before: int | None = No
     ("span_attributes.type = 'llm' AND input ILIKE '%x%'",
      "PRIMARY KEY (field=? AND value=?)"),
     ("id = 'x'", "INDEX rows_by_id (pid=? AND id=?)"),
-    ("root_span_id = 'x'", "PRIMARY KEY (field=? AND value=?)"),
+    ("root_span_id = 'x'", "INDEX rows_by_trace (pid=? AND root_span_id=?)"),
 ])
 def test_plans_use_an_index_in_order(text, uses):
     """Latest-page and equality plans walk an index in transaction order: no scan, no sort

@@ -290,10 +290,9 @@ async def test_a_second_layout_database_is_upgraded_in_place(tmp_path: Path) -> 
         check.close()
 
 
-async def test_traces_are_read_through_postings_across_rewrites(store: SqliteStore) -> None:
-    """A trace is found through its postings entries: rows rewritten in later transactions
-    come back once (their older entries join no row), and two long root_span_ids that share
-    the indexed prefix stay two traces."""
+async def test_traces_and_their_filter_across_rewrites(store: SqliteStore) -> None:
+    """A trace read, a root_span_id filter and root averages see rows rewritten in later
+    transactions once, and two long root_span_ids sharing a long prefix stay two traces."""
     project = await _project(store)
     long_a, long_b = "r" * 300 + "a", "r" * 300 + "b"
 

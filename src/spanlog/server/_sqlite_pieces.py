@@ -29,7 +29,7 @@ from typing import Any
 from spanlog._merge import is_merge
 from spanlog.server._json import dumps, dumps_internal, loads
 from spanlog.server._sqlite_schema import ROW_COLUMNS
-from spanlog.server._sqlite_terms import row_keys
+from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
 from spanlog.server._store import (
     Piece,
@@ -95,7 +95,7 @@ def _prepare_one(row: dict[str, Any]) -> tuple[Prepared, list[tuple[int, Any]]] 
     if is_merge(row) or row.get("_object_delete") is True:
         return None  # folded onto what is stored, in the transaction
     replace = prepare_replace(row)
-    keys, capped = row_keys(replace.data)
+    keys, capped = leaf_keys(replace.data)
     return Prepared(replace, capped, trace_links(replace.data)), keys
 
 
@@ -362,7 +362,7 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves) -> None:
             xacts[at] = xact
             capped, links = prepared.capped, prepared.links
         else:  # merged in this job: walk it again
-            row_leaves, capped = row_keys(data)
+            row_leaves, capped = leaf_keys(data)
             links = trace_links(data)
             add_leaves(postings.setdefault(pid, {}), row_leaves, xact)
         add_rows.extend((xact, pid, row_id, data.get("root_span_id"), int(is_root(data)),

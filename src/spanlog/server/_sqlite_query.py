@@ -32,7 +32,7 @@ from typing import Any
 
 from spanlog.server._json import dumps, loads
 from spanlog.server._rows import ARRAY, INDEXED_FIELDS
-from spanlog.server._sqlite_schema import TRACE_KEY, field_sql, index_value, path_key
+from spanlog.server._sqlite_schema import field_sql, index_value, path_key
 from spanlog.server._store import (
     BadRequest,
     Page,
@@ -85,18 +85,8 @@ class _Plan:
     capped: bool = False
 
 
-# CROSS JOIN fixes the join order: a value's postings newest first (the key's order), each
-# one's ids in their stored order (newest first), then each row. Entries hold disjoint
-# ranges, so that is newest first overall: no sort.
-_POSTINGS_SOURCE = ("postings AS p CROSS JOIN json_each(p.xacts) AS t "
-                    "CROSS JOIN rows AS r ON r.xact = t.value")
-# Every live row of the traces given as values (stale ids of rewritten rows join nothing).
-_TRACES_SQL = (f"SELECT {{columns}} FROM {_POSTINGS_SOURCE} WHERE p.field = {field_sql()} "
-               "AND p.value IN ({marks}) AND r.root_span_id IN ({marks})")
-
-
 def _direct(expr: Any, pid: int) -> _Plan | None:
-    """A plan on the rowid, ``rows_by_id`` or a trace's postings, when the filter allows."""
+    """A plan on the rowid, ``rows_by_id`` or ``rows_by_trace``, when the filter allows."""
     from spanlog.server import _filter
 
     equal = _filter.index_terms(expr)
@@ -113,15 +103,9 @@ def _direct(expr: Any, pid: int) -> _Plan | None:
             return _Plan(where=["r.pid = ?", "0"], params=[pid], residual=False)
         return _Plan(where=["r.pid = ?", "r.xact = ?"], params=[pid, int(value)],
                      residual=residual)
-    if "id" in direct:
-        return _Plan(where=["r.pid = ?", "r.id = ?"], params=[pid, direct["id"]],
-                     residual=residual)
-    # The trace's postings (see TRACE_KEY), checked against the row's own column.
-    return _Plan(source=_POSTINGS_SOURCE, order="p.first",
-                 where=[f"p.field = {field_sql()} AND p.value = ?", "r.root_span_id = ?"],
-                 params=[pid, TRACE_KEY, index_value(direct["root_span_id"])[0],
-                         direct["root_span_id"]],
-                 residual=residual, cursor="t.value")
+    column = "id" if "id" in direct else "root_span_id"
+    return _Plan(where=["r.pid = ?", f"r.{column} = ?"], params=[pid, direct[column]],
+                 residual=residual)
 
 
 def _plan(conn: sqlite3.Connection, pid: int, expr: Any) -> _Plan:
@@ -149,8 +133,12 @@ def _plan(conn: sqlite3.Connection, pid: int, expr: Any) -> _Plan:
              and len(keyed) == len(equal) + len(_filter.includes_terms(expr)))
     path_id, stored, _ = keyed[0]
     plan = _Plan(
-        source=_POSTINGS_SOURCE, order="p.first",
-        where=[f"p.field = {field_sql()} AND p.value = ?"],
+        # CROSS JOIN fixes the join order: the value's postings newest first (the key's
+        # order), each one's ids in their stored order (newest first), then each row.
+        # Entries hold disjoint ranges, so that is newest first overall: no sort.
+        source="postings AS p CROSS JOIN json_each(p.xacts) AS t "
+               "CROSS JOIN rows AS r ON r.xact = t.value",
+        order="p.first", where=[f"p.field = {field_sql()} AND p.value = ?"],
         params=[pid, path_id, stored], residual=not exact, cursor="t.value")
     plan.capped = bool(conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE pid = ? AND "
                                     "capped = 1)", (pid,)).fetchone()[0])
@@ -224,7 +212,9 @@ def root_scores(conn: sqlite3.Connection, pid: int,
     # A page holds at most MAX_LIMIT roots: one statement for all of them.
     for start in range(0, len(names), MAX_LIMIT):
         chunk = names[start:start + MAX_LIMIT]
-        found = _trace_rows(conn, pid, "r.id, r.root_span_id, r.links", chunk)
+        marks = ",".join("?" * len(chunk))
+        found = conn.execute("SELECT id, root_span_id, links FROM rows WHERE pid = ? AND "
+                             f"root_span_id IN ({marks})", (pid, *chunk)).fetchall()
         # One decode of all the links: a call per row would cost more than the decoding.
         decoded = loads("[" + ",".join(links for _, _, links in found) + "]")
         for (row_id, root, _), (span_id, parents, scores) in zip(found, decoded, strict=True):
@@ -268,16 +258,7 @@ def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
 def trace_rows(conn: sqlite3.Connection, *, pid: int, project_id: str,
                root_span_id: str) -> list[dict[str, Any]]:
     """Every row of one trace, in start order (runs on a reader thread)."""
-    rows = [api_row(xact, data, project_id)
-            for xact, data in _trace_rows(conn, pid, "r.xact, r.data", [root_span_id])]
+    rows = [api_row(xact, data, project_id) for xact, data in conn.execute(
+        "SELECT xact, data FROM rows WHERE pid = ? AND root_span_id = ?", (pid, root_span_id))]
     rows.sort(key=trace_order)
     return rows
-
-
-def _trace_rows(conn: sqlite3.Connection, pid: int, columns: str,
-                roots: list[str]) -> list[Any]:
-    """``columns`` of every row of the traces ``roots`` (at most SQLite's parameter limit)."""
-    marks = ",".join("?" * len(roots))
-    values = [index_value(root)[0] for root in roots]
-    return conn.execute(_TRACES_SQL.format(columns=columns, marks=marks),
-                        (pid, TRACE_KEY, *values, *roots)).fetchall()

@@ -23,10 +23,7 @@ Layout, and why:
   transaction instead of one per row. ``field`` is a small integer naming a (project, leaf
   path) pair through the ``fields`` dictionary, so the key stays a few bytes plus the value.
   A rewritten row moves to a new ``xact``; its old ids stay in older entries and simply
-  match no row any more (every use joins ``rows`` on ``xact``). A trace's rows are found
-  the same way, under the pseudo-path :data:`TRACE_KEY` with the ``root_span_id`` as value:
-  a trace whose spans arrive together costs one index insert instead of one per span (an
-  index on ``rows (pid, root_span_id)`` took a fifth of the writer's time per row).
+  match no row any more (every use joins ``rows`` on ``xact``).
 - ``fields.path`` is a 64-bit hash of the leaf's path (see :func:`path_key`): the same in
   every process, so collectors sharing the file agree without coordination; a collision
   (odds about 2**-64 per pair of paths) is not a practical concern.
@@ -48,7 +45,7 @@ from typing import Any
 from spanlog.server._rows import MAX_INDEXED_LENGTH, LeafPath
 
 SCHEMA_VERSION = 1
-INDEX_VERSION = 4
+INDEX_VERSION = 3
 
 # The index layout of INDEX_VERSION (also what an upgrade creates after dropping the old one).
 INDEX_SCHEMA = """
@@ -79,6 +76,7 @@ CREATE TABLE IF NOT EXISTS rows (
     links TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS rows_by_id ON rows (pid, id);
 CREATE INDEX IF NOT EXISTS rows_by_project ON rows (pid);
+CREATE INDEX IF NOT EXISTS rows_by_trace ON rows (pid, root_span_id);
 {INDEX_SCHEMA}
 INSERT OR IGNORE INTO meta (key, value) VALUES ('last_xact', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION});
@@ -121,11 +119,6 @@ def path_key(path: LeafPath) -> int:
     text = json.dumps(path, ensure_ascii=False, separators=(",", ":"))
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-# The pseudo leaf path under which `postings` lists each trace's rows (value: root_span_id).
-# No leaf walk yields it: every leaf path starts with one of INDEXED_FIELDS.
-TRACE_KEY = path_key(("root_span_id",))
 
 
 def index_value(value: Any) -> tuple[Any, bool]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from spanlog.server._rows import ARRAY, INDEXED_FIELDS, MAX_INDEXED_LENGTH, MAX_LEAVES_PER_ROW
-from spanlog.server._sqlite_schema import FALSE, INT64, TRACE_KEY, TRUE, index_value, path_key
+from spanlog.server._sqlite_schema import FALSE, INT64, TRUE, index_value, path_key
 
 # A node per path seen: [its 64-bit key, its path, child nodes by key, the ARRAY child].
 _Node = list[Any]
@@ -88,14 +88,3 @@ def leaf_keys(data: dict[str, Any]) -> tuple[list[tuple[int, Any]], bool]:
     if len(out) > MAX_LEAVES_PER_ROW:
         return out[:MAX_LEAVES_PER_ROW], True
     return out, False
-
-
-def row_keys(data: dict[str, Any]) -> tuple[list[tuple[int, Any]], bool]:
-    """:func:`leaf_keys` plus the row's trace entry, ``(TRACE_KEY, root_span_id)``, which
-    the leaf cap never drops: what the SQLite engine indexes of a row."""
-    keys, capped = leaf_keys(data)
-    root = data.get("root_span_id")
-    if type(root) is str:
-        keys.append((TRACE_KEY, root if len(root) <= MAX_INDEXED_LENGTH
-                     else root[:MAX_INDEXED_LENGTH]))
-    return keys, capped

@@ -7,7 +7,6 @@ Only the index layout has changed so far (``meta.index_version``, see ``_sqlite_
 - version 2: ``terms`` keyed by ``fields`` ids, ``rows.origin_id``, ``rows.capped`` and
   ``rows.links``, comments placed in their target's trace;
 - version 3: ``postings`` (one entry per value per transaction) instead of ``terms``.
-- version 4: traces found through ``postings`` (``TRACE_KEY``); no ``rows_by_trace`` index.
 
 An upgrade rebuilds the index from the stored rows in one transaction (a collector on the
 file waits for it; a crash leaves the old version, and the next start begins again). Rows
@@ -22,8 +21,8 @@ import time
 
 from spanlog.server._json import dumps, loads
 from spanlog.server._sqlite_pieces import Postings, add_leaves, insert_postings
-from spanlog.server._sqlite_schema import INDEX_VERSION, SCHEMA, TRACE_KEY, index_value
-from spanlog.server._sqlite_terms import row_keys
+from spanlog.server._sqlite_schema import INDEX_VERSION, SCHEMA
+from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
 from spanlog.server._store import StoredRow, comment_target, link_comment, trace_links
 
@@ -81,7 +80,6 @@ def _rebuild_index(conn: sqlite3.Connection) -> None:
     if "links" not in columns:
         conn.execute("ALTER TABLE rows ADD COLUMN links TEXT")
     conn.execute("DROP INDEX IF EXISTS rows_by_root")
-    conn.execute("DROP INDEX IF EXISTS rows_by_trace")
     conn.execute("DROP TABLE IF EXISTS terms")
     conn.execute("DROP TABLE IF EXISTS postings")
     for statement in _statements(SCHEMA):
@@ -97,7 +95,7 @@ def _rebuild_index(conn: sqlite3.Connection) -> None:
         marks: list[tuple[object, ...]] = []
         for xact, pid, text in batch:
             data = loads(text)
-            keys, capped = row_keys(data)
+            keys, capped = leaf_keys(data)
             add_leaves(postings.setdefault(pid, {}), keys, xact)
             marks.append((comment_target(data), 1 if capped else None, trace_links(data), xact))
         conn.executemany("UPDATE rows SET origin_id = ?, capped = ?, links = ? WHERE xact = ?",
@@ -106,20 +104,16 @@ def _rebuild_index(conn: sqlite3.Connection) -> None:
         after = batch[-1][0]
     # Comments stored by version 1 never joined their target's trace.
     waiting = conn.execute(
-        "SELECT c.xact, c.pid, c.base, c.data, t.root_span_id, json_extract(t.data, '$.span_id') "
+        "SELECT c.xact, c.base, c.data, t.root_span_id, json_extract(t.data, '$.span_id') "
         "FROM rows AS c JOIN rows AS t ON t.pid = c.pid AND t.id = c.origin_id "
         "WHERE c.root_span_id IS NULL AND c.origin_id IS NOT NULL "
         "AND t.root_span_id IS NOT NULL").fetchall()
-    joined: Postings = {}
-    for xact, pid, base, text, root, span_id in waiting:
+    for xact, base, text, root, span_id in waiting:
         linked = link_comment(StoredRow(loads(text), base),
                               {"root_span_id": root, "span_id": span_id})
         if linked is not None:
             conn.execute("UPDATE rows SET root_span_id = ?, data = ?, links = ? WHERE xact = ?",
                          (root, dumps(linked.data), trace_links(linked.data), xact))
-            # Its leaves are indexed already (same xact): only its trace entry is new.
-            add_leaves(joined.setdefault(pid, {}), [(TRACE_KEY, index_value(root)[0])], xact)
-    insert_postings(txn, joined)
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('index_version', ?)",
                  (INDEX_VERSION,))
     log.warning("spanlog: search index rebuilt in %.1fs", time.monotonic() - started)
