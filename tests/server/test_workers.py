@@ -72,7 +72,12 @@ def _scenario(handle: Any) -> dict[str, Any]:
     answers["insert"] = _post(handle, f"/v1/project_logs/{pid}/insert",
                               {"events": [{"id": "ins-1", "output": "via insert"}]})
     answers["feedback"] = _post(handle, f"/v1/project_logs/{pid}/feedback", {"feedback": [
-        {"id": "span-1", "scores": {"human": 0.5}, "comment": "fine"}]})
+        {"id": "span-1", "scores": {"human": 0.5}, "comment": "fine"},
+        {"id": "c-target", "comment": "said before its span arrived"}]})
+    # Only new rows, but a stored comment waits for one of them: it must join the trace.
+    answers["target"] = _post(handle, "/logs3", {"rows": [
+        {"id": "c-target", "project_id": pid, "span_id": "sc", "root_span_id": root,
+         "span_parents": ["s0"], "created": SENT_CREATED}]})
     return {"answers": answers,
             "work": _comparable(handle.fetch("work")),
             "named": _comparable(handle.fetch("work-by-name")),
@@ -90,6 +95,7 @@ def test_workers_store_exactly_what_the_serving_process_stores(pair):
     assert {r["id"] for r in got["work"]} >= {"span-0", "late-span", "event-1", "ins-1"}
     assert "span-3" not in {r["id"] for r in got["work"]}
     assert got["search"] and got["answers"]["spans"][0] == 200
+    assert any(r.get("comment") and r.get("root_span_id") for r in got["trace"])
 
 
 BAD_BODIES = [
@@ -185,3 +191,44 @@ def _workers_of(pid: int) -> list[int]:
             if parent == pid and spawned:
                 found.append(int(name))
     return found
+
+
+async def test_a_job_of_new_rows_is_written_without_decoding_them(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """Rows from a worker that are all new go into SQLite from their JSON text (no decoding),
+    and read back exactly like rows prepared in the serving process."""
+    from spanlog.server import _sqlite_pieces
+    from spanlog.server._ingest import decode_rows
+    from spanlog.server._sqlite import SqliteStore
+    from spanlog.server._store import DEFAULT_ORG, Piece
+
+    rows = [{"id": f"r{i}", "project_name": "p", "span_id": f"s{i}", "root_span_id": "t",
+             "span_parents": None if i == 0 else ["s0"], "metadata": {"k": i % 2},
+             "tags": ["a", "a"], "scores": {"q": i / 4}} for i in range(5)]
+    body = json.dumps({"rows": rows}).encode()
+    found = {}
+    for name, prepare_rows in (("plain", None), ("worker", SqliteStore.prepare_rows)):
+        store = SqliteStore(str(tmp_path / f"{name}.sqlite3"))
+        await store.start()
+        try:
+            org = await store.org(DEFAULT_ORG)
+            assert org is not None
+            project = await store.project(org.id, "p", create=True)
+            assert project is not None
+            batch = decode_rows(body, "rows", None, prepare_rows)
+            if prepare_rows is not None:
+                def no_decoding(*args: Any) -> None:
+                    raise AssertionError("a job of new rows was decoded")
+                monkeypatch.setattr(_sqlite_pieces, "adopt", no_decoding)
+            await store.write([Piece(project.id, row) for row in batch.rows], batch.prepared)
+            monkeypatch.undo()
+            page = await store.fetch(project.id, filter="metadata.k = 1")
+            roots = await store.fetch(project.id, roots_only=True)
+            trace = await store.trace(project.id, "t")
+            found[name] = ([_comparable([r])[0] for r in page.rows],
+                           [r["scores_avg"] for r in roots.rows],
+                           sorted(r["id"] for r in trace))
+        finally:
+            await store.close()
+    assert found["worker"] == found["plain"]
+    assert [r["id"] for r in found["worker"][0]] == ["r3", "r1"]

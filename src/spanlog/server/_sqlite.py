@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from spanlog.server._sqlite_pieces import adopt, prepare, prepare_rows, write_pieces
+from spanlog.server._sqlite_pieces import prepare, prepare_rows, write_pieces
 from spanlog.server._sqlite_query import fetch_page, trace_rows
 from spanlog.server._sqlite_schema import connect
 from spanlog.server._sqlite_upgrade import ensure_schema
@@ -250,8 +250,12 @@ class SqliteStore(Store):
         batch = list(pieces)
         # Encoding and index leaves are computed before the writer thread gets the job (here,
         # or in a worker process), so that it spends its time in SQLite.
-        leaves = prepare(batch) if prepared is None else adopt(batch, prepared)
-        await self._write(partial(write_pieces, pieces=batch, leaves=leaves), size=len(batch))
+        if prepared is None:
+            job = partial(write_pieces, pieces=batch, leaves=prepare(batch))
+        else:  # from prepare_rows (an ingest worker): rows still JSON text, decoded if need be
+            transfers, leaves = prepared
+            job = partial(write_pieces, pieces=batch, leaves=leaves, transfers=transfers)
+        await self._write(job, size=len(batch))
 
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
                     cursor: str | None = None, roots_only: bool = False) -> Page:

@@ -61,9 +61,11 @@ Key = tuple[int, str]  # (project pid, row id)
 # transaction, and small: a value shared by many rows of a job is one entry.
 Leaves = dict[int, dict[Any, list[int]]]
 
-# A prepared replace piece as a worker process hands it over (see prepare_rows): its final
-# JSON text, digest, whether `created` was stamped, whether its leaves were capped, links.
-Transfer = tuple[str, str, bool, bool, str]
+# A prepared replace piece as a worker process hands it over (see prepare_rows): its id, its
+# final JSON text, digest, whether `created` was stamped, whether its leaves were capped, links,
+# and what the `rows` columns need of it: root_span_id, is_root, the comment's target.
+Transfer = tuple[str, str, str, bool, bool, str, Any, bool, Any]
+Transfers = tuple[list[Transfer | None], Leaves]
 
 
 @dataclass(slots=True)
@@ -114,8 +116,7 @@ def prepare(pieces: Sequence[Piece]) -> Leaves:
     return leaves
 
 
-def prepare_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None],
-                                                       tuple[list[Transfer | None], Leaves]]:
+def prepare_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None], Transfers]:
     """:func:`prepare` for validated rows in an ingest worker process (``Store.prepare_rows``).
 
     Returns the rows with None for each replace piece, which travels as its JSON text instead
@@ -135,22 +136,22 @@ def prepare_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None
         add_leaves(leaves, keys, i)
         replace = prepared.replace
         out.append(None)
-        transfers.append((replace.text or dumps(replace.data), replace.digest, replace.stamped,
-                          prepared.capped, prepared.links))
+        data = replace.data
+        transfers.append((data["id"], replace.text or dumps(data), replace.digest, replace.stamped,
+                          prepared.capped, prepared.links, data.get("root_span_id"),
+                          is_root(data), comment_target(data)))
     return out, (transfers, leaves)
 
 
-def adopt(pieces: Sequence[Piece], prepared: tuple[list[Transfer | None], Leaves]) -> Leaves:
+def adopt(pieces: Sequence[Piece], transfers: list[Transfer | None]) -> None:
     """Give the pieces that :func:`prepare_rows` carried as text their row and
-    :class:`Prepared` back (in place); return the job's leaves."""
-    transfers, leaves = prepared
+    :class:`Prepared` back (in place)."""
     for piece, transfer in zip(pieces, transfers, strict=True):
         if transfer is not None:
-            text, digest, stamped, capped, links = transfer
+            text, digest, stamped, capped, links = transfer[1:6]
             data = loads(text)
             piece.row = data
             piece.prepared = Prepared(Replace(data, digest, text, stamped), capped, links)
-    return leaves
 
 
 @lru_cache(maxsize=64)
@@ -240,9 +241,7 @@ def _link_comments(conn: sqlite3.Connection, old: dict[Key, tuple[int, StoredRow
         if before is None or before[1].data.get("root_span_id") is None:
             gained.append(key)
     for pid, ids in _by_pid(gained).items():
-        if not conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE pid = ? AND "
-                            "root_span_id IS NULL AND origin_id IS NOT NULL)",
-                            (pid,)).fetchone()[0]:
+        if not _comments_wait(conn, pid):
             continue  # the usual case: no comment of this project waits for anything
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
@@ -312,15 +311,63 @@ def insert_postings(txn: Txn, postings: Postings) -> None:
     insert_many(txn.conn, "INSERT INTO postings (field, value, first, n, xacts)", 5, params)
 
 
-def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves) -> None:
+def _only_new_rows(conn: sqlite3.Connection, pids: list[int],
+                   transfers: list[Transfer | None], distinct: int) -> bool:
+    """Whether a job of prepared pieces (none stored yet) only adds rows as they are: every
+    piece a prepared replace of its own id, none a comment, and no stored comment of these
+    projects waiting for a trace (which one of these rows might be)."""
+    if distinct != len(transfers):
+        return False
+    for transfer in transfers:
+        if transfer is None or transfer[8] is not None:
+            return False
+    return not any(_comments_wait(conn, pid) for pid in set(pids))
+
+
+def _comments_wait(conn: sqlite3.Connection, pid: int) -> bool:
+    """Whether some comment row of project ``pid`` still waits for its target's trace."""
+    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE pid = ? AND "
+                             "root_span_id IS NULL AND origin_id IS NOT NULL)",
+                             (pid,)).fetchone()[0])
+
+
+def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
+               transfers: list[Transfer | None], leaves: Leaves) -> None:
+    """Insert a job of new rows straight from their transfers (see :func:`_only_new_rows`):
+    what :func:`write_pieces` would do for them, without decoding a row."""
+    add_rows: list[Any] = []
+    xacts: list[int | None] = []
+    for (pid, row_id), transfer in zip(keys, transfers, strict=True):
+        assert transfer is not None
+        _, text, digest, _, capped, links, root_span_id, root, _ = transfer
+        xact = txn.next_xact()
+        xacts.append(xact)
+        add_rows.extend((xact, pid, row_id, root_span_id, int(root), digest, text, None,
+                         1 if capped else None, links))
+    insert_many(txn.conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
+                add_rows)
+    postings: Postings = {}
+    _prepared_postings(leaves, pids, xacts, postings)
+    insert_postings(txn, postings)
+
+
+def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
+                 transfers: list[Transfer | None] | None = None) -> None:
     """Apply ``pieces`` in order on top of what is stored (a writer job); ``leaves`` are
-    their prepared index leaves (:func:`prepare` or :func:`adopt`)."""
+    their prepared index leaves (:func:`prepare`), or ``transfers`` and ``leaves`` came from
+    :func:`prepare_rows` (pieces it carried as text have ``row`` None)."""
     conn = txn.conn
     pids = [txn.pid(piece.project_id) for piece in pieces]
     keys: dict[Key, None] = {}
-    for pid, piece in zip(pids, pieces, strict=True):
-        keys[(pid, piece.row["id"])] = None
+    for i, (pid, piece) in enumerate(zip(pids, pieces, strict=True)):
+        transfer = transfers[i] if transfers is not None else None
+        keys[(pid, piece.row["id"] if transfer is None else transfer[0])] = None
     old = _stored(conn, keys)
+    if transfers is not None:
+        if not old and _only_new_rows(conn, pids, transfers, len(keys)):
+            _write_new(txn, pids, keys, transfers, leaves)
+            return
+        adopt(pieces, transfers)
 
     current: dict[Key, StoredRow | None] = {k: v[1] for k, v in old.items()}
     changed: dict[Key, None] = {}
