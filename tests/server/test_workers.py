@@ -59,6 +59,10 @@ def _scenario(handle: Any) -> dict[str, Any]:
     answers = {}
     answers["spans"] = _post(handle, "/logs3", {"rows": spans, "api_version": 2})
     answers["retry"] = _post(handle, "/logs3", {"rows": spans[:2], "api_version": 2})
+    # All replaces, one of an id already stored with other content: merged, none lost.
+    changed = {**spans[0], "output": "changed"}
+    fresh = {**spans[1], "id": "span-fresh", "span_id": "sf"}
+    answers["changed"] = _post(handle, "/logs3", {"rows": [fresh, changed]})
     early = {"id": "late-span", "project_id": pid, "_is_merge": True, "scores": {"early": 1}}
     answers["early"] = _post(handle, "/logs3", {"rows": [early]})
     late = {"id": "late-span", "project_id": pid, "span_id": "sl", "root_span_id": root,
@@ -96,6 +100,8 @@ def test_workers_store_exactly_what_the_serving_process_stores(pair):
     assert "span-3" not in {r["id"] for r in got["work"]}
     assert got["search"] and got["answers"]["spans"][0] == 200
     assert any(r.get("comment") and r.get("root_span_id") for r in got["trace"])
+    by_id = {r["id"]: r for r in got["work"]}
+    assert by_id["span-0"]["output"] == "changed" and "span-fresh" in by_id
 
 
 BAD_BODIES = [
