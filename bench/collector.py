@@ -194,7 +194,10 @@ def _tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
+async def _post_all(url: str, bodies: list[bytes], concurrency: int,
+                    done_at: list[float] | None = None) -> float:
+    """Post ``bodies`` with ``concurrency`` requests in flight; return the seconds taken.
+    ``done_at`` gets the time (since the start) at which each acknowledgement arrived."""
     import aiohttp
 
     queue = list(reversed(bodies))
@@ -206,10 +209,26 @@ async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
                     if resp.status != 200:
                         raise RuntimeError(f"{resp.status}: {await resp.text()}")
                     await resp.read()
+                if done_at is not None:
+                    done_at.append(time.perf_counter() - started)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.perf_counter() - started
+
+
+def _rate_by_tenth(done_at: list[float], rows_per_body: int) -> list[int]:
+    """Rows/s over each tenth of the run's requests, in order: how ingest held up as the
+    database grew."""
+    rates: list[int] = []
+    start, before = 0, 0.0
+    for k in range(1, 11):
+        end = round(len(done_at) * k / 10)
+        if end > start:
+            at = done_at[end - 1]
+            rates.append(round((end - start) * rows_per_body / max(at - before, 1e-9)))
+            start, before = end, at
+    return rates
 
 
 def ingest(rows: int, batch: int, concurrency: int,
@@ -231,7 +250,8 @@ def ingest(rows: int, batch: int, concurrency: int,
             cpu_before = _tree_cpu_seconds(proc.pid)
             client_before = _cpu_seconds(os.getpid())
             load_before = _load()
-            elapsed = asyncio.run(_post_all(url, bodies[1:], concurrency))
+            done_at: list[float] = []
+            elapsed = asyncio.run(_post_all(url, bodies[1:], concurrency, done_at))
             server_cpu = _tree_cpu_seconds(proc.pid) - cpu_before
             client_cpu = _cpu_seconds(os.getpid()) - client_before
             load_after = _load()
@@ -249,6 +269,7 @@ def ingest(rows: int, batch: int, concurrency: int,
             # CPU the collector spent per row: comparable across runs on a busy machine,
             # where rows/s mostly says how much CPU the other processes left over.
             "server_cpu_us_per_row": round(server_cpu / done * 1e6),
+            "rows_per_s_by_tenth": _rate_by_tenth(done_at, batch),
             "avg_row_bytes": round(row_bytes), "batch": batch, "concurrency": concurrency,
             "disk_bytes_per_row": round(size / rows),
             "loadavg_before": load_before, "loadavg_after": load_after}
