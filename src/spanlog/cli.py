@@ -176,6 +176,8 @@ async def _serve(args: argparse.Namespace) -> int:
     tune_process()
     print(f"spanlog collector listening on {url}", flush=True)
     print(f"  database: {where}")
+    if settings.ingest_workers:
+        print(f"  ingest workers: {settings.ingest_workers} processes (--workers)")
     print(f"  viewer: {url}/")
     if keyed:
         print("  auth: API key required (create one with `spanlog keys create --org NAME`)")

@@ -168,8 +168,9 @@ def test_serve_rejects_bad_worker_counts(tmp_path: Path):
 def test_serve_with_workers_ingests_and_stops_cleanly(tmp_path: Path):
     """`spanlog serve --workers 2` takes rows through its workers and stops on SIGTERM with
     no worker left behind."""
-    proc, url, _ = start_serve(str(tmp_path / "s.sqlite3"), "--workers", "2")
+    proc, url, banner = start_serve(str(tmp_path / "s.sqlite3"), "--workers", "2")
     try:
+        assert "  ingest workers: 2 processes (--workers)\n" in banner
         rows = [{"id": f"r{i}", "project_name": "s", "metadata": {"i": i}} for i in range(50)]
         status, reply = call(url, "POST", "/logs3", {"rows": rows}, token="any")
         assert status == 200 and reply["row_ids"] == [r["id"] for r in rows]
