@@ -120,8 +120,9 @@ def prepare_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None
     """:func:`prepare` for validated rows in an ingest worker process (``Store.prepare_rows``).
 
     Returns the rows with None for each replace piece, which travels as its JSON text instead
-    (a string crosses a process boundary far cheaper than a dict), and what :func:`adopt`
-    takes back on the serving side.
+    (a string crosses a process boundary far cheaper than a dict), and what
+    :func:`write_pieces` takes back: a job of new rows is inserted from that text as it is;
+    any other job first has :func:`adopt` decode it.
     """
     out: list[dict[str, Any] | None] = []
     transfers: list[Transfer | None] = []

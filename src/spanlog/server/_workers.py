@@ -7,7 +7,8 @@ what one core could do while the other idled in part. With workers, the event lo
 request's bytes and hands them to a worker process, which runs
 :func:`~spanlog.server._ingest.decode_rows` with the store's ``prepare_rows``; what comes back
 is a few strings and small tuples per row (the stored JSON text, its digest, the index leaves
-grouped per value), far cheaper to unpickle than the rows' dicts.
+grouped per value), far cheaper to unpickle than the rows' dicts, and a request of new rows
+goes into SQLite from that text without ever being decoded in the serving process.
 
 Nothing is stored by a worker: a worker that dies only fails the requests it was decoding,
 which are then decoded in the serving process while a new pool starts, so they still succeed.
@@ -42,9 +43,11 @@ def _worker_started() -> None:
     os.nice(WORKER_NICENESS)
     # As in the serving process (see _runner.tune_process): decoding allocates ~100
     # containers per row, none of them in cycles.
+    from spanlog.server._runner import GC_THRESHOLDS
+
     gc.collect()
     gc.freeze()
-    gc.set_threshold(200_000, 20, 100)
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _ready() -> None:
