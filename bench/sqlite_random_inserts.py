@@ -1,0 +1,93 @@
+"""What a random index insert costs SQLite as the index grows, with and without a time prefix.
+
+The collector's writer slows as its database grows (see README, Benchmarks): each new row
+is a random insert into ``rows_by_id``, ``rows_by_trace`` and the postings of its rare
+values, and once an index outgrows a transaction every such insert dirties a page of its
+own, which the commit writes to the WAL and the checkpoint writes again. This isolates that
+cost on a postings-shaped table (WAL, the collector's pragmas, 4,000-entry transactions of
+random 16-hex-digit values) in two layouts:
+
+- ``flat``: keyed ``(field, value, first)``, the layout ``postings`` has today;
+- ``epoch``: keyed ``(field, epoch, value, first)`` with ``epoch = first >> 16``, so a
+  transaction's inserts land in the small, recent part of the tree.
+
+    python3 bench/sqlite_random_inserts.py --fill 1200000 --measure 200000
+
+Prints CPU- and wall-µs per insert after ``--fill`` entries, for each layout. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sqlite3
+import tempfile
+import time
+from typing import Any
+
+TXN = 4000
+EPOCH_BITS = 16
+
+LAYOUTS = {
+    "flat": ("CREATE TABLE p (field INT, value TEXT, first INT, n INT, xacts TEXT, "
+             "PRIMARY KEY (field, value, first)) WITHOUT ROWID",
+             "INSERT INTO p VALUES (?, ?, ?, 1, ?)",
+             lambda value, xact: (7, value, xact, f"[{xact}]")),
+    "epoch": ("CREATE TABLE p (field INT, epoch INT, value TEXT, first INT, n INT, xacts TEXT, "
+              "PRIMARY KEY (field, epoch, value, first)) WITHOUT ROWID",
+              "INSERT INTO p VALUES (?, ?, ?, ?, 1, ?)",
+              lambda value, xact: (7, xact >> EPOCH_BITS, value, xact, f"[{xact}]")),
+}
+
+
+def run(layout: str, fill: int, measure: int, directory: str) -> dict[str, Any]:
+    create, insert, make = LAYOUTS[layout]
+    conn = sqlite3.connect(os.path.join(directory, f"{layout}.sqlite3"), isolation_level=None)
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "cache_size = -65536",
+                   "mmap_size = 268435456"):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute(create)
+    rng = random.Random(1)
+    xact = 0
+
+    def transaction() -> None:
+        nonlocal xact
+        rows = []
+        for _ in range(TXN):
+            xact += 1
+            rows.append(make(f"{rng.getrandbits(64):016x}", xact))
+        conn.execute("BEGIN")
+        conn.executemany(insert, rows)
+        conn.execute("COMMIT")
+
+    for _ in range(fill // TXN):
+        transaction()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(measure // TXN):
+        transaction()
+        if i % 5 == 4:  # the collector checkpoints on a thread of its own, every 0.25 s
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    done = (measure // TXN) * TXN
+    result = {"layout": layout, "entries_before": (fill // TXN) * TXN,
+              "cpu_us_per_insert": round((time.process_time() - cpu) / done * 1e6, 2),
+              "wall_us_per_insert": round((time.perf_counter() - wall) / done * 1e6, 2),
+              "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    conn.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fill", type=int, default=1_200_000)
+    parser.add_argument("--measure", type=int, default=200_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        for layout in LAYOUTS:
+            print(json.dumps(run(layout, args.fill, args.measure, directory)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
