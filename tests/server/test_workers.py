@@ -183,6 +183,35 @@ def test_serve_with_workers_ingests_and_stops_cleanly(tmp_path: Path):
     assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]
 
 
+def test_workers_end_with_a_killed_serving_process(tmp_path: Path):
+    """SIGKILL on `spanlog serve` leaves no worker behind (they would otherwise wait on
+    their task pipe forever)."""
+    import time
+
+    proc, url, _ = start_serve(str(tmp_path / "k.sqlite3"), "--workers", "2")
+    try:
+        workers = _workers_of(proc.pid)
+        assert len(workers) == 2
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in workers if _running(pid)]
+        time.sleep(0.05)  # polling interval between condition checks, not a wait
+    assert not alive, f"workers {alive} outlived their serving process"
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie awaiting its reaper."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _workers_of(pid: int) -> list[int]:
     """The worker processes (multiprocessing's spawn_main) whose parent is ``pid``."""
     found = []

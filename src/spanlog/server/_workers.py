@@ -17,11 +17,15 @@ which are then decoded in the serving process while a new pool starts, so they s
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -30,9 +34,11 @@ from spanlog.server._ingest import PrepareRows, RowBatch, decode_rows
 log = logging.getLogger("spanlog.server")
 
 WORKER_NICENESS = 10
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _worker_started() -> None:
+def _worker_started(parent: int) -> None:
+    _exit_with(parent)
     # Ctrl-C on `spanlog serve` reaches the whole process group: the serving process shuts
     # the pool down; workers must not die mid-request with a traceback of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -48,6 +54,27 @@ def _worker_started() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the serving process ``parent`` dies, however it dies.
+
+    A worker holds both ends of its task pipe (multiprocessing passes a queue whole), so a
+    serving process killed with SIGKILL would leave it waiting forever. On Linux the kernel
+    kills it (``PR_SET_PDEATHSIG``); elsewhere a thread checks the parent once a second.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)  # a periodic check: nothing signals a parent's death here
+            os._exit(0)
+
+        threading.Thread(target=watch, name="spanlog-parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # it died before the watch began
+        os._exit(0)
 
 
 def _ready() -> None:
@@ -73,7 +100,7 @@ class IngestWorkers:
         # spawn, not fork: the serving process has threads (the SQLite writer and readers)
         # whose locks a forked child would inherit held.
         return ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_started)
+                                   initializer=_worker_started, initargs=(os.getpid(),))
 
     async def start(self) -> None:
         """Start the worker processes and wait until each has imported the collector."""
