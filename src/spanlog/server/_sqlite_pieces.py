@@ -24,7 +24,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from spanlog._merge import is_merge
 from spanlog.server._json import dumps, dumps_internal, loads
@@ -61,10 +61,23 @@ Key = tuple[int, str]  # (project pid, row id)
 # transaction, and small: a value shared by many rows of a job is one entry.
 Leaves = dict[int, dict[Any, list[int]]]
 
-# A prepared replace piece as a worker process hands it over (see prepare_rows): its id, its
-# final JSON text, digest, whether `created` was stamped, whether its leaves were capped, links,
-# and what the `rows` columns need of it: root_span_id, is_root, the comment's target.
-Transfer = tuple[str, str, str, bool, bool, str, Any, bool, Any]
+
+
+class Transfer(NamedTuple):
+    """A prepared replace piece as a worker process hands it over (see prepare_rows)."""
+
+    id: str
+    text: str  # its final JSON
+    digest: str
+    stamped: bool  # Replace.stamped
+    capped: bool
+    links: str
+    # What the `rows` columns need of it besides the above.
+    root_span_id: Any
+    is_root: bool
+    target: Any  # comment_target
+
+
 Transfers = tuple[list[Transfer | None], Leaves]
 
 
@@ -138,9 +151,10 @@ def prepare_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None
         replace = prepared.replace
         out.append(None)
         data = replace.data
-        transfers.append((data["id"], replace.text or dumps(data), replace.digest, replace.stamped,
-                          prepared.capped, prepared.links, data.get("root_span_id"),
-                          is_root(data), comment_target(data)))
+        transfers.append(Transfer(data["id"], replace.text or dumps(data), replace.digest,
+                                  replace.stamped, prepared.capped, prepared.links,
+                                  data.get("root_span_id"), is_root(data),
+                                  comment_target(data)))
     return out, (transfers, leaves)
 
 
@@ -149,10 +163,10 @@ def adopt(pieces: Sequence[Piece], transfers: list[Transfer | None]) -> None:
     :class:`Prepared` back (in place)."""
     for piece, transfer in zip(pieces, transfers, strict=True):
         if transfer is not None:
-            text, digest, stamped, capped, links = transfer[1:6]
-            data = loads(text)
+            data = loads(transfer.text)
             piece.row = data
-            piece.prepared = Prepared(Replace(data, digest, text, stamped), capped, links)
+            piece.prepared = Prepared(Replace(data, transfer.digest, transfer.text,
+                                              transfer.stamped), transfer.capped, transfer.links)
 
 
 @lru_cache(maxsize=64)
@@ -320,7 +334,7 @@ def _only_new_rows(conn: sqlite3.Connection, pids: list[int],
     if distinct != len(transfers):
         return False
     for transfer in transfers:
-        if transfer is None or transfer[8] is not None:
+        if transfer is None or transfer.target is not None:
             return False
     return not any(_comments_wait(conn, pid) for pid in set(pids))
 
@@ -340,16 +354,23 @@ def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
     xacts: list[int | None] = []
     for (pid, row_id), transfer in zip(keys, transfers, strict=True):
         assert transfer is not None
-        _, text, digest, _, capped, links, root_span_id, root, _ = transfer
         xact = txn.next_xact()
         xacts.append(xact)
-        add_rows.extend((xact, pid, row_id, root_span_id, int(root), digest, text, None,
-                         1 if capped else None, links))
-    insert_many(txn.conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
-                add_rows)
+        add_rows.extend((xact, pid, row_id, transfer.root_span_id, int(transfer.is_root),
+                         transfer.digest, transfer.text, None, 1 if transfer.capped else None,
+                         transfer.links))
     postings: Postings = {}
     _prepared_postings(leaves, pids, xacts, postings)
-    insert_postings(txn, postings)
+    _insert(txn, add_rows, postings)
+
+
+def _insert(txn: Txn, add_rows: list[Any], postings: Postings) -> None:
+    """Insert a job's new rows (``ROW_COLUMNS`` flat) and its postings."""
+    if add_rows:
+        insert_many(txn.conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
+                    add_rows)
+    if postings:
+        insert_postings(txn, postings)
 
 
 def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
@@ -362,7 +383,7 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
     keys: dict[Key, None] = {}
     for i, (pid, piece) in enumerate(zip(pids, pieces, strict=True)):
         transfer = transfers[i] if transfers is not None else None
-        keys[(pid, piece.row["id"] if transfer is None else transfer[0])] = None
+        keys[(pid, piece.row["id"] if transfer is None else transfer.id)] = None
     old = _stored(conn, keys)
     if transfers is not None:
         if not old and _only_new_rows(conn, pids, transfers, len(keys)):
@@ -419,8 +440,4 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
     _prepared_postings(leaves, pids, xacts, postings)
     if drop_rows:
         conn.executemany("DELETE FROM rows WHERE xact = ?", drop_rows)
-    if add_rows:
-        insert_many(conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
-                    add_rows)
-    if postings:
-        insert_postings(txn, postings)
+    _insert(txn, add_rows, postings)
