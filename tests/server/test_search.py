@@ -149,21 +149,26 @@ def _plan(text: str | None, *, roots_only: bool = False, before: int | None = No
         conn.close()
 
 
+_POSTINGS = "PRIMARY KEY (epoch=? AND field=? AND value=?)"
+
+
 @pytest.mark.parametrize(("text", "uses"), [
     (None, "INDEX rows_by_project (pid=?)"),
-    ("metadata.user_id = 'x'", "PRIMARY KEY (field=? AND value=?)"),
-    ("scores.acc = 1 AND tags includes 'a'", "PRIMARY KEY (field=? AND value=?)"),
+    ("metadata.user_id = 'x'", _POSTINGS),
+    ("scores.acc = 1 AND tags includes 'a'", _POSTINGS),
     ("span_attributes.type = 'llm' AND input ILIKE '%x%'",
-     "PRIMARY KEY (field=? AND value=?)"),
+     _POSTINGS),
     ("id = 'x'", "INDEX rows_by_id (pid=? AND id=?)"),
     ("root_span_id = 'x'", "INDEX rows_by_trace (pid=? AND root_span_id=?)"),
 ])
 def test_plans_use_an_index_in_order(text, uses):
     """Latest-page and equality plans walk an index in transaction order: no scan, no sort
-    (the scans allowed are json_each over the ids of one posting or a candidate's array)."""
+    (the scans allowed are json_each over the ids of one posting or a candidate's array,
+    and the walk of the postings' epochs, newest first)."""
     plan = _plan(text)
     assert uses in plan
-    assert not re.search(r"SCAN (?!\w+ VIRTUAL TABLE)", plan) and "TEMP B-TREE" not in plan
+    assert not re.search(r"SCAN (?!\w+ VIRTUAL TABLE|e$|e \|)", plan), plan
+    assert "TEMP B-TREE" not in plan
 
 
 def test_roots_only_and_cursor_stay_in_the_index():
@@ -171,4 +176,7 @@ def test_roots_only_and_cursor_stay_in_the_index():
     assert "rows_roots (pid=? AND rowid<?)" in _plan(None, roots_only=True,
                                                                      before=9)
     # The walk starts at the posting that holds the cursor, not at the newest one.
-    assert "value=? AND first<?" in _plan("metadata.a = 'b'", before=9)
+    plan = _plan("metadata.a = 'b'", before=9)
+    assert "value=? AND first<?" in plan
+    # ...and in the epoch that holds it: newer epochs are not visited.
+    assert "SEARCH e USING INTEGER PRIMARY KEY (rowid<?)" in plan

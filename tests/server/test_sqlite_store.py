@@ -15,7 +15,7 @@ from spanlog.server._filter import evaluate, parse
 from spanlog.server._rows import MAX_LEAVES_PER_ROW
 from spanlog.server._sqlite import SqliteStore
 from spanlog.server._sqlite_query import build_query, fetch_page
-from spanlog.server._sqlite_schema import INDEX_VERSION, connect
+from spanlog.server._sqlite_schema import EPOCH_BITS, INDEX_VERSION, connect
 from spanlog.server._store import DEFAULT_ORG, Piece, Project
 
 CREATED = "2024-01-01T00:00:00+00:00"
@@ -254,9 +254,60 @@ async def test_postings_page_newest_first_across_and_within_transactions(
     assert "r1-4" in await _ids(store, project, "metadata.env = 'b'")
 
 
-async def test_a_second_layout_database_is_upgraded_in_place(tmp_path: Path) -> None:
-    """A database with version 2's per-row ``terms`` opens with its postings rebuilt."""
-    path = str(tmp_path / "v2.sqlite3")
+async def test_postings_pages_across_epochs(store: SqliteStore) -> None:
+    """Postings of one value spread over several epochs (some empty in between, a job
+    straddling a boundary, a row rewritten from an old epoch into the newest) page newest
+    first from every cursor, exactly as the reference evaluator selects."""
+    project = await _project(store, "epochs")
+    path = store.path
+    for epoch in (1, 2, 5, 6):
+        # Jump the transaction counter to just below the epoch's start: the next rows take
+        # xacts on both sides of the boundary.
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'last_xact'",
+                     ((epoch << EPOCH_BITS) - 3,))
+        conn.commit()
+        conn.close()
+        for half in range(2):
+            await store.write([Piece(project.id, {
+                "id": f"e{epoch}-{half}-{i}", "created": CREATED, "tags": ["t"],
+                "metadata": {"user": "ann" if i % 3 == 0 else f"u{epoch}{half}{i}",
+                             "env": "prod" if i % 2 else "dev"}}) for i in range(4)])
+    await store.write([Piece(project.id, {"id": "e1-0-0", "_is_merge": True,
+                                          "metadata": {"env": "prod"}})])
+    check = sqlite3.connect(path)
+    try:
+        epochs = [e for (e,) in check.execute("SELECT epoch FROM epochs ORDER BY epoch")]
+    finally:
+        check.close()
+    assert epochs == [0, 1, 2, 4, 5, 6]
+    rows = (await store.fetch(project.id, limit=100)).rows
+    assert len(rows) == 32 and rows[0]["id"] == "e1-0-0"
+    for text in ("metadata.user = 'ann'", "metadata.env = 'prod'", "tags includes 't'",
+                 "metadata.user = 'ann' AND metadata.env = 'prod'", "metadata.user = 'u611'",
+                 "metadata.env = 'dev' AND tags includes 't'"):
+        expected = [r["id"] for r in rows if evaluate(parse(text), r)]
+        assert expected, text
+        for limit in (1, 2, 3, 100):
+            assert await _ids(store, project, text, limit=limit) == expected, (text, limit)
+
+
+_OLD_LAYOUTS = {
+    2: """CREATE TABLE terms (field INTEGER NOT NULL, value NOT NULL, xact INTEGER NOT NULL,
+                              PRIMARY KEY (field, value, xact)) WITHOUT ROWID;""",
+    3: """CREATE TABLE postings (
+              field INTEGER NOT NULL, value NOT NULL, first INTEGER NOT NULL,
+              n INTEGER NOT NULL, xacts TEXT NOT NULL, PRIMARY KEY (field, value, first))
+              WITHOUT ROWID;""",
+}
+
+
+@pytest.mark.parametrize("version", sorted(_OLD_LAYOUTS))
+async def test_an_older_layout_database_is_upgraded_in_place(tmp_path: Path,
+                                                             version: int) -> None:
+    """A database with version 2's per-row ``terms``, or version 3's postings without
+    epochs, opens with its postings rebuilt."""
+    path = str(tmp_path / f"v{version}.sqlite3")
     store = SqliteStore(path)
     await store.start()
     try:
@@ -267,11 +318,11 @@ async def test_a_second_layout_database_is_upgraded_in_place(tmp_path: Path) -> 
     finally:
         await store.close()
     conn = sqlite3.connect(path)
-    conn.executescript("""
+    conn.executescript(f"""
         DROP TABLE postings;
-        CREATE TABLE terms (field INTEGER NOT NULL, value NOT NULL, xact INTEGER NOT NULL,
-                            PRIMARY KEY (field, value, xact)) WITHOUT ROWID;
-        UPDATE meta SET value = 2 WHERE key = 'index_version';
+        DROP TABLE epochs;
+        {_OLD_LAYOUTS[version]}
+        UPDATE meta SET value = {version} WHERE key = 'index_version';
     """)
     conn.close()
     store = SqliteStore(path)
@@ -283,7 +334,8 @@ async def test_a_second_layout_database_is_upgraded_in_place(tmp_path: Path) -> 
     check = sqlite3.connect(path)
     try:
         tables = {r[0] for r in check.execute("SELECT name FROM sqlite_master")}
-        assert "terms" not in tables and "postings" in tables
+        assert "terms" not in tables and "postings" in tables and "epochs" in tables
+        assert "epoch" in {r[1] for r in check.execute("PRAGMA table_info(postings)")}
         assert check.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone() \
             == (INDEX_VERSION,)
     finally:

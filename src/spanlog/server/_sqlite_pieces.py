@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from spanlog._merge import is_merge
 from spanlog.server._json import dumps, dumps_internal, loads
-from spanlog.server._sqlite_schema import ROW_COLUMNS
+from spanlog.server._sqlite_schema import EPOCH_BITS, ROW_COLUMNS
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
 from spanlog.server._store import (
@@ -312,8 +312,10 @@ def _prepared_postings(leaves: Leaves, pids: list[int], xacts: list[int | None],
 
 
 def insert_postings(txn: Txn, postings: Postings) -> None:
-    """Write one ``postings`` entry per (field, value): its xacts, newest first."""
+    """Write one ``postings`` entry per (field, value): its xacts, newest first, in the
+    epoch of the oldest (see ``_sqlite_schema``)."""
     params: list[Any] = []
+    epochs: set[int] = set()
     for pid, paths in postings.items():
         known = txn.known_fields(pid)
         for path, values in paths.items():
@@ -322,8 +324,14 @@ def insert_postings(txn: Txn, postings: Postings) -> None:
                 field = txn.field_id(pid, path)
             for value, xacts in values.items():
                 xacts.sort(reverse=True)  # ascending already, but for rows merged in the job
-                params.extend((field, value, xacts[-1], len(xacts), dumps_internal(xacts)))
-    insert_many(txn.conn, "INSERT INTO postings (field, value, first, n, xacts)", 5, params)
+                first = xacts[-1]
+                epoch = first >> EPOCH_BITS
+                epochs.add(epoch)
+                params.extend((epoch, field, value, first, len(xacts), dumps_internal(xacts)))
+    insert_many(txn.conn, "INSERT INTO postings (epoch, field, value, first, n, xacts)", 6,
+                params)
+    txn.conn.executemany("INSERT OR IGNORE INTO epochs (epoch) VALUES (?)",
+                         [(epoch,) for epoch in epochs])
 
 
 def _only_new_rows(conn: sqlite3.Connection, pids: list[int],

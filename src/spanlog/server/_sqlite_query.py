@@ -6,8 +6,9 @@ Plans, cheapest first (a page is always "newest ``xact`` first, stop at ``limit`
    the rowid or their own indexes.
 2. An equality on an indexed leaf (metadata, tags, span_attributes, scores) as a top-level
    conjunct: walk the ``postings`` of that (field, value) backwards from the newest
-   transaction, each entry's ids in order (``json_each``). O(log n) per page whatever the
-   value's frequency; after a cursor the walk starts at the entry holding it. With several
+   transaction, epoch by epoch, each entry's ids in order (``json_each``). A probe per epoch
+   plus O(log n) per page whatever the value's frequency; after a cursor the walk starts at
+   the entry holding it. With several
    such terms the one with the fewest rows drives (summed over a capped number of entries,
    which is cheap: an index range), and the rest are checked on each candidate's JSON. Rows
    with more leaves than the index keeps (``rows.capped``) may match without an entry, so
@@ -32,7 +33,7 @@ from typing import Any
 
 from spanlog.server._json import dumps, loads
 from spanlog.server._rows import ARRAY, INDEXED_FIELDS
-from spanlog.server._sqlite_schema import field_sql, index_value, path_key
+from spanlog.server._sqlite_schema import EPOCH_BITS, field_sql, index_value, path_key
 from spanlog.server._store import (
     BadRequest,
     Page,
@@ -50,9 +51,14 @@ MAX_LIMIT = 1000
 _COUNT_CAP = 1_000
 
 
+# A value's postings, newest epoch first (CROSS JOIN fixes that join order); the caller adds
+# the field and value.
+_POSTINGS = "epochs AS e CROSS JOIN postings AS p ON p.epoch = e.epoch"
+
+
 def _term_count(conn: sqlite3.Connection, pid: int, path: int, value: Any) -> int:
-    row = conn.execute(f"SELECT total(n) FROM (SELECT n FROM postings WHERE field = "
-                       f"{field_sql()} AND value = ? LIMIT ?)",
+    row = conn.execute(f"SELECT total(n) FROM (SELECT p.n FROM {_POSTINGS} WHERE p.field = "
+                       f"{field_sql()} AND p.value = ? ORDER BY e.epoch DESC LIMIT ?)",
                        (pid, path, value, _COUNT_CAP)).fetchone()
     return int(row[0])
 
@@ -74,9 +80,10 @@ class _Plan:
     """Where a page's candidates come from and what still has to be checked on them."""
 
     source: str = "rows AS r"
-    # What the page is ordered by (descending), and the xact a cursor continues below.
-    order: str = "r.xact"
-    cursor: str = "r.xact"
+    # What the page is ordered by, newest first; and conditions, each with one ``?`` for the
+    # cursor's xact, that make a page continue below it.
+    order: str = "r.xact DESC"
+    bounds: tuple[str, ...] = ("r.xact < ?",)
     where: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
     residual: bool = True
@@ -133,13 +140,16 @@ def _plan(conn: sqlite3.Connection, pid: int, expr: Any) -> _Plan:
              and len(keyed) == len(equal) + len(_filter.includes_terms(expr)))
     path_id, stored, _ = keyed[0]
     plan = _Plan(
-        # CROSS JOIN fixes the join order: the value's postings newest first (the key's
-        # order), each one's ids in their stored order (newest first), then each row.
-        # Entries hold disjoint ranges, so that is newest first overall: no sort.
-        source="postings AS p CROSS JOIN json_each(p.xacts) AS t "
+        # CROSS JOIN fixes the join order: epochs newest first, in each the value's postings
+        # newest first (the key's order), each one's ids in their stored order (newest
+        # first), then each row. Entries hold disjoint ranges, so that is newest first
+        # overall: no sort.
+        source=f"{_POSTINGS} CROSS JOIN json_each(p.xacts) AS t "
                "CROSS JOIN rows AS r ON r.xact = t.value",
-        order="p.first", where=[f"p.field = {field_sql()} AND p.value = ?"],
-        params=[pid, path_id, stored], residual=not exact, cursor="t.value")
+        order="e.epoch DESC, p.first DESC",
+        bounds=(f"e.epoch <= (? >> {EPOCH_BITS})", "p.first < ?", "t.value < ?"),
+        where=[f"p.field = {field_sql()} AND p.value = ?"],
+        params=[pid, path_id, stored], residual=not exact)
     plan.capped = bool(conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE pid = ? AND "
                                     "capped = 1)", (pid,)).fetchone()[0])
     return plan
@@ -173,29 +183,23 @@ def build_query(conn: sqlite3.Connection, *, pid: int, filter_text: str | None, 
     if expr is not None and (plan.residual or plan.capped):
         check = _residual(expr, project_id)
 
-    def page(source: str, order: str, cursor: str, where: list[str], params: list[Any],
-             residual: bool) -> tuple[str, list[Any]]:
-        where, params = list(where), list(params)
+    def page(part: _Plan) -> tuple[str, list[Any]]:
+        where, params = list(part.where), list(part.params)
         if roots_only:
             where.append("r.is_root = 1")
         if before is not None:
-            where.append(f"{order} < ?")
-            params.append(before)
-            if cursor != order:
-                where.append(f"{cursor} < ?")
-                params.append(before)
-        if residual and check is not None:
+            where.extend(part.bounds)
+            params.extend([before] * len(part.bounds))
+        if part.residual and check is not None:
             where.append(f"({check[0]})")
             params.extend(check[1])
-        return (f"SELECT {_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
-                f"ORDER BY {order} DESC LIMIT ?", [*params, limit])
+        return (f"SELECT {_COLUMNS} FROM {part.source} WHERE {' AND '.join(where)} "
+                f"ORDER BY {part.order} LIMIT ?", [*params, limit])
 
-    query, params = page(plan.source, plan.order, plan.cursor, plan.where, plan.params,
-                         plan.residual)
+    query, params = page(plan)
     if plan.capped:
         # UNION, not UNION ALL: a capped row may come from both branches.
-        extra, extra_params = page("rows AS r", "r.xact", "r.xact", ["r.pid = ?", "r.capped = 1"],
-                                   [pid], True)
+        extra, extra_params = page(_Plan(where=["r.pid = ?", "r.capped = 1"], params=[pid]))
         query = (f"SELECT * FROM ({query}) UNION SELECT * FROM ({extra}) "
                  "ORDER BY 1 DESC LIMIT ?")
         params = [*params, *extra_params, limit]

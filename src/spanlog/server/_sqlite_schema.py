@@ -12,18 +12,24 @@ Layout, and why:
   (``_store.trace_links``), so a page of roots gets its traces' averages without parsing
   whole rows.
 - ``postings``: the inverted index over every scalar leaf of metadata, tags, span_attributes
-  and scores. One entry per (field, value) per write transaction, holding the transaction
-  ids (``xact``) of that transaction's rows with that leaf value, newest first, as a JSON
-  array (``xacts``, ``n`` of them), keyed ``(field, value, first)`` where ``first`` is the
-  smallest of them. Transactions take increasing ids, so a value's entries hold disjoint
-  ranges and walking them backwards by ``first``, each array in order, yields its rows
-  newest first: the latest 50 matches cost O(log n) whether the value is rare or common,
-  and a page after a cursor starts at the one entry that holds it. Grouping is what makes
-  ingest fast: a common value (``env = production``) costs one index insert per
-  transaction instead of one per row. ``field`` is a small integer naming a (project, leaf
-  path) pair through the ``fields`` dictionary, so the key stays a few bytes plus the value.
-  A rewritten row moves to a new ``xact``; its old ids stay in older entries and simply
-  match no row any more (every use joins ``rows`` on ``xact``).
+  and scores. One entry per (field, value) per write job, holding the transaction ids
+  (``xact``) of that job's rows with that leaf value, newest first, as a JSON array
+  (``xacts``, ``n`` of them), keyed ``(epoch, field, value, first)`` where ``first`` is the
+  smallest of them and ``epoch`` is ``first >> EPOCH_BITS``. Transactions take increasing
+  ids, so a value's entries hold disjoint ranges, and walking the ``epochs`` backwards, and
+  in each the value's entries backwards by ``first``, each array in order, yields its rows
+  newest first: the latest 50 matches cost a probe per epoch plus O(log n), whether the
+  value is rare or common, and a page after a cursor starts at the one entry that holds it.
+  Grouping is what makes ingest fast: a common value (``env = production``) costs one index
+  insert per job instead of one per row. The epoch is what keeps it fast as the database
+  grows: a rare value (a request id) is one entry per row, and with the epoch first all of a
+  transaction's entries land in the small, recent end of the tree, where they share pages,
+  instead of one random page each across the whole index (``bench/sqlite_random_inserts.py``
+  measures the difference). ``field`` is a small integer naming a (project, leaf path) pair
+  through the ``fields`` dictionary, so the key stays a few bytes plus the value. A
+  rewritten row moves to a new ``xact``; its old ids stay in older entries and simply match
+  no row any more (every use joins ``rows`` on ``xact``).
+- ``epochs``: every epoch that has postings, so a read walks them newest first.
 - ``fields.path`` is a 64-bit hash of the leaf's path (see :func:`path_key`): the same in
   every process, so collectors sharing the file agree without coordination; a collision
   (odds about 2**-64 per pair of paths) is not a practical concern.
@@ -45,7 +51,11 @@ from typing import Any
 from spanlog.server._rows import MAX_INDEXED_LENGTH, LeafPath
 
 SCHEMA_VERSION = 1
-INDEX_VERSION = 3
+INDEX_VERSION = 4
+# Transaction ids per postings epoch (see the module docstring): 65,536, so a database of
+# 1,000,000 rows has about 16 epochs and a transaction's entries share a subtree of at most
+# one epoch's entries.
+EPOCH_BITS = 16
 
 # The index layout of INDEX_VERSION (also what an upgrade creates after dropping the old one).
 INDEX_SCHEMA = """
@@ -56,8 +66,10 @@ CREATE INDEX IF NOT EXISTS rows_pending_comments ON rows (pid, origin_id)
 CREATE TABLE IF NOT EXISTS fields (
     id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, path INTEGER NOT NULL, UNIQUE (pid, path));
 CREATE TABLE IF NOT EXISTS postings (
-    field INTEGER NOT NULL, value NOT NULL, first INTEGER NOT NULL, n INTEGER NOT NULL,
-    xacts TEXT NOT NULL, PRIMARY KEY (field, value, first)) WITHOUT ROWID;
+    epoch INTEGER NOT NULL, field INTEGER NOT NULL, value NOT NULL, first INTEGER NOT NULL,
+    n INTEGER NOT NULL, xacts TEXT NOT NULL, PRIMARY KEY (epoch, field, value, first))
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS epochs (epoch INTEGER PRIMARY KEY);
 """
 
 SCHEMA = f"""

@@ -6,7 +6,8 @@ Only the index layout has changed so far (``meta.index_version``, see ``_sqlite_
   in a full index, comment rows left out of their target's trace;
 - version 2: ``terms`` keyed by ``fields`` ids, ``rows.origin_id``, ``rows.capped`` and
   ``rows.links``, comments placed in their target's trace;
-- version 3: ``postings`` (one entry per value per transaction) instead of ``terms``.
+- version 3: ``postings`` (one entry per value per transaction) instead of ``terms``;
+- version 4: ``postings`` keyed by epoch first, and the ``epochs`` they are in.
 
 An upgrade rebuilds the index from the stored rows in one transaction (a collector on the
 file waits for it; a crash leaves the old version, and the next start begins again). Rows
@@ -82,6 +83,7 @@ def _rebuild_index(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX IF EXISTS rows_by_root")
     conn.execute("DROP TABLE IF EXISTS terms")
     conn.execute("DROP TABLE IF EXISTS postings")
+    conn.execute("DROP TABLE IF EXISTS epochs")
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     txn = Txn(conn, 0, {})
