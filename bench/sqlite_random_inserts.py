@@ -1,15 +1,16 @@
 """What a random index insert costs SQLite as the index grows, with and without a time prefix.
 
-The collector's writer slows as its database grows (see README, Benchmarks): each new row
-is a random insert into ``rows_by_id``, ``rows_by_trace`` and the postings of its rare
-values, and once an index outgrows a transaction every such insert dirties a page of its
-own, which the commit writes to the WAL and the checkpoint writes again. This isolates that
-cost on a postings-shaped table (WAL, the collector's pragmas, 4,000-entry transactions of
-random 16-hex-digit values) in two layouts:
+The collector's writer slows as its database grows (see README, Benchmarks): a random
+insert into an index (``rows_by_id``, ``rows_by_trace``, and before index version 4 the
+postings of rare values) dirties a page of its own once the index outgrows a transaction,
+which the commit writes to the WAL and the checkpoint writes again. This isolates that cost
+on a postings-shaped table (WAL, the collector's pragmas, 4,000-entry transactions of random
+16-hex-digit values) in two layouts:
 
-- ``flat``: keyed ``(field, value, first)``, the layout ``postings`` has today;
+- ``flat``: keyed ``(field, value, first)``, the ``postings`` of index version 3;
 - ``epoch``: keyed ``(field, epoch, value, first)`` with ``epoch = first >> 16``, so a
-  transaction's inserts land in the small, recent part of the tree.
+  transaction's inserts land in the small, recent part of the tree (version 4 puts the
+  epoch before the field, which groups them the same way).
 
     python3 bench/sqlite_random_inserts.py --fill 1200000 --measure 200000
 
