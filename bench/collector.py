@@ -238,13 +238,17 @@ def ingest(rows: int, batch: int, concurrency: int,
         db = os.path.join(tmp, "ingest.sqlite3")
         proc, url = start_collector(db, workers)
         try:
+            # Encoded a request at a time: memory holds the bodies, not millions of dicts.
             bodies = []
-            generated = list(generate(rows, seed=2))
-            for i in range(0, rows, batch):
-                chunk = [{**r, "project_name": PROJECT} for r in generated[i:i + batch]]
+            chunk: list[dict[str, Any]] = []
+            for row in generate(rows, seed=2):
+                chunk.append({**row, "project_name": PROJECT})
+                if len(chunk) == batch:
+                    bodies.append(json.dumps({"rows": chunk, "api_version": 2}).encode())
+                    chunk = []
+            if chunk:
                 bodies.append(json.dumps({"rows": chunk, "api_version": 2}).encode())
             row_bytes = sum(len(b) for b in bodies) / rows
-            del generated
             # Warm up: first request creates the project.
             asyncio.run(_post_all(url, bodies[:1], 1))
             cpu_before = _tree_cpu_seconds(proc.pid)
