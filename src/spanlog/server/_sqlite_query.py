@@ -8,12 +8,11 @@ Plans, cheapest first (a page is always "newest ``xact`` first, stop at ``limit`
    conjunct: walk the ``postings`` of that (field, value) backwards from the newest
    transaction, epoch by epoch, each entry's ids in order (``json_each``). A probe per epoch
    plus O(log n) per page whatever the value's frequency; after a cursor the walk starts at
-   the entry holding it. With several
-   such terms the one with the fewest rows drives (summed over a capped number of entries,
-   which is cheap: an index range), and the rest are checked on each candidate's JSON. Rows
-   with more leaves than the index keeps (``rows.capped``) may match without an entry, so
-   when the project has any, they are candidates too (a second, residual-checked branch
-   merged into the page).
+   the entry holding it. With several such terms the one with the fewest rows drives
+   (summed over a capped number of entries, which is cheap: an index range), and the rest
+   are checked on each candidate's JSON. Rows with more leaves than the index keeps
+   (``rows.capped``) may match without an entry, so when the project has any, they are
+   candidates too (a second, residual-checked branch merged into the page).
 3. Otherwise: walk the project's rows newest first and test each (inequality, LIKE, IS NULL
    may scan, but stop as soon as the page is full).
 
