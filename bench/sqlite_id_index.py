@@ -26,21 +26,14 @@ import os
 import random
 import sqlite3
 import tempfile
-import time
 import uuid
 from typing import Any
 
-TXN = 4000
+# A script beside it: `python3 bench/sqlite_id_index.py` puts bench/ on the path.
+from sqlite_random_inserts import TXN, connect, fill_and_measure
+
 LOOKUP_CHUNK = 500
 PAYLOAD = "x" * 1400
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "cache_size = -65536",
-                   "mmap_size = 268435456"):
-        conn.execute(f"PRAGMA {pragma}")
-    return conn
 
 
 class Flat:
@@ -88,7 +81,7 @@ class Tiered:
 
 
 def run(name: str, recent: int, fill: int, measure: int, directory: str) -> dict[str, Any]:
-    conn = _connect(os.path.join(directory, f"{name}-{recent}.sqlite3"))
+    conn = connect(os.path.join(directory, f"{name}-{recent}.sqlite3"))
     layout: Flat | Tiered = Flat(conn) if name == "flat" else Tiered(conn, recent)
     rng = random.Random(1)
     xact = 0
@@ -106,22 +99,11 @@ def run(name: str, recent: int, fill: int, measure: int, directory: str) -> dict
         layout.insert(rows)
         conn.execute("COMMIT")
 
-    for _ in range(fill // TXN):
-        transaction()
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    cpu, wall = time.process_time(), time.perf_counter()
-    for i in range(measure // TXN):
-        transaction()
-        if i % 5 == 4:  # the collector checkpoints on a thread of its own, every 0.25 s
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    done = (measure // TXN) * TXN
-    result = {"layout": name if name == "flat" else f"tiered, recent {recent}",
-              "rows_before": (fill // TXN) * TXN,
-              "cpu_us_per_row": round((time.process_time() - cpu) / done * 1e6, 2),
-              "wall_us_per_row": round((time.perf_counter() - wall) / done * 1e6, 2),
-              "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    timed = fill_and_measure(conn, transaction, fill, measure)
     conn.close()
-    return result
+    return {"layout": name if name == "flat" else f"tiered, recent {recent}",
+            "rows_before": timed["before"], "cpu_us_per_row": timed["cpu_us"],
+            "wall_us_per_row": timed["wall_us"], "load": timed["load"]}
 
 
 def main() -> None:

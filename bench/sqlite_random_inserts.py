@@ -26,6 +26,7 @@ import random
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 TXN = 4000
@@ -43,12 +44,37 @@ LAYOUTS = {
 }
 
 
-def run(layout: str, fill: int, measure: int, directory: str) -> dict[str, Any]:
-    create, insert, make = LAYOUTS[layout]
-    conn = sqlite3.connect(os.path.join(directory, f"{layout}.sqlite3"), isolation_level=None)
+def connect(path: str) -> sqlite3.Connection:
+    """A connection with the collector's WAL settings (``_sqlite_schema.connect``)."""
+    conn = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "cache_size = -65536",
                    "mmap_size = 268435456"):
         conn.execute(f"PRAGMA {pragma}")
+    return conn
+
+
+def fill_and_measure(conn: sqlite3.Connection, transaction: Callable[[], None], fill: int,
+                     measure: int) -> dict[str, Any]:
+    """Run ``fill // TXN`` transactions, then time ``measure // TXN`` more, checkpointing as
+    the collector does: what was stored before, and CPU- and wall-µs per item timed."""
+    for _ in range(fill // TXN):
+        transaction()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(measure // TXN):
+        transaction()
+        if i % 5 == 4:  # the collector checkpoints on a thread of its own, every 0.25 s
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    done = (measure // TXN) * TXN
+    return {"before": (fill // TXN) * TXN,
+            "cpu_us": round((time.process_time() - cpu) / done * 1e6, 2),
+            "wall_us": round((time.perf_counter() - wall) / done * 1e6, 2),
+            "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+
+
+def run(layout: str, fill: int, measure: int, directory: str) -> dict[str, Any]:
+    create, insert, make = LAYOUTS[layout]
+    conn = connect(os.path.join(directory, f"{layout}.sqlite3"))
     conn.execute(create)
     rng = random.Random(1)
     xact = 0
@@ -63,21 +89,11 @@ def run(layout: str, fill: int, measure: int, directory: str) -> dict[str, Any]:
         conn.executemany(insert, rows)
         conn.execute("COMMIT")
 
-    for _ in range(fill // TXN):
-        transaction()
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    cpu, wall = time.process_time(), time.perf_counter()
-    for i in range(measure // TXN):
-        transaction()
-        if i % 5 == 4:  # the collector checkpoints on a thread of its own, every 0.25 s
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    done = (measure // TXN) * TXN
-    result = {"layout": layout, "entries_before": (fill // TXN) * TXN,
-              "cpu_us_per_insert": round((time.process_time() - cpu) / done * 1e6, 2),
-              "wall_us_per_insert": round((time.perf_counter() - wall) / done * 1e6, 2),
-              "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    timed = fill_and_measure(conn, transaction, fill, measure)
     conn.close()
-    return result
+    return {"layout": layout, "entries_before": timed["before"],
+            "cpu_us_per_insert": timed["cpu_us"], "wall_us_per_insert": timed["wall_us"],
+            "load": timed["load"]}
 
 
 def main() -> None:
