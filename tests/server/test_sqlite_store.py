@@ -16,7 +16,8 @@ from spanlog.server._rows import MAX_LEAVES_PER_ROW
 from spanlog.server._sqlite import SqliteStore
 from spanlog.server._sqlite_query import build_query, fetch_page
 from spanlog.server._sqlite_schema import EPOCH_BITS, INDEX_VERSION, connect
-from spanlog.server._store import DEFAULT_ORG, Piece, Project
+from spanlog.server._store import Piece, Project
+from store_projects import default_org_project
 
 CREATED = "2024-01-01T00:00:00+00:00"
 
@@ -30,14 +31,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         yield s
     finally:
         await s.close()
-
-
-async def _project(store: SqliteStore, name: str = "p") -> Project:
-    org = await store.org(DEFAULT_ORG)
-    assert org is not None
-    project = await store.project(org.id, name, create=True)
-    assert project is not None
-    return project
 
 
 async def _ids(store: SqliteStore, project: Project, text: str, **kw: Any) -> list[str]:
@@ -54,8 +47,8 @@ async def _ids(store: SqliteStore, project: Project, text: str, **kw: Any) -> li
 async def test_filters_on_xact_id_and_project_id(store: SqliteStore) -> None:
     """_xact_id and project_id (kept outside the row JSON) filter like any other field:
     exactly what the reference evaluator selects from the rows as fetched."""
-    project = await _project(store)
-    other = await _project(store, "other")
+    project = await default_org_project(store, "p")
+    other = await default_org_project(store, "other")
     await store.write([Piece(project.id, {"id": f"r{i}", "created": CREATED,
                                           "metadata": {"i": i}}) for i in range(6)])
     await store.write([Piece(other.id, {"id": "elsewhere", "created": CREATED})])
@@ -86,7 +79,7 @@ def _wide(row_id: str, **more: Any) -> dict[str, Any]:
 async def test_equality_past_the_leaf_cap_still_finds_the_row(store: SqliteStore) -> None:
     """Leaves past MAX_LEAVES_PER_ROW are not indexed, yet equality and INCLUDES filters on
     them find the row, in xact order among indexed matches, across cursor pages."""
-    project = await _project(store)
+    project = await default_org_project(store, "p")
     last = MAX_LEAVES_PER_ROW + 5
     await store.write([Piece(project.id, {"id": "n1", "created": CREATED,
                                           "metadata": {f"k{last}": last, "k1": 1}})])
@@ -119,7 +112,7 @@ async def test_equality_past_the_leaf_cap_still_finds_the_row(store: SqliteStore
 async def test_roots_only_averages_take_one_query_per_page(store: SqliteStore) -> None:
     """The scores_avg of a roots_only page come from one read of its traces: the page
     issues as many statements for 20 roots as for 2."""
-    project = await _project(store)
+    project = await default_org_project(store, "p")
     pieces = []
     for t in range(20):
         pieces.append(Piece(project.id, {"id": f"t{t}", "span_id": f"s{t}",
@@ -149,7 +142,7 @@ async def test_roots_only_averages_take_one_query_per_page(store: SqliteStore) -
 
 async def test_a_root_without_root_span_id_averages_its_own_scores(store: SqliteStore) -> None:
     """A root span logged without root_span_id is a trace of one for roots_only averages."""
-    project = await _project(store)
+    project = await default_org_project(store, "p")
     await store.write([Piece(project.id, {"id": "lone", "span_id": "s", "created": CREATED,
                                           "scores": {"q": 0.25, "r": None}})])
     [row] = (await store.fetch(project.id, roots_only=True)).rows
@@ -230,7 +223,7 @@ async def test_postings_page_newest_first_across_and_within_transactions(
         store: SqliteStore) -> None:
     """Rows sharing a value within one write and across writes come back newest first, page
     by page from any cursor; a rewritten row appears once, at its new place."""
-    project = await _project(store, "postings")
+    project = await default_org_project(store, "postings")
     written: list[str] = []
     for batch in range(4):
         pieces = [Piece(project.id, {"id": f"r{batch}-{i}", "created": CREATED,
@@ -258,7 +251,7 @@ async def test_postings_pages_across_epochs(store: SqliteStore) -> None:
     """Postings of one value spread over several epochs (some empty in between, a job
     straddling a boundary, a row rewritten from an old epoch into the newest) page newest
     first from every cursor, exactly as the reference evaluator selects."""
-    project = await _project(store, "epochs")
+    project = await default_org_project(store, "epochs")
     path = store.path
     for epoch in (1, 2, 5, 6):
         # Jump the transaction counter to just below the epoch's start: the next rows take
@@ -311,7 +304,7 @@ async def test_an_older_layout_database_is_upgraded_in_place(tmp_path: Path,
     store = SqliteStore(path)
     await store.start()
     try:
-        project = await _project(store, "old")
+        project = await default_org_project(store, "old")
         await store.write([Piece(project.id, {"id": f"r{i}", "created": CREATED,
                                               "metadata": {"user": f"u{i % 3}"}})
                            for i in range(10)])
@@ -345,7 +338,7 @@ async def test_an_older_layout_database_is_upgraded_in_place(tmp_path: Path,
 async def test_traces_and_their_filter_across_rewrites(store: SqliteStore) -> None:
     """A trace read, a root_span_id filter and root averages see rows rewritten in later
     transactions once, and two long root_span_ids sharing a long prefix stay two traces."""
-    project = await _project(store)
+    project = await default_org_project(store, "p")
     long_a, long_b = "r" * 300 + "a", "r" * 300 + "b"
 
     def span(row_id: str, root: str, **extra: Any) -> Piece:

@@ -236,7 +236,8 @@ async def test_a_job_of_new_rows_is_written_without_decoding_them(tmp_path: Path
     from spanlog.server import _sqlite_pieces
     from spanlog.server._ingest import decode_rows
     from spanlog.server._sqlite import SqliteStore
-    from spanlog.server._store import DEFAULT_ORG, Piece
+    from spanlog.server._store import Piece
+    from store_projects import default_org_project
 
     rows = [{"id": f"r{i}", "project_name": "p", "span_id": f"s{i}", "root_span_id": "t",
              "span_parents": None if i == 0 else ["s0"], "metadata": {"k": i % 2},
@@ -247,10 +248,7 @@ async def test_a_job_of_new_rows_is_written_without_decoding_them(tmp_path: Path
         store = SqliteStore(str(tmp_path / f"{name}.sqlite3"))
         await store.start()
         try:
-            org = await store.org(DEFAULT_ORG)
-            assert org is not None
-            project = await store.project(org.id, "p", create=True)
-            assert project is not None
+            project = await default_org_project(store, "p")
             batch = decode_rows(body, "rows", None, prepare_rows)
             if prepare_rows is not None:
                 def no_decoding(*args: Any) -> None:

@@ -15,20 +15,12 @@ from spanlog.server._store import (
     BadRequest,
     NotFound,
     Piece,
-    Project,
     Store,
     with_score_averages,
 )
+from store_projects import default_org_project
 
 CREATED = "2024-01-01T00:00:00+00:00"
-
-
-async def project(store: Store, name: str = "Global") -> Project:
-    org = await store.org(DEFAULT_ORG)
-    assert org is not None
-    found = await store.project(org.id, name, create=True)
-    assert found is not None
-    return found
 
 
 async def all_rows(store: Store, project_id: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -111,7 +103,7 @@ async def test_keys_round_trip_with_scope_and_revocation(store: Store) -> None:
 
 async def test_rows_carry_xact_project_and_log_id_newest_first(store: Store) -> None:
     """Each changed row gets its own larger _xact_id; fetch lists newest first."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([Piece(p.id, span("a")), Piece(p.id, span("b"))])
     await store.write([Piece(p.id, span("c"))])
     rows = (await store.fetch(p.id)).rows
@@ -126,7 +118,7 @@ async def test_rows_carry_xact_project_and_log_id_newest_first(store: Store) -> 
 
 async def test_merge_rules_match_the_protocol(store: Store) -> None:
     """Merges deep-merge, union tags, keep first identity fields; replaces replace."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([Piece(p.id, span("a", metadata={"x": 1, "o": {"k": 1}}, tags=["t1"]))])
     await store.write([Piece(p.id, {"id": "a", "_is_merge": True, "span_id": "other",
                                     "metadata": {"y": 2, "o": {"j": 2}}, "tags": ["t2", "t1"],
@@ -142,7 +134,7 @@ async def test_merge_rules_match_the_protocol(store: Store) -> None:
 
 async def test_feedback_that_overtakes_its_span_goes_on_top(store: Store) -> None:
     """A merge stored before its span's replace piece survives it (merge_under)."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([Piece(p.id, {"id": "a", "_is_merge": True, "scores": {"q": 1},
                                     "tags": ["fb"]})])
     await store.write([Piece(p.id, span("a", scores={"r": 0.5}, tags=["own"], output="o"))])
@@ -153,7 +145,7 @@ async def test_feedback_that_overtakes_its_span_goes_on_top(store: Store) -> Non
 
 async def test_retried_batches_leave_the_store_as_if_sent_once(store: Store) -> None:
     """A replace batch sent twice changes nothing the second time, not even _xact_id."""
-    p = await project(store)
+    p = await default_org_project(store)
     batch = [Piece(p.id, span("a", output=1)), Piece(p.id, span("b", output=2))]
     await store.write(batch)
     first = (await store.fetch(p.id)).rows
@@ -163,7 +155,7 @@ async def test_retried_batches_leave_the_store_as_if_sent_once(store: Store) -> 
 
 async def test_batches_are_all_or_nothing(store: Store) -> None:
     """A batch naming an unknown project stores none of its rows."""
-    p = await project(store)
+    p = await default_org_project(store)
     with pytest.raises(NotFound):
         await store.write([Piece(p.id, span("a")), Piece("no-such-project", span("b"))])
     assert (await store.fetch(p.id)).rows == []
@@ -172,7 +164,7 @@ async def test_batches_are_all_or_nothing(store: Store) -> None:
 
 async def test_object_delete_removes_the_row(store: Store) -> None:
     """A piece with _object_delete: true deletes the row; a later piece recreates it."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([Piece(p.id, span("a")), Piece(p.id, span("b"))])
     await store.write([Piece(p.id, {"id": "a", "_object_delete": True})])
     assert [r["id"] for r in (await store.fetch(p.id)).rows] == ["b"]
@@ -182,7 +174,7 @@ async def test_object_delete_removes_the_row(store: Store) -> None:
 
 async def test_projects_do_not_see_each_others_rows(store: Store) -> None:
     """Rows with the same id in two projects are two rows."""
-    p1, p2 = await project(store, "one"), await project(store, "two")
+    p1, p2 = await default_org_project(store, "one"), await default_org_project(store, "two")
     await store.write([Piece(p1.id, span("a", output=1)), Piece(p2.id, span("a", output=2))])
     assert [r["output"] for r in (await store.fetch(p1.id)).rows] == [1]
     assert [r["output"] for r in (await store.fetch(p2.id)).rows] == [2]
@@ -192,7 +184,7 @@ async def test_projects_do_not_see_each_others_rows(store: Store) -> None:
 
 async def test_cursor_pages_cover_every_row_once(store: Store) -> None:
     """Pages of 7 through 30 rows give every row once, newest first, then no cursor."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([Piece(p.id, span(f"r{i:02d}")) for i in range(30)])
     seen: list[str] = []
     cursor = None
@@ -207,7 +199,7 @@ async def test_cursor_pages_cover_every_row_once(store: Store) -> None:
 
 async def test_bad_fetch_arguments_are_clear_errors(store: Store) -> None:
     """Bad limit, cursor and filter are BadRequest naming the argument; unknown project 404."""
-    p = await project(store)
+    p = await default_org_project(store)
     for kwargs, word in [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"),
                          ({"cursor": "abc"}, "cursor"), ({"cursor": "-3"}, "cursor"),
                          ({"filter": "metadata.x = "}, "position"),
@@ -220,7 +212,7 @@ async def test_bad_fetch_arguments_are_clear_errors(store: Store) -> None:
 
 async def test_roots_only_lists_root_spans(store: Store) -> None:
     """roots_only keeps rows without span_parents."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([Piece(p.id, span("root")),
                        Piece(p.id, span("child", parents=["s-root"])),
                        Piece(p.id, span("other-root", root="t2"))])
@@ -232,7 +224,7 @@ async def test_roots_only_lists_root_spans(store: Store) -> None:
 
 async def test_trace_is_in_start_order_with_score_averages(store: Store) -> None:
     """trace() returns one trace by start time; averages cover each span's subtree."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([
         Piece(p.id, span("root", metrics={"start": 1.0}, scores={"q": 1})),
         Piece(p.id, span("late", parents=["s-root"], metrics={"start": 3.0},
@@ -284,7 +276,7 @@ FILTERS = {
 @pytest.mark.parametrize("text", FILTERS)
 async def test_filters_select_what_evaluate_selects(store: Store, text: str) -> None:
     """Each filter returns exactly the rows _filter.evaluate accepts, newest first."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([Piece(p.id, row) for row in DATASET])
     stored = (await store.fetch(p.id)).rows
     expr = parse(text)
@@ -326,7 +318,8 @@ async def test_random_operations_give_identical_results_on_both_engines(
     sqlite, postgres = both
     rand = random.Random(7)
     ids = [f"r{i}" for i in range(12)]
-    projects = [(await project(sqlite, "p")).id, (await project(postgres, "p")).id]
+    projects = [(await default_org_project(sqlite, "p")).id,
+                (await default_org_project(postgres, "p")).id]
     filters = [None, "metadata.env = 'prod'", "tags includes 'a'", "metadata.n > 1",
                "output ILIKE '%REF%'", "scores.q IS NOT NULL", "NOT metadata.env = 'dev'"]
 
@@ -373,7 +366,7 @@ async def test_project_and_key_operations_match_across_engines(
 
 async def test_ids_are_arbitrary_strings(store: Store) -> None:
     """Row ids with quotes, unicode and SQL-looking text round-trip and filter by id."""
-    p = await project(store)
+    p = await default_org_project(store)
     odd = ["it's", 'say "hi"', "é😀", "a'); DROP TABLE x; --", "%_\\", str(uuid.uuid4())]
     await store.write([Piece(p.id, span(i)) for i in odd])
     assert sorted(r["id"] for r in (await store.fetch(p.id)).rows) == sorted(odd)
@@ -385,7 +378,7 @@ async def test_ids_are_arbitrary_strings(store: Store) -> None:
 async def test_equality_pages_reach_old_matches_past_the_newest_rows(store: Store) -> None:
     """A value only in old rows (beyond the newest few hundred) and one spread across both
     are paged completely, newest first, with no row twice."""
-    p = await project(store)
+    p = await default_org_project(store)
     rows = []
     for i in range(1500):
         meta: dict[str, Any] = {"i": i, "mod": i % 3}

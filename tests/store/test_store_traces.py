@@ -6,17 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from spanlog.server._filter import evaluate, parse
-from spanlog.server._store import DEFAULT_ORG, Piece, Project, Store
+from spanlog.server._store import Piece, Project, Store
+from store_projects import default_org_project
 
 CREATED = "2024-01-01T00:00:00+00:00"
-
-
-async def project(store: Store, name: str = "Global") -> Project:
-    org = await store.org(DEFAULT_ORG)
-    assert org is not None
-    found = await store.project(org.id, name, create=True)
-    assert found is not None
-    return found
 
 
 async def ids(store: Store, p: Project, text: str | None = None, **kw: Any) -> list[str]:
@@ -37,8 +30,8 @@ async def ids(store: Store, p: Project, text: str | None = None, **kw: Any) -> l
 async def test_filters_on_xact_id_and_project_id(store: Store) -> None:
     """_xact_id and project_id (kept outside the row JSON) filter like any other field:
     exactly what the reference evaluator selects from the rows as fetched, across pages."""
-    p = await project(store)
-    other = await project(store, "other")
+    p = await default_org_project(store)
+    other = await default_org_project(store, "other")
     await store.write([Piece(p.id, {"id": f"r{i}", "created": CREATED,
                                     "metadata": {"i": i}}) for i in range(6)])
     await store.write([Piece(other.id, {"id": "elsewhere", "created": CREATED})])
@@ -94,7 +87,7 @@ async def check_linked(store: Store, p: Project, comment_ids: list[str]) -> None
 
 async def test_comment_after_its_target_joins_the_trace(store: Store) -> None:
     """A comment on a stored span gets its root_span_id and hangs under it, never a root."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([Piece(p.id, row) for row in spans()])
     await store.write([Piece(p.id, comment("c1", "child"))])
     await check_linked(store, p, ["c1"])
@@ -106,7 +99,7 @@ async def test_comment_after_its_target_joins_the_trace(store: Store) -> None:
 async def test_comment_before_its_target_waits_then_joins(store: Store) -> None:
     """A comment stored first has no trace; when its target's trace arrives the comment is
     rewritten into it with a newer transaction id than the batch's own rows."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([Piece(p.id, comment("c1", "child")), Piece(p.id, comment("c2", "x"))])
     [waiting] = [r for r in (await store.fetch(p.id)).rows if r["id"] == "c1"]
     assert waiting.get("root_span_id") is None and waiting.get("span_parents") is None
@@ -124,7 +117,7 @@ async def test_comment_before_its_target_waits_then_joins(store: Store) -> None:
 
 async def test_comment_and_target_in_one_batch_link_in_either_order(store: Store) -> None:
     """A comment and its target written in the same batch link whichever comes first."""
-    p = await project(store)
+    p = await default_org_project(store)
     first, second = spans()
     await store.write([Piece(p.id, comment("c1", "child")), Piece(p.id, first),
                        Piece(p.id, second), Piece(p.id, comment("c2", "child"))])
@@ -135,7 +128,7 @@ async def test_comments_end_the_same_on_both_engines(both: tuple[Store, Store]) 
     """The same writes in both arrival orders leave identical rows on both engines."""
     results = []
     for store in both:
-        p = await project(store)
+        p = await default_org_project(store)
         await store.write([Piece(p.id, comment("early", "child"))])
         await store.write([Piece(p.id, row) for row in spans()])
         await store.write([Piece(p.id, comment("late", "root"))])
@@ -159,7 +152,7 @@ async def all_rows_of(store: Store, p: Project) -> list[dict[str, Any]]:
 async def test_roots_only_carries_each_traces_score_averages(store: Store) -> None:
     """roots_only rows carry scores_avg over their whole trace (grandchildren too), per
     trace, on every page; comments and other traces never count."""
-    p = await project(store)
+    p = await default_org_project(store)
     await store.write([Piece(p.id, row) for row in spans()])
     await store.write([
         Piece(p.id, {"id": "grand", "span_id": "s-grand", "root_span_id": "t1",
@@ -201,7 +194,7 @@ async def test_postgres_upgrade_links_comments_written_before_version_2(pg_url: 
     store = PostgresStore(pg_url)
     await store.start()
     try:
-        p = await project(store)
+        p = await default_org_project(store)
         await store.write([Piece(p.id, row) for row in spans()])
         await store.write([Piece(p.id, comment("c1", "child"))])
     finally:
