@@ -152,6 +152,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from spanlog.server._postgres import PostgresUnavailable
     from spanlog.server._runner import StartupRefused, start_site, tune_process
     from spanlog.server._sqlite_upgrade import SchemaTooNew
+    from spanlog.server._workers import worker_count
 
     try:
         store, where = _open_store(args)
@@ -161,7 +162,8 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.max_body_bytes is not None:
         settings.max_body_bytes = args.max_body_bytes
     try:
-        settings.ingest_workers = _ingest_workers(args.workers, store)
+        settings.ingest_workers = worker_count(args.workers, store.prepare_rows,
+                                               "--workers")
     except ValueError as exc:
         return _fail(str(exc))
     try:
@@ -198,22 +200,6 @@ async def _serve(args: argparse.Namespace) -> int:
         await runner.cleanup()
     print("spanlog collector stopped", flush=True)
     return 0
-
-
-def _ingest_workers(asked: int | None, store: Store) -> int:
-    """How many ingest worker processes ``--workers`` asks for (ValueError when it cannot)."""
-    if asked is None:
-        if store.prepare_rows is None:
-            return 0
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else (os.cpu_count() or 1)
-        return cores if cores > 1 else 0
-    if asked < 0:
-        raise ValueError(f"--workers: must be 0 or more, got {asked}")
-    if asked and store.prepare_rows is None:
-        raise ValueError("--workers: only the SQLite engine uses ingest workers; with "
-                         "--postgres, run more `spanlog serve` processes instead")
-    return asked
 
 
 # -- keys ------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,15 @@ from spanlog._merge import IS_MERGE
 from spanlog.server._auth import Access
 from spanlog.server._body import check_object, parse_json
 from spanlog.server._rows import InvalidRow, validate_row
-from spanlog.server._store import BadRequest, NotFound, Piece, Project, Store, now_iso
+from spanlog.server._store import (
+    BadRequest,
+    NotFound,
+    Piece,
+    PrepareRows,
+    Project,
+    Store,
+    now_iso,
+)
 
 # Fields that route a piece or steer the seed platform's backend, never stored in the row.
 _ROUTING_FIELDS = frozenset({
@@ -51,9 +58,6 @@ class RowBatch:
     rows: list[dict[str, Any] | None]  # storable; None where `prepared` carries the row
     prepared: Any = None  # what the store's prepare_rows made of them
     overflow: str | None = None  # the rows are in this overflow upload (the braintrust SDK's)
-
-
-PrepareRows = Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any] | None], Any]]
 
 
 def decode_rows(raw: bytes, field: str, project_id: str | None = None,

@@ -493,6 +493,11 @@ def _subtree_sums(rows: Sequence[Mapping[str, Any]], children: dict[str, list[in
     return sums
 
 
+# The type of ``Store.prepare_rows``: validated rows in; the rows (None where the second
+# result carries one) and what ``Store.write(pieces, prepared=...)`` takes back out.
+PrepareRows = Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any] | None], Any]]
+
+
 class Store(ABC):
     """Where the collector keeps orgs, projects, keys and rows. Engines implement this.
 
@@ -558,8 +563,7 @@ class Store(ABC):
     # row in a form cheaper to hand across processes, and that second result, which
     # ``write(pieces, prepared=...)`` takes back (pieces of such rows have ``row`` None).
     # None: the engine prepares nothing ahead, and rows cross as they are.
-    prepare_rows: Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any] | None], Any]] \
-        | None = None
+    prepare_rows: PrepareRows | None = None
 
     @abstractmethod
     async def write(self, pieces: Sequence[Piece], prepared: Any = None) -> None:

@@ -29,7 +29,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from spanlog.server._ingest import PrepareRows, RowBatch, decode_rows
+from spanlog.server._ingest import RowBatch, decode_rows
+from spanlog.server._store import PrepareRows
 
 log = logging.getLogger("spanlog.server")
 
@@ -77,6 +78,27 @@ def _exit_with(parent: int) -> None:
         os._exit(0)
 
 
+def worker_count(asked: int | None, prepare_rows: PrepareRows | None,
+                 option: str = "ingest workers") -> int:
+    """How many worker processes to run: ``asked``, or (None) one per CPU core, none on a
+    single core or for a store without ``prepare_rows``. ValueError naming ``option`` when
+    ``asked`` cannot be had."""
+    if asked is None:
+        if prepare_rows is None:
+            return 0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+        return cores if cores > 1 else 0
+    if asked < 0:
+        raise ValueError(f"{option}: must be 0 or more, got {asked}")
+    if asked and prepare_rows is None:
+        # Rows would cross the process boundary as dicts, which costs about what decoding
+        # them does: no gain for such an engine.
+        raise ValueError(f"{option}: only the SQLite engine uses ingest workers; with "
+                         "--postgres, run more `spanlog serve` processes instead")
+    return asked
+
+
 def _ready() -> None:
     """A no-op task: returns once a worker process has started and imported this module."""
 
@@ -85,14 +107,7 @@ class IngestWorkers:
     """Where request rows are decoded: ``count`` worker processes, or (0) the event loop."""
 
     def __init__(self, count: int, prepare_rows: PrepareRows | None) -> None:
-        if count < 0:
-            raise ValueError(f"ingest workers: must be 0 or more, got {count}")
-        if count and prepare_rows is None:
-            # Rows would cross the process boundary as dicts, which costs about what
-            # decoding them does: no gain for this engine.
-            raise ValueError("ingest workers: this store prepares no rows ahead; "
-                             "use 0 workers with it")
-        self.count = count
+        self.count = worker_count(count, prepare_rows)
         self._prepare_rows = prepare_rows
         self._pool: ProcessPoolExecutor | None = None
 
