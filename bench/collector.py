@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -240,13 +241,9 @@ def ingest(rows: int, batch: int, concurrency: int,
         try:
             # Encoded a request at a time: memory holds the bodies, not millions of dicts.
             bodies = []
-            chunk: list[dict[str, Any]] = []
-            for row in generate(rows, seed=2):
-                chunk.append({**row, "project_name": PROJECT})
-                if len(chunk) == batch:
-                    bodies.append(json.dumps({"rows": chunk, "api_version": 2}).encode())
-                    chunk = []
-            if chunk:
+            generated = generate(rows, seed=2)
+            while chunk := [{**r, "project_name": PROJECT}
+                            for r in itertools.islice(generated, batch)]:
                 bodies.append(json.dumps({"rows": chunk, "api_version": 2}).encode())
             row_bytes = sum(len(b) for b in bodies) / rows
             # Warm up: first request creates the project.

@@ -62,7 +62,6 @@ Key = tuple[int, str]  # (project pid, row id)
 Leaves = dict[int, dict[Any, list[int]]]
 
 
-
 class Transfer(NamedTuple):
     """A prepared replace piece as a worker process hands it over (see prepare_rows)."""
 
@@ -90,8 +89,7 @@ class Prepared:
     links: str
 
 
-def add_leaves(group: dict[int, dict[Any, list[int]]], keys: list[tuple[int, Any]],
-               n: int) -> None:
+def add_leaves(group: Leaves, keys: list[tuple[int, Any]], n: int) -> None:
     """Add the leaves ``keys`` (path key, stored value) of row ``n`` to ``group``; rows are
     added in ascending ``n``. Groups a job's leaves by piece index, and its postings by xact."""
     for path, value in keys:
@@ -279,7 +277,7 @@ def _link_comments(conn: sqlite3.Connection, old: dict[Key, tuple[int, StoredRow
 # Index postings of one job: project pid -> leaf path key -> stored value -> the xacts that
 # hold it. Nested dicts: a job adds ~14 leaves per row, and a lookup per level costs less than
 # building and hashing a key tuple per leaf.
-Postings = dict[int, dict[int, dict[Any, list[int]]]]
+Postings = dict[int, Leaves]
 
 
 def _prepared_postings(leaves: Leaves, pids: list[int], xacts: list[int | None],
