@@ -158,7 +158,7 @@ _POSTINGS = "PRIMARY KEY (epoch=? AND field=? AND value=?)"
     ("scores.acc = 1 AND tags includes 'a'", _POSTINGS),
     ("span_attributes.type = 'llm' AND input ILIKE '%x%'",
      _POSTINGS),
-    ("id = 'x'", "INDEX rows_by_id (pid=? AND id=?)"),
+    ("id = 'x'", "SEARCH ids_settled USING PRIMARY KEY (pid=? AND id=?)"),
     ("root_span_id = 'x'", "INDEX rows_by_trace (pid=? AND root_span_id=?)"),
 ])
 def test_plans_use_an_index_in_order(text, uses):
@@ -180,3 +180,7 @@ def test_roots_only_and_cursor_stay_in_the_index():
     assert "value=? AND first<?" in plan
     # ...and in the epoch that holds it: newer epochs are not visited.
     assert "SEARCH e USING INTEGER PRIMARY KEY (rowid<?)" in plan
+    # An id filter reads its row by rowid, cursor or not: never the project's rows.
+    for roots_only in (False, True):
+        plan = _plan("id = 'x'", before=9, roots_only=roots_only)
+        assert plan.startswith("SEARCH r USING INTEGER PRIMARY KEY (rowid=?)"), plan

@@ -4,6 +4,7 @@ and upgrading a database written with the first index layout."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,12 +12,14 @@ from typing import Any
 
 import pytest
 
+from spanlog.server import _sqlite_ids
 from spanlog.server._filter import evaluate, parse
 from spanlog.server._rows import MAX_LEAVES_PER_ROW
 from spanlog.server._sqlite import SqliteStore
 from spanlog.server._sqlite_query import build_query, fetch_page
 from spanlog.server._sqlite_schema import EPOCH_BITS, INDEX_VERSION, connect
 from spanlog.server._store import Piece, Project
+from sqlite_id_index import id_index_problems
 from store_projects import default_org_project
 
 CREATED = "2024-01-01T00:00:00+00:00"
@@ -285,21 +288,26 @@ async def test_postings_pages_across_epochs(store: SqliteStore) -> None:
             assert await _ids(store, project, text, limit=limit) == expected, (text, limit)
 
 
+# What each older index layout had instead of the current one's (besides `rows_by_id`, which
+# every one of them had in place of the two id tables).
+_NEW_INDEX = "DROP TABLE postings; DROP TABLE epochs;"
 _OLD_LAYOUTS = {
-    2: """CREATE TABLE terms (field INTEGER NOT NULL, value NOT NULL, xact INTEGER NOT NULL,
-                              PRIMARY KEY (field, value, xact)) WITHOUT ROWID;""",
-    3: """CREATE TABLE postings (
+    2: _NEW_INDEX + """CREATE TABLE terms (
+              field INTEGER NOT NULL, value NOT NULL, xact INTEGER NOT NULL,
+              PRIMARY KEY (field, value, xact)) WITHOUT ROWID;""",
+    3: _NEW_INDEX + """CREATE TABLE postings (
               field INTEGER NOT NULL, value NOT NULL, first INTEGER NOT NULL,
               n INTEGER NOT NULL, xacts TEXT NOT NULL, PRIMARY KEY (field, value, first))
               WITHOUT ROWID;""",
+    4: "",
 }
 
 
 @pytest.mark.parametrize("version", sorted(_OLD_LAYOUTS))
-async def test_an_older_layout_database_is_upgraded_in_place(tmp_path: Path,
-                                                             version: int) -> None:
-    """A database with version 2's per-row ``terms``, or version 3's postings without
-    epochs, opens with its postings rebuilt."""
+async def test_an_older_layout_database_is_upgraded_in_place(
+        tmp_path: Path, version: int, caplog: pytest.LogCaptureFixture) -> None:
+    """A database with version 2's per-row ``terms``, version 3's postings without epochs,
+    or version 4's one index on row ids, opens with its postings and its id index rebuilt."""
     path = str(tmp_path / f"v{version}.sqlite3")
     store = SqliteStore(path)
     await store.start()
@@ -312,22 +320,38 @@ async def test_an_older_layout_database_is_upgraded_in_place(tmp_path: Path,
         await store.close()
     conn = sqlite3.connect(path)
     conn.executescript(f"""
-        DROP TABLE postings;
-        DROP TABLE epochs;
+        DROP TABLE ids_recent;
+        DROP TABLE ids_settled;
+        DELETE FROM meta WHERE key = 'ids_recent';
+        CREATE UNIQUE INDEX rows_by_id ON rows (pid, id);
         {_OLD_LAYOUTS[version]}
         UPDATE meta SET value = {version} WHERE key = 'index_version';
     """)
     conn.close()
     store = SqliteStore(path)
-    await store.start()
+    with caplog.at_level(logging.INFO, logger="spanlog.server"):
+        await store.start()
     try:
+        # Version 4's postings are kept: only its id index is rebuilt.
+        rebuilt = [r.message for r in caplog.records if "rebuil" in r.message]
+        assert len(rebuilt) == (1 if version == 4 else 3), rebuilt
         assert await _ids(store, project, "metadata.user = 'u1'") == ["r7", "r4", "r1"]
+        assert await _ids(store, project, "id = 'r4'") == ["r4"]
+        await store.write([Piece(project.id, {"id": "r4", "_is_merge": True,
+                                              "metadata": {"user": "u9"}})])
+        assert await _ids(store, project, "metadata.user = 'u1'") == ["r7", "r1"]
+        assert await _ids(store, project, "id = 'r4' AND metadata.user = 'u9'") == ["r4"]
     finally:
         await store.close()
+    assert not id_index_problems(path)
     check = sqlite3.connect(path)
     try:
         tables = {r[0] for r in check.execute("SELECT name FROM sqlite_master")}
         assert "terms" not in tables and "postings" in tables and "epochs" in tables
+        assert "rows_by_id" not in tables
+        # The upgrade settled all ten ids; the rewrite since moved r4's to ids_recent.
+        assert check.execute("SELECT count(*) FROM ids_settled").fetchone() == (9,)
+        assert check.execute("SELECT id FROM ids_recent").fetchall() == [("r4",)]
         assert "epoch" in {r[1] for r in check.execute("PRAGMA table_info(postings)")}
         assert check.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone() \
             == (INDEX_VERSION,)
@@ -361,3 +385,58 @@ async def test_traces_and_their_filter_across_rewrites(store: SqliteStore) -> No
     roots = (await store.fetch(project.id, roots_only=True)).rows
     averages = {r["id"]: r["scores_avg"] for r in roots}
     assert averages["a0"] == {"s": 1}
+
+
+async def test_two_collectors_share_the_id_index_as_ids_settle(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two stores writing to one file in turn (as two collector processes do), while ids move
+    from ``ids_recent`` to ``ids_settled`` in every transaction: merges, deletes and comments
+    find their rows in either table, each row is found by its id, and the index stays whole
+    (each writer sweeps from its own place)."""
+    monkeypatch.setattr(_sqlite_ids, "SETTLE_AFTER", 5)
+    monkeypatch.setattr(_sqlite_ids, "MAX_SETTLE", 4)
+    path = str(tmp_path / "shared.sqlite3")
+    stores = [SqliteStore(path), SqliteStore(path)]
+    for s in stores:
+        await s.start()
+    try:
+        project = await default_org_project(stores[0], "shared")
+        expected: dict[str, dict[str, Any]] = {}
+        for step in range(12):
+            pieces = [Piece(project.id, {"id": f"r{step}-{i}", "span_id": f"s{step}-{i}",
+                                         "root_span_id": f"t{step}", "created": CREATED,
+                                         "metadata": {"n": i}}) for i in range(4)]
+            pieces += [Piece(project.id, {"id": f"r{old}-0", "_is_merge": True,
+                                          "metadata": {"seen": step}}) for old in range(step)]
+            for i in range(4):
+                expected[f"r{step}-{i}"] = {"n": i}
+            for old in range(step):
+                expected[f"r{old}-0"]["seen"] = step
+            if step >= 3:
+                pieces.append(Piece(project.id, {"id": f"r{step - 3}-3", "_object_delete": True}))
+                del expected[f"r{step - 3}-3"]
+            if step >= 1:
+                pieces.append(Piece(project.id, {"id": f"c{step}", "created": CREATED,
+                                                 "origin": {"id": f"r{step - 1}-1"},
+                                                 "comment": {"text": "seen"}}))
+                expected[f"c{step}"] = {}
+            await stores[step % 2].write(pieces)
+            assert not id_index_problems(path), step
+        check = sqlite3.connect(path)
+        try:
+            recent, settled = (check.execute(f"SELECT count(*) FROM ids_{t}").fetchone()[0]
+                               for t in ("recent", "settled"))
+        finally:
+            check.close()
+        # Both tables in use (ids_recent runs over: 4 moves per transaction lag behind).
+        assert recent > 5 and settled > 20 and recent + settled == len(expected)
+        for row_id, metadata in expected.items():
+            [row] = (await stores[0].fetch(project.id, filter=f"id = '{row_id}'")).rows
+            assert row.get("metadata", {}) == metadata, row_id
+        assert len(await _ids(stores[1], project, "created IS NOT NULL")) == len(expected)
+        for step in range(1, 12):
+            trace = await stores[1].trace(project.id, f"t{step - 1}")
+            assert f"c{step}" in [r["id"] for r in trace], step
+    finally:
+        for s in stores:
+            await s.close()

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from spanlog.server import _sqlite_ids
 from spanlog.server._filter import evaluate, parse
+from spanlog.server._sqlite import SqliteStore
 from spanlog.server._store import (
     DEFAULT_ORG,
     ApiKey,
@@ -18,6 +20,7 @@ from spanlog.server._store import (
     Store,
     with_score_averages,
 )
+from sqlite_id_index import id_index_problems
 from store_projects import default_org_project
 
 CREATED = "2024-01-01T00:00:00+00:00"
@@ -311,17 +314,25 @@ def _random_piece(rand: random.Random, ids: list[str]) -> dict[str, Any]:
     return fields
 
 
+@pytest.mark.parametrize("settle_after", [None, 2])
 async def test_random_operations_give_identical_results_on_both_engines(
-        both: tuple[Store, Store]) -> None:
+        both: tuple[Store, Store], settle_after: int | None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The same 60 random batches leave both engines with identical pages, cursors,
-    _xact_ids, filters, traces and latest_xact after every batch."""
+    _xact_ids, filters, traces and latest_xact after every batch; and SQLite's id index
+    whole, also when (``settle_after``) its ids keep moving between its two tables."""
+    if settle_after is not None:
+        monkeypatch.setattr(_sqlite_ids, "SETTLE_AFTER", settle_after)
+        monkeypatch.setattr(_sqlite_ids, "MAX_SETTLE", 3)
     sqlite, postgres = both
+    assert isinstance(sqlite, SqliteStore)
     rand = random.Random(7)
     ids = [f"r{i}" for i in range(12)]
     projects = [(await default_org_project(sqlite, "p")).id,
                 (await default_org_project(postgres, "p")).id]
     filters = [None, "metadata.env = 'prod'", "tags includes 'a'", "metadata.n > 1",
-               "output ILIKE '%REF%'", "scores.q IS NOT NULL", "NOT metadata.env = 'dev'"]
+               "output ILIKE '%REF%'", "scores.q IS NOT NULL", "NOT metadata.env = 'dev'",
+               "id = 'r3'", "id = 'r5' AND metadata.env = 'prod'"]
 
     def same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
         strip = [{k: v for k, v in r.items() if k != "project_id"} for r in a]
@@ -341,6 +352,7 @@ async def test_random_operations_give_identical_results_on_both_engines(
             same(await sqlite.trace(projects[0], root), await postgres.trace(projects[1], root))
         same(await all_rows(sqlite, projects[0], limit=4),
              await all_rows(postgres, projects[1], limit=4))
+        assert not id_index_problems(sqlite.path), step
     assert len(await all_rows(postgres, projects[1])) > 3
 
 

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from spanlog._merge import is_merge
 from spanlog.server._json import dumps, dumps_internal, loads
+from spanlog.server._sqlite_ids import ROW_IDS, forget
 from spanlog.server._sqlite_schema import EPOCH_BITS, ROW_COLUMNS
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
@@ -213,7 +214,8 @@ def _stored(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, tuple[in
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             for xact, row_id, base, data in conn.execute(
-                    f"SELECT xact, id, base, data FROM rows WHERE pid = ? AND id IN ({marks})",
+                    f"SELECT r.xact, r.id, r.base, r.data FROM {ROW_IDS} AS i "
+                    f"JOIN rows AS r ON r.xact = i.xact WHERE i.pid = ? AND i.id IN ({marks})",
                     (pid, *chunk)):
                 old[(pid, row_id)] = (xact, StoredRow(loads(data), base))
     return old
@@ -226,8 +228,9 @@ def _trace_positions(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key,
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             for row_id, root, span_id in conn.execute(
-                    "SELECT id, root_span_id, json_extract(data, '$.span_id') FROM rows "
-                    f"WHERE pid = ? AND id IN ({marks})", (pid, *chunk)):
+                    "SELECT r.id, r.root_span_id, json_extract(r.data, '$.span_id') "
+                    f"FROM {ROW_IDS} AS i JOIN rows AS r ON r.xact = i.xact "
+                    f"WHERE i.pid = ? AND i.id IN ({marks})", (pid, *chunk)):
                 out[(pid, row_id)] = {"root_span_id": root, "span_id": span_id}
     return out
 
@@ -357,6 +360,7 @@ def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
     """Insert a job of new rows straight from their transfers (see :func:`_only_new_rows`):
     what :func:`write_pieces` would do for them, without decoding a row."""
     add_rows: list[Any] = []
+    add_ids: list[Any] = []
     xacts: list[int | None] = []
     for (pid, row_id), transfer in zip(keys, transfers, strict=True):
         assert transfer is not None
@@ -365,16 +369,20 @@ def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
         add_rows.extend((xact, pid, row_id, transfer.root_span_id, int(transfer.is_root),
                          transfer.digest, transfer.text, None, 1 if transfer.capped else None,
                          transfer.links))
+        add_ids.extend((pid, row_id, xact))
     postings: Postings = {}
     _prepared_postings(leaves, pids, xacts, postings)
-    _insert(txn, add_rows, postings)
+    _insert(txn, add_rows, add_ids, postings)
 
 
-def _insert(txn: Txn, add_rows: list[Any], postings: Postings) -> None:
-    """Insert a job's new rows (``ROW_COLUMNS`` flat) and its postings."""
+def _insert(txn: Txn, add_rows: list[Any], add_ids: list[Any], postings: Postings) -> None:
+    """Insert a job's new rows (``ROW_COLUMNS`` flat), their id entries (pid, id, xact flat,
+    see ``_sqlite_ids``) and its postings."""
     if add_rows:
         insert_many(txn.conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
                     add_rows)
+        insert_many(txn.conn, "INSERT INTO ids_recent (pid, id, xact)", 3, add_ids)
+        txn.recent_ids += len(add_ids) // 3
     if postings:
         insert_postings(txn, postings)
 
@@ -418,7 +426,9 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
     _link_comments(conn, old, current, changed)
 
     drop_rows: list[tuple[int]] = []
+    drop_keys: list[Key] = []
     add_rows: list[Any] = []
+    add_ids: list[Any] = []
     postings: Postings = {}
     xacts: list[int | None] = [None] * len(pieces)  # of the pieces stored as prepared
     for key in changed:
@@ -426,6 +436,7 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
         if key in old:
             # Its postings stay: the old xact matches no row once the row is deleted.
             drop_rows.append((old[key][0],))
+            drop_keys.append(key)
         stored = current[key]
         if stored is None:
             continue
@@ -443,7 +454,9 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
         add_rows.extend((xact, pid, row_id, data.get("root_span_id"), int(is_root(data)),
                          stored.base_digest, stored.text or dumps(data), comment_target(data),
                          1 if capped else None, links))
+        add_ids.extend((pid, row_id, xact))
     _prepared_postings(leaves, pids, xacts, postings)
     if drop_rows:
         conn.executemany("DELETE FROM rows WHERE xact = ?", drop_rows)
-    _insert(txn, add_rows, postings)
+        txn.recent_ids -= forget(conn, drop_keys)
+    _insert(txn, add_rows, add_ids, postings)

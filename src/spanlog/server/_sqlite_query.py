@@ -3,7 +3,7 @@
 Plans, cheapest first (a page is always "newest ``xact`` first, stop at ``limit``"):
 
 1. ``_xact_id = '...'``, ``id = '...'`` or ``root_span_id = '...'`` as a top-level conjunct:
-   the rowid or their own indexes.
+   the rowid, the id index (``_sqlite_ids``) or ``rows_by_trace``.
 2. An equality on an indexed leaf (metadata, tags, span_attributes, scores) as a top-level
    conjunct: walk the ``postings`` of that (field, value) backwards from the newest
    transaction, epoch by epoch, each entry's ids in order (``json_each``). A probe per epoch
@@ -32,6 +32,7 @@ from typing import Any
 
 from spanlog.server._json import dumps, loads
 from spanlog.server._rows import ARRAY, INDEXED_FIELDS
+from spanlog.server._sqlite_ids import ROW_IDS
 from spanlog.server._sqlite_schema import EPOCH_BITS, field_sql, index_value, path_key
 from spanlog.server._store import (
     BadRequest,
@@ -92,7 +93,8 @@ class _Plan:
 
 
 def _direct(expr: Any, pid: int) -> _Plan | None:
-    """A plan on the rowid, ``rows_by_id`` or ``rows_by_trace``, when the filter allows."""
+    """A plan on the rowid, the id index (``_sqlite_ids``) or ``rows_by_trace``, when the
+    filter allows."""
     from spanlog.server import _filter
 
     equal = _filter.index_terms(expr)
@@ -109,9 +111,13 @@ def _direct(expr: Any, pid: int) -> _Plan | None:
             return _Plan(where=["r.pid = ?", "0"], params=[pid], residual=False)
         return _Plan(where=["r.pid = ?", "r.xact = ?"], params=[pid, int(value)],
                      residual=residual)
-    column = "id" if "id" in direct else "root_span_id"
-    return _Plan(where=["r.pid = ?", f"r.{column} = ?"], params=[pid, direct[column]],
-                 residual=residual)
+    if "id" in direct:
+        # The ids select the project: `r.pid = ?` here would lead SQLite to walk the
+        # project's rows below a cursor instead.
+        return _Plan(where=[f"r.xact IN (SELECT xact FROM {ROW_IDS} WHERE pid = ? AND id = ?)"],
+                     params=[pid, direct["id"]], residual=residual)
+    return _Plan(where=["r.pid = ?", "r.root_span_id = ?"],
+                 params=[pid, direct["root_span_id"]], residual=residual)
 
 
 def _plan(conn: sqlite3.Connection, pid: int, expr: Any) -> _Plan:

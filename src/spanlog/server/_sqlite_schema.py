@@ -2,7 +2,8 @@
 
 Layout, and why:
 
-- ``rows``: one row per (project, id). Its ``xact`` (the transaction id of its last write) is
+- ``rows``: one row per (project, id), found by id through ``ids_recent`` and
+  ``ids_settled`` (see ``_sqlite_ids``). Its ``xact`` (the transaction id of its last write) is
   the table's rowid, so "most recently updated first" is a backwards walk of an index on
   ``pid`` and a row is found from an index entry without a second index lookup. A write moves
   the row to a new, larger ``xact``. ``origin_id`` is the target of a comment row (the index
@@ -30,6 +31,8 @@ Layout, and why:
   rewritten row moves to a new ``xact``; its old ids stay in older entries and simply match
   no row any more (every use joins ``rows`` on ``xact``).
 - ``epochs``: every epoch that has postings, so a read walks them newest first.
+- ``ids_recent``, ``ids_settled``: the id index, in two tiers (``_sqlite_ids``), with the
+  size of the first in ``meta.ids_recent``.
 - ``fields.path`` is a 64-bit hash of the leaf's path (see :func:`path_key`): the same in
   every process, so collectors sharing the file agree without coordination; a collision
   (odds about 2**-64 per pair of paths) is not a practical concern.
@@ -51,7 +54,7 @@ from typing import Any
 from spanlog.server._rows import MAX_INDEXED_LENGTH, LeafPath
 
 SCHEMA_VERSION = 1
-INDEX_VERSION = 4
+INDEX_VERSION = 5
 # Transaction ids per postings epoch (see the module docstring): 65,536, so a database of
 # 1,000,000 rows has about 16 epochs and a transaction's entries share a subtree of at most
 # one epoch's entries.
@@ -70,6 +73,13 @@ CREATE TABLE IF NOT EXISTS postings (
     n INTEGER NOT NULL, xacts TEXT NOT NULL, PRIMARY KEY (epoch, field, value, first))
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS epochs (epoch INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS ids_recent (
+    pid INTEGER NOT NULL, id TEXT NOT NULL, xact INTEGER NOT NULL, PRIMARY KEY (pid, id))
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ids_settled (
+    pid INTEGER NOT NULL, id TEXT NOT NULL, xact INTEGER NOT NULL, PRIMARY KEY (pid, id))
+    WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('ids_recent', 0);
 """
 
 SCHEMA = f"""
@@ -86,7 +96,6 @@ CREATE TABLE IF NOT EXISTS rows (
     xact INTEGER PRIMARY KEY, pid INTEGER NOT NULL, id TEXT NOT NULL, root_span_id TEXT,
     is_root INTEGER NOT NULL, base TEXT, data TEXT NOT NULL, origin_id TEXT, capped INTEGER,
     links TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS rows_by_id ON rows (pid, id);
 CREATE INDEX IF NOT EXISTS rows_by_project ON rows (pid);
 CREATE INDEX IF NOT EXISTS rows_by_trace ON rows (pid, root_span_id);
 {INDEX_SCHEMA}

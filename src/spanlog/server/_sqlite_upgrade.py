@@ -7,10 +7,13 @@ Only the index layout has changed so far (``meta.index_version``, see ``_sqlite_
 - version 2: ``terms`` keyed by ``fields`` ids, ``rows.origin_id``, ``rows.capped`` and
   ``rows.links``, comments placed in their target's trace;
 - version 3: ``postings`` (one entry per value per transaction) instead of ``terms``;
-- version 4: ``postings`` keyed by epoch first, and the ``epochs`` they are in.
+- version 4: ``postings`` keyed by epoch first, and the ``epochs`` they are in;
+- version 5: row ids in two tiers, ``ids_recent`` and ``ids_settled`` (``_sqlite_ids``),
+  instead of the unique index ``rows_by_id``.
 
 An upgrade rebuilds the index from the stored rows in one transaction (a collector on the
-file waits for it; a crash leaves the old version, and the next start begins again). Rows
+file waits for it; a crash leaves the old version, and the next start begins again); from
+version 4 only the id index is rebuilt, a sort of the ids. Rows
 keep their ``xact`` and their data, except that waiting comments get their trace position.
 """
 
@@ -21,6 +24,7 @@ import sqlite3
 import time
 
 from spanlog.server._json import dumps, loads
+from spanlog.server._sqlite_ids import ROW_IDS
 from spanlog.server._sqlite_pieces import Postings, add_leaves, insert_postings
 from spanlog.server._sqlite_schema import INDEX_VERSION, SCHEMA
 from spanlog.server._sqlite_terms import leaf_keys
@@ -57,7 +61,9 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                     f"this database has index version {version}, newer than this spanlog "
                     f"understands ({INDEX_VERSION}): upgrade spanlog to open it")
             columns = {row[1] for row in conn.execute("PRAGMA table_info(rows)")}
-            if version < INDEX_VERSION or not _NEW_COLUMNS.issubset(columns):
+            if version == 4 and _NEW_COLUMNS.issubset(columns):
+                _rebuild_ids(conn)  # the postings of version 4 are those of version 5
+            elif version < INDEX_VERSION or not _NEW_COLUMNS.issubset(columns):
                 _rebuild_index(conn)
         for statement in _statements(SCHEMA):
             conn.execute(statement)
@@ -66,6 +72,24 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _rebuild_ids(conn: sqlite3.Connection) -> None:
+    """Replace the id index with ``ids_settled`` holding every row's id (and create whatever
+    else of the schema is missing)."""
+    started = time.monotonic()
+    conn.execute("DROP INDEX IF EXISTS rows_by_id")
+    conn.execute("DROP TABLE IF EXISTS ids_recent")
+    conn.execute("DROP TABLE IF EXISTS ids_settled")
+    for statement in _statements(SCHEMA):
+        conn.execute(statement)
+    # Inserted in key order, the table is written once, page by page.
+    conn.execute("INSERT INTO ids_settled (pid, id, xact) SELECT pid, id, xact FROM rows "
+                 "ORDER BY pid, id")
+    conn.execute("UPDATE meta SET value = 0 WHERE key = 'ids_recent'")
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('index_version', ?)",
+                 (INDEX_VERSION,))
+    log.info("spanlog: id index rebuilt in %.1fs", time.monotonic() - started)
 
 
 def _rebuild_index(conn: sqlite3.Connection) -> None:
@@ -84,8 +108,7 @@ def _rebuild_index(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE IF EXISTS terms")
     conn.execute("DROP TABLE IF EXISTS postings")
     conn.execute("DROP TABLE IF EXISTS epochs")
-    for statement in _statements(SCHEMA):
-        conn.execute(statement)
+    _rebuild_ids(conn)
     txn = Txn(conn, 0, {})
     after = 0
     while True:
@@ -107,7 +130,8 @@ def _rebuild_index(conn: sqlite3.Connection) -> None:
     # Comments stored by version 1 never joined their target's trace.
     waiting = conn.execute(
         "SELECT c.xact, c.base, c.data, t.root_span_id, json_extract(t.data, '$.span_id') "
-        "FROM rows AS c JOIN rows AS t ON t.pid = c.pid AND t.id = c.origin_id "
+        f"FROM rows AS c JOIN {ROW_IDS} AS i ON i.pid = c.pid AND i.id = c.origin_id "
+        "JOIN rows AS t ON t.xact = i.xact "
         "WHERE c.root_span_id IS NULL AND c.origin_id IS NOT NULL "
         "AND t.root_span_id IS NOT NULL").fetchall()
     for xact, base, text, root, span_id in waiting:

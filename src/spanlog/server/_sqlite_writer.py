@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanlog.server._sqlite_checkpoint import WRITER_BACKSTOP_PAGES, Checkpointer
+from spanlog.server._sqlite_ids import Settler
 from spanlog.server._sqlite_schema import connect
 from spanlog.server._store import NotFound, Unavailable
 
@@ -44,9 +45,12 @@ class Txn:
     """What a job sees: the write connection inside the current transaction."""
 
     def __init__(self, conn: sqlite3.Connection, last_xact: int,
-                 pids: dict[str, int], fields: FieldIds | None = None) -> None:
+                 pids: dict[str, int], fields: FieldIds | None = None,
+                 recent_ids: int = 0) -> None:
         self.conn = conn
         self.last_xact = last_xact
+        # Entries in `ids_recent` (meta.ids_recent, see _sqlite_ids), kept up to date by jobs.
+        self.recent_ids = recent_ids
         self._pids = pids
         self.new_pids: dict[str, int] = {}
         self._fields: FieldIds = fields if fields is not None else {}
@@ -115,6 +119,7 @@ class Writer:
         self._conn = connect(path, readonly=False)
         self._conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_BACKSTOP_PAGES}")
         self._checkpointer = Checkpointer(path)
+        self._settler = Settler()
         self._thread = threading.Thread(target=self._run, name="spanlog-sqlite-writer",
                                         daemon=True)
         self._closed = False
@@ -178,10 +183,13 @@ class Writer:
         outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            last = conn.execute("SELECT value FROM meta WHERE key = 'last_xact'").fetchone()[0]
-            txn = Txn(conn, int(last), self._pids, self._fields)
+            meta = dict(conn.execute("SELECT key, value FROM meta "
+                                     "WHERE key IN ('last_xact', 'ids_recent')"))
+            held = int(meta["ids_recent"])
+            txn = Txn(conn, int(meta["last_xact"]), self._pids, self._fields, held)
             for item in batch:
                 conn.execute("SAVEPOINT job")
+                before = txn.recent_ids
                 try:
                     outcomes.append((True, item.job(txn)))
                     conn.execute("RELEASE job")
@@ -189,8 +197,12 @@ class Writer:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     txn.job_failed()
+                    txn.recent_ids = before
                     outcomes.append((False, exc))
             conn.execute("UPDATE meta SET value = ? WHERE key = 'last_xact'", (txn.last_xact,))
+            recent = self._settler.settle(conn, txn.recent_ids)
+            if recent != held:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'ids_recent'", (recent,))
             conn.execute("COMMIT")
         except Exception as exc:
             log.exception("spanlog: write transaction failed")
