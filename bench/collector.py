@@ -390,6 +390,9 @@ async def _time_queries(url: str, repeat: int) -> dict[str, Any]:
         project = await call("POST", "/v1/project", {"name": PROJECT})
         base = f"/v1/project_logs/{project['id']}"
         latest = await call("POST", base + "/fetch", {"limit": 50})
+        # An old row (the oldest of a rare value's matches), found by its id.
+        rare = await call("POST", base + "/fetch", {"limit": 50, "filter": RARE_FILTER})
+        old_id = rare["events"][-1]["id"]
         # A trace of 50 spans: the benchmark data has 5-span traces, so log one of 50.
         root = uuid.uuid4().hex
         spans = [{"id": f"t50-{root}-{i}", "project_id": project["id"], "root_span_id": root,
@@ -409,6 +412,7 @@ async def _time_queries(url: str, repeat: int) -> dict[str, Any]:
             "inequality_scan_50": ("POST", base + "/fetch",
                                    {"limit": 50, "filter": "metrics.tokens > 1000"}),
             "roots_only_50": ("POST", base + "/fetch", {"limit": 50, "roots_only": True}),
+            "one_id": ("POST", base + "/fetch", {"limit": 50, "filter": f"id = '{old_id}'"}),
         }
         out: dict[str, Any] = {"loadavg_before": _load()}
         for name, (method, path, body) in cases.items():

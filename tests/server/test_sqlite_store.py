@@ -394,7 +394,7 @@ async def test_two_collectors_share_the_id_index_as_ids_settle(
     find their rows in either table, each row is found by its id, and the index stays whole
     (each writer sweeps from its own place)."""
     monkeypatch.setattr(_sqlite_ids, "SETTLE_AFTER", 5)
-    monkeypatch.setattr(_sqlite_ids, "MAX_SETTLE", 4)
+    monkeypatch.setattr(_sqlite_ids, "MAX_SETTLE", 1000)
     path = str(tmp_path / "shared.sqlite3")
     stores = [SqliteStore(path), SqliteStore(path)]
     for s in stores:
@@ -420,6 +420,11 @@ async def test_two_collectors_share_the_id_index_as_ids_settle(
                                                  "origin": {"id": f"r{step - 1}-1"},
                                                  "comment": {"text": "seen"}}))
                 expected[f"c{step}"] = {}
+            # ...and one that waits for a row of the next step (placed in its trace then).
+            pieces.append(Piece(project.id, {"id": f"w{step}", "created": CREATED,
+                                             "origin": {"id": f"r{step + 1}-2"},
+                                             "comment": {"text": "early"}}))
+            expected[f"w{step}"] = {}
             await stores[step % 2].write(pieces)
             assert not id_index_problems(path), step
         check = sqlite3.connect(path)
@@ -428,15 +433,19 @@ async def test_two_collectors_share_the_id_index_as_ids_settle(
                                for t in ("recent", "settled"))
         finally:
             check.close()
-        # Both tables in use (ids_recent runs over: 4 moves per transaction lag behind).
-        assert recent > 5 and settled > 20 and recent + settled == len(expected)
+        # Every transaction leaves 5 ids in ids_recent: what a step refers to has settled.
+        assert recent == 5 and settled == len(expected) - 5
         for row_id, metadata in expected.items():
             [row] = (await stores[0].fetch(project.id, filter=f"id = '{row_id}'")).rows
             assert row.get("metadata", {}) == metadata, row_id
         assert len(await _ids(stores[1], project, "created IS NOT NULL")) == len(expected)
-        for step in range(1, 12):
-            trace = await stores[1].trace(project.id, f"t{step - 1}")
-            assert f"c{step}" in [r["id"] for r in trace], step
+        traces = [{r["id"] for r in await stores[1].trace(project.id, f"t{step}")}
+                  for step in range(12)]
+        # Trace t(k) holds the comment on its row logged a step later, and the one logged a
+        # step earlier that waited for it.
+        for step in range(12):
+            assert step == 11 or f"c{step + 1}" in traces[step], step
+            assert step == 0 or f"w{step - 1}" in traces[step], step
     finally:
         for s in stores:
             await s.close()
