@@ -5,7 +5,8 @@ waiting, runs them in ONE ``BEGIN IMMEDIATE`` transaction with a savepoint per j
 failing job rolls back alone and the others still commit), commits, and only then resolves
 the jobs' futures: a caller hears "done" only for work that is durable. Requests that arrive
 while a transaction runs therefore share the next commit (group commit). What a row write
-does inside its job is in ``_sqlite_pieces``.
+does inside its job is in ``_sqlite_pieces``; after the jobs, each transaction also moves
+some of the id index's entries to its big table (``_sqlite_ids``).
 """
 
 from __future__ import annotations
