@@ -27,7 +27,6 @@ never correctness (a move takes whatever is in the range).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
 
 # Entries ``ids_recent`` keeps before moving the excess to ``ids_settled``: about 2,000 pages
 # of 4 KiB, which the write connection's 64 MiB cache holds.
@@ -41,10 +40,9 @@ ROW_IDS = "(SELECT pid, id, xact FROM ids_recent UNION ALL SELECT pid, id, xact 
 _START = (-(2**63), "")  # before every key: integer pids, text ids
 
 
-def forget(conn: sqlite3.Connection, keys: Iterable[tuple[int, str]]) -> int:
+def forget(conn: sqlite3.Connection, keys: list[tuple[int, str]]) -> int:
     """Remove the entries of ``keys`` (pid, id) from both tables; returns how many left
     ``ids_recent``."""
-    keys = list(keys)
     before = conn.total_changes
     conn.executemany("DELETE FROM ids_recent WHERE pid = ? AND id = ?", keys)
     removed = conn.total_changes - before
@@ -68,13 +66,13 @@ class Settler:
         last = conn.execute("SELECT pid, id FROM ids_recent WHERE (pid, id) > (?, ?) "
                             "ORDER BY pid, id LIMIT 1 OFFSET ?", (*after, excess - 1)).fetchone()
         if last is None:  # fewer than that left before the end: move them, then start over
+            self._after = _START
             last = conn.execute("SELECT pid, id FROM ids_recent "
                                 "ORDER BY pid DESC, id DESC LIMIT 1").fetchone()
-            self._after = _START
+            if last is None:  # nothing in ids_recent: the count was wrong; it is 0
+                return 0
         else:
             self._after = (last[0], last[1])
-        if last is None:  # nothing in ids_recent: the count was wrong; it is 0
-            return 0
         span = "(pid, id) > (?, ?) AND (pid, id) <= (?, ?)"
         conn.execute(f"INSERT INTO ids_settled (pid, id, xact) SELECT pid, id, xact "
                      f"FROM ids_recent WHERE {span}", (*after, *last))

@@ -21,7 +21,7 @@ entries. Ingest speed is decided here, on the one writer thread, so:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -207,32 +207,30 @@ def _by_pid(keys: Iterable[Key]) -> dict[int, list[str]]:
     return out
 
 
-def _stored(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, StoredRow]]:
-    """What is stored for ``keys``: (xact, row) each, fetched in a few ``IN`` lookups."""
-    old: dict[Key, tuple[int, StoredRow]] = {}
+def _by_ids(conn: sqlite3.Connection, keys: Iterable[Key],
+            columns: str) -> Iterator[tuple[Key, tuple[Any, ...]]]:
+    """``columns`` (of ``rows AS r``) of the stored rows ``keys`` (those that exist), found
+    through the id index in a few ``IN`` lookups."""
     for pid, ids in _by_pid(keys).items():
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
-            for xact, row_id, base, data in conn.execute(
-                    f"SELECT r.xact, r.id, r.base, r.data FROM {ROW_IDS} AS i "
-                    f"JOIN rows AS r ON r.xact = i.xact WHERE i.pid = ? AND i.id IN ({marks})",
-                    (pid, *chunk)):
-                old[(pid, row_id)] = (xact, StoredRow(loads(data), base))
-    return old
+            for row_id, *values in conn.execute(
+                    f"SELECT r.id, {columns} FROM {ROW_IDS} AS i JOIN rows AS r "
+                    f"ON r.xact = i.xact WHERE i.pid = ? AND i.id IN ({marks})", (pid, *chunk)):
+                yield (pid, row_id), tuple(values)
+
+
+def _stored(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, tuple[int, StoredRow]]:
+    """What is stored for ``keys``: (xact, row) each."""
+    return {key: (xact, StoredRow(loads(data), base))
+            for key, (xact, base, data) in _by_ids(conn, keys, "r.xact, r.base, r.data")}
 
 
 def _trace_positions(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, dict[str, Any]]:
     """``root_span_id`` and ``span_id`` of the stored rows ``keys`` (those that exist)."""
-    out: dict[Key, dict[str, Any]] = {}
-    for pid, ids in _by_pid(keys).items():
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            for row_id, root, span_id in conn.execute(
-                    "SELECT r.id, r.root_span_id, json_extract(r.data, '$.span_id') "
-                    f"FROM {ROW_IDS} AS i JOIN rows AS r ON r.xact = i.xact "
-                    f"WHERE i.pid = ? AND i.id IN ({marks})", (pid, *chunk)):
-                out[(pid, row_id)] = {"root_span_id": root, "span_id": span_id}
-    return out
+    return {key: {"root_span_id": root, "span_id": span_id}
+            for key, (root, span_id) in _by_ids(
+                conn, keys, "r.root_span_id, json_extract(r.data, '$.span_id')")}
 
 
 def _link_comments(conn: sqlite3.Connection, old: dict[Key, tuple[int, StoredRow]],

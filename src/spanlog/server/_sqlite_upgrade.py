@@ -61,10 +61,13 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                     f"this database has index version {version}, newer than this spanlog "
                     f"understands ({INDEX_VERSION}): upgrade spanlog to open it")
             columns = {row[1] for row in conn.execute("PRAGMA table_info(rows)")}
-            if version == 4 and _NEW_COLUMNS.issubset(columns):
-                _rebuild_ids(conn)  # the postings of version 4 are those of version 5
-            elif version < INDEX_VERSION or not _NEW_COLUMNS.issubset(columns):
+            if version < 4 or not _NEW_COLUMNS.issubset(columns):
                 _rebuild_index(conn)
+            elif version == 4:
+                _rebuild_ids(conn)  # the postings of version 4 are those of version 5
+            if version < INDEX_VERSION:
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) "
+                             "VALUES ('index_version', ?)", (INDEX_VERSION,))
         for statement in _statements(SCHEMA):
             conn.execute(statement)
         conn.execute("COMMIT")
@@ -87,8 +90,6 @@ def _rebuild_ids(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO ids_settled (pid, id, xact) SELECT pid, id, xact FROM rows "
                  "ORDER BY pid, id")
     conn.execute("UPDATE meta SET value = 0 WHERE key = 'ids_recent'")
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('index_version', ?)",
-                 (INDEX_VERSION,))
     log.info("spanlog: id index rebuilt in %.1fs", time.monotonic() - started)
 
 
@@ -140,6 +141,4 @@ def _rebuild_index(conn: sqlite3.Connection) -> None:
         if linked is not None:
             conn.execute("UPDATE rows SET root_span_id = ?, data = ?, links = ? WHERE xact = ?",
                          (root, dumps(linked.data), trace_links(linked.data), xact))
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('index_version', ?)",
-                 (INDEX_VERSION,))
     log.warning("spanlog: search index rebuilt in %.1fs", time.monotonic() - started)
