@@ -16,6 +16,7 @@ from typing import Any
 from . import _log
 from ._ids import row_id_for
 from ._merge import IS_MERGE, merge_into, merge_under
+from ._serialize import pace
 
 _WARN_EVERY = 10.0
 
@@ -86,7 +87,9 @@ def merge_pieces(pieces: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     out: list[dict[str, Any]] = []
     index: dict[str, int] = {}
-    for piece in pieces:
+    for count, piece in enumerate(pieces):
+        if not count & 63:
+            pace()
         row_id = piece.get("id")
         if row_id is None:
             row_id = piece["id"] = row_id_for(piece["root_span_id"], piece["span_id"])

@@ -79,7 +79,7 @@ class Knob:
 # frozen with the trace in it. AWS Lambda (AWS_LAMBDA_FUNCTION_NAME) has no waitUntil at all;
 # Vercel (VERCEL=1 in every function) has one only through the runtime's hook, which is not
 # there without the `vercel` package (and then spanlog finds none). A hook, when found, still
-# comes first (DESIGN.md, rule 1): this default costs latency only where a hook is missing.
+# comes first (docs/design.md, rule 1): this default costs latency only where a hook is missing.
 FREEZING_PLATFORMS = ("AWS_LAMBDA_FUNCTION_NAME", "VERCEL")
 
 

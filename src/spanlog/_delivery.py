@@ -21,7 +21,7 @@ from . import _log
 from ._buffer import Buffer, merge_pieces
 from ._config import Config
 from ._merge import IS_MERGE
-from ._serialize import encode_json, iso_utc
+from ._serialize import encode_row, iso_utc, pace
 from ._transport import Response, TransportError
 
 USER_AGENT = "spanlog-python"
@@ -86,6 +86,9 @@ class Delivery:
         self.lock = threading.Lock()  # one flush at a time keeps pieces of a row in order
         self.limit: int | None = config.max_payload_bytes
         self.in_flight = 0
+        # Set at interpreter exit: no request or retry of any flush, on any thread, goes on
+        # past it (docs/design.md, exit).
+        self.cutoff: float | None = None
         self._logs3 = config.api_url + "/logs3"
         self._version = config.api_url + "/version"
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
@@ -95,6 +98,14 @@ class Delivery:
         if config.gzip_level:
             headers["Content-Encoding"] = "gzip"
         self.headers = headers
+
+    def reset_after_fork(self) -> None:
+        """Start over in a forked child: fresh lock and counters, nothing in flight (what
+        the parent had taken is the parent's to deliver)."""
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.stats = Stats()
+        self.cutoff = None
 
     # --- the plan ---------------------------------------------------------------------
 
@@ -144,32 +155,32 @@ class Delivery:
     def _fit(self, chunk: list[dict[str, Any]],
              deadline: float | None) -> Generator[Step, Any, list[tuple[list[Any], bytes]]]:
         """Split ``chunk`` into batches whose bodies fit the collector's limit."""
-        body = _body(encode_json(chunk))
-        if len(body) <= (self.limit or _UNASKED_LIMIT):
-            return [(chunk, body)]
+        encoded = _encode_rows(chunk)
+        size = _ENVELOPE + sum(len(part) + 1 for part in encoded)
+        if size <= (self.limit or _UNASKED_LIMIT):
+            return [(chunk, _body(encoded))]
         if self.limit is None:
             yield from self._ask_limit(deadline)
-            if len(body) <= (self.limit or _FALLBACK_LIMIT):
-                return [(chunk, body)]
+            if size <= (self.limit or _FALLBACK_LIMIT):
+                return [(chunk, _body(encoded))]
         limit = (self.limit or _FALLBACK_LIMIT) - _ENVELOPE
         batches: list[tuple[list[Any], bytes]] = []
         batch: list[dict[str, Any]] = []
         parts: list[bytes] = []
         used = 0
-        for row in chunk:
-            encoded = encode_json(row)
-            if len(encoded) + 1 > limit:
-                self._fail([row], f"row {row.get('id')} is {len(encoded)} bytes, over the "
+        for row, part in zip(chunk, encoded, strict=True):
+            if len(part) + 1 > limit:
+                self._fail([row], f"row {row.get('id')} is {len(part)} bytes, over the "
                            f"collector's limit of {self.limit or _FALLBACK_LIMIT} bytes")
                 continue
-            if batch and used + len(encoded) + 1 > limit:
-                batches.append((batch, _body(b"[" + b",".join(parts) + b"]")))
+            if batch and used + len(part) + 1 > limit:
+                batches.append((batch, _body(parts)))
                 batch, parts, used = [], [], 0
             batch.append(row)
-            parts.append(encoded)
-            used += len(encoded) + 1
+            parts.append(part)
+            used += len(part) + 1
         if batch:
-            batches.append((batch, _body(b"[" + b",".join(parts) + b"]")))
+            batches.append((batch, _body(parts)))
         return batches
 
     def _ask_limit(self, deadline: float | None) -> Generator[Step, Any, None]:
@@ -219,7 +230,7 @@ class Delivery:
                     parts = yield from self._fit(batch, deadline)
                     if len(parts) == 1 and len(parts[0][0]) == len(batch):
                         half = len(batch) // 2
-                        parts = [(p, _body(encode_json(p))) for p in (batch[:half], batch[half:])]
+                        parts = [(p, _body(_encode_rows(p))) for p in (batch[:half], batch[half:])]
                     for part, part_body in parts:
                         yield from self._send(part, part_body, deadline)
                     return
@@ -228,7 +239,7 @@ class Delivery:
                     # take its neighbours down with it.
                     half = len(batch) // 2
                     for piece in (batch[:half], batch[half:]):
-                        yield from self._send(piece, _body(encode_json(piece)), deadline)
+                        yield from self._send(piece, _body(_encode_rows(piece)), deadline)
                     return
                 if status != 429 and status != 408 and status < 500:
                     self._fail(batch, f"collector rejected {len(batch)} row(s) with HTTP "
@@ -244,12 +255,8 @@ class Delivery:
                 _log.warning("spanlog: could not deliver %d row(s) after %d attempt(s) (%s); "
                             "keeping them for the next flush", len(batch), attempt + 1, error)
                 raise _Later
-            if wait is None:
-                backoff = min(self.config.retry_backoff_max,
-                              self.config.retry_backoff * (2 ** attempt))
-                wait = backoff * (0.5 + random.random() / 2)
-            else:
-                wait = min(wait, _MAX_RETRY_AFTER)
+            wait = backoff(self.config, attempt) if wait is None else min(wait, _MAX_RETRY_AFTER)
+            deadline = self._deadline(deadline)
             if deadline is not None and time.monotonic() + wait >= deadline:
                 self.stats.last_error = error
                 raise _Later
@@ -263,8 +270,16 @@ class Delivery:
         self.stats.last_error = message
         _log.error("spanlog: %s", message)
 
+    def _deadline(self, deadline: float | None) -> float | None:
+        """``deadline`` or the exit's cutoff, whichever comes first."""
+        cutoff = self.cutoff
+        if cutoff is None:
+            return deadline
+        return cutoff if deadline is None else min(deadline, cutoff)
+
     def _timeout(self, deadline: float | None) -> float:
         timeout = self.config.request_timeout
+        deadline = self._deadline(deadline)
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -273,8 +288,23 @@ class Delivery:
         return timeout
 
 
-def _body(rows_json: bytes) -> bytes:
-    return b'{"rows":' + rows_json + b',"api_version":2}'
+def _encode_rows(rows: list[dict[str, Any]]) -> list[bytes]:
+    encoded = []
+    for row in rows:
+        encoded.append(encode_row(row))
+        pace()
+    return encoded
+
+
+def _body(encoded_rows: list[bytes]) -> bytes:
+    return b'{"rows":[' + b",".join(encoded_rows) + b'],"api_version":2}'
+
+
+def backoff(config: Config, attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt + 1``: exponential from
+    ``retry_backoff`` up to ``retry_backoff_max``, with jitter (half to all of it)."""
+    delay = min(config.retry_backoff_max, config.retry_backoff * 2.0 ** min(attempt, 30))
+    return delay * (0.5 + random.random() / 2)
 
 
 # --- drivers --------------------------------------------------------------------------------
@@ -323,6 +353,7 @@ async def run_async(plan: Plan, transport: Any) -> bool:
             if kind == "sleep":
                 await asyncio.sleep(step[1])
             else:
+                await asyncio.sleep(0)  # the loop runs between the slices of a flush
                 try:
                     if kind == "post":
                         result = await transport.post(*step[1:])

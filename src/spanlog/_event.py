@@ -1,4 +1,4 @@
-"""Check and snapshot the fields a user logs: ``input`` ... ``tags`` (PROTOCOL.md, rows).
+"""Check and snapshot the fields a user logs: ``input`` ... ``tags`` (docs/protocol.md, rows).
 
 A bad value is a bug in the caller's code, so it is the one thing a logging call raises: a
 ``ValueError`` naming the call and the field. Everything else about logging never raises.

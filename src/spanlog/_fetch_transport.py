@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from ._transport import AsyncTransport, Response, TransportError
+from ._transport import Response, TransportError
 
 
-class FetchTransport(AsyncTransport):
+class FetchTransport:
     """POST through JavaScript ``fetch``: the transport spanlog uses under Pyodide.
 
     ``fetch`` defaults to the global ``fetch`` of the host; pass another JavaScript function

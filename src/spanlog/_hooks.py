@@ -1,4 +1,4 @@
-"""Where a trace's flush is handed to the platform (waitUntil hooks); see DESIGN.md, flushing.
+"""Where a trace's flush is handed to the platform (waitUntil hooks); see docs/design.md, flushing.
 
 At the end of each trace the SDK core calls :func:`find_wait_until`. A non-None result takes a
 fresh flush coroutine, returns at once, and the platform keeps the invocation alive until the

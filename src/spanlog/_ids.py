@@ -1,6 +1,6 @@
 """Identifiers of spans and rows: W3C-sized hex ids and uuid4-shaped row ids.
 
-``span_id`` is 16 lowercase hex chars and ``root_span_id`` 32 (PROTOCOL.md), the sizes of
+``span_id`` is 16 lowercase hex chars and ``root_span_id`` 32 (docs/protocol.md), the sizes of
 W3C trace context, so a span maps onto a ``traceparent`` header as it is.
 
 Ids come from a private ``random.Random`` seeded from the OS, not from ``secrets`` (a

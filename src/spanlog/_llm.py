@@ -1,6 +1,6 @@
 """Record one LLM call as a span of type ``llm``: model, token metrics, time to first token.
 
-Two ways in, both small enough to wrap any client in a few lines (issue 5):
+Two ways in, both small enough to wrap any client in a few lines:
 
 - :func:`log_llm` attaches model metadata, token counts and timing to the current span, for
   use inside ``@traced(type="llm")`` functions;
@@ -8,7 +8,7 @@ Two ways in, both small enough to wrap any client in a few lines (issue 5):
   to first token and ends exactly once, whether used as ``with``, ``async with`` or a plain
   object ended later (how ``wrap_openai`` records streams that outlive the call).
 
-Token names follow the row metrics of PROTOCOL.md: ``prompt_tokens``, ``completion_tokens``,
+Token names follow the row metrics of docs/protocol.md: ``prompt_tokens``, ``completion_tokens``,
 ``tokens``, plus details such as ``prompt_cached_tokens`` and ``completion_reasoning_tokens``.
 """
 
@@ -263,7 +263,7 @@ class LLMSpan:
             self._ended = True
         try:
             self._write({})
-        except Exception:  # logging must never break the caller (STYLE.md)
+        except Exception:  # logging must never break the caller (docs/design.md)
             _log.exception("spanlog: could not log an llm span's timing")
         return True
 

@@ -38,3 +38,25 @@ def error(message: str, *args: Any) -> None:
 def exception(message: str, *args: Any) -> None:
     """Log at ERROR with the traceback of the exception being handled."""
     get().error(message, *args, exc_info=True)
+
+
+class guard:  # lower case: used like a function, `with guard("...")`
+    """``with _log.guard("what"):`` logs an exception raised in the block (with its
+    traceback) as ``spanlog: what failed`` and swallows it: logging never raises into the
+    user's code (``docs/design.md``). ``BaseException`` such as cancellation passes through.
+    """
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: Any) -> bool:
+        if exc_type is None or not issubclass(exc_type, Exception):
+            return False
+        get().error("spanlog: %s failed", self.what, exc_info=(exc_type, exc, tb))
+        return True

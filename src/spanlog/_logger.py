@@ -2,7 +2,7 @@
 
 ``init_logger`` is lazy: it reads the configuration and builds the buffer, but opens no
 connection and starts no thread; the first flush does. Rows carry ``project_name`` (the
-collector resolves it, PROTOCOL.md **ext**) unless a ``project_id`` was given, so a cold
+collector resolves it, docs/protocol.md **ext**) unless a ``project_id`` was given, so a cold
 start needs one request.
 """
 
@@ -41,6 +41,7 @@ from ._span import (
 )
 
 _loggers: weakref.WeakSet[Logger] = weakref.WeakSet()
+_TRACE_END_GUARD = _log.guard("flush at the end of a trace")
 _current_logger: Logger | None = None
 _STAT_KEYS = ("queued", "in_flight", "sent", "dropped", "retried", "failed", "requests",
               "bytes_sent")
@@ -59,8 +60,6 @@ class Logger:
         self._delivery = Delivery(config, self._buffer, self._project_fields)
         self._flusher = Flusher(config, self._buffer, self._delivery)
         self._push = self._buffer.push
-        self._rows = self._buffer.rows  # for Span.end's inlined push
-        self._max_rows = config.max_queue_rows
         _loggers.add(self)
 
     def __repr__(self) -> str:
@@ -110,7 +109,7 @@ class Logger:
                      comment: str | None = None, metadata: Mapping[str, Any] | None = None,
                      source: str | None = None) -> None:
         """Attach feedback to the row ``id``: scores, expected, tags merge into it; a
-        ``comment`` becomes its own row pointing at it (PROTOCOL.md, feedback).
+        ``comment`` becomes its own row pointing at it (docs/protocol.md, feedback).
 
         ``metadata`` describes the feedback (who gave it) and is stored as audit metadata;
         ``source`` is one of external (default), app, api.
@@ -193,23 +192,15 @@ class Logger:
                 "failed": stats.failed, "requests": stats.requests,
                 "bytes_sent": stats.bytes_sent, "last_error": stats.last_error}
 
-    def _flush_coroutine(self) -> Any:
-        """A fresh coroutine that delivers everything buffered (for waitUntil hooks)."""
-        return self._flusher.flush_coroutine()
-
     def _trace_end(self) -> None:
-        try:
+        with _TRACE_END_GUARD:
             if self._flusher.on_trace_end() == FLUSH_NOW:
                 self._flusher.flush(self.config.flush_timeout)
-        except Exception:
-            _log.exception("spanlog: flush at the end of a trace failed")
 
     async def _atrace_end(self) -> None:
-        try:
+        with _TRACE_END_GUARD:
             if self._flusher.on_trace_end() == FLUSH_NOW:
                 await self._flusher.aflush(self.config.flush_timeout)
-        except Exception:
-            _log.exception("spanlog: flush at the end of a trace failed")
 
 
 # --- the module-level API --------------------------------------------------------------------
@@ -267,10 +258,8 @@ def _release(logger: Logger) -> None:
         if ok and not logger._buffer.rows:
             _releasing.discard(logger)
 
-    try:
+    with _log.guard("releasing a replaced logger"):
         logger._flusher.release(done)
-    except Exception:
-        _log.exception("spanlog: releasing a replaced logger failed")
 
 
 def current_span() -> Span | NoopSpan:

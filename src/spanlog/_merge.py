@@ -1,4 +1,4 @@
-"""How pieces of one row combine: the merge rules of PROTOCOL.md, shared by SDK and collector.
+"""How pieces of one row combine: the merge rules of docs/protocol.md, shared by SDK and collector.
 
 A span is written in several pieces with the same ``id``: its start (a replace), later
 ``span.log`` calls and its end (merges), feedback (merges, possibly from another process and

@@ -1,4 +1,4 @@
-"""``wrap_openai``: every call of one OpenAI client becomes an ``llm`` span (issue 5).
+"""``wrap_openai``: every call of one OpenAI client becomes an ``llm`` span.
 
 The client is wrapped, not patched (the seed document: "we intentionally do not monkey patch
 the libraries"): :func:`wrap_openai` returns a proxy that delegates to the client and swaps

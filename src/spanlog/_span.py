@@ -3,7 +3,7 @@
 A span keeps what is logged on it while it runs and, when it ends, pushes **one** complete
 row into its logger's buffer: the caller's thread pays for a handful of attribute writes, a
 snapshot of the user's values and one ``deque.append`` per span. What is logged after the end
-(``span.log``, feedback) travels as merge pieces on the same row id (PROTOCOL.md).
+(``span.log``, feedback) travels as merge pieces on the same row id (docs/protocol.md).
 
 Fields a span leaves to the flusher: ``id`` (derived from the span ids unless the user gave
 one, see :func:`spanlog._ids.row_id_for`), ``created`` (from ``metrics.start``), the project
@@ -32,6 +32,16 @@ _time = time.time
 _ORIGIN = {"name": "spanlog", "version": __version__}
 _START_OPTIONS = frozenset({"start_time", "id"})
 _contexts: dict[tuple[Any, int], dict[str, Any]] = {}
+
+# Bumped in a forked child (:func:`after_fork`): a span made before holds an older value,
+# so the child knows it for one of the parent's, open or not.
+_generation = 0
+
+
+def after_fork() -> None:
+    """In a forked child: spans open at the fork are the parent's to end and send."""
+    global _generation
+    _generation += 1
 
 # Module-name prefixes passed over when recording a span's caller: spanlog's own frames. A
 # client wrapper adds its client library's (wrap_openai: "openai."), whose frames sit between
@@ -109,8 +119,8 @@ class Span:
     ``span_parents`` identify it; :attr:`id` is its row id.
     """
 
-    __slots__ = ("_as_parent", "_end", "_logger", "_project", "_root", "_row", "_row_id",
-                 "_start", "_token", "root_span_id", "span_id", "span_parents")
+    __slots__ = ("_as_parent", "_end", "_generation", "_logger", "_project", "_root", "_row",
+                 "_row_id", "_start", "_token", "root_span_id", "span_id", "span_parents")
 
     def __init__(self, logger: Logger, attributes: dict[str, Any],
                  parent: Span | RemoteParent | None, context: dict[str, Any],
@@ -118,6 +128,7 @@ class Span:
         # The hot path of every traced call: plain attribute writes, one dict for the row.
         # ``attributes`` and ``context`` are shared between spans and never modified.
         self._logger = logger
+        generation = self._generation = _generation
         span_id = self.span_id = f"{getrandbits(64):016x}"
         project = None
         if parent is None:
@@ -130,7 +141,9 @@ class Span:
                 parents = parent._as_parent
                 if parents is None:
                     parents = parent._as_parent = [parent.span_id]  # shared by siblings
-                self._root = parent._root
+                # Under a span of the parent process (made before a fork), this span is
+                # the local root: the trace ends here when it ends.
+                self._root = parent._root if parent._generation == generation else self
                 project = parent._project
             else:  # a span of another process: this one is the local root of the trace
                 parents = [parent.span_id]
@@ -230,18 +243,15 @@ class Span:
 
     def _close(self, end: float) -> bool:
         """Queue the finished row; True when this ends the trace in this process."""
+        if self._generation != _generation:
+            return False  # a span of the parent process, ended in a forked child: not ours
         row = self._row
         metrics = row.get("metrics")
         row["metrics"] = ({"start": self._start, "end": end} if metrics is None
                           else {"start": self._start, "end": end, **metrics})
         if self._row_id is not None:
             row["id"] = self._row_id
-        logger = self._logger
-        rows = logger._rows
-        if len(rows) < logger._max_rows:  # Buffer.push, inlined: this runs once per span
-            rows.append(row)
-        else:
-            logger._buffer.drop(1)
+        self._logger._buffer.push(row)
         root = self._root
         return root is self or root._end is not None  # no span of the trace is open here
 

@@ -306,7 +306,7 @@ def _logs(args: argparse.Namespace) -> int:
 # -- main ------------------------------------------------------------------------------
 
 def _demo(args: argparse.Namespace) -> int:
-    # The demo needs the SDK (issue 2 leaves it to the SDK work): it runs `spanlog._demo`
+    # The demo needs the SDK: it runs `spanlog._demo`
     # when that module exists.
     try:
         demo = importlib.import_module("spanlog._demo")

@@ -22,6 +22,7 @@ import aiohttp
 from aiohttp import web
 
 import spanlog
+from spanlog._transport import Response, TransportError
 
 
 class Seen:
@@ -159,6 +160,32 @@ class ControlledProxy:
 
 
 LoggerFactory = Callable[..., spanlog.Logger]
+
+
+class AiohttpTransport:
+    """An ``async_transport`` for tests of the on-loop flush path (the one Pyodide's fetch
+    takes), on an ``aiohttp.ClientSession`` created inside the flush that uses it."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, url: str, body: bytes, headers: Any, timeout: float) -> Response:
+        """POST ``body``; TransportError when no answer comes."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(auto_decompress=False)
+        try:
+            async with self._session.post(url, data=body, headers=dict(headers),
+                                          timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                data = await resp.read()
+                return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()},
+                                data)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise TransportError(repr(exc)) from exc
+
+    async def aclose(self) -> None:
+        """Close the session."""
+        if self._session is not None:
+            await self._session.close()
 
 
 def flush_threads() -> list[threading.Thread]:

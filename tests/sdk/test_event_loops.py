@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from sdk_support import ControlledProxy, LoggerFactory
+from sdk_support import AiohttpTransport, ControlledProxy, LoggerFactory
 
 import spanlog
 from spanlog import _flush
@@ -91,73 +91,57 @@ async def test_aend_of_a_child_and_of_nothing(collector: Any, make_logger: Logge
     assert await spanlog.NoopSpan().aend(end_time=5.0) == 5.0
 
 
-async def test_blocking_flush_on_the_loop_thread_never_claims_rows_still_in_flight(
-        collector: Any, make_logger: LoggerFactory, project: str,
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    """flush() called on the loop's thread while the loop's background task is sending rows
-    returns False at once with a hint to use aflush() (it cannot wait without deadlocking
-    the loop); rows logged meanwhile follow, and aflush() then delivers everything."""
-    monkeypatch.setattr(_flush, "_warned_loop_flush", False)
+async def test_blocking_flush_on_the_loop_thread_waits_for_the_background_thread(
+        collector: Any, make_logger: LoggerFactory, project: str) -> None:
+    """flush() on the loop's thread while the background thread has a row on the wire waits
+    for it (the loop is not what sends) and then delivers what was logged meanwhile."""
     with ControlledProxy(collector.url) as proxy:
-        proxy.then(("delay", 1.0))
+        proxy.then(("delay", 0.5))
         logger = make_logger(api_url=proxy.url)
 
         @spanlog.traced
         async def handler(i: int) -> int:
             return i
 
-        await handler(0)  # the background task on this loop picks it up
+        await handler(0)
         await _poll(lambda: proxy.logs3() and logger.stats()["in_flight"] == 1)
-        logger.log(input="meanwhile")  # buffered behind the request on the wire
-        started = time.monotonic()
-        assert logger.flush(timeout=5) is False
-        assert time.monotonic() - started < 0.5, "flush() waited on the loop's own flush"
-        assert "await spanlog.aflush()" in caplog.text
-        assert await logger.aflush(timeout=10) is True
-        assert logger.stats()["queued"] == 0 and logger.stats()["in_flight"] == 0
+        logger.log(input="meanwhile")
+        assert logger.flush(timeout=10) is True
+        assert logger.stats()["in_flight"] == 0 and logger.stats()["queued"] == 0
     rows = await asyncio.to_thread(collector.fetch, project)
     assert len(rows) == 2
 
 
-def test_flush_beside_a_stopped_loop_sends_the_rest_and_says_what_is_missing(
-        collector: Any, make_logger: LoggerFactory, project: str) -> None:
-    """A loop stopped while its flush had rows on the wire holds the delivery lock: flush()
-    on that thread sends what is buffered alongside and returns False (those rows are not
-    delivered); once the loop runs again everything is delivered."""
+async def test_blocking_flush_beside_the_loops_own_flush_returns_false_with_a_hint(
+        collector: Any, make_logger: LoggerFactory, project: str,
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an async transport, an awaited flush sends on the loop: flush() on that thread
+    meanwhile returns False at once with a hint to use aflush() (waiting would deadlock the
+    loop); the rows logged meanwhile follow, and aflush() then delivers everything."""
+    monkeypatch.setattr(_flush, "_warned_loop_flush", False)
     with ControlledProxy(collector.url) as proxy:
-        proxy.then(("delay", 0.3))
-        logger = make_logger(api_url=proxy.url)
-
-        @spanlog.traced
-        async def handler() -> None:
-            await _poll(lambda: proxy.logs3() and logger.stats()["in_flight"] == 1)
-
-        async def root_then_wait() -> None:
-            with logger.start_span(name="first"):
-                pass
-            await handler()
-
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(root_then_wait())  # stops with "first" on the wire
-            logger.log(input="second")
-            assert logger.flush(timeout=10) is False
-            assert logger.stats()["in_flight"] == 1 and logger.stats()["queued"] == 0
-            assert loop.run_until_complete(logger.aflush(timeout=10)) is True
-        finally:
-            loop.run_until_complete(_finish_other_tasks())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-    rows = collector.fetch(project)
-    assert len(rows) == 3  # first, handler, second
+        proxy.then(("delay", 1.0))
+        logger = make_logger(api_url=proxy.url, async_transport=AiohttpTransport)
+        logger.log(input="first")
+        task = asyncio.create_task(logger.aflush(timeout=10))
+        await _poll(lambda: proxy.logs3() and logger.stats()["in_flight"] == 1)
+        logger.log(input="meanwhile")
+        started = time.monotonic()
+        assert logger.flush(timeout=5) is False
+        assert time.monotonic() - started < 0.5
+        assert any("await spanlog.aflush()" in r.getMessage() for r in caplog.records)
+        assert await task is True
+        assert await logger.aflush(timeout=10) is True
+        await _finish_other_tasks()
+    rows = await asyncio.to_thread(collector.fetch, project)
+    assert sorted(row["input"] for row in rows) == ["first", "meanwhile"]
 
 
-def test_rows_of_each_asyncio_run_are_delivered_promptly_when_its_loop_ends(
+def test_rows_of_each_asyncio_run_are_delivered_after_its_loop_ends(
         collector: Any, make_logger: LoggerFactory, project: str) -> None:
-    """With async_flush=True and one asyncio.run per invocation, the background task that
-    the end of each run cancels hands its rows to the flush thread, which sends them at
-    once instead of after another linger (30 s here) or at the next trace."""
-    make_logger(flush_linger=30, async_flush=True)
+    """With async_flush=True and one asyncio.run per invocation, each run's rows are
+    delivered by the flush thread, which does not depend on the loop that logged them."""
+    make_logger(async_flush=True)
 
     @spanlog.traced
     async def invocation(i: int) -> int:

@@ -1,8 +1,8 @@
-"""The collector's HTTP API (PROTOCOL.md): routes, authentication, errors.
+"""The collector's HTTP API (docs/protocol.md): routes, authentication, errors.
 
 Handlers only translate HTTP to :class:`~spanlog.server._store.Store` calls; everything they
 need from the engine goes through that interface, so a PostgreSQL store slots in unchanged.
-Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status PROTOCOL.md gives.
+Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status docs/protocol.md gives.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a JSON error with PROTOCOL.md's status."""
+    """Turn every failure into a JSON error with docs/protocol.md's status."""
     try:
         return await handler(request)
     except (InvalidRow, BadRequest, BadBody) as exc:
@@ -335,5 +335,5 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_get("/v1/project_logs/{project_id}/fetch", fetch)
     app.router.add_post("/v1/project_logs/{project_id}/feedback", feedback)
     app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
-    setup_viewer(app)  # the web viewer (issue 6): pages, assets, live updates
+    setup_viewer(app)  # the web viewer: pages, assets, live updates
     return app

@@ -135,13 +135,13 @@ async def bind_rows(store: Store, access: Access, batch: RowBatch, *, where: str
 
 def _comment_id(target: str, item: dict[str, Any]) -> str:
     # Derived from the request, so a retried feedback request rewrites the same comment row
-    # instead of adding a second one (PROTOCOL.md: retries leave the store as if sent once).
+    # instead of adding a second one (docs/protocol.md: retries leave the store as if sent once).
     text = json.dumps([target, item], sort_keys=True, default=str)
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "spanlog-comment:" + text))
 
 
 def feedback_pieces(project: Project, items: Any) -> list[Piece]:
-    """The pieces ``log_feedback`` makes (PROTOCOL.md, feedback): merges plus comment rows."""
+    """The pieces ``log_feedback`` makes (docs/protocol.md, feedback): merges plus comment rows."""
     if not isinstance(items, list):
         raise InvalidRow("feedback: must be a list of feedback objects")
     pieces: list[Piece] = []

@@ -13,7 +13,7 @@ from typing import Any
 
 from spanlog._merge import IS_MERGE, MERGE_PATHS
 
-# PROTOCOL.md's span types, plus the rest of the braintrust SDK's SpanTypeAttribute enum
+# docs/protocol.md's span types, plus the rest of the braintrust SDK's SpanTypeAttribute enum
 # (0.48.1): its users may log those, and rejecting them would drop whole batches.
 SPAN_TYPES = frozenset({
     "llm", "score", "function", "eval", "task", "tool",
@@ -21,7 +21,7 @@ SPAN_TYPES = frozenset({
     "log",
 })
 
-# Fields a piece may carry: PROTOCOL.md's row table, plus the control fields the braintrust
+# Fields a piece may carry: docs/protocol.md's row table, plus the control fields the braintrust
 # SDK sends on logs rows (see braintrust/db_fields.py).
 ROW_FIELDS = frozenset({
     "id", "span_id", "root_span_id", "span_parents", "project_id", "project_name", "log_id",
@@ -49,7 +49,7 @@ INDEXED_FIELDS = ("metadata", "tags", "span_attributes", "scores")
 
 
 class InvalidRow(ValueError):
-    """A piece does not have the shape PROTOCOL.md requires; the message says where."""
+    """A piece does not have the shape docs/protocol.md requires; the message says where."""
 
 
 def _describe(value: Any) -> str:

@@ -181,7 +181,7 @@ def apply_piece(stored: StoredRow | None, piece: Mapping[str, Any],
                 replace: Replace | None = None) -> StoredRow | None:
     """The stored row after ``piece`` lands on it, or None when nothing changes.
 
-    Rules (PROTOCOL.md, "Merge"): a merge piece deep-merges; a merge piece for an id not stored
+    Rules (docs/protocol.md, "Merge"): a merge piece deep-merges; a merge piece for an id not stored
     yet is stored as it is; a replace piece replaces, except that when only merges were stored
     so far (feedback that overtook the span) it goes *underneath* them (``merge_under``). A
     replace piece identical to the one the row is based on is a retry and changes nothing,
@@ -253,7 +253,7 @@ def is_root(row: Mapping[str, Any]) -> bool:
 def comment_target(row: Mapping[str, Any]) -> str | None:
     """The id of the row that comment row ``row`` is about; None when ``row`` is no comment.
 
-    A comment is its own row ``{id, origin: {id: target}, comment: {text}}`` (PROTOCOL.md,
+    A comment is its own row ``{id, origin: {id: target}, comment: {text}}`` (docs/protocol.md,
     feedback), the shape both ``log_feedback`` implementations write and the viewer reads.
     """
     if row.get("comment") is None:
@@ -575,7 +575,7 @@ class Store(ABC):
                     cursor: str | None = None, roots_only: bool = False) -> Page:
         """Rows of a project, most recently updated first, optionally filtered.
 
-        ``filter`` is a PROTOCOL.md filter expression (:class:`BadRequest` when it does not
+        ``filter`` is a docs/protocol.md filter expression (:class:`BadRequest` when it does not
         parse); ``cursor`` continues a previous page. With ``roots_only`` only root spans
         (:func:`is_root`) are listed, each with ``scores_avg`` over its whole trace
         (:func:`subtree_averages`), read for the whole page at once.

@@ -1,4 +1,4 @@
-"""The web viewer: its pages, its static assets and the live-updates stream (issue 6).
+"""The web viewer: its pages, its static assets and the live-updates stream.
 
 The viewer is plain HTML, CSS and ES modules under ``static/`` (no build step, nothing
 fetched from outside the collector); the browser reads logs only through the collector's
