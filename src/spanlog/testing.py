@@ -7,7 +7,7 @@
     def test_answer_is_traced():
         with capture_rows() as rows:
             answer("hi")
-        assert rows[0]["input"] == {"question": "hi"}
+        assert rows.by_name("answer")[0]["input"] == {"question": "hi"}
 
 Inside :func:`capture_rows` every logger delivers to an :class:`InMemoryExporter` instead of
 its collector, and each trace is delivered as soon as it ends, through the same merging,
