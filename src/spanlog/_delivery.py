@@ -252,6 +252,8 @@ class Delivery:
                 wait = None
             if attempt >= self.config.max_retries:
                 self.stats.last_error = error
+                if self.cutoff is not None:
+                    raise _Later  # at exit: the exit flush tries again, and reports once
                 _log.warning("spanlog: could not deliver %d row(s) after %d attempt(s) (%s); "
                             "keeping them for the next flush", len(batch), attempt + 1, error)
                 raise _Later

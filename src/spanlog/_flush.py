@@ -31,8 +31,6 @@ from ._config import Config
 from ._delivery import Delivery, backoff, run_async, run_sync
 from ._transport import Transport
 
-HANDLED, FLUSH_NOW = 0, 1
-
 _LOCK_POLL = 0.005
 _warned_loop_flush = False
 _HOOK_GUARD = _log.guard("handing the flush to the waitUntil hook")
@@ -50,30 +48,31 @@ class Flusher:
         self.capture: Any = None  # spanlog.testing.capture_rows(): its in-memory transport
         self._async_owner: int | None = None  # thread whose event loop holds delivery.lock
         self._loop_task: Any = None
+        self._lost_in_flight = 0  # rows in flight already counted lost at exit
         self.sender = _sender(self)
         _process.track(self)
 
     # --- the decision at the end of a trace -------------------------------------------------
 
-    def on_trace_end(self) -> int:
-        """Start what the end of a trace calls for; FLUSH_NOW asks the caller to flush.
+    def on_trace_end(self) -> bool:
+        """Start what the end of a trace calls for; True asks the caller to flush now.
 
         This runs on the caller's thread once per trace, so the common outcome (a background
         flush is already pending) costs a few attribute reads.
         """
         if self.capture is not None:
             self.flush(None)
-            return HANDLED
+            return False
         hook = _hooks.find_wait_until()
         if hook is not None:
             with _HOOK_GUARD:
                 hook(self.flush_coroutine())
-                return HANDLED
+                return False
         if not self.config.async_flush:
-            return FLUSH_NOW
+            return True
         if not self.sender.kick():
             self._kick_loop_task()
-        return HANDLED
+        return False
 
     # --- explicit flushes -----------------------------------------------------------------
 
@@ -285,9 +284,13 @@ class Flusher:
             if time.monotonic() + pause >= deadline:
                 break
             time.sleep(pause)  # a collector that refuses at once: do not spin
-        lost = len(self.buffer.rows) + self.delivery.in_flight
+        # Counted once, even though the other exit hook runs this again: the buffer is
+        # emptied, and rows still in flight on a stuck thread are remembered.
+        in_flight = self.delivery.in_flight
+        lost = len(self.buffer.rows) + max(0, in_flight - self._lost_in_flight)
+        self._lost_in_flight = in_flight
         if lost:
-            self.buffer.drain()  # counted once, even if the other exit hook runs later
+            self.buffer.drain()
             stats = self.delivery.stats
             reason = stats.last_error or "no answer in time"
             stats.failed += lost
@@ -304,6 +307,7 @@ class Flusher:
         self.sender.reset_after_fork()
         self._async_owner = None
         self._loop_task = None
+        self._lost_in_flight = 0
         transport = self._transport
         if transport is not None and transport is not self.config.transport:
             self._transport = None

@@ -11,13 +11,10 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _log
-from ._buffer import Buffer
-from ._config import Config, load_config
 from ._context import current
-from ._delivery import Delivery
 from ._event import (
     FEEDBACK_SOURCES,
     check_metadata,
@@ -25,7 +22,6 @@ from ._event import (
     check_tags,
     event_piece,
 )
-from ._flush import FLUSH_NOW, Flusher
 from ._ids import new_row_id, new_span_id, new_trace_id, row_id_for
 from ._merge import IS_MERGE
 from ._serialize import iso_utc, snapshot
@@ -40,6 +36,9 @@ from ._span import (
     resolve_parent,
 )
 
+if TYPE_CHECKING:
+    from ._config import Config
+
 _loggers: weakref.WeakSet[Logger] = weakref.WeakSet()
 _TRACE_END_GUARD = _log.guard("flush at the end of a trace")
 _current_logger: Logger | None = None
@@ -51,6 +50,13 @@ class Logger:
     """Logs the rows of one project to one collector. Create it with :func:`init_logger`."""
 
     def __init__(self, config: Config) -> None:
+        # The delivery machinery loads with the first logger, not with ``import spanlog``:
+        # a cold start that imports spanlog pays for it once, at init_logger, before any
+        # request (and never on an event loop's thread in the middle of one).
+        from ._buffer import Buffer
+        from ._delivery import Delivery
+        from ._flush import Flusher
+
         self.config = config
         self.project = config.project
         self.project_id = config.project_id
@@ -194,12 +200,12 @@ class Logger:
 
     def _trace_end(self) -> None:
         with _TRACE_END_GUARD:
-            if self._flusher.on_trace_end() == FLUSH_NOW:
+            if self._flusher.on_trace_end():
                 self._flusher.flush(self.config.flush_timeout)
 
     async def _atrace_end(self) -> None:
         with _TRACE_END_GUARD:
-            if self._flusher.on_trace_end() == FLUSH_NOW:
+            if self._flusher.on_trace_end():
                 await self._flusher.aflush(self.config.flush_timeout)
 
 
@@ -217,6 +223,8 @@ def init_logger(project: str | None = None, project_id: str | None = None,
     other settings of the README's configuration table. Raises ``ValueError`` for a bad
     value, naming the argument or variable.
     """
+    from ._config import load_config
+
     config = load_config({"project": project, "project_id": project_id, "api_key": api_key,
                           "api_url": api_url, "async_flush": async_flush, **more})
     logger = Logger(config)

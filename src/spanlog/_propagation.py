@@ -9,7 +9,6 @@ and :func:`extract_traceparent` reads it back into a value ``parent=`` accepts; 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +16,20 @@ if TYPE_CHECKING:
     from ._span import Span
 
 _EXPORT_PREFIX = "sl1:"
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and _HEX_DIGITS.issuperset(text)
+
+
+def _split_traceparent(text: str) -> tuple[str, str, str, str] | None:
+    """The four fields of a W3C ``traceparent`` (lower case), or None if it is not one."""
+    parts = text.split("-")
+    if len(parts) != 4 or not all(_is_hex(part, size)
+                                   for part, size in zip(parts, (2, 32, 16, 2), strict=True)):
+        return None
+    return parts[0], parts[1], parts[2], parts[3]
 
 
 class RemoteParent:
@@ -72,9 +83,9 @@ def parse_parent(value: str, where: str = "parent") -> RemoteParent:
         row_id = payload.get("r")
         return RemoteParent(span_id, trace_id, row_id if isinstance(row_id, str) else None,
                             project or None)
-    match = _TRACEPARENT.match(text.lower())
-    if match:
-        version, trace_id, span_id, _flags = match.groups()
+    fields = _split_traceparent(text.lower())
+    if fields:
+        version, trace_id, span_id, _flags = fields
         if version == "ff" or set(trace_id) == {"0"} or set(span_id) == {"0"}:
             raise ValueError(f"{where}: traceparent {value!r} is invalid (W3C forbids "
                              "version ff and all-zero ids)")
@@ -85,8 +96,7 @@ def parse_parent(value: str, where: str = "parent") -> RemoteParent:
 
 def traceparent_of(span_id: str, root_span_id: str) -> str | None:
     """The W3C ``traceparent`` value for a span, or None if its ids are not W3C-shaped."""
-    if (len(root_span_id) == 32 and len(span_id) == 16 and _HEX.match(root_span_id)
-            and _HEX.match(span_id)):
+    if _is_hex(root_span_id, 32) and _is_hex(span_id, 16):
         return f"00-{root_span_id}-{span_id}-01"
     return None
 

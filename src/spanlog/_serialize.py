@@ -13,7 +13,6 @@ and only then sanitizes.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -100,7 +99,7 @@ def _copy(value: Any, depth: int, path: set[int] | None) -> Any:
 
 def _key(key: Any) -> str:
     if key is None or isinstance(key, (bool, int, float)):
-        return json.dumps(key)  # the spelling json.dumps uses for non-str keys
+        return _encode(key)  # the spelling json.dumps uses for non-str keys
     converted = snapshot(key)
     return converted if isinstance(converted, str) else _describe(key)
 
@@ -177,8 +176,18 @@ def _convert(value: Any, depth: int, path: set[int]) -> Any:
 
 # --- encoding (flusher side) ---------------------------------------------------------------
 
-_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
-_encode = _encoder.encode
+_encoder: Any = None
+
+
+def _encode(value: Any) -> str:
+    """Compact JSON text (the encoder is made on first use: ``json`` is not needed to log)."""
+    global _encoder
+    if _encoder is None:
+        import json
+
+        _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False,
+                                    check_circular=False).encode
+    return _encoder(value)  # type: ignore[no-any-return]
 
 
 def encode_json(value: Any) -> bytes:

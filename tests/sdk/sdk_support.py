@@ -5,7 +5,11 @@ thread or loop cannot starve it), records every request it sees, and answers eac
 either by forwarding it to the collector or by the next scripted misbehaviour:
 ``("status", 429, {"Retry-After": "1"}, body)``, ``("reset",)`` (close the connection without
 an answer), ``("garbage",)`` (200 with a body that is not JSON, without forwarding) or
-``("delay", seconds)`` (forward, but only after a pause).
+``("delay", seconds)`` (forward, but only after a pause), ``("trickle", seconds)`` (forward,
+then send the answer's head at once and its body one byte per ``seconds``) or
+``("hold", seconds)`` (the same as delay,
+but forward only if the client is still connected then: a request whose sender died while it
+waited is dropped, as if it had never completed, and counted in ``abandoned``).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class ControlledProxy:
         self.script: list[tuple[Any, ...]] = []
         self.seen: list[Seen] = []
         self.forwarded = 0  # requests whose upstream answer came back (even if too late)
+        self.abandoned = 0  # held requests dropped because their client had gone
         self.lock = threading.Lock()
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -103,10 +108,23 @@ class ControlledProxy:
             if action[0] == "delay":  # answer late, but answer (forwarded)
                 await asyncio.sleep(action[1])
                 action = None
+            elif action[0] == "hold":  # answer late, and only to a client still there
+                assert self._stop is not None
+                try:  # cut short when the proxy stops, so that its exit does not wait
+                    await asyncio.wait_for(self._stop.wait(), action[1])
+                except asyncio.TimeoutError:
+                    pass
+                transport = request.transport
+                if self._stop.is_set() or transport is None or transport.is_closing():
+                    with self.lock:
+                        self.abandoned += 1
+                    return web.Response(status=503)  # nobody reads it
+                action = None
             elif action[0] == "reset":
                 assert request.transport is not None
                 request.transport.close()
                 return web.Response(status=500)  # never reaches the client
+        trickle = action[1] if action is not None and action[0] == "trickle" else None
         # aiohttp's server has decompressed the body already: forward it plain.
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() in ("authorization", "content-type")}
@@ -116,8 +134,30 @@ class ControlledProxy:
             data = await resp.read()
             with self.lock:
                 self.forwarded += 1
+            if trickle is not None:
+                return await self._trickle(request, resp.status, data, trickle)
             return web.Response(status=resp.status, body=data,
                                 content_type=resp.content_type)
+
+    async def _trickle(self, request: web.Request, status: int, data: bytes,
+                       every: float) -> web.StreamResponse:
+        """Answer with the head at once, then the body a byte at a time (cut short when the
+        proxy stops)."""
+        assert self._stop is not None
+        answer = web.StreamResponse(status=status, headers={
+            "Content-Type": "application/json", "Content-Length": str(len(data))})
+        await answer.prepare(request)
+        for byte in data:
+            await answer.write(bytes([byte]))
+            try:
+                await asyncio.wait_for(self._stop.wait(), every)
+                return answer  # stopping: leave the body unfinished
+            except asyncio.TimeoutError:
+                pass
+            except ConnectionError:
+                return answer
+        await answer.write_eof()
+        return answer
 
     def __enter__(self) -> ControlledProxy:
         self._thread = threading.Thread(target=self._main, daemon=True, name="test-proxy")
