@@ -14,7 +14,7 @@ measurement runs in a fresh interpreter (a subprocess) that imports spanlog and 
 Phases (traces of 10 spans opened with ``async with logger.start_span``, ~1 KB rows):
 
 - ``first``: the very first trace of the process: nothing of spanlog's delivery path (the
-  async transport, aiohttp, the connection) has run yet;
+  flush thread, the encoder, the connection) has run yet;
 - ``steady``: 200 traces, one every ~5 ms;
 - ``burst``: 4,000 rows: 400 traces back to back, yielding to the loop only between traces
   (as a server handling requests would), so what shows is the delivery of 4,000 rows at
@@ -25,7 +25,7 @@ Phases (traces of 10 spans opened with ``async with logger.start_span``, ~1 KB r
 ``steady``, ``burst`` and ``big`` first deliver one warm-up trace before the baseline, so
 they measure their own cost, not the first trace's (``--cold`` skips the warm-up). Each
 phase runs in both modes: ``background`` (the default, ``async_flush=True``: delivery by a
-task on the loop) and ``sync`` (``async_flush=False``: the flush awaited at each trace end).
+flush thread) and ``sync`` (``async_flush=False``: the flush awaited at each trace end).
 
 The collector (``python -m spanlog.server --workers 0``, a temporary SQLite file, a free
 loopback port) runs in its own process so that its CPU does not share the worker's GIL; with
