@@ -369,7 +369,7 @@ def _start_methods() -> Iterator[Any]:
             method not in available, reason=f"no {method} start method here"))
 
 
-@pytest.mark.parametrize("method", _start_methods())
+@pytest.mark.parametrize("method", list(_start_methods()))
 def test_traced_process_target_is_delivered_without_flush(
         collector: Any, project: str, tmp_path: Path, method: str) -> None:
     """Spans of a @traced multiprocessing target are delivered when it returns, with no flush."""
@@ -381,7 +381,7 @@ def test_traced_process_target_is_delivered_without_flush(
     assert names(rows) == ["step", "step", "work", "work"], run
 
 
-@pytest.mark.parametrize("method", _start_methods())
+@pytest.mark.parametrize("method", list(_start_methods()))
 def test_pool_closed_and_joined_delivers_every_trace(
         collector: Any, project: str, tmp_path: Path, method: str) -> None:
     """A Pool closed and joined after map() has every worker's trace stored."""
