@@ -218,15 +218,22 @@ def encode_row(row: dict[str, Any]) -> bytes:
 
 
 def _has_long_string(value: Any, depth: int) -> bool:
+    # Runs for every row on the flush thread: descend only into containers, no generators.
     kind = type(value)
-    if kind is str:
-        return len(value) > _SLICE
-    if depth >= _MAX_DEPTH:
-        return False
     if kind is dict:
-        return any(_has_long_string(item, depth + 1) for item in value.values())
-    if kind is list:
-        return any(_has_long_string(item, depth + 1) for item in value)
+        items: Any = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return kind is str and len(value) > _SLICE
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if len(item) > _SLICE:
+                return True
+        elif (kind is dict or kind is list) and depth < _MAX_DEPTH:
+            if _has_long_string(item, depth + 1):
+                return True
     return False
 
 
