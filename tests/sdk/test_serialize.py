@@ -111,3 +111,18 @@ def test_snapshot_is_a_copy() -> None:
     original["list"][1]["x"] = 2  # type: ignore[index]
     original["tuple"][0].append(2)  # type: ignore[attr-defined]
     assert copied == {"list": [1, {"x": 1}], "tuple": [[1]]}
+
+
+def test_a_row_with_long_strings_is_encoded_in_slices_to_the_same_json() -> None:
+    """encode_row slices strings longer than its slice (so the GIL is given up between
+    slices) and still produces the JSON of the row, lone surrogates and NaN included."""
+    from spanlog import _serialize
+
+    long = "é\"\\\n" + "x" * (_serialize._SLICE + 7) + "\udc80"
+    row = {"input": long, "metadata": {"deep": [{"text": long}], "n": float("nan")}, "k": 1}
+    assert _serialize._has_long_string(row, 0)
+    decoded = json.loads(_serialize.encode_row(row))
+    assert decoded["input"] == long and decoded["metadata"]["deep"][0]["text"] == long
+    assert decoded["metadata"]["n"] == "NaN" and decoded["k"] == 1
+    short = {"input": "x" * 100, "metadata": {"a": [1, 2]}}
+    assert _serialize.encode_row(short) == _serialize.encode_json(short)
