@@ -250,6 +250,9 @@ def run_block(block: Block, env: dict[str, str], workdir: Path) -> tuple[str, st
         how = "pytest"
         script = workdir / "test_snippet.py"
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", script.name]
+        # Plain pytest, as a user without this repository's plugins runs it (an installed
+        # pytest-asyncio warns about its own settings when no configuration file sets them).
+        env = {**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     elif handler is not None:
         how = "handler"
         script = workdir / "snippet.py"

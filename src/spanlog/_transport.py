@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -149,6 +150,10 @@ class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.extra = b""
+        # A logger dropped without close() leaves its kept-alive connection behind: it is
+        # closed quietly when collected. A weakref callback, not __del__: in a cycle the
+        # garbage collector may finalize the socket first, and the socket would warn.
+        weakref.finalize(self, sock.close).atexit = False
 
     @classmethod
     def open(cls, scheme: str, host: str, port: int, deadline: float) -> _Connection:
@@ -253,9 +258,6 @@ class _Connection:
         except OSError:
             pass
 
-    # A logger dropped without close() (or a flush that outlived its logger's close) leaves
-    # a kept-alive connection behind: it is closed quietly when collected.
-    __del__ = close
 
     def discard(self) -> None:
         """Close this process's descriptor only (no shutdown, which would end the parent's
