@@ -23,9 +23,13 @@ Goal (the issue): ``import spanlog`` <= 15 ms.
 
     PYTHONPATH=src python3 bench/import_time.py [--runs 5] [--json results.json]
 
-Every probe first runs once uncounted (bytecode caches written, files in the OS cache): the
-figures are a fresh interpreter's on a warm machine, not a cold disk. ``-X importtime`` adds
-its own overhead to every import, so its totals run above the perf_counter figures. It
+Bytecode: spanlog is first compiled into its ``__pycache__`` (``python -m compileall``, as
+``pip install`` does) and ``PYTHONDONTWRITEBYTECODE`` is dropped for the measured processes,
+so that spanlog loads from bytecode as the installed braintrust and OpenTelemetry do; with
+that variable set and no bytecode (an editable install in such an environment) every process
+compiles spanlog's source, which is shown as well, for comparison. Every probe first runs
+once uncounted (files in the OS cache): the figures are a fresh interpreter's on a warm
+machine, not a cold disk. ``-X importtime`` adds a little overhead to every import. It
 measures whichever ``spanlog`` is importable (``PYTHONPATH`` is passed on). Numbers move with
 machine load: run it more than once on a shared machine. Not a pass/fail test.
 """
@@ -37,6 +41,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -69,7 +74,7 @@ def parse_importtime(stderr: str) -> list[tuple[int, int, int, str]]:
     return lines[starts[-1] + 1:] if starts else lines
 
 
-def importtime(module: str, runs: int) -> dict[str, Any]:
+def importtime(module: str, runs: int, env: dict[str, str] | None = None) -> dict[str, Any]:
     """``runs`` fresh ``python -X importtime -c "import module"``; the figures."""
     totals: list[float] = []
     selves: dict[str, list[int]] = {}
@@ -77,7 +82,7 @@ def importtime(module: str, runs: int) -> dict[str, Any]:
     counts: list[int] = []
     for number in range(runs + 1):
         err = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
-                             capture_output=True, text=True, check=True).stderr
+                             capture_output=True, text=True, check=True, env=env).stderr
         if number == 0:
             continue  # uncounted: writes bytecode caches, fills the OS file cache
         lines = parse_importtime(err)
@@ -94,17 +99,18 @@ def importtime(module: str, runs: int) -> dict[str, Any]:
                          for name in top]}
 
 
-def print_importtime(result: dict[str, Any], runs: int) -> None:
+def print_importtime(result: dict[str, Any], runs: int, label: str = "",
+                     top: int = TOP) -> None:
     goal = ""
-    if result["module"] == "spanlog":
+    if result["module"] == "spanlog" and not label:
         goal = (f"   goal <= {GOAL_MS:g} ms: "
                 f"{'ok' if result['best_us'] / 1000 <= GOAL_MS else 'OVER'} (best)")
-    print(f"\nimport {result['module']}: best {result['best_us'] / 1000:.1f} ms, median "
+    print(f"\nimport {result['module']}{label}: best {result['best_us'] / 1000:.1f} ms, median "
           f"{result['median_us'] / 1000:.1f} ms over {runs} runs, "
           f"{result['modules']:.0f} modules loaded{goal}")
     print("  runs (ms): " + ", ".join(f"{us / 1000:.1f}" for us in result["runs_us"]))
-    print(f"  top {TOP} by self time (median us): {'self':>8} {'cumulative':>11}")
-    for name, own, cum, seen in result["top_self"]:
+    print(f"  top {top} by self time (median us): {'self':>8} {'cumulative':>11}")
+    for name, own, cum, seen in result["top_self"][:top]:
         note = "" if seen == runs else f"  (in {seen} of {runs} runs)"
         print(f"    {name:<40} {own:8.0f} {cum:11.0f}{note}")
 
@@ -203,6 +209,22 @@ def stop_collector(proc: subprocess.Popen[str], log: Any) -> None:
         log.close()
 
 
+def compile_spanlog(where: str) -> str:
+    """Give the measured processes spanlog's bytecode, as ``pip install`` does: drop
+    ``PYTHONDONTWRITEBYTECODE`` from the environment they inherit and compile the package
+    at ``where`` into its ``__pycache__`` (else, with that variable set, every fresh process
+    would compile spanlog from source while the installed packages load their bytecode)."""
+    import subprocess
+
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    done = subprocess.run([sys.executable, "-m", "compileall", "-q", where],
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        return (f"bytecode: could not compile {where} ({done.stdout.strip()[-200:]}); "
+                "spanlog may be compiled from source in every process")
+    return f"bytecode: {where} compiled (python -m compileall), PYTHONDONTWRITEBYTECODE unset"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh interpreters per figure")
@@ -215,6 +237,8 @@ def main() -> None:
     print(f"spanlog {spanlog.__version__} from {os.path.dirname(spanlog.__file__)}; "
           f"python {sys.version.split()[0]}; {os.cpu_count()} cores; "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    where = os.path.dirname(spanlog.__file__)
+    print(compile_spanlog(where))
     print(f"goal: import spanlog <= {GOAL_MS:g} ms")
     modules = ["spanlog", "braintrust"]
     try:
@@ -234,6 +258,17 @@ def main() -> None:
         print_importtime(result, runs)
     if not otel:
         print("\nimport opentelemetry.trace: not installed")
+    with tempfile.TemporaryDirectory(prefix="spanlog-source-") as tmp:
+        # A copy of the package without bytecode, first on the path, never compiled to disk:
+        # what every fresh process pays when spanlog runs from source with
+        # PYTHONDONTWRITEBYTECODE=1 (an editable install in such an environment).
+        shutil.copytree(where, os.path.join(tmp, "spanlog"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONPATH": os.pathsep.join(filter(None, [tmp, os.environ.get("PYTHONPATH")]))}
+        source = importtime("spanlog", runs, env)
+    results["import"]["spanlog (from source, no bytecode)"] = source
+    print_importtime(source, runs, " from source, no bytecode (for comparison)", 3)
 
     print(f"\nFresh interpreter, {runs} runs each: measured inside (from before the import) "
           "| whole process")
