@@ -145,7 +145,7 @@ class Transport:
 class _Connection:
     """One socket and the bytes read past the end of the last response."""
 
-    __slots__ = ("extra", "sock")
+    __slots__ = ("__weakref__", "extra", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
