@@ -141,7 +141,9 @@ class Delivery:
     def _prepare(self, rows: list[dict[str, Any]]) -> None:
         project = self.project
         now = None
-        for row in rows:
+        for count, row in enumerate(rows):
+            if not count & 63:
+                pace()
             if "project_id" not in row and "project_name" not in row:
                 row.update(project)
             row["log_id"] = "g"

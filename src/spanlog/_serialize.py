@@ -210,11 +210,18 @@ _SLICE = 256 * 1024
 
 def encode_row(row: dict[str, Any]) -> bytes:
     """:func:`encode_json` of one row, in slices when it holds a very long string."""
-    if not _has_long_string(row, 0):
-        return encode_json(row)
-    parts: list[bytes] = []
-    _encode_sliced(_sanitize(row, 0), parts)
-    return b"".join(parts)
+    for field in _FREE_FIELDS:
+        value = row.get(field)
+        if value is not None and _has_long_string(value, 0):
+            parts: list[bytes] = []
+            _encode_sliced(_sanitize(row, 0), parts)
+            return b"".join(parts)
+    return encode_json(row)
+
+
+# The fields whose values the user chooses; the others (ids, names, context, metrics, tags)
+# are spanlog's own and short.
+_FREE_FIELDS = ("input", "output", "expected", "error", "metadata")
 
 
 def _has_long_string(value: Any, depth: int) -> bool:
