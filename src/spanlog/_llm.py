@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+from spanlog._log import guard
 from spanlog._logger import current_span, open_span
 from spanlog._span import NoopSpan, Span, skip_prefixes
 
@@ -250,10 +251,9 @@ class LLMSpan:
 
     def fail(self, error: BaseException) -> None:
         """Record ``error`` on the span, formatted with its traceback (the caller re-raises)."""
-        try:
+        # The caller's own error is what must propagate, untouched.
+        with guard("recording an llm call's error"):
             self.span.log(error=error)
-        except Exception:  # the caller's own error is what must propagate, untouched
-            _log.exception("spanlog: could not record an llm call's error")
 
     def _close(self) -> bool:
         """Mark the call ended, once; say whether the span is still to be ended."""
@@ -261,10 +261,8 @@ class LLMSpan:
             if self._ended:
                 return False
             self._ended = True
-        try:
+        with guard("logging an llm span's timing"):
             self._write({})
-        except Exception:  # logging must never break the caller (docs/design.md)
-            _log.exception("spanlog: could not log an llm span's timing")
         return True
 
     def end(self) -> None:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from spanlog._llm import LLMSpan
+from spanlog._log import guard
 from spanlog._openai_stream import (
     AsyncHelperStream,
     AsyncTracedStream,
@@ -104,7 +105,7 @@ class _Wrapping:
             # A generator of messages would be used up by logging it: send a list instead.
             if type(value) not in _PLAIN and isinstance(value, Iterator):
                 kwargs[key] = list(value)
-        try:
+        with guard("starting an llm span"):
             # None means "not set" for every parameter (openai's helpers pass extra_body=None).
             metadata = {key: self.describe(value) for key, value in kwargs.items()
                         if key != endpoint.input_key and key not in _NOT_METADATA
@@ -112,16 +113,14 @@ class _Wrapping:
             return LLMSpan(endpoint.name, input=kwargs.get(endpoint.input_key),
                            provider=self.provider, metadata=metadata,
                            skip_modules=_OPENAI_MODULES)
-        except Exception:
-            _log.exception("spanlog: could not start an llm span")
-            return None
+        return None
 
     def finish(self, endpoint: _Endpoint, span: LLMSpan, result: Any,
                kwargs: dict[str, Any]) -> tuple[Any, bool]:
         """Log ``result`` on ``span``: what the caller gets (a traced stream if it streams),
         and whether the span is to be ended now (a stream ends it later)."""
         streaming = kwargs.get("stream") is True
-        try:
+        with guard("logging an openai response"):
             if _wants_raw_response(kwargs):
                 # with_raw_response: parse() caches, so parsing here costs the caller nothing.
                 parsed = result.parse()
@@ -132,8 +131,6 @@ class _Wrapping:
                 return self._traced_stream(endpoint, span, result), False
             else:
                 self._log_result(endpoint, span, result)
-        except Exception:
-            _log.exception("spanlog: could not log an openai response")
         return result, True
 
     @staticmethod

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from spanlog._llm import LLMSpan
+from spanlog._log import guard
 
 _log = logging.getLogger("spanlog")
 
@@ -202,7 +203,7 @@ def _record(call: LLMSpan, chunks: Chunks, error: BaseException | None) -> bool:
     """Log the aggregated output on the span; say whether it is still to be ended."""
     if call.ended:
         return False
-    try:
+    with guard("aggregating a stream's output"):
         if error is not None:
             call.fail(error)
         else:
@@ -210,8 +211,6 @@ def _record(call: LLMSpan, chunks: Chunks, error: BaseException | None) -> bool:
             if reported is not None:
                 call.log(error=reported)
         call.log(output=chunks.output(), usage=chunks.usage)
-    except Exception:  # never raise into the user's code from logging
-        _log.exception("spanlog: could not aggregate a stream's output")
     return True
 
 
@@ -246,11 +245,9 @@ class _StreamSpan(ObjectProxy):
             await self._call.aend()
 
     def _take(self, item: Any) -> None:
-        try:
+        with guard("reading a stream chunk"):
             if self._chunks.add(item):
                 self._call.first_token()
-        except Exception:
-            _log.exception("spanlog: could not read a stream chunk")
 
 
 class TracedStream(_StreamSpan):
