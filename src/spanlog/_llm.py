@@ -14,7 +14,6 @@ Token names follow the row metrics of docs/protocol.md: ``prompt_tokens``, ``com
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -27,7 +26,6 @@ from spanlog._span import NoopSpan, Span, skip_prefixes
 
 __all__ = ["LLMSpan", "llm_span", "log_llm", "usage_metrics"]
 
-_log = logging.getLogger("spanlog")
 
 # Provider spellings of the three headline counts (OpenAI chat, OpenAI Responses, Anthropic,
 # Gemini and friends all say the same three things differently).

@@ -15,7 +15,6 @@ clients. ``with_streaming_response`` calls pass through untraced.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
@@ -37,7 +36,6 @@ from spanlog._openai_stream import (
 
 __all__ = ["wrap_openai"]
 
-_log = logging.getLogger("spanlog")
 
 _C = TypeVar("_C")
 

@@ -13,7 +13,6 @@ and ``isinstance`` sees the wrapped object's class, so code that checks
 
 from __future__ import annotations
 
-import logging
 import weakref
 from collections.abc import Callable
 from types import TracebackType
@@ -22,7 +21,6 @@ from typing import Any
 from spanlog._llm import LLMSpan
 from spanlog._log import guard
 
-_log = logging.getLogger("spanlog")
 
 
 class ObjectProxy:
