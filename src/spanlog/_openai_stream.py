@@ -22,7 +22,6 @@ from spanlog._llm import LLMSpan
 from spanlog._log import guard
 
 
-
 class ObjectProxy:
     """Delegate everything to ``target``; report the target's class to ``isinstance``."""
 
