@@ -75,8 +75,20 @@ APP = textwrap.dedent('''
                     "headers": [(b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
+    async def atrace():
+        async with spanlog.start_span(name="request", type="task") as root:
+            for i in range(CHILDREN):
+                async with spanlog.start_span(name=f"step-{i}", type="function") as span:
+                    span.log(input={"i": i}, output={"ok": True}, metadata={"n": i})
+            root.log(input="question", output="answer")
+        return {"ok": True, "id": root.id}
+
     def handler(event, context):
         return trace()
+
+    def handler_async(event, context):  # async code run per invocation, as Lambda users do
+        import asyncio
+        return asyncio.run(atrace()) if ENABLED else {"ok": True}
 ''').replace("CHILDREN", str(SPANS - 1))
 
 
@@ -205,25 +217,38 @@ def bench_lambda(requests: int, workdir: Path, collector_url: str) -> None:
     task_root = workdir / "lambda"
     task_root.mkdir(exist_ok=True)
     (task_root / "bench_app.py").write_text(APP)
+    variants = {"on": ("bench_app.handler", "1"), "off": ("bench_app.handler", "0"),
+                "async on": ("bench_app.handler_async", "1"),
+                "async off": ("bench_app.handler_async", "0")}
+    # PYTHONPATH set for this run (to measure another checkout) reaches the function too.
+    path = {"PYTHONPATH": f"{task_root}{os.pathsep}{os.environ['PYTHONPATH']}"
+            } if os.environ.get("PYTHONPATH") else {}
     functions = {
-        flag: LambdaFunction(task_root, "bench_app.handler",
-                             {"BENCH_SPANLOG": flag, "SPANLOG_API_URL": collector_url},
+        name: LambdaFunction(task_root, handler,
+                             {"BENCH_SPANLOG": flag, "SPANLOG_API_URL": collector_url, **path},
                              workdir, freeze=False)
-        for flag in ("1", "0")
+        for name, (handler, flag) in variants.items()
     }
-    samples: dict[str, list[float]] = {"1": [], "0": []}
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    first: dict[str, float] = {}
     try:
         for number in range(requests + 20):
-            for flag, function in functions.items():
+            for name, function in functions.items():
                 kind, payload, elapsed = function.invoke({"q": number})
                 assert kind == "response", payload
-                if number >= 20:
-                    samples[flag].append(elapsed)
+                if number == 0:
+                    first[name] = elapsed  # the cold invocation: first trace and connection
+                elif number >= 20:
+                    samples[name].append(elapsed)
     finally:
         for function in functions.values():
             function.close()
     report(f"AWS Lambda under awslambdaric, {SPANS}-span trace flushed before returning",
-           samples["1"], samples["0"], 5.0)
+           samples["on"], samples["off"], 5.0)
+    report("The same from async code (asyncio.run per invocation, async with spans)",
+           samples["async on"], samples["async off"], 5.0)
+    print("  first invocation of each (ms): " + ", ".join(
+        f"{name} {seconds * 1000:.1f}" for name, seconds in first.items()))
 
 
 def bench_cold(runs: int) -> None:
