@@ -1,8 +1,10 @@
-"""Shared fixtures: a real collector on a local port for every suite that needs one."""
+"""Shared fixtures: a real collector on a local port for every suite that needs one, and
+spanlog's internal errors turned into test failures in every suite."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import urllib.error
 import urllib.parse
@@ -16,6 +18,49 @@ import pytest
 from spanlog.server._auth import create_key
 from spanlog.server._runner import BackgroundCollector
 from spanlog.server._store import DEFAULT_ORG
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class ExpectedErrors:
+    """The ERROR records the ``spanlog`` logger emitted during a test that expects some."""
+
+    def __init__(self, handler: _Errors) -> None:
+        self._handler = handler
+
+    @property
+    def messages(self) -> list[str]:
+        return [record.getMessage() for record in self._handler.records]
+
+
+@pytest.fixture(autouse=True)
+def spanlog_errors(request: pytest.FixtureRequest) -> Iterator[_Errors]:
+    """Fail any test in which spanlog logged an ERROR (the SDK and the collector never raise
+    them into their callers, so this is how their bugs show), unless the test asked for
+    ``expect_spanlog_errors``."""
+    handler = _Errors()
+    log = logging.getLogger("spanlog")
+    log.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+    if "expect_spanlog_errors" not in request.fixturenames and handler.records:
+        messages = [handler.format(r) for r in handler.records]
+        pytest.fail(f"spanlog logged internal errors: {messages}")
+
+
+@pytest.fixture
+def expect_spanlog_errors(spanlog_errors: _Errors) -> ExpectedErrors:
+    """Allow (and expose) ERROR records of the ``spanlog`` logger in this test."""
+    return ExpectedErrors(spanlog_errors)
 
 
 class CollectorHandle:

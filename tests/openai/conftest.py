@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 import weakref
@@ -21,29 +20,6 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     """The OpenAI-compatible server on 127.0.0.1, shared by the whole session."""
     with FakeOpenAI() as server:
         yield server
-
-
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture(autouse=True)
-def no_internal_errors() -> Iterator[None]:
-    """Fail a test in which spanlog logged an internal error (it never raises them)."""
-    handler = _Errors()
-    log = logging.getLogger("spanlog")
-    log.addHandler(handler)
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-    messages = [handler.format(r) for r in handler.records]
-    assert not messages, f"spanlog logged internal errors: {messages}"
 
 
 _loggers: list[weakref.ref[spanlog.Logger]] = []

@@ -1,8 +1,7 @@
-"""SDK test fixtures: loggers against the real collector, and internal errors as failures."""
+"""SDK test fixtures: loggers against the real collector, each closed after its test."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,48 +11,6 @@ from sdk_support import LoggerFactory
 
 import spanlog
 from spanlog import _logger
-
-
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-class ExpectedErrors:
-    """The ERROR records the ``spanlog`` logger emitted during a test that expects some."""
-
-    def __init__(self, handler: _Errors) -> None:
-        self._handler = handler
-
-    @property
-    def messages(self) -> list[str]:
-        return [record.getMessage() for record in self._handler.records]
-
-
-@pytest.fixture(autouse=True)
-def spanlog_errors(request: pytest.FixtureRequest) -> Iterator[_Errors]:
-    """Fail any test in which spanlog logged an ERROR (it never raises them), unless the
-    test asked for ``expect_spanlog_errors``."""
-    handler = _Errors()
-    log = logging.getLogger("spanlog")
-    log.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        log.removeHandler(handler)
-    if "expect_spanlog_errors" not in request.fixturenames and handler.records:
-        messages = [r.getMessage() for r in handler.records]
-        pytest.fail(f"spanlog logged internal errors: {messages}")
-
-
-@pytest.fixture
-def expect_spanlog_errors(spanlog_errors: _Errors) -> ExpectedErrors:
-    """Allow (and expose) ERROR records of the ``spanlog`` logger in this test."""
-    return ExpectedErrors(spanlog_errors)
 
 
 @pytest.fixture

@@ -113,7 +113,8 @@ def test_background_thread_delivers_sync_traces(collector: Any, make_logger: Log
     for i in range(20):
         handler(i)
     assert len(collector.wait_for_rows(20, project=project)) == 20
-    assert all(t.daemon for t in flush_threads())
+    threads = flush_threads()
+    assert threads and all(t.daemon for t in threads)
 
 
 async def test_background_delivery_in_async_code_runs_on_the_thread_not_the_loop(

@@ -60,6 +60,21 @@ def test_logs3_row_is_fetched_with_server_fields(collector):
     assert rows[0]["created"]
 
 
+def test_server_fields_sent_by_a_client_are_dropped(collector):
+    """_xact_id, org_id and is_root are the collector's to set: a client's values for them
+    are ignored, and the row is stored with the collector's own."""
+    pid = collector.project_id("api-server-fields")
+    row = {**_row(pid, input="x"), "_xact_id": "1", "org_id": "someone-else", "is_root": False}
+    status, _ = call(collector.url, "POST", "/logs3", {"rows": [row], "api_version": 2},
+                     token=collector.api_key)
+    assert status == 200
+    [stored] = collector.fetch("api-server-fields")
+    assert stored["id"] == row["id"] and stored["input"] == "x"
+    assert int(stored["_xact_id"]) > 1
+    assert stored.get("org_id") != "someone-else"
+    assert stored.get("is_root") is not False
+
+
 def test_insert_endpoint_uses_project_from_path(collector):
     """/insert stores events without project_id into the project of the URL."""
     pid = collector.project_id("api-insert")
