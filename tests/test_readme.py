@@ -69,7 +69,7 @@ class Block:
     document: Path
     line: int  # of the opening fence, 1-based
     code: str
-    key: str  # "<heading> #<n>": the n-th python block under that heading
+    key: str  # "<document>: <heading> #<n>": the n-th python block under that heading
     not_run: str | None
 
     @property
@@ -100,7 +100,7 @@ def python_blocks(document: Path) -> list[Block]:
             per_heading[heading] = per_heading.get(heading, 0) + 1
             mark = _NOT_RUN_MARK.match(lines[index - 1].strip()) if index else None
             blocks.append(Block(document, index + 1, "\n".join(lines[index + 1:end]) + "\n",
-                                f"{heading} #{per_heading[heading]}",
+                                f"{document.relative_to(ROOT)}: {heading} #{per_heading[heading]}",
                                 mark.group(1) if mark else None))
         index = end + 1
     return blocks
@@ -372,20 +372,21 @@ class Expect:
     check: Callable[[Run], None]
 
 
-# By block key, "<heading> #<n>"; every key must name a block (checked below).
+# By block key, "<document>: <heading> #<n>"; every key must name a block (checked below).
 EXPECTED = {
-    "Quickstart #1": Expect("My Project", _quickstart),
-    "Quickstart #2": Expect("My Project", _finer_control),
-    "Feedback from your users #1": Expect("My Project", _feedback),
-    "Many scores for one span #1": Expect("My Project", _many_scores),
-    "Distributed traces #1": Expect("My Project", _distributed),
-    "Threads and executors #1": Expect("My Project", _threads),
-    "Any other client, in under ten lines #1": Expect(
+    "README.md: Quickstart #1": Expect("My Project", _quickstart),
+    "README.md: Quickstart #2": Expect("My Project", _finer_control),
+    "README.md: Feedback from your users #1": Expect("My Project", _feedback),
+    "README.md: Many scores for one span #1": Expect("My Project", _many_scores),
+    "README.md: Distributed traces #1": Expect("My Project", _distributed),
+    "README.md: Threads and executors #1": Expect("My Project", _threads),
+    "README.md: Any other client, in under ten lines #1": Expect(
         "support-bot", _anthropic("anthropic.messages.create")),
-    "Any other client, in under ten lines #2": Expect(
+    "README.md: Any other client, in under ten lines #2": Expect(
         "support-bot", _anthropic("anthropic.messages.stream")),
-    "Any other platform: hand spanlog a waitUntil #1": Expect("my-app", _wait_until),
-    "AWS Lambda: delivered before the handler returns #1": Expect("my-function", _lambda),
+    "README.md: Any other platform: hand spanlog a waitUntil #1": Expect("my-app", _wait_until),
+    "README.md: AWS Lambda: delivered before the handler returns #1": Expect(
+        "my-function", _lambda),
 }
 
 
