@@ -1,9 +1,9 @@
 """What a random index insert costs SQLite as the index grows, with and without a time prefix.
 
-The collector's writer slows as its database grows (see README, Benchmarks): a random
-insert into an index (``rows_by_id``, ``rows_by_trace``, and before index version 4 the
-postings of rare values) dirties a page of its own once the index outgrows a transaction,
-which the commit writes to the WAL and the checkpoint writes again. This isolates that cost
+The collector's writer slows as its database grows: a random insert into an index
+(``rows_by_id``, ``rows_by_trace``, and before index version 4 the postings of rare values)
+dirties a page of its own once the index outgrows a transaction, which the commit writes to
+the WAL and the checkpoint writes again. This isolates that cost
 on a postings-shaped table (WAL, the collector's pragmas, 4,000-entry transactions of random
 16-hex-digit values) in two layouts:
 

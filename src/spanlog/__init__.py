@@ -1,7 +1,7 @@
 """spanlog: log LLM-application traces from Python.
 
 Start with :func:`init_logger`, then trace with :func:`traced` and :func:`start_span`; see
-the README for the flush modes and every setting. ``import spanlog`` loads the standard
+docs/sdk.md for the flush modes and every setting. ``import spanlog`` loads the standard
 library only.
 """
 

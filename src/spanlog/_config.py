@@ -19,7 +19,7 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 class Config:
-    """The settled configuration of one :class:`~spanlog.Logger` (see the README table)."""
+    """The settled configuration of one :class:`~spanlog.Logger` (see the table in docs/sdk.md)."""
 
     __slots__ = ("api_key", "api_url", "async_flush", "async_transport", "batch_max_rows",
                  "exit_timeout", "flush_linger", "flush_timeout", "gzip_level",

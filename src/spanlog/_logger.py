@@ -220,7 +220,7 @@ def init_logger(project: str | None = None, project_id: str | None = None,
 
     Every argument left as None comes from its ``SPANLOG_*`` environment variable, else its
     default (project ``Global``, collector ``http://127.0.0.1:8700``); ``more`` takes the
-    other settings of the README's configuration table. Raises ``ValueError`` for a bad
+    other settings of the configuration table in docs/sdk.md. Raises ``ValueError`` for a bad
     value, naming the argument or variable.
     """
     from ._config import load_config
