@@ -19,6 +19,18 @@ from spanlog.server._auth import create_key
 from spanlog.server._runner import BackgroundCollector
 from spanlog.server._store import DEFAULT_ORG
 
+# Suites that start a browser, a serverless runtime, PostgreSQL or Node: all of them slow.
+_SLOW_SUITES = frozenset({"viewer", "runtimes", "store"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of the slow suites ``slow`` (``pytest -m "not slow"`` skips them)."""
+    here = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(here).parts
+        if parts and parts[0] in _SLOW_SUITES:
+            item.add_marker(pytest.mark.slow)
+
 
 class _Errors(logging.Handler):
     def __init__(self) -> None:

@@ -27,6 +27,9 @@ from sdk_support import ControlledProxy, LoggerFactory
 
 import spanlog
 
+# Real processes, forks and exits, each a fresh interpreter: seconds per test.
+pytestmark = pytest.mark.slow
+
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 

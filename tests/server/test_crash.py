@@ -9,11 +9,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from spanlog_server_http import call, start_serve
 
 from spanlog.server._runner import BackgroundCollector
 
 
+@pytest.mark.slow
 def test_sigkill_during_ingest_keeps_acknowledged_rows(tmp_path: Path):
     """Every row acknowledged before SIGKILL is there after a restart; the file is intact."""
     db = str(tmp_path / "crash.sqlite3")

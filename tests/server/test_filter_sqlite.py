@@ -67,6 +67,7 @@ def check(conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], expr: Expr) 
     corpus.check_selection(rows, expr, functools.partial(selected, conn), compile_sqlite)
 
 
+@pytest.mark.slow
 @corpus.fast(200)
 @given(expr=CASES.trees(), seed=st.integers(0, 2**16))
 def test_sql_matches_evaluate_on_corpus(table: sqlite3.Connection, expr: Expr, seed: int) -> None:
@@ -74,6 +75,7 @@ def test_sql_matches_evaluate_on_corpus(table: sqlite3.Connection, expr: Expr, s
     check(table, ROWS, corpus.parsed(expr, seed))
 
 
+@pytest.mark.slow
 @corpus.fast(200)
 @given(expr=CASES.trees(like=False), seed=st.integers(0, 2**16))
 def test_paths_do_not_depend_on_json_escaping(ascii_table: sqlite3.Connection,
@@ -82,6 +84,7 @@ def test_paths_do_not_depend_on_json_escaping(ascii_table: sqlite3.Connection,
     check(ascii_table, ROWS, corpus.parsed(expr, seed))
 
 
+@pytest.mark.slow
 @corpus.fast(100)
 @given(rows=CASES.rows(), expr=CASES.trees(), seed=st.integers(0, 2**16))
 def test_sql_matches_evaluate_on_random_rows(rows: list[dict[str, Any]], expr: Expr,

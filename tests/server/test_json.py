@@ -32,6 +32,7 @@ _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=5)
                        max_leaves=30)
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(_values)
 def test_dumps_writes_what_json_writes(value):
@@ -39,6 +40,7 @@ def test_dumps_writes_what_json_writes(value):
     assert _json.dumps(value) == stdlib(value).decode()
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(_values)
 def test_loads_reads_what_json_reads(value):
@@ -49,6 +51,7 @@ def test_loads_reads_what_json_reads(value):
     assert _json.loads(text.decode()) == decoded
 
 
+@pytest.mark.slow
 def test_every_float_bit_pattern_is_written_like_json():
     """Random doubles over all exponents, and the edges around 1e-4 and 1e16."""
     rng = random.Random(7)
@@ -104,6 +107,7 @@ def test_common_values_take_the_fast_path(monkeypatch):
     assert _json.dumps_bytes(row) == stdlib(row)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_values)
 def test_internal_text_decodes_to_the_same_values(value):

@@ -183,6 +183,7 @@ def test_serve_with_workers_ingests_and_stops_cleanly(tmp_path: Path):
     assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]
 
 
+@pytest.mark.slow
 def test_workers_end_with_a_killed_serving_process(tmp_path: Path):
     """SIGKILL on `spanlog serve` leaves no worker behind (they would otherwise wait on
     their task pipe forever)."""
