@@ -185,9 +185,20 @@ def _encode(value: Any) -> str:
     if _encoder is None:
         import json
 
+        # ensure_ascii off: UTF-8 bodies are smaller, and a lone surrogate (which JSON
+        # parsers refuse) stays a code point that _utf8 can find and replace.
         _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False,
-                                    check_circular=False).encode
+                                    check_circular=False, ensure_ascii=False).encode
     return _encoder(value)  # type: ignore[no-any-return]
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8, any lone surrogate (half of a broken pair, as from a bad decode)
+    replaced with U+FFFD: the collector, like every JSON parser, refuses them."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
 
 
 def encode_json(value: Any) -> bytes:
@@ -197,9 +208,9 @@ def encode_json(value: Any) -> bytes:
     and a sanitizing copy is made only when it refuses.
     """
     try:
-        return _encode(value).encode()
+        return _utf8(_encode(value))
     except (ValueError, TypeError, RecursionError):
-        return _encode(_sanitize(value, 0)).encode()
+        return _utf8(_encode(_sanitize(value, 0)))
 
 
 # The C encoder holds the GIL for the whole of one call: about 2 ms per MB of string here.
@@ -250,13 +261,13 @@ def _encode_sliced(value: Any, parts: list[bytes]) -> None:
         parts.append(b'"')
         for at in range(0, len(value), _SLICE):
             pace()
-            parts.append(_encode(value[at:at + _SLICE])[1:-1].encode())
+            parts.append(_utf8(_encode(value[at:at + _SLICE])[1:-1]))
         parts.append(b'"')
     elif kind is dict:
         parts.append(b"{")
         for index, (key, item) in enumerate(value.items()):
-            parts.append(b"," + _encode(key).encode() + b":" if index
-                         else _encode(key).encode() + b":")
+            parts.append(b"," + _utf8(_encode(key)) + b":" if index
+                         else _utf8(_encode(key)) + b":")
             _encode_sliced(item, parts)
         parts.append(b"}")
     elif kind is list:
@@ -267,7 +278,7 @@ def _encode_sliced(value: Any, parts: list[bytes]) -> None:
             _encode_sliced(item, parts)
         parts.append(b"]")
     else:
-        parts.append(_encode(value).encode())
+        parts.append(_utf8(_encode(value)))
 
 
 _paced_at = 0.0

@@ -275,3 +275,16 @@ def test_a_broken_transport_never_raises_into_user_code() -> None:
         assert stats["queued"] == 1 and stats["sent"] == 0 and stats["failed"] == 0
     finally:
         logger.close(timeout=0)
+
+
+def test_a_span_with_a_lone_surrogate_is_stored_not_rejected(
+        collector: Any, make_logger: LoggerFactory, project: str) -> None:
+    """A string holding half of a surrogate pair (refused by the collector's JSON parser)
+    is sent with U+FFFD in its place: the span is stored, nothing counts as failed."""
+    logger = make_logger(async_flush=False)
+    with logger.start_span(name="bad\udc80text", input={"q": "x\ud83dy"}):
+        pass
+    assert logger.stats()["failed"] == 0 and logger.stats()["sent"] == 1
+    [row] = collector.fetch(project=project)
+    assert row["span_attributes"]["name"] == "bad\ufffdtext"
+    assert row["input"] == {"q": "x\ufffdy"}

@@ -115,13 +115,25 @@ def test_snapshot_is_a_copy() -> None:
 
 def test_a_row_with_long_strings_is_encoded_in_slices_to_the_same_json() -> None:
     """encode_row slices strings longer than its slice (so the GIL is given up between
-    slices) and still produces the JSON of the row, lone surrogates and NaN included."""
+    slices) and still produces the JSON of the row (NaN as a string, a lone surrogate as
+    U+FFFD, as everywhere)."""
     from spanlog import _serialize
 
     long = "é\"\\\n" + "x" * (_serialize._SLICE + 7) + "\udc80"
     row = {"input": long, "metadata": {"deep": [{"text": long}], "n": float("nan")}, "k": 1}
     decoded = json.loads(_serialize.encode_row(row))
+    long = long.replace("\udc80", "\ufffd")
     assert decoded["input"] == long and decoded["metadata"]["deep"][0]["text"] == long
     assert decoded["metadata"]["n"] == "NaN" and decoded["k"] == 1
     short = {"input": "x" * 100, "metadata": {"a": [1, 2]}}
     assert _serialize.encode_row(short) == _serialize.encode_json(short)
+
+
+def test_lone_surrogates_become_replacement_characters_and_pairs_survive() -> None:
+    """A string holding half of a surrogate pair (a bad decode) is sent with U+FFFD in its
+    place, since JSON parsers refuse it; real non-BMP characters are sent as they are."""
+    row = {"input": "a\ud800b", "output": {"\udfff": "😀 ok"}, "tags": ["é"]}
+    body = encode_json(row)
+    assert json.loads(body) == {"input": "a\ufffdb", "output": {"\ufffd": "😀 ok"},
+                                "tags": ["é"]}
+    assert "😀".encode() in body  # UTF-8, not escaped
