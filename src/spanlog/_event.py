@@ -13,7 +13,6 @@ from ._serialize import snapshot
 
 FIELDS = ("input", "output", "expected", "error", "scores", "metadata", "metrics", "tags",
           "span_attributes")
-_FIELD_SET = frozenset(FIELDS)
 SPAN_TYPES = ("llm", "score", "function", "eval", "task", "tool")
 _SPAN_TYPE_SET = frozenset(SPAN_TYPES)
 FEEDBACK_SOURCES = ("external", "app", "api")

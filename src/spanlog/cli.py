@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import os
@@ -306,15 +305,9 @@ def _logs(args: argparse.Namespace) -> int:
 # -- main ------------------------------------------------------------------------------
 
 def _demo(args: argparse.Namespace) -> int:
-    # The demo needs the SDK: it runs `spanlog._demo`
-    # when that module exists.
-    try:
-        demo = importlib.import_module("spanlog._demo")
-    except ModuleNotFoundError:
-        return _fail("`spanlog demo` is not available in this build yet; "
-                     "run `spanlog serve` and log to it with the SDK")
-    result: int = demo.main(args)
-    return result
+    from ._demo import main as run_demo  # loaded when used: it starts a collector
+
+    return run_demo(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
