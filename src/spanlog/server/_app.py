@@ -26,7 +26,6 @@ from spanlog.server._body import (
 )
 from spanlog.server._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
-from spanlog.server._rows import InvalidRow
 from spanlog.server._store import (
     BadRequest,
     NotFound,
@@ -37,6 +36,7 @@ from spanlog.server._store import (
 )
 from spanlog.server._viewer import setup_viewer
 from spanlog.server._workers import IngestWorkers
+from spanlog.server.rows._validate import InvalidRow
 
 log = logging.getLogger("spanlog.server")
 

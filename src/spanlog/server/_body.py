@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from spanlog.server._json import JSONDecodeError, loads
+from spanlog.server.rows._json import JSONDecodeError, loads
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 

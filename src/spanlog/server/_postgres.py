@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from spanlog.server._json import dumps, loads
 from spanlog.server._postgres_query import (
     check_limit,
     fetch_rows,
@@ -42,6 +41,7 @@ from spanlog.server._store import (
     trace_order,
     with_score_averages,
 )
+from spanlog.server.rows._json import dumps, loads
 
 _INSTALL = "pip install 'spanlog[postgres]'"
 DEFAULT_POOL_SIZE = 10

@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spanlog.server._json import dumps, loads
 from spanlog.server._store import (
     BadRequest,
     StoredRow,
@@ -48,6 +47,7 @@ from spanlog.server._store import (
     link_waiting,
     waiting_comments,
 )
+from spanlog.server.rows._json import dumps, loads
 
 log = logging.getLogger("spanlog.server")
 

@@ -51,7 +51,7 @@ import sqlite3
 from functools import lru_cache
 from typing import Any
 
-from spanlog.server._rows import MAX_INDEXED_LENGTH, LeafPath
+from spanlog.server.rows._leaves import MAX_INDEXED_LENGTH, LeafPath
 
 SCHEMA_VERSION = 1
 INDEX_VERSION = 5
@@ -135,7 +135,7 @@ def connect(path: str, *, readonly: bool) -> sqlite3.Connection:
 
 @lru_cache(maxsize=65536)
 def path_key(path: LeafPath) -> int:
-    """The 64-bit key ``fields.path`` stores for a leaf path (see ``_rows.leaves``)."""
+    """The 64-bit key ``fields.path`` stores for a leaf path (see ``rows._leaves.leaves``)."""
     # JSON keeps ("a.b",) apart from ("a", "b") and the ARRAY marker 0 apart from key "0".
     text = json.dumps(path, ensure_ascii=False, separators=(",", ":"))
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from spanlog._merge import CONTROL_FIELDS, is_merge, merge_into, merge_under, strip_control
-from spanlog.server._json import dumps, dumps_bytes, dumps_internal, loads
+from spanlog.server.rows._json import dumps, dumps_bytes, dumps_internal, loads
 
 DEFAULT_ORG = "default"
 DEFAULT_PROJECT = "Global"

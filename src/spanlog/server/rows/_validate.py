@@ -1,6 +1,6 @@
-"""The shape of a stored row: validation of incoming pieces and the leaves the index keeps.
+"""The shape of a stored row: validation of incoming pieces.
 
-Every row that reaches a store went through :func:`validate_rows` first, so the engines can
+Every row that reaches a store went through :func:`validate_row` first, so the engines can
 trust types. Errors name the row's index in its request and the offending field, e.g.
 ``rows[3].scores.accuracy: must be a number in [0, 1] or null, got 1.5``.
 """
@@ -8,7 +8,6 @@ trust types. Errors name the row's index in its request and the offending field,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 from spanlog._merge import IS_MERGE, MERGE_PATHS
@@ -41,11 +40,6 @@ FOREIGN_OBJECT_FIELDS_SET = frozenset(FOREIGN_OBJECT_FIELDS)
 SERVER_FIELDS = frozenset({"_xact_id", "org_id", "is_root"})
 
 MAX_ID_LENGTH = 1024
-# Values longer than this are indexed by their prefix; lookups then re-check the row.
-MAX_INDEXED_LENGTH = 256
-# A row with absurdly many leaves indexes only the first ones (the rest still filter by scan).
-MAX_LEAVES_PER_ROW = 2000
-INDEXED_FIELDS = ("metadata", "tags", "span_attributes", "scores")
 
 
 class InvalidRow(ValueError):
@@ -194,51 +188,3 @@ def validate_row(where: str, row: Any) -> dict[str, Any]:
     if SERVER_FIELDS.isdisjoint(row):
         return dict(row)
     return {k: v for k, v in row.items() if k not in SERVER_FIELDS}
-
-
-# The path segment that stands for "any element of this array". An int, so it can never be
-# confused with an object key (keys are strings): ("tags", ARRAY) is not ("tags", "0").
-ARRAY = 0
-
-LeafPath = tuple[str | int, ...]
-
-
-def leaves(row: Mapping[str, Any]) -> list[tuple[LeafPath, Any]]:
-    """The (path, value) pairs the inverted index keeps for ``row``.
-
-    Every scalar leaf under metadata, tags, span_attributes and scores. Array elements are
-    indexed under the array's path plus an :data:`ARRAY` segment (``("tags", ARRAY)``), objects
-    inside arrays below it. Nulls are not indexed (``IS NULL`` is not an equality lookup).
-    At most :data:`MAX_LEAVES_PER_ROW` leaves.
-    """
-    out: list[tuple[LeafPath, Any]] = []
-    for field in INDEXED_FIELDS:
-        value = row.get(field)
-        if value is not None:
-            _walk(out, (field,), value)
-    return out[:MAX_LEAVES_PER_ROW]
-
-
-_SCALARS = frozenset({str, int, float, bool})
-
-
-def _walk(out: list[tuple[LeafPath, Any]], path: LeafPath, value: Any) -> None:
-    # On the write path for every row: scalars are handled inline (no call per leaf), and a
-    # list is built instead of chaining generators. Rows are bounded by the body size limit,
-    # so the list is too; `leaves` cuts it to MAX_LEAVES_PER_ROW.
-    kind = type(value)
-    if kind is dict:
-        for key, item in value.items():
-            if type(item) in _SCALARS:
-                out.append(((*path, key), item))
-            elif item is not None:
-                _walk(out, (*path, key), item)
-    elif kind is list:
-        inner = (*path, ARRAY)
-        for item in value:
-            if type(item) in _SCALARS:
-                out.append((inner, item))
-            elif item is not None:
-                _walk(out, inner, item)
-    elif value is not None:
-        out.append((path, value))
