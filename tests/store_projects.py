@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spanlog.server._store import DEFAULT_ORG, Project, Store
+from spanlog.server.store._engine import DEFAULT_ORG, Project, Store
 
 
 async def default_org_project(store: Store, name: str = "Global") -> Project:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from spanlog.server._store import Store
+    from spanlog.server.store._engine import Store
 
 DEFAULT_API_URL = "http://127.0.0.1:8700"
 _SERVER_EXTRA = "pip install 'spanlog[server]'"
@@ -208,7 +208,7 @@ async def _keys(args: argparse.Namespace) -> int:
     from spanlog.server._auth import create_key
     from spanlog.server._postgres import PostgresUnavailable
     from spanlog.server._sqlite_upgrade import SchemaTooNew
-    from spanlog.server._store import NotFound
+    from spanlog.server.store._engine import NotFound
 
     try:
         store, _ = _open_store(args)

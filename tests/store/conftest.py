@@ -10,7 +10,7 @@ from pg_cluster import Cluster, new_database, new_schema
 
 from spanlog.server._postgres import PostgresStore
 from spanlog.server._sqlite import SqliteStore
-from spanlog.server._store import Store
+from spanlog.server.store._engine import Store
 
 ENGINES = ["sqlite", "postgres"]
 

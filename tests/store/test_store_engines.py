@@ -11,7 +11,7 @@ import pytest
 from spanlog.server import _sqlite_ids
 from spanlog.server._filter import evaluate, parse
 from spanlog.server._sqlite import SqliteStore
-from spanlog.server._store import (
+from spanlog.server.store._engine import (
     DEFAULT_ORG,
     ApiKey,
     BadRequest,

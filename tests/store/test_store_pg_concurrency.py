@@ -17,7 +17,7 @@ import pytest
 
 from spanlog.server._postgres import PostgresStore, PostgresUnavailable
 from spanlog.server._postgres_schema import LATEST
-from spanlog.server._store import DEFAULT_ORG, BadRequest, Piece, StoredRow, apply_piece
+from spanlog.server.store._engine import DEFAULT_ORG, BadRequest, Piece, StoredRow, apply_piece
 
 CREATED = "2024-01-01T00:00:00+00:00"
 

@@ -64,8 +64,8 @@ class ViewerServer:
         from spanlog.server._app import create_app
         from spanlog.server._auth import create_key
         from spanlog.server._sqlite import SqliteStore
-        from spanlog.server._store import DEFAULT_ORG
         from spanlog.server._viewer import LIVE_STREAMS, setup_viewer
+        from spanlog.server.store._engine import DEFAULT_ORG
 
         self._stopping = asyncio.Event()
         store = SqliteStore(self.db_path)

@@ -1,6 +1,6 @@
 """The collector's HTTP API (docs/protocol.md): routes, authentication, errors.
 
-Handlers only translate HTTP to :class:`~spanlog.server._store.Store` calls; everything they
+Handlers only translate HTTP to :class:`~spanlog.server.store._engine.Store` calls; everything they
 need from the engine goes through that interface, so a PostgreSQL store slots in unchanged.
 Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status docs/protocol.md gives.
 """
@@ -26,7 +26,10 @@ from spanlog.server._body import (
 )
 from spanlog.server._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
-from spanlog.server._store import (
+from spanlog.server._viewer import setup_viewer
+from spanlog.server._workers import IngestWorkers
+from spanlog.server.rows._validate import InvalidRow
+from spanlog.server.store._engine import (
     BadRequest,
     NotFound,
     Project,
@@ -34,9 +37,6 @@ from spanlog.server._store import (
     Unavailable,
     with_score_averages,
 )
-from spanlog.server._viewer import setup_viewer
-from spanlog.server._workers import IngestWorkers
-from spanlog.server.rows._validate import InvalidRow
 
 log = logging.getLogger("spanlog.server")
 

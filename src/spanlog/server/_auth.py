@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from spanlog.server._store import DEFAULT_ORG, ApiKey, Org, Project, Store, now_iso
+from spanlog.server.store._engine import DEFAULT_ORG, ApiKey, Org, Project, Store, now_iso
 
 TOKEN_PREFIX = "sl-"
 

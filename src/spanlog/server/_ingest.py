@@ -17,7 +17,8 @@ from typing import Any
 from spanlog._merge import IS_MERGE
 from spanlog.server._auth import Access
 from spanlog.server._body import check_object, parse_json
-from spanlog.server._store import (
+from spanlog.server.rows._validate import InvalidRow, validate_row
+from spanlog.server.store._engine import (
     BadRequest,
     NotFound,
     Piece,
@@ -26,7 +27,6 @@ from spanlog.server._store import (
     Store,
     now_iso,
 )
-from spanlog.server.rows._validate import InvalidRow, validate_row
 
 # Fields that route a piece or steer the seed platform's backend, never stored in the row.
 _ROUTING_FIELDS = frozenset({

@@ -25,7 +25,8 @@ from spanlog.server._postgres_query import (
     root_scores,
 )
 from spanlog.server._postgres_writer import PieceAt, Writer, connection_errors
-from spanlog.server._store import (
+from spanlog.server.rows._json import dumps, loads
+from spanlog.server.store._engine import (
     DEFAULT_ORG,
     ApiKey,
     NotFound,
@@ -41,7 +42,6 @@ from spanlog.server._store import (
     trace_order,
     with_score_averages,
 )
-from spanlog.server.rows._json import dumps, loads
 
 _INSTALL = "pip install 'spanlog[postgres]'"
 DEFAULT_POOL_SIZE = 10

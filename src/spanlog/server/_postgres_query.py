@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from spanlog.server._store import BadRequest, TraceLink, root_averages, roots_by_trace
 from spanlog.server.rows._json import loads
+from spanlog.server.store._engine import BadRequest, TraceLink, root_averages, roots_by_trace
 
 MAX_LIMIT = 1000
 # How many of the newest rows step (a) checks: a value in at least limit/RECENT of the rows

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanlog.server._store import now_iso
+from spanlog.server.store._engine import now_iso
 
 # pg_advisory_xact_lock key for schema changes ("spanlog" in ASCII, as a bigint).
 SCHEMA_LOCK = 0x7370616E6C6F67

@@ -10,7 +10,7 @@ One transaction, in this order, so that several collectors on one database stay 
    concurrent writer of the same span waits here, then reads the version this one commits,
    so pieces arriving through different collectors merge instead of overwriting each other.
    Every writer locks in the same order, so two writers cannot deadlock on rows.
-2. Merge in Python with :func:`spanlog.server._store.apply_piece`, exactly as SQLite does.
+2. Merge in Python with :func:`spanlog.server.store._engine.apply_piece`, exactly as SQLite does.
 3. Take ids from ``spanlog_counter`` (its row lock is held until commit, so ids are handed
    out in commit order; see ``_postgres_schema``), then update and insert the rows.
    Comment rows are placed in their target's trace (``_store.link_comment``) only after
@@ -37,7 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spanlog.server._store import (
+from spanlog.server.rows._json import dumps, loads
+from spanlog.server.store._engine import (
     BadRequest,
     StoredRow,
     Unavailable,
@@ -47,7 +48,6 @@ from spanlog.server._store import (
     link_waiting,
     waiting_comments,
 )
-from spanlog.server.rows._json import dumps, loads
 
 log = logging.getLogger("spanlog.server")
 

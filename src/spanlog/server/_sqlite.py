@@ -24,7 +24,7 @@ from spanlog.server._sqlite_query import fetch_page, trace_rows
 from spanlog.server._sqlite_schema import connect
 from spanlog.server._sqlite_upgrade import ensure_schema
 from spanlog.server._sqlite_writer import Txn, Writer
-from spanlog.server._store import (
+from spanlog.server.store._engine import (
     DEFAULT_ORG,
     ApiKey,
     NotFound,

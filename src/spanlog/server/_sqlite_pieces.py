@@ -31,7 +31,8 @@ from spanlog.server._sqlite_ids import ROW_IDS, forget
 from spanlog.server._sqlite_schema import EPOCH_BITS, ROW_COLUMNS
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
-from spanlog.server._store import (
+from spanlog.server.rows._json import dumps, dumps_internal, loads
+from spanlog.server.store._engine import (
     Piece,
     Replace,
     StoredRow,
@@ -44,7 +45,6 @@ from spanlog.server._store import (
     trace_links,
     waiting_comments,
 )
-from spanlog.server.rows._json import dumps, dumps_internal, loads
 
 _ID_CHUNK = 500  # ids per `IN (...)` lookup, well under SQLite's bound-parameter limit
 # Rows per multi-row INSERT statement: a power of two, so that only a few distinct statements

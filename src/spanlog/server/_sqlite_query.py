@@ -32,7 +32,9 @@ from typing import Any
 
 from spanlog.server._sqlite_ids import ROW_IDS
 from spanlog.server._sqlite_schema import EPOCH_BITS, field_sql, index_value, path_key
-from spanlog.server._store import (
+from spanlog.server.rows._json import dumps, loads
+from spanlog.server.rows._leaves import ARRAY, INDEXED_FIELDS
+from spanlog.server.store._engine import (
     BadRequest,
     Page,
     TraceLink,
@@ -43,8 +45,6 @@ from spanlog.server._store import (
     trace_order,
     with_score_averages,
 )
-from spanlog.server.rows._json import dumps, loads
-from spanlog.server.rows._leaves import ARRAY, INDEXED_FIELDS
 
 MAX_LIMIT = 1000
 # Summing a term's postings past this many entries tells nothing more: it is "common".

@@ -28,8 +28,8 @@ from spanlog.server._sqlite_pieces import Postings, add_leaves, insert_postings
 from spanlog.server._sqlite_schema import INDEX_VERSION, SCHEMA
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
-from spanlog.server._store import StoredRow, comment_target, link_comment, trace_links
 from spanlog.server.rows._json import dumps, loads
+from spanlog.server.store._engine import StoredRow, comment_target, link_comment, trace_links
 
 log = logging.getLogger("spanlog.server")
 

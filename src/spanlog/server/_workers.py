@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from spanlog.server._ingest import RowBatch, decode_rows
-from spanlog.server._store import PrepareRows
+from spanlog.server.store._engine import PrepareRows
 
 log = logging.getLogger("spanlog.server")
 

@@ -1,0 +1,1 @@
+"""Where rows are kept: the interface every engine implements and what it shares."""
