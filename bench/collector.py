@@ -280,7 +280,7 @@ def ingest(rows: int, batch: int, concurrency: int,
 
 async def bench_project(store: Any) -> str:
     """The id of the benchmark's project in a started store (created if new)."""
-    from spanlog.server.store._engine import DEFAULT_ORG
+    from spanlog.server.store._records import DEFAULT_ORG
 
     org = await store.org(DEFAULT_ORG)
     assert org is not None
@@ -295,7 +295,7 @@ async def _writer_only(db: str, rows: int, batch: int) -> dict[str, Any]:
     from spanlog.server._runner import tune_process
     from spanlog.server._sqlite import SqliteStore
     from spanlog.server._sqlite_pieces import prepare, write_pieces
-    from spanlog.server.store._engine import Piece
+    from spanlog.server.store._records import Piece
 
     store = SqliteStore(db)
     await store.start()
@@ -333,7 +333,7 @@ def writer_only(rows: int, batch: int) -> dict[str, Any]:
 
 async def _build(db: str, rows: int, batch: int) -> float:
     from spanlog.server._sqlite import SqliteStore
-    from spanlog.server.store._engine import Piece
+    from spanlog.server.store._records import Piece
 
     store = SqliteStore(db)
     await store.start()

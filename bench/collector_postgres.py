@@ -98,7 +98,7 @@ async def _build(url: str, rows: int, batch: int) -> dict[str, Any]:
     import asyncpg
 
     from spanlog.server._postgres import PostgresStore
-    from spanlog.server.store._engine import Piece
+    from spanlog.server.store._records import Piece
 
     store = PostgresStore(url, pool_size=6, writers=4)
     await store.start()

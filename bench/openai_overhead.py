@@ -71,7 +71,7 @@ def _sink(kind: str) -> Iterator[None]:
         return
     from spanlog.server._auth import create_key
     from spanlog.server._runner import BackgroundCollector
-    from spanlog.server.store._engine import DEFAULT_ORG
+    from spanlog.server.store._records import DEFAULT_ORG
 
     with tempfile.TemporaryDirectory() as tmp:
         server = BackgroundCollector(str(Path(tmp) / "bench.sqlite3")).start()

@@ -15,7 +15,7 @@ import pytest
 
 from spanlog.server._auth import create_key
 from spanlog.server._runner import BackgroundCollector
-from spanlog.server.store._engine import DEFAULT_ORG
+from spanlog.server.store._records import DEFAULT_ORG
 
 
 class CollectorHandle:

@@ -208,7 +208,7 @@ async def _keys(args: argparse.Namespace) -> int:
     from spanlog.server._auth import create_key
     from spanlog.server._postgres import PostgresUnavailable
     from spanlog.server._sqlite_upgrade import SchemaTooNew
-    from spanlog.server.store._engine import NotFound
+    from spanlog.server.store._errors import NotFound
 
     try:
         store, _ = _open_store(args)

@@ -18,7 +18,7 @@ from spanlog.server._sqlite import SqliteStore
 from spanlog.server._sqlite_query import build_query, fetch_page
 from spanlog.server._sqlite_schema import EPOCH_BITS, INDEX_VERSION, connect
 from spanlog.server.rows._leaves import MAX_LEAVES_PER_ROW
-from spanlog.server.store._engine import Piece, Project
+from spanlog.server.store._records import Piece, Project
 from sqlite_id_index import id_index_problems
 from store_projects import default_org_project
 

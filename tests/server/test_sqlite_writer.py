@@ -13,7 +13,7 @@ import pytest
 from spanlog.server._sqlite_pieces import prepare, write_pieces
 from spanlog.server._sqlite_schema import SCHEMA, connect
 from spanlog.server._sqlite_writer import Txn, Writer
-from spanlog.server.store._engine import Piece
+from spanlog.server.store._records import Piece
 from sqlite_id_index import id_index_problems
 
 

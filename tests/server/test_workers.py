@@ -236,7 +236,7 @@ async def test_a_job_of_new_rows_is_written_without_decoding_them(tmp_path: Path
     from spanlog.server import _sqlite_pieces
     from spanlog.server._ingest import decode_rows
     from spanlog.server._sqlite import SqliteStore
-    from spanlog.server.store._engine import Piece
+    from spanlog.server.store._records import Piece
     from store_projects import default_org_project
 
     rows = [{"id": f"r{i}", "project_name": "p", "span_id": f"s{i}", "root_span_id": "t",

@@ -19,7 +19,8 @@ from pg_cluster import Cluster, new_database
 from spanlog.server._migrate import MigrationError, migrate
 from spanlog.server._postgres import PostgresStore
 from spanlog.server._sqlite import SqliteStore
-from spanlog.server.store._engine import DEFAULT_ORG, ApiKey, Piece, Store
+from spanlog.server.store._engine import Store
+from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Piece
 
 ROWS = 100_000
 

@@ -17,7 +17,9 @@ import pytest
 
 from spanlog.server._postgres import PostgresStore, PostgresUnavailable
 from spanlog.server._postgres_schema import LATEST
-from spanlog.server.store._engine import DEFAULT_ORG, BadRequest, Piece, StoredRow, apply_piece
+from spanlog.server.rows._apply import StoredRow, apply_piece
+from spanlog.server.store._errors import BadRequest
+from spanlog.server.store._records import DEFAULT_ORG, Piece
 
 CREATED = "2024-01-01T00:00:00+00:00"
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from spanlog.server._filter import evaluate, parse
-from spanlog.server.store._engine import Piece, Project, Store
+from spanlog.server.store._engine import Store
+from spanlog.server.store._records import Piece, Project
 from store_projects import default_org_project
 
 CREATED = "2024-01-01T00:00:00+00:00"

@@ -18,7 +18,7 @@ from spanlog.server._app import create_app
 from spanlog.server._auth import create_key
 from spanlog.server._sqlite import SqliteStore
 from spanlog.server._viewer import LIVE_STREAMS, STATIC_DIR, setup_viewer
-from spanlog.server.store._engine import DEFAULT_ORG
+from spanlog.server.store._records import DEFAULT_ORG
 
 DEADLINE = 10.0
 

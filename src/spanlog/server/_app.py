@@ -1,7 +1,7 @@
 """The collector's HTTP API (docs/protocol.md): routes, authentication, errors.
 
-Handlers only translate HTTP to :class:`~spanlog.server.store._engine.Store` calls; everything they
-need from the engine goes through that interface, so a PostgreSQL store slots in unchanged.
+Handlers only translate HTTP to :class:`~spanlog.server.store._engine.Store` calls;
+everything they need from the engine goes through that interface, so either engine serves.
 Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status docs/protocol.md gives.
 """
 
@@ -29,14 +29,10 @@ from spanlog.server._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
 from spanlog.server._viewer import setup_viewer
 from spanlog.server._workers import IngestWorkers
 from spanlog.server.rows._validate import InvalidRow
-from spanlog.server.store._engine import (
-    BadRequest,
-    NotFound,
-    Project,
-    Store,
-    Unavailable,
-    with_score_averages,
-)
+from spanlog.server.store._engine import Store
+from spanlog.server.store._errors import BadRequest, NotFound, Unavailable
+from spanlog.server.store._records import Project
+from spanlog.server.store._scores import with_score_averages
 
 log = logging.getLogger("spanlog.server")
 

@@ -19,7 +19,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from spanlog.server.store._engine import DEFAULT_ORG, ApiKey, Org, Project, Store, now_iso
+from spanlog.server.rows._model import now_iso
+from spanlog.server.store._engine import Store
+from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Project
 
 TOKEN_PREFIX = "sl-"
 

@@ -17,16 +17,11 @@ from typing import Any
 from spanlog._merge import IS_MERGE
 from spanlog.server._auth import Access
 from spanlog.server._body import check_object, parse_json
+from spanlog.server.rows._model import now_iso
 from spanlog.server.rows._validate import InvalidRow, validate_row
-from spanlog.server.store._engine import (
-    BadRequest,
-    NotFound,
-    Piece,
-    PrepareRows,
-    Project,
-    Store,
-    now_iso,
-)
+from spanlog.server.store._engine import PrepareRows, Store
+from spanlog.server.store._errors import BadRequest, NotFound
+from spanlog.server.store._records import Piece, Project
 
 # Fields that route a piece or steer the seed platform's backend, never stored in the row.
 _ROUTING_FIELDS = frozenset({

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from spanlog.server.store._engine import now_iso
+from spanlog.server.rows._model import now_iso
 
 BATCH_ROWS = 2000
 _ID_CHUNK = 20_000

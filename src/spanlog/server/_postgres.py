@@ -26,22 +26,12 @@ from spanlog.server._postgres_query import (
 )
 from spanlog.server._postgres_writer import PieceAt, Writer, connection_errors
 from spanlog.server.rows._json import dumps, loads
-from spanlog.server.store._engine import (
-    DEFAULT_ORG,
-    ApiKey,
-    NotFound,
-    Org,
-    Page,
-    Piece,
-    Project,
-    Store,
-    Unavailable,
-    api_row,
-    now_iso,
-    parse_cursor,
-    trace_order,
-    with_score_averages,
-)
+from spanlog.server.rows._model import now_iso
+from spanlog.server.store._engine import Store
+from spanlog.server.store._errors import NotFound, Unavailable
+from spanlog.server.store._reading import api_row, parse_cursor, trace_order
+from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
+from spanlog.server.store._scores import with_score_averages
 
 _INSTALL = "pip install 'spanlog[postgres]'"
 DEFAULT_POOL_SIZE = 10

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanlog.server.rows._json import loads
-from spanlog.server.store._engine import BadRequest, TraceLink, root_averages, roots_by_trace
+from spanlog.server.store._errors import BadRequest
+from spanlog.server.store._scores import TraceLink, root_averages, roots_by_trace
 
 MAX_LIMIT = 1000
 # How many of the newest rows step (a) checks: a value in at least limit/RECENT of the rows
@@ -153,7 +154,7 @@ async def fetch_rows(conn: Any, plan: FetchPlan, limit: int) -> list[tuple[int, 
     return found + [(rec["xact"], rec["data"]) for rec in more]
 
 
-# What averaging needs of each row of some traces (``_store.trace_links``): a comment row's
+# What averaging needs of each row of some traces (``store._scores.trace_links``): a comment row's
 # scores never count (origin_id is set exactly for comment rows).
 _TRACE_LINKS = """
 SELECT jsonb_build_array(r.id, r.root_span_id, r.data -> 'span_id', r.data -> 'span_parents',

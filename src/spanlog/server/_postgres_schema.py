@@ -16,7 +16,7 @@ Layout, and why:
   A sequence would not do: its values are taken before commit, so a reader could page past
   an id whose transaction commits later and fills the gap.
 - ``spanlog_rows.origin_id`` (version 2): the target id of a comment row, generated from
-  ``data`` exactly as ``_store.comment_target`` reads it (so every writer, ``spanlog
+  ``data`` exactly as ``rows._model.comment_target`` reads it (so every writer, ``spanlog
   migrate`` included, fills it without knowing of it). A partial index holds only the
   comments still waiting for their target's trace: a row that gets its first
   ``root_span_id`` finds its waiting comments there (see ``_postgres_writer``).
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanlog.server.store._engine import now_iso
+from spanlog.server.rows._model import now_iso
 
 # pg_advisory_xact_lock key for schema changes ("spanlog" in ASCII, as a bigint).
 SCHEMA_LOCK = 0x7370616E6C6F67

@@ -10,11 +10,11 @@ One transaction, in this order, so that several collectors on one database stay 
    concurrent writer of the same span waits here, then reads the version this one commits,
    so pieces arriving through different collectors merge instead of overwriting each other.
    Every writer locks in the same order, so two writers cannot deadlock on rows.
-2. Merge in Python with :func:`spanlog.server.store._engine.apply_piece`, exactly as SQLite does.
+2. Merge in Python with :func:`spanlog.server.rows._apply.apply_piece`, exactly as SQLite does.
 3. Take ids from ``spanlog_counter`` (its row lock is held until commit, so ids are handed
    out in commit order; see ``_postgres_schema``), then update and insert the rows.
-   Comment rows are placed in their target's trace (``_store.link_comment``) only after
-   the counter is taken: holding it, this transaction sees every earlier writer's commit,
+   Comment rows are placed in their target's trace (``store._comments.link_comment``) only
+   after the counter is taken: holding it, this transaction sees every earlier writer's commit,
    so a comment and its target written at once through two collectors cannot both miss
    each other. A row that got its first ``root_span_id`` takes in the comments that waited
    for it; they are rewritten with ids after the batch's own.
@@ -37,17 +37,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spanlog.server.rows._apply import StoredRow, apply_piece
 from spanlog.server.rows._json import dumps, loads
-from spanlog.server.store._engine import (
-    BadRequest,
-    StoredRow,
-    Unavailable,
-    apply_piece,
-    is_root,
-    link_comment,
-    link_waiting,
-    waiting_comments,
-)
+from spanlog.server.rows._model import is_root
+from spanlog.server.store._comments import link_comment, link_waiting, waiting_comments
+from spanlog.server.store._errors import BadRequest, Unavailable
 
 log = logging.getLogger("spanlog.server")
 

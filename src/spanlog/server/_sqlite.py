@@ -24,18 +24,10 @@ from spanlog.server._sqlite_query import fetch_page, trace_rows
 from spanlog.server._sqlite_schema import connect
 from spanlog.server._sqlite_upgrade import ensure_schema
 from spanlog.server._sqlite_writer import Txn, Writer
-from spanlog.server.store._engine import (
-    DEFAULT_ORG,
-    ApiKey,
-    NotFound,
-    Org,
-    Page,
-    Piece,
-    Project,
-    Store,
-    Unavailable,
-    now_iso,
-)
+from spanlog.server.rows._model import now_iso
+from spanlog.server.store._engine import Store
+from spanlog.server.store._errors import NotFound, Unavailable
+from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
 
 T = TypeVar("T")
 READ_THREADS = 4

@@ -1,9 +1,9 @@
 """Applying pieces to stored rows in SQLite: the writer's job for every row write.
 
 A job (:func:`write_pieces`) reads what is stored for the ids its pieces touch, folds the
-pieces on top with the shared merge rules (``_store.apply_piece``), places comment rows in
-their target's trace (``_store.link_comment``), and writes the changed rows and their index
-entries. Ingest speed is decided here, on the one writer thread, so:
+pieces on top with the shared merge rules (``rows._apply.apply_piece``), places comment
+rows in their target's trace (``store._comments.link_comment``), and writes the changed rows
+and their index entries. Ingest speed is decided here, on the one writer thread, so:
 
 - Encoding a row and walking its leaves happen before the transaction: on the caller's
   thread (:func:`prepare`), or in an ingest worker process (:func:`prepare_rows`, then
@@ -31,20 +31,12 @@ from spanlog.server._sqlite_ids import ROW_IDS, forget
 from spanlog.server._sqlite_schema import EPOCH_BITS, ROW_COLUMNS
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
+from spanlog.server.rows._apply import Replace, StoredRow, apply_piece, prepare_replace
 from spanlog.server.rows._json import dumps, dumps_internal, loads
-from spanlog.server.store._engine import (
-    Piece,
-    Replace,
-    StoredRow,
-    apply_piece,
-    comment_target,
-    is_root,
-    link_comment,
-    link_waiting,
-    prepare_replace,
-    trace_links,
-    waiting_comments,
-)
+from spanlog.server.rows._model import comment_target, is_root
+from spanlog.server.store._comments import link_comment, link_waiting, waiting_comments
+from spanlog.server.store._records import Piece
+from spanlog.server.store._scores import trace_links
 
 _ID_CHUNK = 500  # ids per `IN (...)` lookup, well under SQLite's bound-parameter limit
 # Rows per multi-row INSERT statement: a power of two, so that only a few distinct statements

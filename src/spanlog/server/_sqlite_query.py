@@ -34,15 +34,13 @@ from spanlog.server._sqlite_ids import ROW_IDS
 from spanlog.server._sqlite_schema import EPOCH_BITS, field_sql, index_value, path_key
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._leaves import ARRAY, INDEXED_FIELDS
-from spanlog.server.store._engine import (
-    BadRequest,
-    Page,
+from spanlog.server.store._errors import BadRequest
+from spanlog.server.store._reading import api_row, parse_cursor, trace_order
+from spanlog.server.store._records import Page
+from spanlog.server.store._scores import (
     TraceLink,
-    api_row,
-    parse_cursor,
     root_averages,
     roots_by_trace,
-    trace_order,
     with_score_averages,
 )
 

@@ -10,7 +10,7 @@ Layout, and why:
   on it holds only comments still waiting for their target's trace); ``capped`` marks a row
   with more leaves than the index keeps (see ``_sqlite_query``: such rows are always
   candidates of an indexed filter). ``links`` is what score averages need of the row
-  (``_store.trace_links``), so a page of roots gets its traces' averages without parsing
+  (``store._scores.trace_links``), so a page of roots gets its traces' averages without parsing
   whole rows.
 - ``postings``: the inverted index over every scalar leaf of metadata, tags, span_attributes
   and scores. One entry per (field, value) per write job, holding the transaction ids

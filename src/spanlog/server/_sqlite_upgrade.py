@@ -28,8 +28,11 @@ from spanlog.server._sqlite_pieces import Postings, add_leaves, insert_postings
 from spanlog.server._sqlite_schema import INDEX_VERSION, SCHEMA
 from spanlog.server._sqlite_terms import leaf_keys
 from spanlog.server._sqlite_writer import Txn
+from spanlog.server.rows._apply import StoredRow
 from spanlog.server.rows._json import dumps, loads
-from spanlog.server.store._engine import StoredRow, comment_target, link_comment, trace_links
+from spanlog.server.rows._model import comment_target
+from spanlog.server.store._comments import link_comment
+from spanlog.server.store._scores import trace_links
 
 log = logging.getLogger("spanlog.server")
 

@@ -23,7 +23,7 @@ from typing import Any
 from spanlog.server._sqlite_checkpoint import WRITER_BACKSTOP_PAGES, Checkpointer
 from spanlog.server._sqlite_ids import Settler
 from spanlog.server._sqlite_schema import connect
-from spanlog.server.store._engine import NotFound, Unavailable
+from spanlog.server.store._errors import NotFound, Unavailable
 
 log = logging.getLogger("spanlog.server")
 

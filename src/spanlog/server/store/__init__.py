@@ -1,1 +1,2 @@
-"""Where rows are kept: the interface every engine implements and what it shares."""
+"""Where rows are kept: the interface every engine implements (``_engine.py``), what it
+takes and returns, and the logic the engines share."""
