@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from spanlog_server_http import call
 
-from spanlog.server import _filter
+from spanlog.server import query as _filter
 from spanlog.server._sqlite_query import build_query
 from spanlog.server._sqlite_schema import SCHEMA
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from spanlog.server import _sqlite_ids
-from spanlog.server._filter import evaluate, parse
 from spanlog.server._sqlite import SqliteStore
+from spanlog.server.query import evaluate, parse
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import BadRequest, NotFound
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Piece

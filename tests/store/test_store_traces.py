@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanlog.server._filter import evaluate, parse
+from spanlog.server.query import evaluate, parse
 from spanlog.server.store._engine import Store
 from spanlog.server.store._records import Piece, Project
 from store_projects import default_org_project

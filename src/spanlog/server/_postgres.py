@@ -4,7 +4,7 @@ Any number of collectors (on any number of machines) can serve one database at o
 collectors keep no state of their own beyond caches of things that never change (orgs and
 projects are never renamed or deleted). See ``_postgres_schema`` for the tables and why the
 transaction order is safe for cursors across collectors, ``_postgres_writer`` for how
-concurrent pieces of one span converge, and ``_filter_postgres`` for filters.
+concurrent pieces of one span converge, and ``query._compile_postgres`` for filters.
 
 Needs ``asyncpg`` (``pip install 'spanlog[postgres]'``), imported only when a store starts.
 """

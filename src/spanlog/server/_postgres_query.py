@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from spanlog.server.query import FilterError, includes_terms, index_terms, parse
+from spanlog.server.query._compile_postgres import Params, compile_postgres, containment
 from spanlog.server.rows._json import loads
 from spanlog.server.store._errors import BadRequest
 from spanlog.server.store._scores import TraceLink, root_averages, roots_by_trace
@@ -68,14 +70,11 @@ def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None
                roots_only: bool, project_id: str = "") -> FetchPlan:
     """The SQL for one page of project ``pid`` (id ``project_id``), newest transaction
     first."""
-    from spanlog.server import _filter
-    from spanlog.server._filter_postgres import Params, compile_postgres, containment
-
     expr = None
     if filter_text is not None and filter_text.strip():
         try:
-            expr = _filter.parse(filter_text)
-        except _filter.FilterError as exc:
+            expr = parse(filter_text)
+        except FilterError as exc:
             raise BadRequest(f"filter: {exc}") from None
 
     def scope(params: Params) -> list[str]:
@@ -93,7 +92,7 @@ def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None
         return FetchPlan(_page(where, params, limit), params.values)
     fields = row_fields(project_id)
     direct = False
-    for path, value in _filter.index_terms(expr):
+    for path, value in index_terms(expr):
         # The row's own columns for its id and trace: their b-tree indexes beat the GIN.
         if path in (("id",), ("root_span_id",)) and isinstance(value, str):
             column = "id" if path == ("id",) else "root_span_id"
@@ -103,9 +102,9 @@ def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None
     plan = FetchPlan(_page(where, params, limit), params.values)
     # Terms on fields outside the JSON never go through the GIN index.
     indexed = any(containment(path, value) is not None and str(path[0]) not in fields
-                  for path, value in _filter.index_terms(expr)) or any(
+                  for path, value in index_terms(expr)) or any(
         containment(path, value, element=True) is not None and str(path[0]) not in fields
-        for path, value in _filter.includes_terms(expr))
+        for path, value in includes_terms(expr))
     if direct or not indexed:
         return plan
 

@@ -32,6 +32,8 @@ from typing import Any
 
 from spanlog.server._sqlite_ids import ROW_IDS
 from spanlog.server._sqlite_schema import EPOCH_BITS, field_sql, index_value, path_key
+from spanlog.server.query import FilterError, covered_by_terms, includes_terms, index_terms, parse
+from spanlog.server.query._compile_sqlite import compile_sqlite
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._leaves import ARRAY, INDEXED_FIELDS
 from spanlog.server.store._errors import BadRequest
@@ -62,11 +64,9 @@ def _term_count(conn: sqlite3.Connection, pid: int, path: int, value: Any) -> in
 
 
 def _parse(text: str) -> Any:
-    from spanlog.server import _filter
-
     try:
-        return _filter.parse(text)
-    except _filter.FilterError as exc:
+        return parse(text)
+    except FilterError as exc:
         raise BadRequest(f"filter: {exc}") from None
 
 
@@ -93,15 +93,13 @@ class _Plan:
 def _direct(expr: Any, pid: int) -> _Plan | None:
     """A plan on the rowid, the id index (``_sqlite_ids``) or ``rows_by_trace``, when the
     filter allows."""
-    from spanlog.server import _filter
-
-    equal = _filter.index_terms(expr)
+    equal = index_terms(expr)
     direct = {p[0]: v for p, v in reversed(equal)
               if p in (("_xact_id",), ("id",), ("root_span_id",)) and isinstance(v, str)}
     if not direct:
         return None
-    residual = not (_filter.covered_by_terms(expr, includes=True) and len(equal) == 1
-                    and not _filter.includes_terms(expr))
+    residual = not (covered_by_terms(expr, includes=True) and len(equal) == 1
+                    and not includes_terms(expr))
     if "_xact_id" in direct:
         value = direct["_xact_id"]
         if not _XACT.fullmatch(value) or int(value) >= 2**63:
@@ -119,19 +117,17 @@ def _direct(expr: Any, pid: int) -> _Plan | None:
 
 
 def _plan(conn: sqlite3.Connection, pid: int, expr: Any) -> _Plan:
-    from spanlog.server import _filter
-
     direct = _direct(expr, pid)
     if direct is not None:
         return direct
-    covered = _filter.covered_by_terms(expr, includes=True)
-    equal = _filter.index_terms(expr)
+    covered = covered_by_terms(expr, includes=True)
+    equal = index_terms(expr)
     # (path key, stored value, exact) for every indexed equality and INCLUDES conjunct.
     keyed: list[tuple[int, Any, bool]] = []
-    for path, literal in _filter.index_terms(expr, INDEXED_FIELDS):
+    for path, literal in index_terms(expr, INDEXED_FIELDS):
         stored, exact = index_value(literal)
         keyed.append((path_key(path), stored, exact))
-    for path, literal in _filter.includes_terms(expr, INDEXED_FIELDS):
+    for path, literal in includes_terms(expr, INDEXED_FIELDS):
         stored, exact = index_value(literal)
         keyed.append((path_key((*path, ARRAY)), stored, exact))
     if not keyed:
@@ -140,7 +136,7 @@ def _plan(conn: sqlite3.Connection, pid: int, expr: Any) -> _Plan:
         keyed.sort(key=lambda k: _term_count(conn, pid, k[0], k[1]))
     # One term, stored exactly, that is the whole filter: the postings answer it alone.
     exact = (covered and len(keyed) == 1 and keyed[0][2]
-             and len(keyed) == len(equal) + len(_filter.includes_terms(expr)))
+             and len(keyed) == len(equal) + len(includes_terms(expr)))
     path_id, stored, _ = keyed[0]
     plan = _Plan(
         # CROSS JOIN fixes the join order: epochs newest first, in each the value's postings
@@ -159,8 +155,6 @@ def _plan(conn: sqlite3.Connection, pid: int, expr: Any) -> _Plan:
 
 
 def _residual(expr: Any, project_id: str) -> tuple[str, list[Any]]:
-    from spanlog.server._filter_sqlite import compile_sqlite
-
     literal = "'" + project_id.replace("'", "''") + "'"
     return compile_sqlite(expr, "r.data", fields={"_xact_id": "CAST(r.xact AS TEXT)",
                                                   "project_id": literal})

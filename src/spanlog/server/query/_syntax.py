@@ -13,8 +13,8 @@ Syntax (keywords are case-insensitive; ``NOT`` binds tighter than ``AND``, ``AND
 - literal: ``'text'`` (``''`` is a quote), integers (64-bit), floats, ``true``, ``false``;
   ``null`` only in ``IS [NOT] NULL``.
 
-Semantics: :func:`evaluate` (in :mod:`._filter_eval`, importable from here too) is the
-reference that every store engine compiles to; its module documents them.
+Semantics: :func:`evaluate` (in ``_evaluate.py``) is the reference that every store engine
+compiles to; its module documents them. The package, ``spanlog.server.query``, exports both.
 
 Bounds, each a :class:`FilterError`: 4,000 characters, 32 levels of parentheses/NOT, 100
 conditions, 16 path segments, 64-bit integer literals.
@@ -25,15 +25,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # at run time these come from __getattr__ at the end of this module
-    from ._filter_eval import IndexTerm as IndexTerm
-    from ._filter_eval import case_variants as case_variants
-    from ._filter_eval import covered_by_terms as covered_by_terms
-    from ._filter_eval import evaluate as evaluate
-    from ._filter_eval import includes_terms as includes_terms
-    from ._filter_eval import index_terms as index_terms
 
 Segment = str | int
 Scalar = str | int | float | bool
@@ -438,7 +429,7 @@ def parse(text: str) -> Expr:
     return result
 
 
-# ---- LIKE patterns: the parser checks them, _filter_eval and the compilers read them ----
+# ---- LIKE patterns: the parser checks them, _evaluate and the compilers read them -----
 def like_tokens(pattern: str) -> list[tuple[str, str]]:
     """Split a LIKE pattern into ``("any", "%")``, ``("one", "_")`` and ``("char", c)`` tokens."""
     out: list[tuple[str, str]] = []
@@ -452,22 +443,3 @@ def like_tokens(pattern: str) -> list[tuple[str, str]]:
         else:
             out.append(("any", ch) if ch == "%" else ("one", ch) if ch == "_" else ("char", ch))
     return out
-
-
-# ---- the evaluator's names, still importable from here ----------------------------------
-_FROM_EVAL = frozenset({"IndexTerm", "case_variants", "covered_by_terms", "evaluate",
-                        "includes_terms", "index_terms"})
-
-
-def __getattr__(name: str) -> Any:
-    # The stores import evaluate and the index-term helpers from this module. They live in
-    # _filter_eval, which imports the tree from here, so they are fetched on first use
-    # (PEP 562): a plain import at either end of this module would be a cycle that fails
-    # whenever _filter_eval happens to be imported first.
-    if name not in _FROM_EVAL:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import _filter_eval
-
-    value = getattr(_filter_eval, name)
-    globals()[name] = value
-    return value

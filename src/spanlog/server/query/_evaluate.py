@@ -1,6 +1,6 @@
 """What a filter means: the reference evaluator, LIKE matching and index terms.
 
-:func:`evaluate` defines the semantics of a parsed filter (see :mod:`._filter` for the
+:func:`evaluate` defines the semantics of a parsed filter (see ``_syntax.py`` for the
 syntax); every store engine compiles a tree to SQL that selects exactly the rows it accepts:
 
 - A predicate is true or false, never unknown: a missing path and JSON ``null`` are NULL, and
@@ -32,10 +32,21 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._filter import _INT64, And, Compare, Includes, IsNull, Like, Not, Or, Scalar, like_tokens
+from spanlog.server.query._syntax import (
+    _INT64,
+    And,
+    Compare,
+    Includes,
+    IsNull,
+    Like,
+    Not,
+    Or,
+    Scalar,
+    like_tokens,
+)
 
 if TYPE_CHECKING:
-    from ._filter import Expr, Segment
+    from spanlog.server.query._syntax import Expr, Segment
 
 __all__ = ["IndexTerm", "case_variants", "covered_by_terms", "evaluate", "includes_terms",
            "index_terms", "like_classes"]

@@ -1,6 +1,6 @@
 """Compile a filter tree to a SQLite boolean expression over a column of row JSON text.
 
-The result matches :func:`spanlog.server._filter_eval.evaluate` row for row. How:
+The result matches :func:`spanlog.server.query._evaluate.evaluate` row for row. How:
 
 - **Types.** ``json_extract`` turns JSON ``true`` into ``1`` and a string ``'{"a":1}'`` into
   the same text as an object, so every comparison is guarded by ``json_type``: a string
@@ -32,7 +32,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ._filter import (
+from spanlog.server.query._evaluate import (
+    covered_by_terms,
+    includes_terms,
+    index_terms,
+    like_classes,
+)
+from spanlog.server.query._syntax import (
     And,
     Compare,
     Expr,
@@ -45,7 +51,6 @@ from ._filter import (
     Scalar,
     Segment,
 )
-from ._filter_eval import covered_by_terms, includes_terms, index_terms, like_classes
 
 __all__ = ["compile_sqlite", "covered_by_terms", "includes_terms", "index_terms", "row_json"]
 

@@ -1,9 +1,9 @@
 """Compile a filter tree to a PostgreSQL boolean expression over a ``jsonb`` column.
 
-The result matches :func:`spanlog.server._filter_eval.evaluate` row for row, where the row is the
-one PostgreSQL hands back (``jsonb`` keeps objects' keys in its own order and turns a number
-written as ``1e+20`` into the integer ``100000000000000000000``; the store returns rows in
-that form, so the filter and what a reader sees agree). How:
+The result matches :func:`spanlog.server.query._evaluate.evaluate` row for row, where the
+row is the one PostgreSQL hands back (``jsonb`` keeps objects' keys in its own order and
+turns a number written as ``1e+20`` into the integer ``100000000000000000000``; the store
+returns rows in that form, so the filter and what a reader sees agree). How:
 
 - **Equality goes through the GIN index.** ``path = literal`` and ``path INCLUDES literal``
   on a key-only path become containment, ``data @> '{"metadata": {"user_id": "1234"}}'``,
@@ -37,8 +37,20 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from ._filter import _INT64, And, Compare, Expr, Includes, IsNull, Like, Not, Or, Scalar, Segment
-from ._filter_eval import like_classes
+from spanlog.server.query._evaluate import like_classes
+from spanlog.server.query._syntax import (
+    _INT64,
+    And,
+    Compare,
+    Expr,
+    Includes,
+    IsNull,
+    Like,
+    Not,
+    Or,
+    Scalar,
+    Segment,
+)
 
 __all__ = ["Params", "compile_postgres", "containment", "like_regex"]
 
