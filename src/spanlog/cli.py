@@ -135,7 +135,7 @@ def _open_store(args: argparse.Namespace) -> tuple[Store, str]:
             raise ValueError("--postgres-pool-size applies only with --postgres "
                              "(or $SPANLOG_POSTGRES_URL)")
         from spanlog.server._runner import database_path
-        from spanlog.server._sqlite import SqliteStore
+        from spanlog.server.store.sqlite._store import SqliteStore
 
         path = database_path(args.data_dir, args.db)
         return SqliteStore(path), os.path.abspath(path)
@@ -151,8 +151,8 @@ async def _serve(args: argparse.Namespace) -> int:
     from spanlog.server._auth import is_loopback
     from spanlog.server._postgres import PostgresUnavailable
     from spanlog.server._runner import StartupRefused, start_site, tune_process
-    from spanlog.server._sqlite_upgrade import SchemaTooNew
     from spanlog.server._workers import worker_count
+    from spanlog.server.store.sqlite._upgrade import SchemaTooNew
 
     try:
         store, where = _open_store(args)
@@ -207,8 +207,8 @@ async def _serve(args: argparse.Namespace) -> int:
 async def _keys(args: argparse.Namespace) -> int:
     from spanlog.server._auth import create_key
     from spanlog.server._postgres import PostgresUnavailable
-    from spanlog.server._sqlite_upgrade import SchemaTooNew
     from spanlog.server.store._errors import NotFound
+    from spanlog.server.store.sqlite._upgrade import SchemaTooNew
 
     try:
         store, _ = _open_store(args)

@@ -290,7 +290,7 @@ def test_corrupt_compressed_body_is_400(collector, encoding):
 
 def test_overloaded_writer_answers_503_with_retry_after(make_collector, monkeypatch):
     """When too many rows wait to be written, new writes get 503 with Retry-After."""
-    from spanlog.server import _sqlite_writer
+    from spanlog.server.store.sqlite import _writer as _sqlite_writer
 
     server = make_collector()
     assert call(server.url, "POST", "/v1/project", {"name": "p"})[0] == 200

@@ -63,9 +63,9 @@ class ViewerServer:
 
         from spanlog.server._app import create_app
         from spanlog.server._auth import create_key
-        from spanlog.server._sqlite import SqliteStore
         from spanlog.server._viewer import LIVE_STREAMS, setup_viewer
         from spanlog.server.store._records import DEFAULT_ORG
+        from spanlog.server.store.sqlite._store import SqliteStore
 
         self._stopping = asyncio.Event()
         store = SqliteStore(self.db_path)

@@ -19,8 +19,8 @@ from aiohttp import web
 
 from spanlog.server._app import Settings, create_app
 from spanlog.server._auth import is_loopback
-from spanlog.server._sqlite import SqliteStore
 from spanlog.server.store._engine import Store
+from spanlog.server.store.sqlite._store import SqliteStore
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8700

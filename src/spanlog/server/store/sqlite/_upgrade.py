@@ -1,6 +1,6 @@
 """Creating the SQLite schema, and bringing a database written by an older spanlog up to date.
 
-Only the index layout has changed so far (``meta.index_version``, see ``_sqlite_schema``):
+Only the index layout has changed so far (``meta.index_version``, see ``_schema``):
 
 - version 1 (no ``index_version`` row): ``terms`` keyed (pid, path hash, value, xact), roots
   in a full index, comment rows left out of their target's trace;
@@ -8,7 +8,7 @@ Only the index layout has changed so far (``meta.index_version``, see ``_sqlite_
   ``rows.links``, comments placed in their target's trace;
 - version 3: ``postings`` (one entry per value per transaction) instead of ``terms``;
 - version 4: ``postings`` keyed by epoch first, and the ``epochs`` they are in;
-- version 5: row ids in two tiers, ``ids_recent`` and ``ids_settled`` (``_sqlite_ids``),
+- version 5: row ids in two tiers, ``ids_recent`` and ``ids_settled`` (``_ids``),
   instead of the unique index ``rows_by_id``.
 
 An upgrade rebuilds the index from the stored rows in one transaction (a collector on the
@@ -23,16 +23,16 @@ import logging
 import sqlite3
 import time
 
-from spanlog.server._sqlite_ids import ROW_IDS
-from spanlog.server._sqlite_pieces import Postings, add_leaves, insert_postings
-from spanlog.server._sqlite_schema import INDEX_VERSION, SCHEMA
-from spanlog.server._sqlite_terms import leaf_keys
-from spanlog.server._sqlite_writer import Txn
 from spanlog.server.rows._apply import StoredRow
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._model import comment_target
 from spanlog.server.store._comments import link_comment
 from spanlog.server.store._scores import trace_links
+from spanlog.server.store.sqlite._ids import ROW_IDS
+from spanlog.server.store.sqlite._leaf_keys import leaf_keys
+from spanlog.server.store.sqlite._pieces import Postings, add_leaves, insert_postings
+from spanlog.server.store.sqlite._schema import INDEX_VERSION, SCHEMA
+from spanlog.server.store.sqlite._writer import Txn
 
 log = logging.getLogger("spanlog.server")
 

@@ -3,7 +3,7 @@
 Plans, cheapest first (a page is always "newest ``xact`` first, stop at ``limit``"):
 
 1. ``_xact_id = '...'``, ``id = '...'`` or ``root_span_id = '...'`` as a top-level conjunct:
-   the rowid, the id index (``_sqlite_ids``) or ``rows_by_trace``.
+   the rowid, the id index (``_ids``) or ``rows_by_trace``.
 2. An equality on an indexed leaf (metadata, tags, span_attributes, scores) as a top-level
    conjunct: walk the ``postings`` of that (field, value) backwards from the newest
    transaction, epoch by epoch, each entry's ids in order (``json_each``). A probe per epoch
@@ -30,8 +30,6 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from spanlog.server._sqlite_ids import ROW_IDS
-from spanlog.server._sqlite_schema import EPOCH_BITS, field_sql, index_value, path_key
 from spanlog.server.query import FilterError, covered_by_terms, includes_terms, index_terms, parse
 from spanlog.server.query._compile_sqlite import compile_sqlite
 from spanlog.server.rows._json import dumps, loads
@@ -45,6 +43,8 @@ from spanlog.server.store._scores import (
     roots_by_trace,
     with_score_averages,
 )
+from spanlog.server.store.sqlite._ids import ROW_IDS
+from spanlog.server.store.sqlite._schema import EPOCH_BITS, field_sql, index_value, path_key
 
 MAX_LIMIT = 1000
 # Summing a term's postings past this many entries tells nothing more: it is "common".
@@ -91,7 +91,7 @@ class _Plan:
 
 
 def _direct(expr: Any, pid: int) -> _Plan | None:
-    """A plan on the rowid, the id index (``_sqlite_ids``) or ``rows_by_trace``, when the
+    """A plan on the rowid, the id index (``_ids``) or ``rows_by_trace``, when the
     filter allows."""
     equal = index_terms(expr)
     direct = {p[0]: v for p, v in reversed(equal)

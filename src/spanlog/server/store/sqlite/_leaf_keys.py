@@ -1,7 +1,7 @@
 """The index entries of one row, computed fast: the SQLite writer's hottest loop.
 
 Semantically :func:`leaf_keys` is ``[(path_key(p), index_value(v)[0]) for p, v in
-leaves(row)]`` (see ``rows._leaves.leaves`` and ``_sqlite_schema``), and a test holds it to exactly
+leaves(row)]`` (see ``rows._leaves.leaves`` and ``_schema``), and a test holds it to exactly
 that; the writer turns each path key into the project's ``fields`` id. It walks
 the row once with a cache of path nodes, so the common case (paths seen before) costs a dict
 lookup per leaf instead of building a tuple, hashing it and looking up its key.
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanlog.server._sqlite_schema import FALSE, INT64, TRUE, index_value, path_key
 from spanlog.server.rows._leaves import (
     ARRAY,
     INDEXED_FIELDS,
     MAX_INDEXED_LENGTH,
     MAX_LEAVES_PER_ROW,
 )
+from spanlog.server.store.sqlite._schema import FALSE, INT64, TRUE, index_value, path_key
 
 # A node per path seen: [its 64-bit key, its path, child nodes by key, the ARRAY child].
 _Node = list[Any]

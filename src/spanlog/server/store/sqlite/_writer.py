@@ -5,8 +5,8 @@ waiting, runs them in ONE ``BEGIN IMMEDIATE`` transaction with a savepoint per j
 failing job rolls back alone and the others still commit), commits, and only then resolves
 the jobs' futures: a caller hears "done" only for work that is durable. Requests that arrive
 while a transaction runs therefore share the next commit (group commit). What a row write
-does inside its job is in ``_sqlite_pieces``; after the jobs, each transaction also moves
-some of the id index's entries to its big table (``_sqlite_ids``).
+does inside its job is in ``_pieces``; after the jobs, each transaction also moves
+some of the id index's entries to its big table (``_ids``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from spanlog.server._sqlite_checkpoint import WRITER_BACKSTOP_PAGES, Checkpointer
-from spanlog.server._sqlite_ids import Settler
-from spanlog.server._sqlite_schema import connect
 from spanlog.server.store._errors import NotFound, Unavailable
+from spanlog.server.store.sqlite._checkpoint import WRITER_BACKSTOP_PAGES, Checkpointer
+from spanlog.server.store.sqlite._ids import Settler
+from spanlog.server.store.sqlite._schema import connect
 
 log = logging.getLogger("spanlog.server")
 
@@ -50,7 +50,7 @@ class Txn:
                  recent_ids: int = 0) -> None:
         self.conn = conn
         self.last_xact = last_xact
-        # Entries in `ids_recent` (meta.ids_recent, see _sqlite_ids), kept up to date by jobs.
+        # Entries in `ids_recent` (meta.ids_recent, see _ids), kept up to date by jobs.
         self.recent_ids = recent_ids
         self._pids = pids
         self.new_pids: dict[str, int] = {}

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import threading
 
-from spanlog.server._sqlite_schema import connect
+from spanlog.server.store.sqlite._schema import connect
 
 log = logging.getLogger("spanlog.server")
 

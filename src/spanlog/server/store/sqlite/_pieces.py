@@ -15,7 +15,7 @@ and their index entries. Ingest speed is decided here, on the one writer thread,
   ``executemany`` would hand the GIL back and forth thousands of times per request.
 - Index entries are grouped per (field, value) for the whole job (:func:`add_leaves`), so
   a value shared by many rows of the job costs one insert (see ``postings`` in
-  ``_sqlite_schema``); a rewritten row's old entries are left to match nothing.
+  ``_schema``); a rewritten row's old entries are left to match nothing.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from spanlog._merge import is_merge
-from spanlog.server._sqlite_ids import ROW_IDS, forget
-from spanlog.server._sqlite_schema import EPOCH_BITS, ROW_COLUMNS
-from spanlog.server._sqlite_terms import leaf_keys
-from spanlog.server._sqlite_writer import Txn
 from spanlog.server.rows._apply import Replace, StoredRow, apply_piece, prepare_replace
 from spanlog.server.rows._json import dumps, dumps_internal, loads
 from spanlog.server.rows._model import comment_target, is_root
 from spanlog.server.store._comments import link_comment, link_waiting, waiting_comments
 from spanlog.server.store._records import Piece
 from spanlog.server.store._scores import trace_links
+from spanlog.server.store.sqlite._ids import ROW_IDS, forget
+from spanlog.server.store.sqlite._leaf_keys import leaf_keys
+from spanlog.server.store.sqlite._schema import EPOCH_BITS, ROW_COLUMNS
+from spanlog.server.store.sqlite._writer import Txn
 
 _ID_CHUNK = 500  # ids per `IN (...)` lookup, well under SQLite's bound-parameter limit
 # Rows per multi-row INSERT statement: a power of two, so that only a few distinct statements
@@ -304,7 +304,7 @@ def _prepared_postings(leaves: Leaves, pids: list[int], xacts: list[int | None],
 
 def insert_postings(txn: Txn, postings: Postings) -> None:
     """Write one ``postings`` entry per (field, value): its xacts, newest first, in the
-    epoch of the oldest (see ``_sqlite_schema``)."""
+    epoch of the oldest (see ``_schema``)."""
     params: list[Any] = []
     epochs: set[int] = set()
     for pid, paths in postings.items():
@@ -367,7 +367,7 @@ def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
 
 def _insert(txn: Txn, add_rows: list[Any], add_ids: list[Any], postings: Postings) -> None:
     """Insert a job's new rows (``ROW_COLUMNS`` flat), their id entries (pid, id, xact flat,
-    see ``_sqlite_ids``) and its postings."""
+    see ``_ids``) and its postings."""
     if add_rows:
         insert_many(txn.conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
                     add_rows)

@@ -1,9 +1,9 @@
 """The SQLite engine: the default store, one file, zero setup.
 
-WAL mode; one writer thread (``_sqlite_writer.Writer``) takes every write from a queue;
+WAL mode; one writer thread (``_writer.Writer``) takes every write from a queue;
 reads run on a small thread pool, each thread with its own connection, so a slow query never
-blocks the event loop or the writer. See ``_sqlite_schema`` for the tables and
-``_sqlite_query`` for how fetches pick an index.
+blocks the event loop or the writer. See ``_schema`` for the tables and
+``_query`` for how fetches pick an index.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from spanlog.server._sqlite_pieces import prepare, prepare_rows, write_pieces
-from spanlog.server._sqlite_query import fetch_page, trace_rows
-from spanlog.server._sqlite_schema import connect
-from spanlog.server._sqlite_upgrade import ensure_schema
-from spanlog.server._sqlite_writer import Txn, Writer
 from spanlog.server.rows._model import now_iso
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import NotFound, Unavailable
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
+from spanlog.server.store.sqlite._pieces import prepare, prepare_rows, write_pieces
+from spanlog.server.store.sqlite._query import fetch_page, trace_rows
+from spanlog.server.store.sqlite._schema import connect
+from spanlog.server.store.sqlite._upgrade import ensure_schema
+from spanlog.server.store.sqlite._writer import Txn, Writer
 
 T = TypeVar("T")
 READ_THREADS = 4

@@ -3,12 +3,12 @@
 Layout, and why:
 
 - ``rows``: one row per (project, id), found by id through ``ids_recent`` and
-  ``ids_settled`` (see ``_sqlite_ids``). Its ``xact`` (the transaction id of its last write) is
+  ``ids_settled`` (see ``_ids``). Its ``xact`` (the transaction id of its last write) is
   the table's rowid, so "most recently updated first" is a backwards walk of an index on
   ``pid`` and a row is found from an index entry without a second index lookup. A write moves
   the row to a new, larger ``xact``. ``origin_id`` is the target of a comment row (the index
   on it holds only comments still waiting for their target's trace); ``capped`` marks a row
-  with more leaves than the index keeps (see ``_sqlite_query``: such rows are always
+  with more leaves than the index keeps (see ``_query``: such rows are always
   candidates of an indexed filter). ``links`` is what score averages need of the row
   (``store._scores.trace_links``), so a page of roots gets its traces' averages without parsing
   whole rows.
@@ -31,7 +31,7 @@ Layout, and why:
   rewritten row moves to a new ``xact``; its old ids stay in older entries and simply match
   no row any more (every use joins ``rows`` on ``xact``).
 - ``epochs``: every epoch that has postings, so a read walks them newest first.
-- ``ids_recent``, ``ids_settled``: the id index, in two tiers (``_sqlite_ids``), with the
+- ``ids_recent``, ``ids_settled``: the id index, in two tiers (``_ids``), with the
   size of the first in ``meta.ids_recent``.
 - ``fields.path`` is a 64-bit hash of the leaf's path (see :func:`path_key`): the same in
   every process, so collectors sharing the file agree without coordination; a collision
@@ -40,7 +40,7 @@ Layout, and why:
   so that several collector processes can share one database file. ``meta.schema_version``
   versions the tables other tools read (orgs, projects, api_keys and the rows' original
   columns, see ``_migrate``); ``meta.index_version`` versions the index layout, which
-  ``_sqlite_upgrade`` rebuilds from the rows when it is older than :data:`INDEX_VERSION`.
+  ``_upgrade`` rebuilds from the rows when it is older than :data:`INDEX_VERSION`.
 """
 
 from __future__ import annotations
