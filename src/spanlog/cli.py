@@ -139,7 +139,7 @@ def _open_store(args: argparse.Namespace) -> tuple[Store, str]:
 
         path = database_path(args.data_dir, args.db)
         return SqliteStore(path), os.path.abspath(path)
-    from spanlog.server._postgres import PostgresStore, redact
+    from spanlog.server.store.postgres._store import PostgresStore, redact
 
     return PostgresStore(url, pool_size=args.postgres_pool_size), redact(url)
 
@@ -149,9 +149,9 @@ def _open_store(args: argparse.Namespace) -> tuple[Store, str]:
 async def _serve(args: argparse.Namespace) -> int:
     from spanlog.server._app import Settings
     from spanlog.server._auth import is_loopback
-    from spanlog.server._postgres import PostgresUnavailable
     from spanlog.server._runner import StartupRefused, start_site, tune_process
     from spanlog.server._workers import worker_count
+    from spanlog.server.store.postgres._store import PostgresUnavailable
     from spanlog.server.store.sqlite._upgrade import SchemaTooNew
 
     try:
@@ -206,8 +206,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _keys(args: argparse.Namespace) -> int:
     from spanlog.server._auth import create_key
-    from spanlog.server._postgres import PostgresUnavailable
     from spanlog.server.store._errors import NotFound
+    from spanlog.server.store.postgres._store import PostgresUnavailable
     from spanlog.server.store.sqlite._upgrade import SchemaTooNew
 
     try:

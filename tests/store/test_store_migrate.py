@@ -17,9 +17,9 @@ import pytest
 from pg_cluster import Cluster, new_database
 
 from spanlog.server._migrate import MigrationError, migrate
-from spanlog.server._postgres import PostgresStore
 from spanlog.server.store._engine import Store
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Piece
+from spanlog.server.store.postgres._store import PostgresStore
 from spanlog.server.store.sqlite._store import SqliteStore
 
 ROWS = 100_000

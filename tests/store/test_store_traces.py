@@ -190,7 +190,7 @@ async def test_postgres_upgrade_links_comments_written_before_version_2(pg_url: 
     and its waiting comments join their target's trace with new ids, on start."""
     import asyncpg
 
-    from spanlog.server._postgres import PostgresStore
+    from spanlog.server.store.postgres._store import PostgresStore
 
     store = PostgresStore(pg_url)
     await store.start()

@@ -248,9 +248,11 @@ async def migrate(sqlite_path: str, url: str, *, batch_rows: int = BATCH_ROWS,
     except ImportError:
         raise MigrationError("migrating to PostgreSQL needs asyncpg: "
                              "pip install 'spanlog[postgres]'") from None
-    from spanlog.server._postgres import check_url, redact
-    from spanlog.server._postgres_schema import SchemaTooNew
-    from spanlog.server._postgres_schema import migrate as migrate_schema
+    # Imported here, as asyncpg is: the CLI builds this command's parser on every run, and
+    # only a migration needs the PostgreSQL engine.
+    from spanlog.server.store.postgres._schema import SchemaTooNew
+    from spanlog.server.store.postgres._schema import migrate as migrate_schema
+    from spanlog.server.store.postgres._store import check_url, redact
 
     check_url(url)
     source = os.path.abspath(sqlite_path)

@@ -24,7 +24,8 @@ returns rows in that form, so the filter and what a reader sees agree). How:
   rules, case-sensitive). **ILIKE** becomes an anchored regular expression in which each
   cased character is an alternation of its case forms (``evaluate``'s classes): PostgreSQL's
   own ILIKE folds case by the database locale instead. A non-string value is matched as the
-  compact JSON text Python writes for it (``spanlog_json_text``, see ``_postgres_schema``).
+  compact JSON text Python writes for it (``spanlog_json_text``, see the PostgreSQL engine's
+  ``_schema.py``).
 
 Every user value travels as a parameter; only the column name is spliced into the SQL.
 """

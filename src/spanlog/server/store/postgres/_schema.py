@@ -19,7 +19,7 @@ Layout, and why:
   ``data`` exactly as ``rows._model.comment_target`` reads it (so every writer, ``spanlog
   migrate`` included, fills it without knowing of it). A partial index holds only the
   comments still waiting for their target's trace: a row that gets its first
-  ``root_span_id`` finds its waiting comments there (see ``_postgres_writer``).
+  ``root_span_id`` finds its waiting comments there (see ``_writer``).
 - ``spanlog_migrated``: how far ``spanlog migrate`` got for each SQLite source (resume).
 - Every table is prefixed ``spanlog_`` so the engine can share a database (and its
   ``search_path``) with other applications.

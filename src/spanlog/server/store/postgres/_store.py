@@ -2,8 +2,8 @@
 
 Any number of collectors (on any number of machines) can serve one database at once: the
 collectors keep no state of their own beyond caches of things that never change (orgs and
-projects are never renamed or deleted). See ``_postgres_schema`` for the tables and why the
-transaction order is safe for cursors across collectors, ``_postgres_writer`` for how
+projects are never renamed or deleted). See ``_schema`` for the tables and why the
+transaction order is safe for cursors across collectors, ``_writer`` for how
 concurrent pieces of one span converge, and ``query._compile_postgres`` for filters.
 
 Needs ``asyncpg`` (``pip install 'spanlog[postgres]'``), imported only when a store starts.
@@ -18,13 +18,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from spanlog.server._postgres_query import (
-    check_limit,
-    fetch_rows,
-    plan_fetch,
-    root_scores,
-)
-from spanlog.server._postgres_writer import PieceAt, Writer, connection_errors
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._model import now_iso
 from spanlog.server.store._engine import Store
@@ -32,6 +25,14 @@ from spanlog.server.store._errors import NotFound, Unavailable
 from spanlog.server.store._reading import api_row, parse_cursor, trace_order
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
 from spanlog.server.store._scores import with_score_averages
+from spanlog.server.store.postgres._query import (
+    check_limit,
+    fetch_rows,
+    plan_fetch,
+    root_scores,
+)
+from spanlog.server.store.postgres._schema import SchemaTooNew, migrate
+from spanlog.server.store.postgres._writer import PieceAt, Writer, connection_errors
 
 _INSTALL = "pip install 'spanlog[postgres]'"
 DEFAULT_POOL_SIZE = 10
@@ -110,7 +111,6 @@ class PostgresStore(Store):
             import asyncpg
         except ImportError:
             raise PostgresUnavailable(f"the PostgreSQL store needs asyncpg: {_INSTALL}") from None
-        from spanlog.server._postgres_schema import SchemaTooNew, migrate
 
         where = redact(self.url)
         try:

@@ -12,7 +12,7 @@ One transaction, in this order, so that several collectors on one database stay 
    Every writer locks in the same order, so two writers cannot deadlock on rows.
 2. Merge in Python with :func:`spanlog.server.rows._apply.apply_piece`, exactly as SQLite does.
 3. Take ids from ``spanlog_counter`` (its row lock is held until commit, so ids are handed
-   out in commit order; see ``_postgres_schema``), then update and insert the rows.
+   out in commit order; see ``_schema``), then update and insert the rows.
    Comment rows are placed in their target's trace (``store._comments.link_comment``) only
    after the counter is taken: holding it, this transaction sees every earlier writer's commit,
    so a comment and its target written at once through two collectors cannot both miss
