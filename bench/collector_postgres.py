@@ -35,7 +35,7 @@ import collector as base  # noqa: E402  (bench/collector.py: generator, load, qu
 # -- a collector process on PostgreSQL ------------------------------------------------------
 
 async def _serve(url: str, pool_size: int) -> None:
-    from spanlog.server._runner import start_site
+    from spanlog.server.http._runner import start_site
     from spanlog.server.store.postgres._store import PostgresStore
 
     runner, port = await start_site(PostgresStore(url, pool_size=pool_size), "127.0.0.1", 0)

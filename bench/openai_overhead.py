@@ -69,8 +69,8 @@ def _sink(kind: str) -> Iterator[None]:
         with capture_rows():
             yield
         return
-    from spanlog.server._auth import create_key
-    from spanlog.server._runner import BackgroundCollector
+    from spanlog.server.http._auth import create_key
+    from spanlog.server.http._runner import BackgroundCollector
     from spanlog.server.store._records import DEFAULT_ORG
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from spanlog.server._auth import create_key
-from spanlog.server._runner import BackgroundCollector
+from spanlog.server.http._auth import create_key
+from spanlog.server.http._runner import BackgroundCollector
 from spanlog.server.store._records import DEFAULT_ORG
 
 

@@ -134,7 +134,7 @@ def _open_store(args: argparse.Namespace) -> tuple[Store, str]:
         if args.postgres_pool_size is not None:
             raise ValueError("--postgres-pool-size applies only with --postgres "
                              "(or $SPANLOG_POSTGRES_URL)")
-        from spanlog.server._runner import database_path
+        from spanlog.server.http._runner import database_path
         from spanlog.server.store.sqlite._store import SqliteStore
 
         path = database_path(args.data_dir, args.db)
@@ -147,10 +147,10 @@ def _open_store(args: argparse.Namespace) -> tuple[Store, str]:
 # -- serve -----------------------------------------------------------------------------
 
 async def _serve(args: argparse.Namespace) -> int:
-    from spanlog.server._app import Settings
-    from spanlog.server._auth import is_loopback
-    from spanlog.server._runner import StartupRefused, start_site, tune_process
-    from spanlog.server._workers import worker_count
+    from spanlog.server.http._app import Settings
+    from spanlog.server.http._auth import is_loopback
+    from spanlog.server.http._runner import StartupRefused, start_site, tune_process
+    from spanlog.server.http._workers import worker_count
     from spanlog.server.store.postgres._store import PostgresUnavailable
     from spanlog.server.store.sqlite._upgrade import SchemaTooNew
 
@@ -205,7 +205,7 @@ async def _serve(args: argparse.Namespace) -> int:
 # -- keys ------------------------------------------------------------------------------
 
 async def _keys(args: argparse.Namespace) -> int:
-    from spanlog.server._auth import create_key
+    from spanlog.server.http._auth import create_key
     from spanlog.server.store._errors import NotFound
     from spanlog.server.store.postgres._store import PostgresUnavailable
     from spanlog.server.store.sqlite._upgrade import SchemaTooNew

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from spanlog_server_http import call, start_serve
 
-from spanlog.server._runner import BackgroundCollector
+from spanlog.server.http._runner import BackgroundCollector
 
 
 def test_sigkill_during_ingest_keeps_acknowledged_rows(tmp_path: Path):

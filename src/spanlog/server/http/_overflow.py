@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from spanlog.server._body import BadBody, BodyTooLarge
+from spanlog.server.http._body import BadBody, BodyTooLarge
 
 UPLOAD_TTL_SECONDS = 3600.0
 # An overflow upload may be larger than a normal request, but not unboundedly so.

@@ -17,8 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from spanlog.server._app import Settings, create_app
-from spanlog.server._auth import is_loopback
+from spanlog.server.http._app import Settings, create_app
+from spanlog.server.http._auth import is_loopback
 from spanlog.server.store._engine import Store
 from spanlog.server.store.sqlite._store import SqliteStore
 

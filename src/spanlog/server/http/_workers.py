@@ -5,7 +5,7 @@ both need the GIL: per ingested row the event loop spent about 60 CPU-µs in Pyt
 decoding, validation, encoding, the index walk) and the writer about 15, so ingest stopped at
 what one core could do while the other idled in part. With workers, the event loop reads a
 request's bytes and hands them to a worker process, which runs
-:func:`~spanlog.server._ingest.decode_rows` with the store's ``prepare_rows``; what comes back
+:func:`~spanlog.server.http._ingest.decode_rows` with the store's ``prepare_rows``; what comes back
 is a few strings and small tuples per row (the stored JSON text, its digest, the index leaves
 grouped per value), far cheaper to unpickle than the rows' dicts, and a request of new rows
 goes into SQLite from that text without ever being decoded in the serving process.
@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from spanlog.server._ingest import RowBatch, decode_rows
+from spanlog.server.http._ingest import RowBatch, decode_rows
 from spanlog.server.store._engine import PrepareRows
 
 log = logging.getLogger("spanlog.server")
@@ -50,7 +50,7 @@ def _worker_started(parent: int) -> None:
     os.nice(WORKER_NICENESS)
     # As in the serving process (see _runner.tune_process): decoding allocates ~100
     # containers per row, none of them in cycles.
-    from spanlog.server._runner import GC_THRESHOLDS
+    from spanlog.server.http._runner import GC_THRESHOLDS
 
     gc.collect()
     gc.freeze()

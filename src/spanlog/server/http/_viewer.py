@@ -155,7 +155,7 @@ async def _live(request: web.Request) -> web.StreamResponse:
 
 async def _collector_latest(request: web.Request, project_id: str) -> str | None:
     # Imported here: the collector's app module imports this one to call setup_viewer.
-    from spanlog.server._app import latest_xact
+    from spanlog.server.http._app import latest_xact
 
     return await latest_xact(request, project_id)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanlog._merge import IS_MERGE
-from spanlog.server._auth import Access
-from spanlog.server._body import check_object, parse_json
+from spanlog.server.http._auth import Access
+from spanlog.server.http._body import check_object, parse_json
 from spanlog.server.rows._model import now_iso
 from spanlog.server.rows._validate import InvalidRow, validate_row
 from spanlog.server.store._engine import PrepareRows, Store

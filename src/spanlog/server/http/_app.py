@@ -16,18 +16,18 @@ from typing import Any
 from aiohttp import web
 
 from spanlog import __version__
-from spanlog.server._auth import Access, Auth, Forbidden, Unauthorized
-from spanlog.server._body import (
+from spanlog.server.http._auth import Access, Auth, Forbidden, Unauthorized
+from spanlog.server.http._body import (
     DEFAULT_MAX_BODY,
     BadBody,
     BodyTooLarge,
     read_bytes,
     read_object,
 )
-from spanlog.server._ingest import RowBatch, bind_rows, feedback_pieces
-from spanlog.server._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
-from spanlog.server._viewer import setup_viewer
-from spanlog.server._workers import IngestWorkers
+from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
+from spanlog.server.http._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
+from spanlog.server.http._viewer import setup_viewer
+from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.rows._validate import InvalidRow
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import BadRequest, NotFound, Unavailable
