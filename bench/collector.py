@@ -292,7 +292,7 @@ async def bench_project(store: Any) -> str:
 async def _writer_only(db: str, rows: int, batch: int) -> dict[str, Any]:
     from functools import partial
 
-    from spanlog.server.http._runner import tune_process
+    from spanlog.server.http._tuning import tune_process
     from spanlog.server.store._records import Piece
     from spanlog.server.store.sqlite._pieces import prepare, write_pieces
     from spanlog.server.store.sqlite._store import SqliteStore

@@ -147,9 +147,10 @@ def _open_store(args: argparse.Namespace) -> tuple[Store, str]:
 # -- serve -----------------------------------------------------------------------------
 
 async def _serve(args: argparse.Namespace) -> int:
-    from spanlog.server.http._app import Settings
     from spanlog.server.http._auth import is_loopback
-    from spanlog.server.http._runner import StartupRefused, start_site, tune_process
+    from spanlog.server.http._context import Settings
+    from spanlog.server.http._runner import StartupRefused, start_site
+    from spanlog.server.http._tuning import tune_process
     from spanlog.server.http._workers import worker_count
     from spanlog.server.store.postgres._store import PostgresUnavailable
     from spanlog.server.store.sqlite._upgrade import SchemaTooNew

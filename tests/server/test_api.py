@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from spanlog_server_http import call
 
-from spanlog.server.http._app import Settings
+from spanlog.server.http._context import Settings
 
 
 def _row(project_id: str, **fields: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from spanlog_server_http import call, start_serve
 
-from spanlog.server.http._app import WORKERS, Settings
+from spanlog.server.http._context import WORKERS, Settings
 from spanlog.server.http._runner import BackgroundCollector
 
 

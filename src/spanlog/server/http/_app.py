@@ -10,22 +10,25 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from spanlog import __version__
 from spanlog.server.http._auth import Access, Auth, Forbidden, Unauthorized
-from spanlog.server.http._body import (
-    DEFAULT_MAX_BODY,
-    BadBody,
-    BodyTooLarge,
-    read_bytes,
-    read_object,
+from spanlog.server.http._body import BadBody, BodyTooLarge, read_bytes, read_object
+from spanlog.server.http._context import (
+    AUTH,
+    SETTINGS,
+    STORE,
+    UPLOADS,
+    WORKERS,
+    Settings,
+    request_access,
+    request_project,
 )
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
-from spanlog.server.http._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
+from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.rows._validate import InvalidRow
@@ -36,27 +39,6 @@ from spanlog.server.store._scores import with_score_averages
 
 log = logging.getLogger("spanlog.server")
 
-
-@dataclass
-class Settings:
-    """How one collector behaves; every field has the default ``spanlog serve`` uses."""
-
-    max_body_bytes: int = DEFAULT_MAX_BODY
-    # The base URL clients should use (login's api_url); None: the URL the request came to.
-    public_url: str | None = None
-    # Open mode (any token accepted while no key exists) is only ever allowed on loopback.
-    open_allowed: bool = True
-    # Largest single "logs3 overflow" upload (the braintrust SDK's path for huge rows).
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    # Processes that decode and prepare ingested rows (see _workers); 0: the event loop does.
-    ingest_workers: int = 0
-
-
-STORE = web.AppKey("store", Store)
-AUTH = web.AppKey("auth", Auth)
-SETTINGS = web.AppKey("settings", Settings)
-UPLOADS = web.AppKey("uploads", OverflowUploads)
-WORKERS = web.AppKey("workers", IngestWorkers)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -94,18 +76,6 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return _error(500, f"internal error on {request.method} {request.path}")
 
 
-async def _access(request: web.Request) -> Access:
-    return await request.app[AUTH].access(request.headers.get("Authorization"))
-
-
-async def _project(request: web.Request, access: Access, project_id: str) -> Project:
-    project = await request.app[STORE].project_by_id(project_id)
-    if project is None:
-        raise NotFound(f"project {project_id!r} not found")
-    access.check(project)
-    return project
-
-
 async def _body(request: web.Request, *required: str) -> dict[str, Any]:
     return await read_object(request, request.app[SETTINGS].max_body_bytes, required)
 
@@ -119,7 +89,7 @@ def _public_url(request: web.Request) -> str:
 
 async def login(request: web.Request) -> web.Response:
     """``POST /api/apikey/login``: the key's organization and where its API lives."""
-    access = await _access(request)
+    access = await request_access(request)
     url = _public_url(request)
     return web.json_response({"org_info": [{
         "id": access.org.id, "name": access.org.name, "api_url": url, "proxy_url": None,
@@ -135,14 +105,14 @@ async def version(request: web.Request) -> web.Response:
 
 async def ping(request: web.Request) -> web.Response:
     """``GET /ping``: who the caller is (the braintrust SDK's user_info)."""
-    access = await _access(request)
+    access = await request_access(request)
     return web.json_response({"id": access.key.id if access.key else "open",
                               "org_id": access.org.id, "org_name": access.org.name})
 
 
 async def create_project(request: web.Request) -> web.Response:
     """``POST /v1/project``: get or create a project by name."""
-    access = await _access(request)
+    access = await request_access(request)
     body = await _body(request, "name")
     name, org_name = body["name"], body.get("org_name")
     if not isinstance(name, str) or not name.strip():
@@ -158,7 +128,7 @@ async def create_project(request: web.Request) -> web.Response:
 
 async def list_projects(request: web.Request) -> web.Response:
     """``GET /v1/project``: the projects this key may see."""
-    access = await _access(request)
+    access = await request_access(request)
     name = request.query.get("project_name")
     projects = [p for p in await request.app[STORE].projects(access.org.id)
                 if access.allows_name(p.name) and (name is None or p.name == name)]
@@ -167,8 +137,8 @@ async def list_projects(request: web.Request) -> web.Response:
 
 async def get_project(request: web.Request) -> web.Response:
     """``GET /v1/project/{id}``: one project."""
-    access = await _access(request)
-    project = await _project(request, access, request.match_info["project_id"])
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
     return web.json_response(project.to_json())
 
 
@@ -187,7 +157,7 @@ async def _store_rows(request: web.Request, access: Access, batch: RowBatch, whe
 
 async def logs3(request: web.Request) -> web.Response:
     """``POST /logs3``: store a batch of row pieces, all or nothing."""
-    access = await _access(request)
+    access = await request_access(request)
     workers = request.app[WORKERS]
     batch = await workers.decode(await _raw_body(request), "rows")
     if batch.overflow is not None:
@@ -200,7 +170,7 @@ async def logs3(request: web.Request) -> web.Response:
 
 async def overflow_start(request: web.Request) -> web.Response:
     """``POST /logs3/overflow``: where to upload a batch too big for one request."""
-    access = await _access(request)
+    access = await request_access(request)
     body = await _body(request, "size_bytes")
     key = request.app[UPLOADS].create(access.org.id, body["size_bytes"])
     content_type = body.get("content_type")
@@ -219,16 +189,16 @@ async def overflow_upload(request: web.Request) -> web.Response:
 
 async def insert(request: web.Request) -> web.Response:
     """``POST /v1/project_logs/{id}/insert``: store events into one project."""
-    access = await _access(request)
-    project = await _project(request, access, request.match_info["project_id"])
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
     batch = await request.app[WORKERS].decode(await _raw_body(request), "events", project.id)
     return await _store_rows(request, access, batch, "events", project)
 
 
 async def feedback(request: web.Request) -> web.Response:
     """``POST /v1/project_logs/{id}/feedback``: scores, expected, tags, comments."""
-    access = await _access(request)
-    project = await _project(request, access, request.match_info["project_id"])
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
     body = await _body(request, "feedback")
     pieces = feedback_pieces(project, body["feedback"])
     await request.app[STORE].write(pieces)
@@ -264,8 +234,8 @@ def _fetch_args(source: dict[str, Any]) -> dict[str, Any]:
 
 async def fetch(request: web.Request) -> web.Response:
     """``POST|GET /v1/project_logs/{id}/fetch``: a page of rows, newest first."""
-    access = await _access(request)
-    project = await _project(request, access, request.match_info["project_id"])
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
     if request.method == "GET":
         source: dict[str, Any] = dict(request.query)
     elif request.content_length == 0:
@@ -279,17 +249,10 @@ async def fetch(request: web.Request) -> web.Response:
 
 async def trace(request: web.Request) -> web.Response:
     """``GET /v1/project_logs/{id}/trace/{root_span_id}``: one trace with score averages."""
-    access = await _access(request)
-    project = await _project(request, access, request.match_info["project_id"])
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
     rows = await request.app[STORE].trace(project.id, request.match_info["root_span_id"])
     return web.json_response({"spans": with_score_averages(rows)})
-
-
-async def latest_xact(request: web.Request, project_id: str) -> str | None:
-    """The project's latest transaction id, for a caller allowed to read it (viewer hook)."""
-    access = await _access(request)
-    project = await _project(request, access, project_id)
-    return await request.app[STORE].latest_xact(project.id)
 
 
 def create_app(store: Store, settings: Settings | None = None) -> web.Application:

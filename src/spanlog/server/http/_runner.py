@@ -8,17 +8,16 @@ collector with its own event loop on a daemon thread: ``start()`` returns once i
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from spanlog.server.http._app import Settings, create_app
+from spanlog.server.http._app import create_app
 from spanlog.server.http._auth import is_loopback
+from spanlog.server.http._context import Settings
 from spanlog.server.store._engine import Store
 from spanlog.server.store.sqlite._store import SqliteStore
 
@@ -26,36 +25,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8700
 DEFAULT_DATA_DIR = "./spanlog-data"
 DB_FILE = "spanlog.sqlite3"
-
-
-# Garbage collector thresholds for a process that only serves the collector (see tune_process).
-GC_THRESHOLDS = (200_000, 20, 100)
-# How long a thread waiting for the GIL lets the running one go on (Python's default: 5 ms).
-SWITCH_INTERVAL_SECONDS = 0.0005
-
-
-def tune_process() -> None:
-    """Tune the interpreter of a dedicated collector process (``spanlog serve``) for ingest.
-
-    - Garbage collection: decoding a request allocates about a hundred containers per row,
-      so with Python's default thresholds (700, 10, 10) the cyclic collector runs every few
-      rows and keeps re-walking the batches in flight: measured at ~40% of ingest CPU. Rows
-      hold no reference cycles; what does (aiohttp internals) is still collected, in bigger,
-      rarer passes. The first threshold counts allocations net of frees, and rows are freed
-      once written, so at 200,000 a pass is rare: the benchmark's 200,000 rows (8 requests
-      of 500 in flight) took 1 collection and 0.02 s of GC, against 65-74 and 1.4-1.9 s at
-      50,000. ``gc.freeze`` moves the objects of startup out of every future pass.
-    - GIL hand-over: the SQLite writer thread gives the GIL up during every SQLite step and
-      must win it back from the event loop, which parses the next requests meanwhile; with
-      the default 5 ms interval the writer (the ingest bottleneck) spent about half its time
-      waiting. A shorter interval hands it back sooner, at the cost of a few more switches.
-
-    Not applied to :class:`BackgroundCollector`, which lives in someone else's process.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
 class StartupRefused(RuntimeError):

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from spanlog.server.http._context import latest_xact
+
 STATIC_DIR = Path(__file__).parent / "static"
 
 # How often each live connection asks the store for the project's latest transaction id:
@@ -153,13 +155,6 @@ async def _live(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _collector_latest(request: web.Request, project_id: str) -> str | None:
-    # Imported here: the collector's app module imports this one to call setup_viewer.
-    from spanlog.server.http._app import latest_xact
-
-    return await latest_xact(request, project_id)
-
-
 def setup_viewer(app: web.Application, *, latest: LatestXact | None = None,
                  poll_interval: float = POLL_INTERVAL,
                  keepalive_interval: float = KEEPALIVE_INTERVAL) -> None:
@@ -172,7 +167,7 @@ def setup_viewer(app: web.Application, *, latest: LatestXact | None = None,
         raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
     if keepalive_interval <= 0:
         raise ValueError(f"keepalive_interval must be > 0 seconds, got {keepalive_interval!r}")
-    streams = _LiveStreams(latest or _collector_latest, poll_interval, keepalive_interval)
+    streams = _LiveStreams(latest or latest_xact, poll_interval, keepalive_interval)
     app[LIVE_STREAMS] = streams
     app.on_shutdown.append(streams.shutdown)
     app.router.add_get("/", _page)

@@ -30,6 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from spanlog.server.http._ingest import RowBatch, decode_rows
+from spanlog.server.http._tuning import GC_THRESHOLDS
 from spanlog.server.store._engine import PrepareRows
 
 log = logging.getLogger("spanlog.server")
@@ -48,10 +49,8 @@ def _worker_started(parent: int) -> None:
     # it. Interleaved runs of `bench/collector.py ingest` (200,000 rows, 2 cores, 2
     # workers): 10,293 / 10,572 / 13,124 rows/s at nice 10 against 9,676 / 10,149 / 10,982.
     os.nice(WORKER_NICENESS)
-    # As in the serving process (see _runner.tune_process): decoding allocates ~100
+    # As in the serving process (see _tuning.tune_process): decoding allocates ~100
     # containers per row, none of them in cycles.
-    from spanlog.server.http._runner import GC_THRESHOLDS
-
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
