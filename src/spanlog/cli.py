@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it (key_...)")
     _add_database_args(revoke)
 
-    from spanlog.server._migrate import add_migrate_command
+    from spanlog.server.commands._migrate import add_migrate_command
 
     add_migrate_command(commands)
 
@@ -269,7 +269,7 @@ def _call(url: str, key: str | None, method: str, path: str, body: Any = None) -
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from spanlog.server._logs_table import format_table
+    from spanlog.server.commands._logs_table import format_table
 
     url = args.url or os.environ.get("SPANLOG_API_URL") or DEFAULT_API_URL
     key = args.api_key or os.environ.get("SPANLOG_API_KEY")

@@ -39,8 +39,9 @@ Layout, and why:
 - ``meta.last_xact``: the transaction counter, read and written inside each write transaction
   so that several collector processes can share one database file. ``meta.schema_version``
   versions the tables other tools read (orgs, projects, api_keys and the rows' original
-  columns, see ``_migrate``); ``meta.index_version`` versions the index layout, which
-  ``_upgrade`` rebuilds from the rows when it is older than :data:`INDEX_VERSION`.
+  columns, see ``commands/_migrate.py``); ``meta.index_version`` versions the index
+  layout, which ``_upgrade`` rebuilds from the rows when it is older than
+  :data:`INDEX_VERSION`.
 """
 
 from __future__ import annotations

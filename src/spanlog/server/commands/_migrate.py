@@ -374,7 +374,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m spanlog.server._migrate --from ... --to ...`` (same as ``spanlog migrate``)."""
+    """``python -m spanlog.server.commands._migrate --from ... --to ...`` (the same as
+    ``spanlog migrate``)."""
     parser = argparse.ArgumentParser(prog="spanlog")
     add_migrate_command(parser.add_subparsers(dest="command", required=True))
     return run(parser.parse_args(["migrate", *(argv if argv is not None else sys.argv[1:])]))
