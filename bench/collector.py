@@ -280,7 +280,7 @@ def ingest(rows: int, batch: int, concurrency: int,
 
 async def bench_project(store: Any) -> str:
     """The id of the benchmark's project in a started store (created if new)."""
-    from spanlog.server._store import DEFAULT_ORG
+    from spanlog.server.store._records import DEFAULT_ORG
 
     org = await store.org(DEFAULT_ORG)
     assert org is not None
@@ -292,10 +292,10 @@ async def bench_project(store: Any) -> str:
 async def _writer_only(db: str, rows: int, batch: int) -> dict[str, Any]:
     from functools import partial
 
-    from spanlog.server._runner import tune_process
-    from spanlog.server._sqlite import SqliteStore
-    from spanlog.server._sqlite_pieces import prepare, write_pieces
-    from spanlog.server._store import Piece
+    from spanlog.server.http._tuning import tune_process
+    from spanlog.server.store._records import Piece
+    from spanlog.server.store.sqlite._pieces import prepare, write_pieces
+    from spanlog.server.store.sqlite._store import SqliteStore
 
     store = SqliteStore(db)
     await store.start()
@@ -332,8 +332,8 @@ def writer_only(rows: int, batch: int) -> dict[str, Any]:
 # -- build and query ---------------------------------------------------------------------
 
 async def _build(db: str, rows: int, batch: int) -> float:
-    from spanlog.server._sqlite import SqliteStore
-    from spanlog.server._store import Piece
+    from spanlog.server.store._records import Piece
+    from spanlog.server.store.sqlite._store import SqliteStore
 
     store = SqliteStore(db)
     await store.start()

@@ -35,8 +35,8 @@ import collector as base  # noqa: E402  (bench/collector.py: generator, load, qu
 # -- a collector process on PostgreSQL ------------------------------------------------------
 
 async def _serve(url: str, pool_size: int) -> None:
-    from spanlog.server._postgres import PostgresStore
-    from spanlog.server._runner import start_site
+    from spanlog.server.http._runner import start_site
+    from spanlog.server.store.postgres._store import PostgresStore
 
     runner, port = await start_site(PostgresStore(url, pool_size=pool_size), "127.0.0.1", 0)
     print(f"listening on http://127.0.0.1:{port}", flush=True)
@@ -97,8 +97,8 @@ def ingest(url: str, rows: int, batch: int, concurrency: int, collectors: int,
 async def _build(url: str, rows: int, batch: int) -> dict[str, Any]:
     import asyncpg
 
-    from spanlog.server._postgres import PostgresStore
-    from spanlog.server._store import Piece
+    from spanlog.server.store._records import Piece
+    from spanlog.server.store.postgres._store import PostgresStore
 
     store = PostgresStore(url, pool_size=6, writers=4)
     await store.start()

@@ -69,9 +69,9 @@ def _sink(kind: str) -> Iterator[None]:
         with capture_rows():
             yield
         return
-    from spanlog.server._auth import create_key
-    from spanlog.server._runner import BackgroundCollector
-    from spanlog.server._store import DEFAULT_ORG
+    from spanlog.server.http._auth import create_key
+    from spanlog.server.http._runner import BackgroundCollector
+    from spanlog.server.store._records import DEFAULT_ORG
 
     with tempfile.TemporaryDirectory() as tmp:
         server = BackgroundCollector(str(Path(tmp) / "bench.sqlite3")).start()

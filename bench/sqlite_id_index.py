@@ -9,7 +9,7 @@ measures that on a ``rows``-shaped table (1,400-byte rows, WAL and the collector
 - ``flat``: a unique index on ``id``, what the collector had up to index version 4;
 - ``tiered``: ids go to a small ``recent`` table; when it holds ``--recent`` ids they are
   moved, in key order, into a ``settled`` table in the same transaction. A lookup reads
-  both. Index version 5 (``spanlog.server._sqlite_ids``) does this, except that it moves
+  both. Index version 5 (``spanlog.server.store.sqlite._ids``) does this, except that it moves
   the excess over its threshold a key range per transaction instead of all at once.
 
     python3 bench/sqlite_id_index.py --fill 1000000 --measure 524288

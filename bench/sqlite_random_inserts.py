@@ -45,7 +45,7 @@ LAYOUTS = {
 
 
 def connect(path: str) -> sqlite3.Connection:
-    """A connection with the collector's WAL settings (``_sqlite_schema.connect``)."""
+    """A connection with the collector's WAL settings (the SQLite engine's ``connect``)."""
     conn = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "cache_size = -65536",
                    "mmap_size = 268435456"):

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from spanlog.server._auth import create_key
-from spanlog.server._runner import BackgroundCollector
-from spanlog.server._store import DEFAULT_ORG
+from spanlog.server.http._auth import create_key
+from spanlog.server.http._runner import BackgroundCollector
+from spanlog.server.store._records import DEFAULT_ORG
 
 # Suites that start a browser, a serverless runtime, PostgreSQL or Node: all of them slow.
 _SLOW_SUITES = frozenset({"viewer", "runtimes", "store"})

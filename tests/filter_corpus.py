@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 
-from spanlog.server._filter import And, Compare, FilterError, Includes, IsNull, Like, Not, Or, parse
-from spanlog.server._filter_eval import evaluate
+from spanlog.server.query import And, Compare, FilterError, Includes, IsNull, Like, Not, Or, parse
+from spanlog.server.query._evaluate import evaluate
 
 if TYPE_CHECKING:
-    from spanlog.server._filter import Expr
+    from spanlog.server.query import Expr
 
 FIELDS = ["metadata", "input", "output", "expected", "error", "context"]
 

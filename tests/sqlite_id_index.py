@@ -1,10 +1,11 @@
-"""Test helper: what is wrong with a SQLite database's id index (``_sqlite_ids``), if anything."""
+"""Test helper: what is wrong with a SQLite database's id index (``_ids.py`` of the SQLite
+engine), if anything."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from spanlog.server._sqlite_ids import ROW_IDS
+from spanlog.server.store.sqlite._ids import ROW_IDS
 
 
 def id_index_problems(path: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from spanlog.server._store import DEFAULT_ORG, Project, Store
+from spanlog.server.store._engine import Store
+from spanlog.server.store._records import DEFAULT_ORG, Project
 
 
 async def default_org_project(store: Store, name: str = "Global") -> Project:

@@ -123,7 +123,7 @@ def _project_id(url: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run the demo: serve, log the example, print what was stored, serve until Ctrl-C."""
-    from spanlog.server._runner import DB_FILE, BackgroundCollector
+    from spanlog.server.http._runner import DB_FILE, BackgroundCollector
 
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="spanlog-demo-")
     os.makedirs(data_dir, exist_ok=True)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from spanlog.server._store import Store
+    from spanlog.server.store._engine import Store
 
 DEFAULT_API_URL = "http://127.0.0.1:8700"
 _SERVER_EXTRA = "pip install 'spanlog[server]'"
@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it (key_...)")
     _add_database_args(revoke)
 
-    from spanlog.server._migrate import add_migrate_command
+    from spanlog.server.commands._migrate import add_migrate_command
 
     add_migrate_command(commands)
 
@@ -133,12 +133,12 @@ def _open_store(args: argparse.Namespace) -> tuple[Store, str]:
         if args.postgres_pool_size is not None:
             raise ValueError("--postgres-pool-size applies only with --postgres "
                              "(or $SPANLOG_POSTGRES_URL)")
-        from spanlog.server._runner import database_path
-        from spanlog.server._sqlite import SqliteStore
+        from spanlog.server.http._runner import database_path
+        from spanlog.server.store.sqlite._store import SqliteStore
 
         path = database_path(args.data_dir, args.db)
         return SqliteStore(path), os.path.abspath(path)
-    from spanlog.server._postgres import PostgresStore, redact
+    from spanlog.server.store.postgres._store import PostgresStore, redact
 
     return PostgresStore(url, pool_size=args.postgres_pool_size), redact(url)
 
@@ -146,12 +146,13 @@ def _open_store(args: argparse.Namespace) -> tuple[Store, str]:
 # -- serve -----------------------------------------------------------------------------
 
 async def _serve(args: argparse.Namespace) -> int:
-    from spanlog.server._app import Settings
-    from spanlog.server._auth import is_loopback
-    from spanlog.server._postgres import PostgresUnavailable
-    from spanlog.server._runner import StartupRefused, start_site, tune_process
-    from spanlog.server._sqlite_upgrade import SchemaTooNew
-    from spanlog.server._workers import worker_count
+    from spanlog.server.http._auth import is_loopback
+    from spanlog.server.http._context import Settings
+    from spanlog.server.http._runner import StartupRefused, start_site
+    from spanlog.server.http._tuning import tune_process
+    from spanlog.server.http._workers import worker_count
+    from spanlog.server.store.postgres._store import PostgresUnavailable
+    from spanlog.server.store.sqlite._upgrade import SchemaTooNew
 
     try:
         store, where = _open_store(args)
@@ -204,10 +205,10 @@ async def _serve(args: argparse.Namespace) -> int:
 # -- keys ------------------------------------------------------------------------------
 
 async def _keys(args: argparse.Namespace) -> int:
-    from spanlog.server._auth import create_key
-    from spanlog.server._postgres import PostgresUnavailable
-    from spanlog.server._sqlite_upgrade import SchemaTooNew
-    from spanlog.server._store import NotFound
+    from spanlog.server.http._auth import create_key
+    from spanlog.server.store._errors import NotFound
+    from spanlog.server.store.postgres._store import PostgresUnavailable
+    from spanlog.server.store.sqlite._upgrade import SchemaTooNew
 
     try:
         store, _ = _open_store(args)
@@ -267,7 +268,7 @@ def _call(url: str, key: str | None, method: str, path: str, body: Any = None) -
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from spanlog.server._logs_table import format_table
+    from spanlog.server.commands._logs_table import format_table
 
     url = args.url or os.environ.get("SPANLOG_API_URL") or DEFAULT_API_URL
     key = args.api_key or os.environ.get("SPANLOG_API_KEY")

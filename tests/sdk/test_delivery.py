@@ -13,7 +13,7 @@ import pytest
 from sdk_support import ControlledProxy, LoggerFactory
 
 import spanlog
-from spanlog.server._runner import BackgroundCollector
+from spanlog.server.http._runner import BackgroundCollector
 
 
 def log_spans(logger: spanlog.Logger, n: int, prefix: str = "s") -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from spanlog.server._runner import BackgroundCollector
+from spanlog.server.http._runner import BackgroundCollector
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from spanlog_server_http import call
 
-from spanlog.server._app import Settings
+from spanlog.server.http._context import Settings
 
 
 def _row(project_id: str, **fields: Any) -> dict[str, Any]:
@@ -305,7 +305,7 @@ def test_corrupt_compressed_body_is_400(collector, encoding):
 
 def test_overloaded_writer_answers_503_with_retry_after(make_collector, monkeypatch):
     """When too many rows wait to be written, new writes get 503 with Retry-After."""
-    from spanlog.server import _sqlite_writer
+    from spanlog.server.store.sqlite import _writer as _sqlite_writer
 
     server = make_collector()
     assert call(server.url, "POST", "/v1/project", {"name": "p"})[0] == 200

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from spanlog_server_http import call
 
-from spanlog.server._app import Settings
+from spanlog.server.http._context import Settings
 
 SCENARIO = Path(__file__).with_name("braintrust_scenario.py")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from spanlog_server_http import call, start_serve
 
-from spanlog.server._runner import BackgroundCollector
+from spanlog.server.http._runner import BackgroundCollector
 
 
 @pytest.mark.slow

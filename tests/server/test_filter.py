@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from spanlog.server import _filter, _filter_eval
-from spanlog.server._filter import (
+from spanlog.server import query as _filter
+from spanlog.server.query import (
     MAX_DEPTH,
     MAX_FILTER_LENGTH,
     MAX_PATH_SEGMENTS,
@@ -25,7 +25,8 @@ from spanlog.server._filter import (
     Or,
     parse,
 )
-from spanlog.server._filter_eval import (
+from spanlog.server.query import _evaluate as _filter_eval
+from spanlog.server.query._evaluate import (
     covered_by_terms,
     evaluate,
     includes_terms,
@@ -351,12 +352,12 @@ def test_evaluator_names_stay_importable_from_the_parser_module() -> None:
         _filter.no_such_name  # noqa: B018
 
 
-@pytest.mark.parametrize("first", ["_filter_eval", "_filter", "_filter_sqlite",
-                                   "_filter_postgres"])
+@pytest.mark.parametrize("first", ["query._evaluate", "query._syntax", "query._compile_sqlite",
+                                   "query._compile_postgres"])
 def test_filter_modules_import_in_any_order(first: str) -> None:
     """Importing any filter module first in a fresh interpreter works (no import cycle)."""
     code = (f"import spanlog.server.{first}\n"
-            "from spanlog.server._filter import evaluate, index_terms, parse\n"
+            "from spanlog.server.query import evaluate, index_terms, parse\n"
             "assert evaluate(parse('metadata.a = 1'), {'metadata': {'a': 1}})\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)

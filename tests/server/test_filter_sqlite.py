@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import filter_corpus as corpus
-from spanlog.server._filter import Expr, FilterError, parse
-from spanlog.server._filter_eval import evaluate
-from spanlog.server._filter_sqlite import compile_sqlite, row_json
+from spanlog.server.query import Expr, FilterError, parse
+from spanlog.server.query._compile_sqlite import compile_sqlite, row_json
+from spanlog.server.query._evaluate import evaluate
 
 # Keys and characters chosen to hit every special case: SQLite path quoting and raw-key
 # matching (non-ASCII, backslash, newline, empty), GLOB metacharacters, Unicode case forms.

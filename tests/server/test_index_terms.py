@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from spanlog.server._rows import ARRAY, MAX_LEAVES_PER_ROW, leaves
-from spanlog.server._sqlite_schema import index_value, path_key
-from spanlog.server._sqlite_terms import leaf_keys
+from spanlog.server.rows._leaves import ARRAY, MAX_LEAVES_PER_ROW, leaves
+from spanlog.server.store.sqlite._leaf_keys import leaf_keys
+from spanlog.server.store.sqlite._schema import index_value, path_key
 
 
 def _value(rng: random.Random, depth: int) -> Any:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanlog.server import _json
+from spanlog.server.rows import _json
 
 
 def stdlib(value: Any) -> bytes:

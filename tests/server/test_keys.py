@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from spanlog_server_http import call
 
-from spanlog.server._auth import create_key
-from spanlog.server._runner import BackgroundCollector, StartupRefused
-from spanlog.server._sqlite import SqliteStore
+from spanlog.server.http._auth import create_key
+from spanlog.server.http._runner import BackgroundCollector, StartupRefused
+from spanlog.server.store.sqlite._store import SqliteStore
 
 
 def _key(server: BackgroundCollector, org: str, projects: list[str] | None = None) -> str:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from spanlog_server_http import call
 
-from spanlog.server import _filter
-from spanlog.server._sqlite_query import build_query
-from spanlog.server._sqlite_schema import SCHEMA
+from spanlog.server import query as _filter
+from spanlog.server.store.sqlite._query import build_query
+from spanlog.server.store.sqlite._schema import SCHEMA
 
 LONG_A = "a" * 300
 LONG_B = "a" * 299 + "b"  # same 256-character indexed prefix as LONG_A

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from spanlog.server import _sqlite_ids
-from spanlog.server._filter import evaluate, parse
-from spanlog.server._rows import MAX_LEAVES_PER_ROW
-from spanlog.server._sqlite import SqliteStore
-from spanlog.server._sqlite_query import build_query, fetch_page
-from spanlog.server._sqlite_schema import EPOCH_BITS, INDEX_VERSION, connect
-from spanlog.server._store import Piece, Project
+from spanlog.server.query import evaluate, parse
+from spanlog.server.rows._leaves import MAX_LEAVES_PER_ROW
+from spanlog.server.store._records import Piece, Project
+from spanlog.server.store.sqlite import _ids as _sqlite_ids
+from spanlog.server.store.sqlite._query import build_query, fetch_page
+from spanlog.server.store.sqlite._schema import EPOCH_BITS, INDEX_VERSION, connect
+from spanlog.server.store.sqlite._store import SqliteStore
 from sqlite_id_index import id_index_problems
 from store_projects import default_org_project
 

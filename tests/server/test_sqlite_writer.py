@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from spanlog.server._sqlite_pieces import prepare, write_pieces
-from spanlog.server._sqlite_schema import SCHEMA, connect
-from spanlog.server._sqlite_writer import Txn, Writer
-from spanlog.server._store import Piece
+from spanlog.server.store._records import Piece
+from spanlog.server.store.sqlite._pieces import prepare, write_pieces
+from spanlog.server.store.sqlite._schema import SCHEMA, connect
+from spanlog.server.store.sqlite._writer import Txn, Writer
 from sqlite_id_index import id_index_problems
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from spanlog_server_http import call
 
-from spanlog.server._store import subtree_averages, trace_links, with_score_averages
+from spanlog.server.store._scores import subtree_averages, trace_links, with_score_averages
 
 
 def test_scores_average_over_descendants():

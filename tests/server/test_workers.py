@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from spanlog_server_http import call, start_serve
 
-from spanlog.server._app import WORKERS, Settings
-from spanlog.server._runner import BackgroundCollector
+from spanlog.server.http._context import WORKERS, Settings
+from spanlog.server.http._runner import BackgroundCollector
 
 
 @pytest.fixture
@@ -234,10 +234,10 @@ async def test_a_job_of_new_rows_is_written_without_decoding_them(tmp_path: Path
                                                                    monkeypatch) -> None:
     """Rows from a worker that are all new go into SQLite from their JSON text (no decoding),
     and read back exactly like rows prepared in the serving process."""
-    from spanlog.server import _sqlite_pieces
-    from spanlog.server._ingest import decode_rows
-    from spanlog.server._sqlite import SqliteStore
-    from spanlog.server._store import Piece
+    from spanlog.server.http._ingest import decode_rows
+    from spanlog.server.store._records import Piece
+    from spanlog.server.store.sqlite import _pieces as _sqlite_pieces
+    from spanlog.server.store.sqlite._store import SqliteStore
     from store_projects import default_org_project
 
     rows = [{"id": f"r{i}", "project_name": "p", "span_id": f"s{i}", "root_span_id": "t",

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pg_cluster import Cluster, new_database, new_schema
 
-from spanlog.server._postgres import PostgresStore
-from spanlog.server._sqlite import SqliteStore
-from spanlog.server._store import Store
+from spanlog.server.store._engine import Store
+from spanlog.server.store.postgres._store import PostgresStore
+from spanlog.server.store.sqlite._store import SqliteStore
 
 ENGINES = ["sqlite", "postgres"]
 

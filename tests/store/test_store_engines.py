@@ -8,18 +8,13 @@ from typing import Any
 
 import pytest
 
-from spanlog.server import _sqlite_ids
-from spanlog.server._filter import evaluate, parse
-from spanlog.server._sqlite import SqliteStore
-from spanlog.server._store import (
-    DEFAULT_ORG,
-    ApiKey,
-    BadRequest,
-    NotFound,
-    Piece,
-    Store,
-    with_score_averages,
-)
+from spanlog.server.query import evaluate, parse
+from spanlog.server.store._engine import Store
+from spanlog.server.store._errors import BadRequest, NotFound
+from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Piece
+from spanlog.server.store._scores import with_score_averages
+from spanlog.server.store.sqlite import _ids as _sqlite_ids
+from spanlog.server.store.sqlite._store import SqliteStore
 from sqlite_id_index import id_index_problems
 from store_projects import default_org_project
 

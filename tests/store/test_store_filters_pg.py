@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from pg_cluster import Cluster, new_schema
 
 import filter_corpus as corpus
-from spanlog.server._filter import Expr, parse
-from spanlog.server._filter_postgres import compile_postgres, containment, like_regex
-from spanlog.server._postgres_schema import migrate
+from spanlog.server.query import Expr, parse
+from spanlog.server.query._compile_postgres import compile_postgres, containment, like_regex
+from spanlog.server.store.postgres._schema import migrate
 
 # Keys and characters chosen to hit the special cases: quoting, non-ASCII keys, digits as
 # keys (which PostgreSQL's #> paths would read as array indexes), regex and LIKE

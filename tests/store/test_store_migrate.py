@@ -16,10 +16,11 @@ import asyncpg
 import pytest
 from pg_cluster import Cluster, new_database
 
-from spanlog.server._migrate import MigrationError, migrate
-from spanlog.server._postgres import PostgresStore
-from spanlog.server._sqlite import SqliteStore
-from spanlog.server._store import DEFAULT_ORG, ApiKey, Piece, Store
+from spanlog.server.commands._migrate import MigrationError, migrate
+from spanlog.server.store._engine import Store
+from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Piece
+from spanlog.server.store.postgres._store import PostgresStore
+from spanlog.server.store.sqlite._store import SqliteStore
 
 ROWS = 100_000
 
@@ -116,7 +117,7 @@ async def _same_answers(sqlite_path: Path, url: str) -> None:
 
 
 def _cli(source: Path, url: str, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "spanlog.server._migrate",
+    return subprocess.Popen([sys.executable, "-m", "spanlog.server.commands._migrate",
                              "--from", f"sqlite:{source}", "--to", f"postgres:{url}", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -303,7 +304,7 @@ async def test_conflicting_projects_and_bad_sources_are_refused(pg_cluster: Clus
 
 def test_cli_arguments_are_checked(tmp_path: Path) -> None:
     """--from must be sqlite:PATH and --to a PostgreSQL URL; errors exit 2 with a message."""
-    from spanlog.server._migrate import main
+    from spanlog.server.commands._migrate import main
 
     assert main(["--from", str(tmp_path / "x"), "--to", "postgres:postgresql://h/db"]) == 2
     assert main(["--from", f"sqlite:{tmp_path / 'x'}", "--to", "mysql://h/db"]) == 2

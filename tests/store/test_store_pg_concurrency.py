@@ -15,9 +15,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from spanlog.server._postgres import PostgresStore, PostgresUnavailable
-from spanlog.server._postgres_schema import LATEST
-from spanlog.server._store import DEFAULT_ORG, BadRequest, Piece, StoredRow, apply_piece
+from spanlog.server.rows._apply import StoredRow, apply_piece
+from spanlog.server.store._errors import BadRequest
+from spanlog.server.store._records import DEFAULT_ORG, Piece
+from spanlog.server.store.postgres._schema import LATEST
+from spanlog.server.store.postgres._store import PostgresStore, PostgresUnavailable
 
 CREATED = "2024-01-01T00:00:00+00:00"
 
@@ -286,7 +288,7 @@ def test_configuration_is_validated_with_clear_errors(monkeypatch: pytest.Monkey
 async def test_a_rare_value_is_read_from_the_gin_index(pg_url: str) -> None:
     """Past the newest rows, an equality page comes from a bitmap scan of the GIN index
     (not a walk of the whole project), and the newest rows are checked by an index walk."""
-    from spanlog.server._postgres_query import plan_fetch
+    from spanlog.server.store.postgres._query import plan_fetch
 
     store = PostgresStore(pg_url)
     await store.start()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanlog.server._filter import evaluate, parse
-from spanlog.server._store import Piece, Project, Store
+from spanlog.server.query import evaluate, parse
+from spanlog.server.store._engine import Store
+from spanlog.server.store._records import Piece, Project
 from store_projects import default_org_project
 
 CREATED = "2024-01-01T00:00:00+00:00"
@@ -190,7 +191,7 @@ async def test_postgres_upgrade_links_comments_written_before_version_2(pg_url: 
     and its waiting comments join their target's trace with new ids, on start."""
     import asyncpg
 
-    from spanlog.server._postgres import PostgresStore
+    from spanlog.server.store.postgres._store import PostgresStore
 
     store = PostgresStore(pg_url)
     await store.start()

@@ -61,11 +61,11 @@ class ViewerServer:
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         from aiohttp import web
 
-        from spanlog.server._app import create_app
-        from spanlog.server._auth import create_key
-        from spanlog.server._sqlite import SqliteStore
-        from spanlog.server._store import DEFAULT_ORG
-        from spanlog.server._viewer import LIVE_STREAMS, setup_viewer
+        from spanlog.server.http._app import create_app
+        from spanlog.server.http._auth import create_key
+        from spanlog.server.http._viewer import LIVE_STREAMS, setup_viewer
+        from spanlog.server.store._records import DEFAULT_ORG
+        from spanlog.server.store.sqlite._store import SqliteStore
 
         self._stopping = asyncio.Event()
         store = SqliteStore(self.db_path)

@@ -1,0 +1,298 @@
+"""The collector's HTTP API (docs/protocol.md): routes, authentication, errors.
+
+Handlers only translate HTTP to :class:`~spanlog.server.store._engine.Store` calls;
+everything they need from the engine goes through that interface, so either engine serves.
+Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status docs/protocol.md gives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from spanlog import __version__
+from spanlog.server.http._auth import Access, Auth, Forbidden, Unauthorized
+from spanlog.server.http._body import BadBody, BodyTooLarge, read_bytes, read_object
+from spanlog.server.http._context import (
+    AUTH,
+    SETTINGS,
+    STORE,
+    UPLOADS,
+    WORKERS,
+    Settings,
+    request_access,
+    request_project,
+)
+from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
+from spanlog.server.http._overflow import OverflowUploads
+from spanlog.server.http._viewer import setup_viewer
+from spanlog.server.http._workers import IngestWorkers
+from spanlog.server.rows._validate import InvalidRow
+from spanlog.server.store._engine import Store
+from spanlog.server.store._errors import BadRequest, NotFound, Unavailable
+from spanlog.server.store._records import Project
+from spanlog.server.store._scores import with_score_averages
+
+log = logging.getLogger("spanlog.server")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error with docs/protocol.md's status."""
+    try:
+        return await handler(request)
+    except (InvalidRow, BadRequest, BadBody) as exc:
+        return _error(400, str(exc))
+    except Unauthorized as exc:
+        return _error(401, str(exc), {"WWW-Authenticate": "Bearer"})
+    except Forbidden as exc:
+        return _error(403, str(exc))
+    except NotFound as exc:
+        return _error(404, str(exc))
+    except BodyTooLarge as exc:
+        return _error(413, str(exc))
+    except Unavailable as exc:
+        return _error(503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else None
+        message = reason or f"{exc.reason}: {request.method} {request.path}"
+        return _error(exc.status, message, {k: v for k, v in exc.headers.items()
+                                            if k.lower() in ("allow", "retry-after")})
+    except Exception:
+        log.exception("spanlog: internal error on %s %s", request.method, request.path)
+        return _error(500, f"internal error on {request.method} {request.path}")
+
+
+async def _body(request: web.Request, *required: str) -> dict[str, Any]:
+    return await read_object(request, request.app[SETTINGS].max_body_bytes, required)
+
+
+def _public_url(request: web.Request) -> str:
+    configured = request.app[SETTINGS].public_url
+    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
+
+
+# -- login, version, projects ------------------------------------------------------------
+
+async def login(request: web.Request) -> web.Response:
+    """``POST /api/apikey/login``: the key's organization and where its API lives."""
+    access = await request_access(request)
+    url = _public_url(request)
+    return web.json_response({"org_info": [{
+        "id": access.org.id, "name": access.org.name, "api_url": url, "proxy_url": None,
+        "realtime_url": None, "is_universal_api": False, "git_metadata": None,
+    }]})
+
+
+async def version(request: web.Request) -> web.Response:
+    """``GET /version``: what this collector is and how big a request may be."""
+    return web.json_response({"version": __version__, "server": "spanlog",
+                              "logs3_payload_max_bytes": request.app[SETTINGS].max_body_bytes})
+
+
+async def ping(request: web.Request) -> web.Response:
+    """``GET /ping``: who the caller is (the braintrust SDK's user_info)."""
+    access = await request_access(request)
+    return web.json_response({"id": access.key.id if access.key else "open",
+                              "org_id": access.org.id, "org_name": access.org.name})
+
+
+async def create_project(request: web.Request) -> web.Response:
+    """``POST /v1/project``: get or create a project by name."""
+    access = await request_access(request)
+    body = await _body(request, "name")
+    name, org_name = body["name"], body.get("org_name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("body.name: must be a non-empty string")
+    if org_name is not None and org_name != access.org.name:
+        raise Forbidden(f"this key belongs to organization {access.org.name!r}, "
+                        f"not {org_name!r}")
+    access.check_name(name)
+    project = await request.app[STORE].project(access.org.id, name, create=True)
+    assert project is not None
+    return web.json_response(project.to_json())
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    """``GET /v1/project``: the projects this key may see."""
+    access = await request_access(request)
+    name = request.query.get("project_name")
+    projects = [p for p in await request.app[STORE].projects(access.org.id)
+                if access.allows_name(p.name) and (name is None or p.name == name)]
+    return web.json_response({"objects": [p.to_json() for p in projects]})
+
+
+async def get_project(request: web.Request) -> web.Response:
+    """``GET /v1/project/{id}``: one project."""
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
+    return web.json_response(project.to_json())
+
+
+# -- rows --------------------------------------------------------------------------------
+
+async def _raw_body(request: web.Request) -> bytes:
+    return await read_bytes(request, request.app[SETTINGS].max_body_bytes)
+
+
+async def _store_rows(request: web.Request, access: Access, batch: RowBatch, where: str,
+                      project: Project | None = None) -> web.Response:
+    pieces = await bind_rows(request.app[STORE], access, batch, where=where, project=project)
+    await request.app[STORE].write(pieces, batch.prepared)
+    return web.json_response({"row_ids": batch.ids})
+
+
+async def logs3(request: web.Request) -> web.Response:
+    """``POST /logs3``: store a batch of row pieces, all or nothing."""
+    access = await request_access(request)
+    workers = request.app[WORKERS]
+    batch = await workers.decode(await _raw_body(request), "rows")
+    if batch.overflow is not None:
+        payload = request.app[UPLOADS].take(batch.overflow, access.org.id)
+        batch = await workers.decode(payload, "rows", source="overflow upload")
+        if batch.overflow is not None:
+            raise BadRequest("overflow upload: rows must be a list of rows")
+    return await _store_rows(request, access, batch, "rows")
+
+
+async def overflow_start(request: web.Request) -> web.Response:
+    """``POST /logs3/overflow``: where to upload a batch too big for one request."""
+    access = await request_access(request)
+    body = await _body(request, "size_bytes")
+    key = request.app[UPLOADS].create(access.org.id, body["size_bytes"])
+    content_type = body.get("content_type")
+    return web.json_response({
+        "method": "PUT", "signedUrl": f"{_public_url(request)}/logs3/overflow/{key}",
+        "headers": {"Content-Type": content_type if isinstance(content_type, str)
+                    else "application/json"},
+        "key": key})
+
+
+async def overflow_upload(request: web.Request) -> web.Response:
+    """``PUT /logs3/overflow/{key}``: the upload itself (the key is the permission)."""
+    await request.app[UPLOADS].receive(request.match_info["key"], request)
+    return web.json_response({"status": "success"})
+
+
+async def insert(request: web.Request) -> web.Response:
+    """``POST /v1/project_logs/{id}/insert``: store events into one project."""
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
+    batch = await request.app[WORKERS].decode(await _raw_body(request), "events", project.id)
+    return await _store_rows(request, access, batch, "events", project)
+
+
+async def feedback(request: web.Request) -> web.Response:
+    """``POST /v1/project_logs/{id}/feedback``: scores, expected, tags, comments."""
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
+    body = await _body(request, "feedback")
+    pieces = feedback_pieces(project, body["feedback"])
+    await request.app[STORE].write(pieces)
+    return web.json_response({"status": "success"})
+
+
+def _fetch_args(source: dict[str, Any]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    text = source.get("filter")
+    if text is not None and not isinstance(text, str):
+        raise BadRequest("filter: must be a string expression such as "
+                         "\"metadata.user_id = '1234'\"")
+    args["filter"] = text
+    limit = source.get("limit", 50)
+    if isinstance(limit, str):
+        try:
+            limit = int(limit)
+        except ValueError:
+            raise BadRequest(f"limit: must be an integer, got {limit!r}") from None
+    args["limit"] = limit
+    cursor = source.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise BadRequest("cursor: must be a string returned by a previous fetch")
+    args["cursor"] = cursor
+    roots = source.get("roots_only", False)
+    if isinstance(roots, str):  # from a GET query string
+        roots = {"1": True, "true": True, "0": False, "false": False}.get(roots.lower(), roots)
+    if not isinstance(roots, bool):
+        raise BadRequest("roots_only: must be true or false")
+    args["roots_only"] = roots
+    return args
+
+
+async def fetch(request: web.Request) -> web.Response:
+    """``POST|GET /v1/project_logs/{id}/fetch``: a page of rows, newest first."""
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
+    if request.method == "GET":
+        source: dict[str, Any] = dict(request.query)
+    elif request.content_length == 0:
+        source = {}
+    else:
+        source = await _body(request)
+    page = await request.app[STORE].fetch(project.id, **_fetch_args(source))
+    return web.Response(text=f'{{"events":{page.rows_json()},"cursor":{json.dumps(page.cursor)}}}',
+                        content_type="application/json")
+
+
+async def trace(request: web.Request) -> web.Response:
+    """``GET /v1/project_logs/{id}/trace/{root_span_id}``: one trace with score averages."""
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
+    rows = await request.app[STORE].trace(project.id, request.match_info["root_span_id"])
+    return web.json_response({"spans": with_score_averages(rows)})
+
+
+def create_app(store: Store, settings: Settings | None = None) -> web.Application:
+    """The collector as an aiohttp application over ``store`` (started and closed with it)."""
+    settings = settings or Settings()
+    # aiohttp's own limit would answer 413 in text; ours answers in JSON (see _body.py).
+    app = web.Application(middlewares=[errors_as_json], client_max_size=2**62)
+    app[STORE] = store
+    app[SETTINGS] = settings
+    app[AUTH] = Auth(store, open_allowed=settings.open_allowed)
+    app[UPLOADS] = OverflowUploads(settings.max_upload_bytes)
+    app[WORKERS] = IngestWorkers(settings.ingest_workers, store.prepare_rows)
+
+    async def lifecycle(app: web.Application) -> Any:
+        await store.start()
+        try:
+            await app[WORKERS].start()
+        except BaseException:
+            app[WORKERS].close()
+            await store.close()
+            raise
+        yield
+        app[WORKERS].close()
+        app[UPLOADS].close()
+        await store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/api/apikey/login", login)
+    app.router.add_get("/version", version)
+    app.router.add_get("/ping", ping)
+    app.router.add_post("/v1/project", create_project)
+    app.router.add_get("/v1/project", list_projects)
+    app.router.add_get("/v1/project/{project_id}", get_project)
+    app.router.add_post("/logs3", logs3)
+    app.router.add_post("/logs3/overflow", overflow_start)
+    app.router.add_put("/logs3/overflow/{key}", overflow_upload)
+    app.router.add_post("/v1/project_logs/{project_id}/insert", insert)
+    app.router.add_post("/v1/project_logs/{project_id}/fetch", fetch)
+    app.router.add_get("/v1/project_logs/{project_id}/fetch", fetch)
+    app.router.add_post("/v1/project_logs/{project_id}/feedback", feedback)
+    app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
+    setup_viewer(app)  # the web viewer: pages, assets, live updates
+    return app

@@ -1,0 +1,19 @@
+"""The errors a store raises; each is answered with its HTTP status (docs/protocol.md)."""
+
+from __future__ import annotations
+
+
+class NotFound(LookupError):
+    """The object asked for does not exist (HTTP 404)."""
+
+
+class Unavailable(RuntimeError):
+    """The store cannot take this request now: shutting down or overloaded (HTTP 503)."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BadRequest(ValueError):
+    """The request cannot be served as asked (HTTP 400); the message says what and where."""

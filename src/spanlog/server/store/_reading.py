@@ -1,0 +1,41 @@
+"""What the engines share when they read rows out: the cursor a page continues below, a
+stored row as the API returns it, and the order of a trace's rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from spanlog.server.rows._json import loads
+from spanlog.server.store._errors import BadRequest
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """The transaction id a fetch cursor continues below (:class:`BadRequest` when malformed)."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        value = int(cursor)
+    except (TypeError, ValueError):
+        raise BadRequest(f"cursor: not a cursor this collector returned: {cursor!r}") from None
+    if value <= 0:
+        raise BadRequest(f"cursor: not a cursor this collector returned: {cursor!r}")
+    return value
+
+
+def api_row(xact: int, data: str, project_id: str) -> dict[str, Any]:
+    """A stored row (its JSON text) as the API returns it, with its transaction id."""
+    row: dict[str, Any] = loads(data)
+    row["_xact_id"] = str(xact)
+    row["project_id"] = project_id
+    row["log_id"] = "g"
+    return row
+
+
+def trace_order(row: Mapping[str, Any]) -> tuple[float, str, int]:
+    """The order of a trace's rows, on every engine: start time, then created, then
+    transaction id."""
+    metrics = row.get("metrics") or {}
+    start = metrics.get("start") if isinstance(metrics, dict) else None
+    return (start if isinstance(start, (int, float)) else float("inf"),
+            str(row.get("created") or ""), int(row["_xact_id"]))

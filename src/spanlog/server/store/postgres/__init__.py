@@ -1,0 +1,2 @@
+"""The PostgreSQL engine: one database for any number of collectors (``_store.py`` is the
+engine)."""

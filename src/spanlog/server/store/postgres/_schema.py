@@ -1,0 +1,167 @@
+"""The PostgreSQL engine's tables, and the versioned migrations that create them.
+
+Layout, and why:
+
+- ``spanlog_rows``: one row per (project, id), the span as ``jsonb``. ``xact`` is the
+  transaction id of its last write; a write updates the row in place with a new, larger
+  ``xact`` (in place, so a concurrent ``SELECT ... FOR UPDATE`` waiting on it sees the new
+  version rather than a deleted one). ``(pid, xact)`` is unique and indexed, so "most
+  recently updated first" is a backwards index walk; a partial index does the same for root
+  spans only, and ``(pid, root_span_id)`` finds a trace.
+- ``spanlog_rows_data``: a GIN index with ``jsonb_path_ops`` on the whole row: equality on
+  any subfield is a containment query (``data @> '{"metadata": {"user_id": "1234"}}'``).
+- ``spanlog_counter``: ONE row holding the last transaction id handed out. A writer updates
+  it inside its transaction, right before writing rows, and holds that row lock until it
+  commits; so ids are handed out in commit order, across every collector on the database.
+  A sequence would not do: its values are taken before commit, so a reader could page past
+  an id whose transaction commits later and fills the gap.
+- ``spanlog_rows.origin_id`` (version 2): the target id of a comment row, generated from
+  ``data`` exactly as ``rows._model.comment_target`` reads it (so every writer, ``spanlog
+  migrate`` included, fills it without knowing of it). A partial index holds only the
+  comments still waiting for their target's trace: a row that gets its first
+  ``root_span_id`` finds its waiting comments there (see ``_writer``).
+- ``spanlog_migrated``: how far ``spanlog migrate`` got for each SQLite source (resume).
+- Every table is prefixed ``spanlog_`` so the engine can share a database (and its
+  ``search_path``) with other applications.
+
+Migrations run on start in one transaction under an advisory lock: collectors starting
+together queue on the lock, and the later ones find the work done. Each migration is applied
+once and recorded in ``spanlog_schema``; a database migrated by a newer spanlog is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spanlog.server.rows._model import now_iso
+
+# pg_advisory_xact_lock key for schema changes ("spanlog" in ASCII, as a bigint).
+SCHEMA_LOCK = 0x7370616E6C6F67
+
+# Python's json.dumps renders floats below 1e-4 as "1e-05"; numeric renders "0.00001".
+# Applied to the numbers of jsonb text, this gives back what Python writes for the value.
+_PY_NUMBER = r"""
+CREATE OR REPLACE FUNCTION spanlog_py_number(t text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+    SELECT CASE
+        WHEN t ~ '^-?0\.0000' AND t ~ '[1-9]' THEN (
+            SELECT m[1] || m[3] || CASE WHEN m[4] <> '' THEN '.' || m[4] ELSE '' END
+                   || 'e-' || lpad((length(m[2]) + 1)::text, 2, '0')
+            FROM regexp_match(t, '^(-?)0\.(0*)([1-9])([0-9]*)$') AS m)
+        ELSE t END
+$fn$;
+"""
+
+# The compact JSON text Python's json.dumps(..., ensure_ascii=False, separators=(",", ":"))
+# writes for a jsonb value: jsonb's own text with the spaces after separators dropped (they
+# only occur outside strings) and small floats in Python's exponent form. Strings are escaped
+# the same way by both (quote, backslash, \b \f \n \r \t, other controls as \u00XX).
+_JSON_TEXT = r"""
+CREATE OR REPLACE FUNCTION spanlog_json_text(v jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+    SELECT coalesce(string_agg(
+        CASE WHEN m[1] IS NOT NULL THEN m[1]
+             WHEN m[2] IS NOT NULL THEN spanlog_py_number(m[2])
+             ELSE replace(replace(m[3], ', ', ','), ': ', ':') END,
+        '' ORDER BY n), '')
+    FROM regexp_matches(v::text, '("(?:[^"\\]|\\.)*")|(-?[0-9][0-9.]*)|([^"0-9-]+)', 'g')
+         WITH ORDINALITY AS parts(m, n)
+$fn$;
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, """
+CREATE TABLE spanlog_orgs (
+    id text PRIMARY KEY, name text NOT NULL UNIQUE, created text NOT NULL);
+CREATE TABLE spanlog_projects (
+    pid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL UNIQUE,
+    org_id text NOT NULL REFERENCES spanlog_orgs (id), name text NOT NULL,
+    created text NOT NULL, UNIQUE (org_id, name));
+CREATE TABLE spanlog_keys (
+    id text PRIMARY KEY, hash text NOT NULL UNIQUE, name text NOT NULL,
+    org_id text NOT NULL REFERENCES spanlog_orgs (id), projects jsonb,
+    created text NOT NULL, revoked text);
+CREATE TABLE spanlog_counter (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one), last bigint NOT NULL);
+INSERT INTO spanlog_counter (one, last) VALUES (true, 0);
+CREATE TABLE spanlog_rows (
+    pid bigint NOT NULL, id text NOT NULL, xact bigint NOT NULL, root_span_id text,
+    is_root boolean NOT NULL, base text, data jsonb NOT NULL, PRIMARY KEY (pid, id));
+-- Keep rows up to 8 KB inline and uncompressed: compressing every ~2 KB span costs more
+-- CPU on write and read than the disk it saves. Larger rows use lz4 where the server has it.
+ALTER TABLE spanlog_rows SET (toast_tuple_target = 8160);
+DO $lz4$ BEGIN
+    ALTER TABLE spanlog_rows ALTER COLUMN data SET COMPRESSION lz4;
+EXCEPTION WHEN OTHERS THEN NULL;
+END $lz4$;
+CREATE UNIQUE INDEX spanlog_rows_by_xact ON spanlog_rows (pid, xact);
+CREATE INDEX spanlog_rows_roots ON spanlog_rows (pid, xact) WHERE is_root;
+CREATE INDEX spanlog_rows_by_trace ON spanlog_rows (pid, root_span_id);
+CREATE INDEX spanlog_rows_data ON spanlog_rows USING gin (data jsonb_path_ops);
+CREATE TABLE spanlog_migrated (
+    source text PRIMARY KEY, last_xact bigint NOT NULL, offset_xact bigint NOT NULL,
+    reserved_xact bigint NOT NULL, updated text NOT NULL);
+""" + _PY_NUMBER + _JSON_TEXT),
+    (2, """
+ALTER TABLE spanlog_rows ADD COLUMN origin_id text GENERATED ALWAYS AS (
+    CASE WHEN coalesce(data -> 'comment', 'null') <> 'null'
+              AND jsonb_typeof(data -> 'origin') = 'object'
+              AND jsonb_typeof(data -> 'origin' -> 'id') = 'string'
+         THEN data -> 'origin' ->> 'id' END) STORED;
+CREATE INDEX spanlog_rows_pending_comments ON spanlog_rows (pid, origin_id)
+    WHERE root_span_id IS NULL AND origin_id IS NOT NULL;
+-- Comments written before version 2 whose target has a trace join it now, as a writer
+-- would have (new transaction ids, after every id handed out so far).
+WITH pending AS (
+    SELECT c.pid, c.id, t.root_span_id AS root, t.data -> 'span_id' AS span,
+           row_number() OVER (ORDER BY c.xact) AS n
+    FROM spanlog_rows AS c JOIN spanlog_rows AS t ON t.pid = c.pid AND t.id = c.origin_id
+    WHERE c.root_span_id IS NULL AND c.origin_id IS NOT NULL
+      AND t.root_span_id IS NOT NULL),
+ids AS (
+    UPDATE spanlog_counter SET last = last + (SELECT count(*) FROM pending) WHERE one
+    RETURNING last - (SELECT count(*) FROM pending) AS first)
+UPDATE spanlog_rows AS r SET root_span_id = p.root, xact = ids.first + p.n,
+    data = r.data || jsonb_build_object('root_span_id', p.root) || (
+        CASE WHEN coalesce(p.span, 'null') <> 'null' AND coalesce(r.data -> 'span_parents',
+                  'null') IN ('null', '[]', '{}', '""', '0', 'false')
+             THEN jsonb_build_object('span_parents', jsonb_build_array(p.span))
+             ELSE '{}' END)
+FROM pending AS p, ids WHERE r.pid = p.pid AND r.id = p.id;
+"""),
+)
+
+LATEST = MIGRATIONS[-1][0]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer spanlog than this one."""
+
+
+async def migrate(conn: Any) -> list[int]:
+    """Bring the schema on ``conn`` (an asyncpg connection) up to date; return what ran.
+
+    One transaction under an advisory lock, so collectors starting at the same moment apply
+    each migration exactly once (the others wait, then find nothing to do).
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        # No DDL at all once the schema is current: a collector may then run as a role
+        # that can only read and write rows (CREATE TABLE IF NOT EXISTS would need more).
+        if await conn.fetchval("SELECT to_regclass('spanlog_schema')") is None:
+            await conn.execute("CREATE TABLE spanlog_schema ("
+                               "version integer PRIMARY KEY, applied text NOT NULL)")
+        done = {r[0] for r in await conn.fetch("SELECT version FROM spanlog_schema")}
+        if done and max(done) > LATEST:
+            raise SchemaTooNew(
+                f"the database has spanlog schema version {max(done)}, newer than this "
+                f"collector knows ({LATEST}): upgrade spanlog on this machine")
+        ran = []
+        for version, sql in MIGRATIONS:
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO spanlog_schema (version, applied) VALUES ($1, $2)",
+                               version, now_iso())
+            ran.append(version)
+        return ran

@@ -1,0 +1,271 @@
+"""The SQLite engine: the default store, one file, zero setup.
+
+WAL mode; one writer thread (``_writer.Writer``) takes every write from a queue;
+reads run on a small thread pool, each thread with its own connection, so a slow query never
+blocks the event loop or the writer. See ``_schema`` for the tables and
+``_query`` for how fetches pick an index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+from spanlog.server.rows._model import now_iso
+from spanlog.server.store._engine import Store
+from spanlog.server.store._errors import NotFound, Unavailable
+from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
+from spanlog.server.store.sqlite._pieces import prepare, prepare_rows, write_pieces
+from spanlog.server.store.sqlite._query import fetch_page, trace_rows
+from spanlog.server.store.sqlite._schema import connect
+from spanlog.server.store.sqlite._upgrade import ensure_schema
+from spanlog.server.store.sqlite._writer import Txn, Writer
+
+T = TypeVar("T")
+READ_THREADS = 4
+
+
+class SqliteStore(Store):
+    """A :class:`Store` in one SQLite database file (created when missing)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer: Writer | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._projects: dict[str, tuple[Project, int]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the schema if needed, start the writer thread and the readers."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        setup = connect(self.path, readonly=False)
+        try:
+            await asyncio.to_thread(ensure_schema, setup)
+        finally:
+            setup.close()
+        self._writer = Writer(self.path)
+        self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="spanlog-sqlite-read")
+        await self.org(DEFAULT_ORG, create=True)
+
+    async def close(self) -> None:
+        """Finish queued writes, then close every connection."""
+        if self._readers is not None:
+            readers, self._readers = self._readers, None
+            await asyncio.to_thread(readers.shutdown, True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.to_thread(writer.close)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        readers = self._readers
+        if readers is None:
+            raise Unavailable("the store is not running")
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(readers, lambda: fn(self._reader()))
+        except RuntimeError:  # the pool shut down between the check and the submit
+            raise Unavailable("the collector is shutting down") from None
+        return await future
+
+    async def _write(self, job: Callable[[Txn], T], size: int = 1) -> T:
+        if self._writer is None:
+            raise Unavailable("the store is not running")
+        result: T = await asyncio.wrap_future(self._writer.submit(job, size))
+        return result
+
+    # -- organizations and projects ----------------------------------------------------
+
+    async def org(self, name: str, *, create: bool = False) -> Org | None:
+        """The organization called ``name`` (created when ``create``), or None."""
+        def find(conn: sqlite3.Connection) -> Org | None:
+            row = conn.execute("SELECT id, name, created FROM orgs WHERE name = ?",
+                               (name,)).fetchone()
+            return Org(*row) if row else None
+
+        def make(txn: Txn) -> Org:
+            found = find(txn.conn)
+            if found is not None:
+                return found
+            org = Org(str(uuid.uuid4()), name, now_iso())
+            txn.conn.execute("INSERT INTO orgs (id, name, created) VALUES (?, ?, ?)",
+                             (org.id, org.name, org.created))
+            return org
+
+        found = await self._read(find)
+        if found is None and create:
+            found = await self._write(make)
+        return found
+
+    async def org_by_id(self, org_id: str) -> Org | None:
+        """The organization with id ``org_id``, or None."""
+        def find(conn: sqlite3.Connection) -> Org | None:
+            row = conn.execute("SELECT id, name, created FROM orgs WHERE id = ?",
+                               (org_id,)).fetchone()
+            return Org(*row) if row else None
+        return await self._read(find)
+
+    def _remember(self, row: tuple[Any, ...] | None) -> Project | None:
+        if row is None:
+            return None
+        pid, project_id, org_id, name, created = row
+        project = Project(project_id, name, org_id, created)
+        self._projects[project_id] = (project, pid)
+        return project
+
+    async def project(self, org_id: str, name: str, *, create: bool = False) -> Project | None:
+        """The project ``name`` in ``org_id`` (created when ``create``), or None."""
+        query = "SELECT pid, id, org_id, name, created FROM projects WHERE org_id = ? AND name = ?"
+
+        def make(txn: Txn) -> tuple[Any, ...]:
+            row = txn.conn.execute(query, (org_id, name)).fetchone()
+            if row is not None:
+                return tuple(row)
+            project_id = str(uuid.uuid4())
+            created = now_iso()
+            cur = txn.conn.execute(
+                "INSERT INTO projects (id, org_id, name, created) VALUES (?, ?, ?, ?)",
+                (project_id, org_id, name, created))
+            return (cur.lastrowid, project_id, org_id, name, created)
+
+        found = self._remember(await self._read(lambda c: c.execute(query, (org_id, name))
+                                               .fetchone()))
+        if found is None and create:
+            found = self._remember(await self._write(make))
+        return found
+
+    async def project_by_id(self, project_id: str) -> Project | None:
+        """The project with id ``project_id``, or None."""
+        cached = self._projects.get(project_id)
+        if cached is not None:
+            return cached[0]
+        return self._remember(await self._read(lambda c: c.execute(
+            "SELECT pid, id, org_id, name, created FROM projects WHERE id = ?",
+            (project_id,)).fetchone()))
+
+    async def projects(self, org_id: str) -> list[Project]:
+        """Every project of ``org_id``, oldest first."""
+        rows = await self._read(lambda c: c.execute(
+            "SELECT pid, id, org_id, name, created FROM projects WHERE org_id = ? ORDER BY pid",
+            (org_id,)).fetchall())
+        return [p for p in map(self._remember, rows) if p is not None]
+
+    async def _pid(self, project_id: str) -> int:
+        if project_id not in self._projects and await self.project_by_id(project_id) is None:
+            raise NotFound(f"project {project_id!r} not found")
+        return self._projects[project_id][1]
+
+    # -- keys --------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(row: tuple[Any, ...]) -> ApiKey:
+        key_id, name, org_id, org_name, projects, created, revoked = row
+        scope = tuple(json.loads(projects)) if projects is not None else None
+        return ApiKey(key_id, name, org_id, org_name, scope, created, revoked)
+
+    _KEY_QUERY = ("SELECT k.id, k.name, k.org_id, o.name, k.projects, k.created, k.revoked "
+                  "FROM api_keys k JOIN orgs o ON o.id = k.org_id")
+
+    async def key_by_hash(self, token_hash: str) -> ApiKey | None:
+        """The key whose secret token hashes to ``token_hash`` (revoked ones too), or None."""
+        row = await self._read(lambda c: c.execute(self._KEY_QUERY + " WHERE k.hash = ?",
+                                                   (token_hash,)).fetchone())
+        return self._key(row) if row else None
+
+    async def has_keys(self) -> bool:
+        """Whether any key was ever created (revoked ones count: the collector stays locked)."""
+        return bool(await self._read(lambda c: c.execute(
+            "SELECT EXISTS (SELECT 1 FROM api_keys)").fetchone()[0]))
+
+    async def add_key(self, key: ApiKey, token_hash: str) -> None:
+        """Store a new key under the hash of its secret token."""
+        projects = json.dumps(list(key.projects)) if key.projects is not None else None
+        await self._write(lambda txn: txn.conn.execute(
+            "INSERT INTO api_keys (id, hash, name, org_id, projects, created, revoked) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key.id, token_hash, key.name, key.org_id, projects, key.created, key.revoked)))
+
+    async def keys(self) -> list[ApiKey]:
+        """Every key, oldest first, revoked ones included."""
+        rows = await self._read(lambda c: c.execute(
+            self._KEY_QUERY + " ORDER BY k.created, k.id").fetchall())
+        return [self._key(row) for row in rows]
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke the key ``key_id`` (:class:`NotFound` when there is none); return it."""
+        def revoke(txn: Txn) -> tuple[Any, ...]:
+            txn.conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL",
+                             (now_iso(), key_id))
+            row = txn.conn.execute(self._KEY_QUERY + " WHERE k.id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no key with id {key_id!r}")
+            return tuple(row)
+        return self._key(await self._write(revoke))
+
+    # -- rows --------------------------------------------------------------------------
+
+    prepare_rows = staticmethod(prepare_rows)
+
+    async def write(self, pieces: Sequence[Piece], prepared: Any = None) -> None:
+        """Apply ``pieces`` in order, all or nothing, and return once they are durable."""
+        if not pieces:
+            return
+        for project_id in {p.project_id for p in pieces}:
+            await self._pid(project_id)
+        batch = list(pieces)
+        # Encoding and index leaves are computed before the writer thread gets the job (here,
+        # or in a worker process), so that it spends its time in SQLite.
+        if prepared is None:
+            job = partial(write_pieces, pieces=batch, leaves=prepare(batch))
+        else:  # from prepare_rows (an ingest worker): rows still JSON text, decoded if need be
+            transfers, leaves = prepared
+            job = partial(write_pieces, pieces=batch, leaves=leaves, transfers=transfers)
+        await self._write(job, size=len(batch))
+
+    async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
+                    cursor: str | None = None, roots_only: bool = False) -> Page:
+        """Rows of a project, most recently updated first, optionally filtered."""
+        pid = await self._pid(project_id)
+        return await self._read(partial(fetch_page, pid=pid, project_id=project_id,
+                                        filter_text=filter, limit=limit, cursor=cursor,
+                                        roots_only=roots_only))
+
+    async def latest_xact(self, project_id: str) -> str | None:
+        """The transaction id of the project's latest write (None while it has no rows)."""
+        pid = await self._pid(project_id)
+        value = await self._read(lambda c: c.execute(
+            "SELECT max(xact) FROM rows WHERE pid = ?", (pid,)).fetchone()[0])
+        return None if value is None else str(value)
+
+    async def trace(self, project_id: str, root_span_id: str) -> list[dict[str, Any]]:
+        """Every row of one trace, oldest first (by ``created``), without score averages."""
+        pid = await self._pid(project_id)
+        return await self._read(partial(trace_rows, pid=pid, project_id=project_id,
+                                        root_span_id=root_span_id))
