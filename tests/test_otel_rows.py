@@ -318,6 +318,7 @@ def test_every_attribute_of_every_example_is_kept_or_moved(name: str) -> None:
     ({"span_id": "abc"}, "span_id: 3 hex characters, expected 16"),
     ({"span_id": bytes(8)}, "span_id: all zeros"),
     ({"parent_span_id": b"\x01" * 5}, "parent_span_id: 5 bytes, expected 8"),
+    ({"parent_span_id": bytes(4)}, "parent_span_id: 4 bytes, expected 8"),
     ({"start_time_unix_nano": 0}, "start_time_unix_nano: 0"),
     ({"end_time_unix_nano": 0}, "end_time_unix_nano: 0"),
     ({"end_time_unix_nano": T0 - 1}, f"end_time_unix_nano: {T0 - 1} is before"),

@@ -200,12 +200,14 @@ def _hex_id(value: Any, size: int, where: str) -> str:
 
 
 def _parent_id(value: Any) -> str | None:
+    """The parent's hex id, or None for a root: no parent, an empty one, or W3C's all-zero
+    "no parent" id (of the right size: a wrong size is an error)."""
     if value is None or (isinstance(value, (bytes, bytearray, memoryview, str))
                          and len(value) == 0):
         return None
-    if isinstance(value, (bytes, bytearray, memoryview)) and not any(bytes(value)):
-        return None  # an all-zero parent is W3C's "no parent": the span is a root
-    if isinstance(value, str) and value.strip("0") == "":
+    if isinstance(value, (bytes, bytearray, memoryview)) and bytes(value) == bytes(8):
+        return None
+    if isinstance(value, str) and value == "0" * 16:
         return None
     return _hex_id(value, 8, "parent_span_id")
 
