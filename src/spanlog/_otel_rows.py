@@ -1,0 +1,1262 @@
+"""One OpenTelemetry span as one spanlog row: the mapping the collector and the SDK share.
+
+The collector's OTLP/HTTP endpoint and the SDK's OTel span processor both call
+:func:`span_to_row`, so a span looks the same whichever way it arrives. It is a pure function
+over plain values (:class:`OtelSpan`, decoded from OTLP by the caller), standard library only,
+like :mod:`spanlog._merge`. docs/otel.md is the reference: every attribute that is read, the
+row field it fills, and the metadata layout.
+
+The rules, in short:
+
+- identity: ``span_id`` and ``root_span_id`` are the OTel ids in lowercase hex, the parent
+  becomes ``span_parents``, and ``id`` is derived from the two ids
+  (:func:`spanlog._ids.row_id_for`), so an exporter's retry lands on the same row;
+- the AI conventions (OpenTelemetry GenAI, OpenInference, the Vercel AI SDK, braintrust's own
+  ``braintrust.*``) fill ``input``, ``output``, ``expected``, ``scores``, ``tags``,
+  ``span_attributes.type``, ``metadata.model``/``provider`` and the token metrics;
+- nothing is dropped: every attribute the mapping did not *move* into a row field stays,
+  typed as sent, in ``metadata.attributes``; resource attributes, events, links, kind, status
+  and scope are kept under ``metadata`` too;
+- a span that cannot be a row (bad ids, no times, end before start, values JSON cannot hold)
+  raises :class:`OtelSpanError`, naming what is wrong, for the caller to count into OTLP's
+  ``partial_success``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._ids import row_id_for
+from ._merge import IS_MERGE
+
+__all__ = ["OtelEvent", "OtelLink", "OtelSpan", "OtelSpanError", "RESERVED_METADATA_KEYS",
+           "span_to_row"]
+
+
+class OtelSpanError(ValueError):
+    """A span that cannot become a row; ``str()`` names the field and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class OtelEvent:
+    """A span event: a name, a time (Unix nanoseconds) and attributes."""
+
+    name: str
+    time_unix_nano: int
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    dropped_attributes_count: int = 0
+
+
+@dataclass(frozen=True)
+class OtelLink:
+    """A link to another span: its ids (bytes or hex), trace state and attributes."""
+
+    trace_id: bytes | str
+    span_id: bytes | str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    trace_state: str = ""
+    dropped_attributes_count: int = 0
+
+
+@dataclass(frozen=True)
+class OtelSpan:
+    """One finished OTel span as plain values, however it was decoded.
+
+    Ids are bytes (OTLP protobuf: 16 and 8 bytes) or hex strings (OTLP/JSON); an empty or
+    absent ``parent_span_id`` means a root span. Times are Unix nanoseconds. ``kind`` and
+    ``status_code`` take the OTLP enum as a number (``3``), its name (``"SPAN_KIND_CLIENT"``)
+    or the short name (``"CLIENT"``). Attribute values are what OTLP's ``AnyValue`` decodes to:
+    str, bool, int, float, bytes, None, and lists and str-keyed dicts of them.
+    """
+
+    name: str
+    trace_id: bytes | str
+    span_id: bytes | str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    parent_span_id: bytes | str | None = None
+    kind: int | str = "INTERNAL"
+    status_code: int | str = "UNSET"
+    status_message: str = ""
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    events: Sequence[OtelEvent] = ()
+    links: Sequence[OtelLink] = ()
+    resource_attributes: Mapping[str, Any] = field(default_factory=dict)
+    scope_name: str = ""
+    scope_version: str = ""
+    scope_attributes: Mapping[str, Any] = field(default_factory=dict)
+    trace_state: str = ""
+    flags: int | None = None
+    dropped_attributes_count: int = 0
+    dropped_events_count: int = 0
+    dropped_links_count: int = 0
+
+
+# The keys of a row's ``metadata`` that hold the span as sent; user metadata (from
+# braintrust.metadata, OpenInference ``metadata``, ai.telemetry.metadata.*) never takes them.
+RESERVED_METADATA_KEYS = frozenset({"attributes", "resource", "events", "links", "otel"})
+
+# docs/protocol.md's span types: the ones a ``braintrust.span_attributes`` may set.
+_SPAN_TYPES = frozenset({"llm", "score", "function", "eval", "task", "tool"})
+
+_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+_STATUSES = ("UNSET", "OK", "ERROR")
+_MAX_NANOS = 253_402_300_800 * 1_000_000_000  # 10000-01-01T00:00:00Z: ISO-8601 has 4 digits
+_MAX_DEPTH = 64
+
+
+# ---- plain values ---------------------------------------------------------------------------
+
+def _clean(value: Any, where: str, depth: int = 0) -> Any:
+    """``value`` as JSON can hold it: bytes become base64 and non-finite floats the strings
+    ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (both as proto3's JSON mapping writes them)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if depth >= _MAX_DEPTH:
+        raise OtelSpanError(f"{where}: nested more than {_MAX_DEPTH} levels deep")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise OtelSpanError(f"{where}: key {key!r} is not a string")
+            out[key] = _clean(item, f"{where}[{key!r}]", depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_clean(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    raise OtelSpanError(f"{where}: unsupported value of type {type(value).__name__}")
+
+
+def _clean_attributes(attributes: Any, where: str) -> dict[str, Any]:
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, Mapping):
+        raise OtelSpanError(f"{where}: must be a mapping of key to value, got "
+                            f"{type(attributes).__name__}")
+    cleaned: dict[str, Any] = _clean(attributes, where)
+    return cleaned
+
+
+def _number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _parse_json(value: Any) -> tuple[bool, Any]:
+    """``(True, decoded)`` for a string holding JSON (no NaN/Infinity), else ``(False, None)``."""
+    if not isinstance(value, str):
+        return False, None
+    try:
+        return True, json.loads(value, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return False, None
+
+
+def _json_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"))
+
+
+# ---- ids, times, enums ----------------------------------------------------------------------
+
+_HEX = re.compile(r"[0-9a-fA-F]*")
+
+
+def _hex_id(value: Any, size: int, where: str) -> str:
+    """``value`` (``size`` bytes, or ``2 * size`` hex chars) as lowercase hex."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if len(raw) != size:
+            raise OtelSpanError(f"{where}: {len(raw)} bytes, expected {size}")
+        text = raw.hex()
+    elif isinstance(value, str):
+        if len(value) != 2 * size:
+            raise OtelSpanError(f"{where}: {len(value)} hex characters, expected {2 * size}")
+        if not _HEX.fullmatch(value):
+            raise OtelSpanError(f"{where}: {value!r} is not hexadecimal")
+        text = value.lower()
+    else:
+        raise OtelSpanError(f"{where}: must be bytes or a hex string, got "
+                            f"{type(value).__name__}")
+    if text.strip("0") == "":
+        raise OtelSpanError(f"{where}: all zeros, which OpenTelemetry defines as invalid")
+    return text
+
+
+def _parent_id(value: Any) -> str | None:
+    """The parent's hex id, or None for a root: no parent, an empty one, or W3C's all-zero
+    "no parent" id (of the right size: a wrong size is an error)."""
+    if value is None or (isinstance(value, (bytes, bytearray, memoryview, str))
+                         and len(value) == 0):
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)) and bytes(value) == bytes(8):
+        return None
+    if isinstance(value, str) and value == "0" * 16:
+        return None
+    return _hex_id(value, 8, "parent_span_id")
+
+
+def _nanos(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise OtelSpanError(f"{where}: must be an integer (Unix nanoseconds), got "
+                            f"{type(value).__name__}")
+    if value <= 0:
+        raise OtelSpanError(f"{where}: {value}, the span has no such time")
+    if value >= _MAX_NANOS:
+        raise OtelSpanError(f"{where}: {value} is after the year 9999")
+    return value
+
+
+def _enum(value: Any, names: tuple[str, ...], prefix: str, where: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < len(names):
+            return names[value]
+    elif isinstance(value, str):
+        name = value.upper()
+        name = name[len(prefix):] if name.startswith(prefix) else name
+        if name in names:
+            return name
+    raise OtelSpanError(f"{where}: {value!r} is not one of {', '.join(names)}")
+
+
+def _count(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise OtelSpanError(f"{where}: must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise OtelSpanError(f"{where}: must be a string, got {type(value).__name__}")
+    return value
+
+
+def _seconds(nanos: int) -> float:
+    return nanos / 1e9
+
+
+def _iso(nanos: int) -> str:
+    """Unix nanoseconds as ``created`` is written (ISO-8601 UTC, microseconds, ``+00:00``)."""
+    whole, rest = divmod(nanos, 1_000_000_000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{rest // 1000:06d}+00:00"
+
+
+# ---- reading attributes ---------------------------------------------------------------------
+
+class _Attributes:
+    """A span's attributes, and which of them were *moved* into a row field (and where).
+
+    A moved attribute leaves ``metadata.attributes``; an attribute only *read* (a model name,
+    a token count) stays there as well. An attribute is moved only when all of its value
+    landed in the row.
+    """
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.moved: dict[str, str] = {}
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def move(self, keys: Iterable[str], target: str) -> None:
+        for key in keys:
+            self.moved.setdefault(key, target)
+
+    def indexed(self, prefix: str) -> tuple[list[Any], list[str]]:
+        """The list flattened under ``prefix.<n>.<path>`` (OpenInference's and OpenLLMetry's
+        way of sending lists of objects), rebuilt, and the keys it was built from."""
+        head = prefix + "."
+        entries = []
+        for key, value in self.values.items():
+            if key.startswith(head):
+                rest = key[len(head):].split(".")
+                if len(rest) >= 2 and _is_index(rest[0]):
+                    entries.append((key, rest, value))
+        items, used = _unflatten(entries)
+        return (items if isinstance(items, list) else []), used
+
+    def prefixed(self, prefix: str) -> list[tuple[str, str, Any]]:
+        """``(key, rest, value)`` for every attribute named ``prefix.<rest>``."""
+        head = prefix + "."
+        return [(key, key[len(head):], value) for key, value in self.values.items()
+                if key.startswith(head) and len(key) > len(head)]
+
+
+class _Node(dict):  # type: ignore[type-arg]
+    """An object built by :func:`_unflatten` (a plain dict is an attribute's own value)."""
+
+
+def _unflatten(entries: list[tuple[str, list[str], Any]]) -> tuple[Any, list[str]]:
+    """Nested objects from ``(key, path, value)``; a key whose path collides with another's
+    (a value where an object is, or the reverse) is left out of the tree and of ``used``."""
+    tree = _Node()
+    used: list[str] = []
+    for key, path, value in entries:
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, _Node())
+            if not isinstance(child, _Node):
+                break
+            node = child
+        else:
+            if path[-1] not in node:
+                node[path[-1]] = value
+                used.append(key)
+    return _as_list(tree), used
+
+
+def _is_index(part: str) -> bool:
+    return part.isascii() and part.isdigit()
+
+
+def _as_list(node: Any) -> Any:
+    """Built objects whose keys are all digits become lists (in index order), recursively."""
+    if not isinstance(node, _Node):
+        return node
+    items = {k: _as_list(v) for k, v in node.items()}
+    if items and all(_is_index(k) for k in items):
+        return [items[k] for k in sorted(items, key=int)]
+    return items
+
+
+# ---- messages -------------------------------------------------------------------------------
+# Every convention's messages end as OpenAI chat messages ({role, content, tool_calls, ...},
+# docs/protocol.md's and wrap_openai's shape); what has no OpenAI spelling is kept as sent.
+
+def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        function["arguments"] = _json_text(arguments)
+    call: dict[str, Any] = {"id": call_id, "type": "function", "function": function}
+    if call_id is None:
+        del call["id"]
+    return call
+
+
+def _assemble(role: Any, texts: list[Any], parts: list[Any], plain: bool,
+              tool_calls: list[dict[str, Any]], tool_results: list[dict[str, Any]],
+              extra: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One message (and one ``tool`` message per tool result) from a message's pieces:
+    a single text part becomes ``content`` as a string, several parts a list of parts."""
+    messages: list[dict[str, Any]] = []
+    if texts or parts or tool_calls or not tool_results:
+        content: Any
+        if plain and len(texts) == 1:
+            content = texts[0]
+        elif parts:
+            content = parts
+        else:
+            content = None
+        message: dict[str, Any] = {"role": role, "content": content}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        for key, value in extra.items():
+            message.setdefault(key, value)
+        messages.append(message)
+    for result in tool_results:
+        for key, value in extra.items():
+            result.setdefault(key, value)
+        messages.append(result)
+    return messages
+
+
+def _genai_message(message: Any) -> list[Any]:
+    """An OTel GenAI message (``{role, parts: [...]}``, gen-ai-input/output-messages.json)."""
+    if not isinstance(message, dict) or not isinstance(message.get("parts"), list):
+        return [message]
+    role = message.get("role")
+    texts: list[Any] = []
+    parts: list[Any] = []
+    plain = True
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for part in message["parts"]:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(part.get("content"))
+            parts.append({"type": "text", "text": part.get("content")})
+        elif kind == "tool_call":
+            calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
+        elif kind == "tool_call_response":
+            result = part["response"] if "response" in part else part.get("result")
+            results.append({"role": role or "tool", "tool_call_id": part.get("id"),
+                            "content": result})
+        else:
+            plain = False
+            parts.append(part)
+    extra = {k: v for k, v in message.items() if k not in ("role", "parts")}
+    return _assemble(role, texts, parts, plain, calls, results, extra)
+
+
+def _genai_messages(value: Any) -> list[Any] | None:
+    if isinstance(value, str):
+        ok, value = _parse_json(value)
+        if not ok:
+            return None
+    if not isinstance(value, list):
+        return None
+    return [m for item in value for m in _genai_message(item)]
+
+
+def _genai_instructions(value: Any) -> list[Any] | None:
+    """``gen_ai.system_instructions`` (a list of parts) as one system message."""
+    if isinstance(value, str):
+        ok, parsed = _parse_json(value)
+        value = parsed if ok and isinstance(parsed, list) else [{"type": "text", "content": value}]
+    if not isinstance(value, list):
+        return None
+    return _genai_message({"role": "system", "parts": value})
+
+
+def _oi_content(item: Any) -> Any:
+    content = item.get("message_content") if isinstance(item, dict) else None
+    if not isinstance(content, dict):
+        return item
+    if content.get("type") == "text" and set(content) <= {"type", "text"}:
+        return {"type": "text", "text": content.get("text")}
+    image = content.get("image")
+    if (content.get("type") == "image" and isinstance(image, dict)
+            and isinstance(image.get("image"), dict) and set(content) <= {"type", "image"}):
+        return {"type": "image_url", "image_url": {"url": image["image"].get("url")}}
+    return content
+
+
+def _oi_message(item: Any) -> Any:
+    """An OpenInference message (``message.role``, ``message.content``, ``message.contents``,
+    ``message.tool_calls``, ... rebuilt from its flattened attributes)."""
+    message = item.get("message") if isinstance(item, dict) and len(item) == 1 else None
+    if not isinstance(message, dict):
+        return item
+    out: dict[str, Any] = {"role": message.get("role")}
+    contents = message.get("contents")
+    if "content" in message:
+        out["content"] = message["content"]
+    elif isinstance(contents, list):
+        converted = [_oi_content(c) for c in contents]
+        texts = [c.get("text") for c in converted if isinstance(c, dict) and c.get("type") == "text"
+                 and set(c) == {"type", "text"}]
+        out["content"] = texts[0] if len(converted) == 1 and len(texts) == 1 else converted
+    else:
+        out["content"] = None
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        converted_calls = []
+        for call in calls:
+            body = call.get("tool_call") if isinstance(call, dict) and len(call) == 1 else None
+            function = body.get("function") if isinstance(body, dict) else None
+            if not isinstance(body, dict) or not isinstance(function, dict):
+                converted_calls.append(call)
+                continue
+            converted_call = _tool_call(body.get("id"), function.get("name"),
+                                        function.get("arguments"))
+            for key, value in body.items():
+                if key not in ("id", "function"):
+                    converted_call.setdefault(key, value)
+            converted_calls.append(converted_call)
+        out["tool_calls"] = converted_calls
+    if "function_call_name" in message or "function_call_arguments_json" in message:
+        out["function_call"] = {"name": message.get("function_call_name"),
+                                "arguments": message.get("function_call_arguments_json")}
+    for key, value in message.items():
+        if key not in ("role", "content", "contents", "tool_calls", "function_call_name",
+                       "function_call_arguments_json"):
+            out.setdefault(key, value)
+    return out
+
+
+def _ai_message(message: Any) -> list[Any]:
+    """A Vercel AI SDK message: ``content`` a string or parts (``text``, ``tool-call``,
+    ``tool-result``, ``image``, ``file``, ``reasoning``)."""
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        return [message]
+    role = message.get("role")
+    texts: list[Any] = []
+    parts: list[Any] = []
+    plain = True
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for part in message["content"]:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(part.get("text"))
+            parts.append({"type": "text", "text": part.get("text")})
+            plain = plain and set(part) <= {"type", "text"}
+        elif kind == "tool-call":
+            arguments = part["input"] if "input" in part else part.get("args")
+            calls.append(_tool_call(part.get("toolCallId"), part.get("toolName"), arguments))
+        elif kind == "tool-result":
+            result = part["output"] if "output" in part else part.get("result")
+            results.append({"role": "tool", "tool_call_id": part.get("toolCallId"),
+                            "name": part.get("toolName"), "content": result})
+        else:
+            plain = False
+            parts.append(part)
+    extra = {k: v for k, v in message.items() if k not in ("role", "content")}
+    return _assemble(role, texts, parts, plain, calls, results, extra)
+
+
+def _ai_messages(value: Any) -> list[Any] | None:
+    ok, parsed = _parse_json(value)
+    if not ok or not isinstance(parsed, list):
+        return None
+    return [m for item in parsed for m in _ai_message(item)]
+
+
+def _ai_prompt(value: Any) -> list[Any] | None:
+    """``ai.prompt``: ``{"system"?, "prompt"?, "messages"?}`` as a JSON string."""
+    ok, parsed = _parse_json(value)
+    if (not ok or not isinstance(parsed, dict) or not parsed
+            or not set(parsed) <= {"system", "prompt", "messages"}):
+        return None
+    messages: list[Any] = []
+    system = parsed.get("system")
+    if system is not None:
+        messages.append({"role": "system", "content": system})
+    prompt = parsed.get("prompt")
+    if isinstance(prompt, list):
+        messages.extend(m for item in prompt for m in _ai_message(item))
+    elif prompt is not None:
+        messages.append({"role": "user", "content": prompt})
+    listed = parsed.get("messages")
+    if isinstance(listed, list):
+        messages.extend(m for item in listed for m in _ai_message(item))
+    elif listed is not None:
+        return None
+    return messages
+
+
+def _ai_tool_calls(value: Any) -> list[dict[str, Any]] | None:
+    ok, parsed = _parse_json(value)
+    if not ok or not isinstance(parsed, list):
+        return None
+    calls = []
+    for call in parsed:
+        if not isinstance(call, dict):
+            return None
+        arguments = call["input"] if "input" in call else call.get("args")
+        calls.append(_tool_call(call.get("toolCallId"), call.get("toolName"), arguments))
+    return calls
+
+
+def _openllmetry_message(item: Any) -> Any:
+    """``gen_ai.prompt.<n>.*`` / ``gen_ai.completion.<n>.*`` (OpenLLMetry): role, content,
+    tool_calls.<m>.{id, name, arguments}, tool_call_id, finish_reason."""
+    if not isinstance(item, dict):
+        return item
+    out = dict(item)
+    calls = item.get("tool_calls")
+    if isinstance(calls, list):
+        out["tool_calls"] = [
+            _tool_call(c.get("id"), c.get("name"), c.get("arguments"))
+            if isinstance(c, dict) and set(c) <= {"id", "name", "arguments"} else c
+            for c in calls]
+    return out
+
+
+def _maybe_json(value: Any) -> Any:
+    """A string that holds a JSON object or array, decoded; anything else as it is."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        ok, parsed = _parse_json(value)
+        if ok:
+            return parsed
+    return value
+
+
+def _mime_value(value: Any, mime: Any) -> Any:
+    """OpenInference's ``input.value``/``output.value``: decoded when its mime type is JSON."""
+    if isinstance(mime, str) and mime.split(";")[0].strip().lower() == "application/json":
+        ok, parsed = _parse_json(value)
+        if ok:
+            return parsed
+    return value
+
+
+# ---- span events ----------------------------------------------------------------------------
+
+_MESSAGE_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
+                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
+_CHOICE_EVENT = "gen_ai.choice"
+_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+_EVENT_BODY_KEYS = ("gen_ai.event.content", "content", "role", "tool_calls", "id", "message",
+                    "index", "finish_reason")
+
+
+class _Event:
+    """A span event on its way into ``metadata.events``, with what was moved out of it."""
+
+    def __init__(self, event: OtelEvent, index: int) -> None:
+        where = f"events[{index}]"
+        self.name = _text(event.name, f"{where}.name")
+        self.nanos = event.time_unix_nano
+        if not isinstance(self.nanos, int) or isinstance(self.nanos, bool) or self.nanos < 0:
+            raise OtelSpanError(f"{where}.time_unix_nano: must be a non-negative integer")
+        self.attributes = _clean_attributes(event.attributes, f"{where}.attributes")
+        self.dropped = _count(event.dropped_attributes_count, f"{where}.dropped_attributes_count")
+        self.moved: dict[str, str] = {}
+
+    def body(self) -> tuple[dict[str, Any], list[str]]:
+        """The GenAI event body: its attributes, with ``gen_ai.event.content`` (a JSON
+        object, as the Azure SDKs send the body) spread over them."""
+        body: dict[str, Any] = {}
+        keys = []
+        for key in _EVENT_BODY_KEYS:
+            if key in self.attributes:
+                keys.append(key)
+                body[key] = self.attributes[key]
+        content = body.pop("gen_ai.event.content", None)
+        if content is not None:
+            decoded = _maybe_json(content)
+            if isinstance(decoded, dict):
+                body = {**body, **decoded}
+            else:
+                body.setdefault("content", decoded)
+        return body, keys
+
+    def move(self, keys: Iterable[str], target: str) -> None:
+        for key in keys:
+            self.moved.setdefault(key, target)
+
+    def as_metadata(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "time": _seconds(self.nanos)}
+        attributes = {k: v for k, v in self.attributes.items() if k not in self.moved}
+        if attributes:
+            out["attributes"] = attributes
+        if self.moved:
+            out["moved"] = dict(self.moved)
+        if self.dropped:
+            out["dropped_attributes_count"] = self.dropped
+        return out
+
+
+def _event_message(event: _Event) -> tuple[dict[str, Any] | None, list[str]]:
+    body, keys = event.body()
+    if not any(k in body for k in ("content", "message", "tool_calls")):
+        return None, []
+    if event.name == _CHOICE_EVENT:
+        raw = _maybe_json(body.get("message"))
+        message = dict(raw) if isinstance(raw, dict) else ({} if raw is None else {"content": raw})
+        out: dict[str, Any] = {
+            "role": message.pop("role", body.get("role") or "assistant"),
+            "content": message.pop("content", _maybe_json(body.get("content")))}
+        calls = message.pop("tool_calls", body.get("tool_calls"))
+        if calls is not None:
+            out["tool_calls"] = _maybe_json(calls)
+        out.update(message)
+        for key, value in body.items():
+            if key not in ("message", "role", "content", "tool_calls"):
+                out.setdefault(key, value)
+        return out, keys
+    out = {"role": body.get("role") or _MESSAGE_EVENTS[event.name],
+           "content": _maybe_json(body.get("content"))}
+    if "tool_calls" in body:
+        out["tool_calls"] = _maybe_json(body["tool_calls"])
+    rest = {k: v for k, v in body.items() if k not in ("role", "content", "tool_calls")}
+    if event.name == "gen_ai.tool.message" and "id" in rest:
+        out["tool_call_id"] = rest.pop("id")
+    for key, value in rest.items():
+        out.setdefault(key, value)
+    return out, keys
+
+
+def _events_messages(events: list[_Event], names: Iterable[str], target: str,
+                     ) -> list[dict[str, Any]] | None:
+    wanted = set(names)
+    messages = []
+    for event in events:
+        if event.name in wanted:
+            message, keys = _event_message(event)
+            if message is not None:
+                messages.append(message)
+                event.move(keys, target)
+    if target == "output":
+        messages.sort(key=_choice_index)
+    return messages or None
+
+
+def _choice_index(message: dict[str, Any]) -> float:
+    index: Any = message.get("index")
+    return float(index) if _number(index) else 0.0
+
+
+def _error_text(status_message: str, events: list[_Event]) -> str:
+    """The status message and every ``exception`` event: ``type: message`` then the stack."""
+    blocks = []
+    headers = set()
+    for event in events:
+        if event.name != "exception":
+            continue
+        attrs = event.attributes
+        kind, message = attrs.get("exception.type"), attrs.get("exception.message")
+        stack = attrs.get("exception.stacktrace")
+        header = ": ".join(str(p) for p in (kind, message) if p is not None)
+        headers.add(header)
+        if message is not None:
+            headers.add(str(message))
+        blocks.append("\n".join(str(p) for p in (header, stack) if p not in (None, "")))
+        event.move([k for k in ("exception.type", "exception.message", "exception.stacktrace")
+                    if k in attrs], "error")
+    if status_message and status_message not in headers:
+        blocks.insert(0, status_message)
+    return "\n\n".join(b for b in blocks if b)
+
+
+# ---- the conventions ------------------------------------------------------------------------
+
+_GENAI_OPERATIONS = {
+    "chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "llm",
+    "execute_tool": "tool",
+    "invoke_agent": "task", "create_agent": "task", "invoke_workflow": "task",
+    "retrieval": "function",
+}
+_OPENINFERENCE_KINDS = {
+    "LLM": "llm", "EMBEDDING": "llm", "TOOL": "tool", "CHAIN": "task", "AGENT": "task",
+    "RETRIEVER": "function", "RERANKER": "function", "GUARDRAIL": "function",
+    "PROMPT": "function", "EVALUATOR": "score",
+}
+_AI_SDK_LLM = re.compile(
+    r"ai\.(generateText|streamText|generateObject|streamObject|embed|embedMany)"
+    r"(\.(doGenerate|doStream|doEmbed))?")
+_OPENLLMETRY_KINDS = {"workflow": "task", "task": "task", "agent": "task", "tool": "tool"}
+_OPENLLMETRY_REQUESTS = {"chat": "llm", "completion": "llm", "embedding": "llm",
+                         "rerank": "llm"}
+
+# Row metric <- attributes, first present wins (braintrust.metrics.* is applied over these).
+_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("prompt_tokens", ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
+                       "llm.token_count.prompt", "ai.usage.inputTokens",
+                       "ai.usage.promptTokens")),
+    ("completion_tokens", ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
+                           "llm.token_count.completion", "ai.usage.outputTokens",
+                           "ai.usage.completionTokens")),
+    ("tokens", ("gen_ai.usage.total_tokens", "llm.token_count.total", "ai.usage.totalTokens",
+                "llm.usage.total_tokens", "ai.usage.tokens")),
+    ("prompt_cached_tokens", ("gen_ai.usage.cache_read.input_tokens",
+                              "llm.token_count.prompt_details.cache_read",
+                              "ai.usage.inputTokenDetails.cacheReadTokens",
+                              "ai.usage.cachedInputTokens")),
+    ("prompt_cache_creation_tokens", ("gen_ai.usage.cache_creation.input_tokens",
+                                      "llm.token_count.prompt_details.cache_write",
+                                      "ai.usage.inputTokenDetails.cacheWriteTokens")),
+    ("prompt_audio_tokens", ("llm.token_count.prompt_details.audio",)),
+    ("completion_reasoning_tokens", ("gen_ai.usage.reasoning.output_tokens",
+                                     "llm.token_count.completion_details.reasoning",
+                                     "ai.usage.outputTokenDetails.reasoningTokens",
+                                     "ai.usage.reasoningTokens")),
+    ("completion_audio_tokens", ("llm.token_count.completion_details.audio",)),
+    ("estimated_cost", ("llm.cost.total",)),
+)
+# Seconds to first token <- (attribute, divisor to seconds).
+_FIRST_TOKEN = (("gen_ai.response.time_to_first_chunk", 1), ("ai.response.msToFirstChunk", 1000),
+                ("ai.stream.msToFirstChunk", 1000))
+_MODEL = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name",
+          "llm.request.model_name", "llm.response.model_name", "embedding.model_name",
+          "ai.model.id", "ai.response.model")
+_PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system",
+             "ai.model.provider")
+
+# Attribute names (prefixes) that tell a convention apart, for metadata.otel.conventions.
+_CONVENTION_MARKS = (
+    ("genai", ("gen_ai.",)),
+    ("openinference", ("openinference.span.kind", "llm.input_messages.", "llm.output_messages.",
+                       "llm.token_count.", "llm.model_name", "input.value", "output.value")),
+    ("vercel-ai", ("ai.",)),
+    ("braintrust", ("braintrust.",)),
+    ("openllmetry", ("traceloop.", "llm.request.type", "llm.usage.total_tokens")),
+)
+
+Source = Callable[["_Mapper"], Any]
+
+
+def _lookup(table: Mapping[str, str], value: Any) -> str | None:
+    return table.get(value) if isinstance(value, str) else None
+
+
+def _is_span_type(value: Any) -> bool:
+    return isinstance(value, str) and value in _SPAN_TYPES
+
+
+class _Mapper:
+    """Everything :func:`span_to_row` works out from one span's attributes and events."""
+
+    def __init__(self, attrs: _Attributes, events: list[_Event]) -> None:
+        self.a = attrs
+        self.events = events
+
+    # -- helpers: each source returns a value, or None when it does not apply --------------
+
+    def _take(self, key: str, target: str, convert: Callable[[Any], Any] = lambda v: v) -> Any:
+        if key not in self.a.values:
+            return None
+        value = convert(self.a.values[key])
+        if value is not None:
+            self.a.move([key], target)
+        return value
+
+    def _json_attr(self, key: str, target: str) -> Any:
+        ok, value = _parse_json(self.a.get(key))
+        if not ok:
+            return None
+        self.a.move([key], target)
+        return _Present(value)
+
+    def _indexed(self, prefix: str, target: str,
+                 convert: Callable[[list[Any]], list[Any]]) -> list[Any] | None:
+        items, keys = self.a.indexed(prefix)
+        if not items or not isinstance(items, list):
+            return None
+        self.a.move(keys, target)
+        return convert(items)
+
+    def _first(self, sources: Iterable[Source]) -> _Present | None:
+        for source in sources:
+            value = source(self)
+            if value is not None:
+                return value if isinstance(value, _Present) else _Present(value)
+        return None
+
+    # -- span type ---------------------------------------------------------------------------
+
+    def span_type(self, declared: Any) -> str | None:
+        if _is_span_type(declared):
+            return str(declared)
+        get = self.a.get
+        found = _lookup(_GENAI_OPERATIONS, get("gen_ai.operation.name"))
+        kind = get("openinference.span.kind")
+        found = found or _lookup(_OPENINFERENCE_KINDS, kind.upper() if isinstance(kind, str)
+                                 else None)
+        if found:
+            return found
+        operation_id = get("ai.operationId")
+        if operation_id == "ai.toolCall":
+            return "tool"
+        if isinstance(operation_id, str) and _AI_SDK_LLM.fullmatch(operation_id):
+            return "llm"
+        found = _lookup(_OPENLLMETRY_KINDS, get("traceloop.span.kind"))
+        if found:
+            return found
+        found = _lookup(_OPENLLMETRY_REQUESTS, get("llm.request.type"))
+        if found:
+            return found
+        if get("gen_ai.tool.name") is not None and "gen_ai.operation.name" not in self.a.values:
+            return "tool"
+        if (any(get(k) is not None for k in ("gen_ai.request.model", "gen_ai.response.model"))
+                or any(k.startswith("gen_ai.usage.") for k in self.a.values)
+                or self.a.indexed("gen_ai.prompt")[0]):
+            return "llm"
+        return None
+
+    # -- input, output, expected ---------------------------------------------------------
+
+    def input(self) -> _Present | None:
+        return self._first(_INPUT_SOURCES)
+
+    def output(self) -> _Present | None:
+        return self._first(_OUTPUT_SOURCES)
+
+    def expected(self) -> _Present | None:
+        return self._first((
+            lambda m: m._json_attr("braintrust.expected_json", "expected"),
+            lambda m: m._take("braintrust.expected", "expected", _Present),
+        ))
+
+    # -- metadata, metrics, scores, tags -------------------------------------------------
+
+    def model_metadata(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, keys in (("model", _MODEL), ("provider", _PROVIDER)):
+            for key in keys:
+                if isinstance(self.a.get(key), str):
+                    out[name] = self.a.get(key)
+                    break
+        for _, name, value in self.a.prefixed("gen_ai.request"):
+            if name != "model" and "." not in name and name not in RESERVED_METADATA_KEYS:
+                out.setdefault(name, value)
+        return out
+
+    def user_metadata(self) -> dict[str, Any]:
+        """braintrust.metadata (JSON) and braintrust.metadata.*, OpenInference's ``metadata``
+        (JSON), ai.telemetry.metadata.*: later ones win; reserved keys are never taken."""
+        out: dict[str, Any] = {}
+
+        def merge(keys: list[str], values: Mapping[str, Any]) -> None:
+            fits = {k: v for k, v in values.items() if k not in RESERVED_METADATA_KEYS}
+            out.update(fits)
+            if len(fits) == len(values):
+                self.a.move(keys, "metadata")
+
+        for key in ("metadata", "braintrust.metadata"):
+            ok, value = _parse_json(self.a.get(key))
+            if ok and isinstance(value, dict):
+                merge([key], value)
+        for prefix in ("ai.telemetry.metadata", "braintrust.metadata"):
+            for key, rest, value in self.a.prefixed(prefix):
+                merge([key], {rest: value})
+        return out
+
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, keys in _METRICS:
+            for key in keys:
+                if _number(self.a.get(key)):
+                    out[name] = self.a.get(key)
+                    break
+        if "ai.usage.tokens" in self.a.values and _number(out.get("tokens")):
+            out.setdefault("prompt_tokens", out["tokens"])  # embeddings: input tokens only
+        for key, divisor in _FIRST_TOKEN:
+            if _number(self.a.get(key)):
+                out["time_to_first_token"] = self.a.get(key) / divisor
+                break
+        explicit = self._numbers("braintrust.metrics", "metrics",
+                                 lambda k, v: _number(v) and k not in ("start", "end"))
+        out.update(explicit)
+        if "tokens" not in out and "prompt_tokens" in out and "completion_tokens" in out:
+            out["tokens"] = out["prompt_tokens"] + out["completion_tokens"]
+        return out
+
+    def scores(self) -> dict[str, Any]:
+        return self._numbers("braintrust.scores", "scores",
+                             lambda k, v: v is None or (_number(v) and 0 <= v <= 1))
+
+    def _numbers(self, prefix: str, target: str,
+                 accept: Callable[[str, Any], bool]) -> dict[str, Any]:
+        """A ``{name: number}`` sent as one JSON attribute ``prefix`` and/or as
+        ``prefix.<name>`` attributes; what ``accept`` refuses stays where it was."""
+        out: dict[str, Any] = {}
+        ok, value = _parse_json(self.a.get(prefix))
+        if ok and isinstance(value, dict):
+            fits = {k: v for k, v in value.items() if accept(k, v)}
+            out.update(fits)
+            if len(fits) == len(value):
+                self.a.move([prefix], target)
+        for key, name, number in self.a.prefixed(prefix):
+            if accept(name, number):
+                out[name] = number
+                self.a.move([key], target)
+        return out
+
+    def tags(self) -> list[str]:
+        out: list[str] = []
+        for key in ("braintrust.tags", "tag.tags"):
+            value = self.a.get(key)
+            if isinstance(value, list) and all(isinstance(t, str) for t in value):
+                out.extend(t for t in value if t not in out)
+                self.a.move([key], "tags")
+        return out
+
+    def span_attributes(self) -> dict[str, Any]:
+        """``braintrust.span_attributes`` (JSON) and ``braintrust.span_attributes.*``."""
+        out: dict[str, Any] = {}
+
+        def fits(key: str, value: Any) -> bool:
+            return ((key != "type" or _is_span_type(value))
+                    and (key != "name" or isinstance(value, str)))
+
+        ok, value = _parse_json(self.a.get("braintrust.span_attributes"))
+        if ok and isinstance(value, dict):
+            accepted = {k: v for k, v in value.items() if fits(k, v)}
+            out.update(accepted)
+            if len(accepted) == len(value):
+                self.a.move(["braintrust.span_attributes"], "span_attributes")
+        for key, name, item in self.a.prefixed("braintrust.span_attributes"):
+            if fits(name, item):
+                out[name] = item
+                self.a.move([key], "span_attributes")
+        return out
+
+    def project(self) -> dict[str, str]:
+        """``braintrust.parent``'s ``project_name:<name>`` or ``project_id:<id>``."""
+        parent = self.a.get("braintrust.parent")
+        if isinstance(parent, str):
+            kind, _, value = parent.partition(":")
+            if kind in ("project_name", "project_id") and value:
+                return {kind: value}
+        return {}
+
+
+class _Present:
+    """A value that was found, even when it is None (``braintrust.input: null``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _details_event(m: _Mapper, key: str, target: str,
+                   convert: Callable[[Any], list[Any] | None]) -> list[Any] | None:
+    """``gen_ai.input.messages`` & co. recorded on a ``gen_ai.client.inference.operation.
+    details`` event instead of the span."""
+    for event in m.events:
+        if event.name == _DETAILS_EVENT and key in event.attributes:
+            value = convert(event.attributes[key])
+            if value is not None:
+                event.move([key], target)
+                return value
+    return None
+
+
+def _genai_input(m: _Mapper) -> list[Any] | None:
+    messages = m._take("gen_ai.input.messages", "input", _genai_messages)
+    instructions = m._take("gen_ai.system_instructions", "input", _genai_instructions)
+    if messages is None and instructions is None:
+        return None
+    return (instructions or []) + (messages or [])
+
+
+def _genai_event_input(m: _Mapper) -> list[Any] | None:
+    messages = _details_event(m, "gen_ai.input.messages", "input", _genai_messages)
+    instructions = _details_event(m, "gen_ai.system_instructions", "input", _genai_instructions)
+    if messages is None and instructions is None:
+        return None
+    return (instructions or []) + (messages or [])
+
+
+def _ai_output(m: _Mapper) -> Any:
+    text_key, calls_key = "ai.response.text", "ai.response.toolCalls"
+    text = m.a.get(text_key)
+    calls = _ai_tool_calls(m.a.get(calls_key))
+    if text is None and not calls:
+        return None
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        message["tool_calls"] = calls
+    if calls is not None:
+        m.a.move([calls_key], "output")
+    reason = m.a.get("ai.response.finishReason")
+    if reason is not None:
+        message["finish_reason"] = reason
+    if text is not None:
+        m.a.move([text_key], "output")
+    return [message]
+
+
+def _completion_text(item: Any) -> Any:
+    """``{"prompt": {"text": t}}`` or ``{"completion": {"text": t}}`` as ``t``."""
+    if isinstance(item, dict) and len(item) == 1:
+        body = next(iter(item.values()))
+        if isinstance(body, dict) and set(body) == {"text"}:
+            return body["text"]
+    return item
+
+
+def _completions(items: list[Any]) -> Any:
+    """OpenInference ``llm.prompts``/``llm.choices`` (legacy completions API): the one text,
+    or the list of them."""
+    texts = [_completion_text(item) for item in items]
+    return texts[0] if len(texts) == 1 else texts
+
+
+def _oi_value(key: str, mime_key: str, target: str) -> Source:
+    return lambda m: m._take(key, target, lambda v: _Present(_mime_value(v, m.a.get(mime_key))))
+
+
+def _parsed(key: str, target: str) -> Source:
+    """A JSON string attribute, decoded; a string that is not JSON as it is."""
+    return lambda m: m._take(key, target, lambda v: _Present(_maybe_json(v)))
+
+
+_INPUT_SOURCES: tuple[Source, ...] = (
+    lambda m: m._json_attr("braintrust.input_json", "input"),
+    lambda m: m._take("braintrust.input", "input", _Present),
+    lambda m: m._indexed("braintrust.input", "input", lambda items: items),
+    _genai_input,
+    lambda m: m._indexed("llm.input_messages", "input",
+                         lambda items: [_oi_message(i) for i in items]),
+    lambda m: m._take("ai.prompt.messages", "input", _ai_messages),
+    lambda m: m._take("ai.prompt", "input", _ai_prompt),
+    lambda m: m._indexed("gen_ai.prompt", "input",
+                         lambda items: [_openllmetry_message(i) for i in items]),
+    lambda m: m._json_attr("gen_ai.prompt_json", "input"),
+    lambda m: m._take("gen_ai.prompt", "input", _Present),
+    _genai_event_input,
+    lambda m: _events_messages(m.events, _MESSAGE_EVENTS, "input"),
+    lambda m: m._indexed("llm.prompts", "input", _completions),
+    _parsed("gen_ai.tool.call.arguments", "input"),
+    _parsed("ai.toolCall.args", "input"),
+    _parsed("ai.toolCall.input", "input"),
+    _oi_value("input.value", "input.mime_type", "input"),
+    _parsed("traceloop.entity.input", "input"),
+)
+
+_OUTPUT_SOURCES: tuple[Source, ...] = (
+    lambda m: m._json_attr("braintrust.output_json", "output"),
+    lambda m: m._take("braintrust.output", "output", _Present),
+    lambda m: m._indexed("braintrust.output", "output", lambda items: items),
+    lambda m: m._take("gen_ai.output.messages", "output", _genai_messages),
+    lambda m: m._indexed("llm.output_messages", "output",
+                         lambda items: [_oi_message(i) for i in items]),
+    _parsed("ai.response.object", "output"),
+    _ai_output,
+    lambda m: m._indexed("gen_ai.completion", "output",
+                         lambda items: [_openllmetry_message(i) for i in items]),
+    lambda m: m._json_attr("gen_ai.completion_json", "output"),
+    lambda m: m._take("gen_ai.completion", "output", _Present),
+    lambda m: _details_event(m, "gen_ai.output.messages", "output", _genai_messages),
+    lambda m: _events_messages(m.events, (_CHOICE_EVENT,), "output"),
+    lambda m: m._indexed("llm.choices", "output", _completions),
+    _parsed("gen_ai.tool.call.result", "output"),
+    _parsed("ai.toolCall.result", "output"),
+    _parsed("ai.toolCall.output", "output"),
+    _oi_value("output.value", "output.mime_type", "output"),
+    _parsed("traceloop.entity.output", "output"),
+)
+
+
+# ---- the row --------------------------------------------------------------------------------
+
+def span_to_row(span: OtelSpan) -> dict[str, Any]:
+    """The spanlog row for one finished OTel span (docs/otel.md has the whole mapping).
+
+    The row is a complete first write (``_is_merge: false``, as a spanlog span's own row) whose
+    ``id`` derives from the span's ids: sending the same span again is a retry the store
+    recognizes (docs/protocol.md), and feedback logged on it before or after is kept. It
+    carries ``project_name``/``project_id`` only when the span names its project
+    (``braintrust.parent``); ``log_id`` and otherwise the project are the caller's to add.
+    Raises :class:`OtelSpanError` for a span that cannot be a row.
+    """
+    _text(span.name, "name")
+    trace_id = _hex_id(span.trace_id, 16, "trace_id")
+    span_id = _hex_id(span.span_id, 8, "span_id")
+    parent = _parent_id(span.parent_span_id)
+    start = _nanos(span.start_time_unix_nano, "start_time_unix_nano")
+    end = _nanos(span.end_time_unix_nano, "end_time_unix_nano")
+    if end < start:
+        raise OtelSpanError(f"end_time_unix_nano: {end} is before start_time_unix_nano {start}")
+    kind = _enum(span.kind, _KINDS, "SPAN_KIND_", "kind")
+    status = _enum(span.status_code, _STATUSES, "STATUS_CODE_", "status_code")
+    for name in ("status_message", "scope_name", "scope_version", "trace_state"):
+        _text(getattr(span, name), name)
+    for name in ("dropped_attributes_count", "dropped_events_count", "dropped_links_count"):
+        _count(getattr(span, name), name)
+    if span.flags is not None:
+        _count(span.flags, "flags")
+
+    attrs = _Attributes(_clean_attributes(span.attributes, "attributes"))
+    events = [_Event(event, i) for i, event in enumerate(span.events)]
+    resource = _clean_attributes(span.resource_attributes, "resource_attributes")
+    scope_attributes = _clean_attributes(span.scope_attributes, "scope_attributes")
+    links = [_link(link, i) for i, link in enumerate(span.links)]
+    mapper = _Mapper(attrs, events)
+
+    declared = mapper.span_attributes()
+    span_attributes: dict[str, Any] = {"name": span.name}
+    span_type = mapper.span_type(declared.get("type"))
+    if span_type is not None:
+        span_attributes["type"] = span_type
+    span_attributes.update(declared)
+
+    metrics: dict[str, Any] = {"start": _seconds(start), "end": _seconds(end)}
+    metrics.update(mapper.metrics())
+
+    row: dict[str, Any] = {
+        "id": row_id_for(trace_id, span_id),
+        "span_id": span_id,
+        "root_span_id": trace_id,
+        "span_parents": [parent] if parent else None,
+        "created": _iso(start),
+        IS_MERGE: False,
+        "span_attributes": span_attributes,
+        "metrics": metrics,
+    }
+    for name, find in (("input", mapper.input), ("output", mapper.output),
+                       ("expected", mapper.expected)):
+        found = find()
+        if found is not None:
+            row[name] = found.value
+    if status == "ERROR":
+        error = _error_text(span.status_message, events)
+        if not error and isinstance(attrs.get("error.type"), str):
+            error = attrs.get("error.type")
+        row["error"] = error or "ERROR"
+    scores = mapper.scores()
+    if scores:
+        row["scores"] = scores
+    tags = mapper.tags()
+    if tags:
+        row["tags"] = tags
+    row.update(mapper.project())
+
+    metadata = mapper.model_metadata()
+    metadata.update(mapper.user_metadata())
+    kept = {k: v for k, v in attrs.values.items() if k not in attrs.moved}
+    if kept:
+        metadata["attributes"] = kept
+    if resource:
+        metadata["resource"] = resource
+    if events:
+        metadata["events"] = [event.as_metadata() for event in events]
+    if links:
+        metadata["links"] = links
+    metadata["otel"] = _otel_section(span, kind, status, scope_attributes, attrs, events)
+    row["metadata"] = metadata
+    return row
+
+
+def _link(link: OtelLink, index: int) -> dict[str, Any]:
+    where = f"links[{index}]"
+    out: dict[str, Any] = {}
+    for name in ("trace_id", "span_id"):
+        value = getattr(link, name)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            out[name] = bytes(value).hex()
+        elif isinstance(value, str):
+            out[name] = value.lower() if _HEX.fullmatch(value) else value
+        else:
+            raise OtelSpanError(f"{where}.{name}: must be bytes or a hex string")
+    if _text(link.trace_state, f"{where}.trace_state"):
+        out["trace_state"] = link.trace_state
+    attributes = _clean_attributes(link.attributes, f"{where}.attributes")
+    if attributes:
+        out["attributes"] = attributes
+    if _count(link.dropped_attributes_count, f"{where}.dropped_attributes_count"):
+        out["dropped_attributes_count"] = link.dropped_attributes_count
+    return out
+
+
+def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict[str, Any],
+                  attrs: _Attributes, events: list[_Event]) -> dict[str, Any]:
+    otel: dict[str, Any] = {"kind": kind, "status": {"code": status}}
+    if span.status_message:
+        otel["status"]["message"] = span.status_message
+    scope: dict[str, Any] = {}
+    if span.scope_name:
+        scope["name"] = span.scope_name
+    if span.scope_version:
+        scope["version"] = span.scope_version
+    if scope_attributes:
+        scope["attributes"] = scope_attributes
+    if scope:
+        otel["scope"] = scope
+    if span.trace_state:
+        otel["trace_state"] = span.trace_state
+    if span.flags is not None:
+        otel["flags"] = span.flags
+    dropped = {name: count for name, count in (
+        ("attributes", span.dropped_attributes_count), ("events", span.dropped_events_count),
+        ("links", span.dropped_links_count)) if count}
+    if dropped:
+        otel["dropped"] = dropped
+    names = [*attrs.values, *(event.name for event in events)]
+    conventions = [name for name, marks in _CONVENTION_MARKS
+                   if any(k.startswith(marks) for k in names)]
+    if conventions:
+        otel["conventions"] = conventions
+    if attrs.moved:
+        otel["moved"] = dict(sorted(attrs.moved.items()))
+    return otel
