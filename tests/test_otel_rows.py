@@ -29,10 +29,10 @@ from spanlog._otel_rows import (
     OtelSpanError,
     span_to_row,
 )
-from spanlog.server._filter import evaluate, parse
-from spanlog.server._json import dumps
-from spanlog.server._rows import SPAN_TYPES, validate_row
-from spanlog.server._store import apply_piece
+from spanlog.server.query import evaluate, parse
+from spanlog.server.rows._apply import apply_piece
+from spanlog.server.rows._json import dumps
+from spanlog.server.rows._validate import SPAN_TYPES, validate_row
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 SPAN = "b7ad6b7169203331"
