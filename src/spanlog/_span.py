@@ -267,8 +267,8 @@ class Span:
         self._token = current.set(self)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def _leave(self, exc_type: type[BaseException] | None, exc: BaseException | None) -> None:
+        """Leaving a ``with`` block: record its error and stop being the current span."""
         if exc is not None and exc_type is not GeneratorExit:
             self._record_error(exc)
         token = self._token
@@ -278,6 +278,10 @@ class Span:
                 current.reset(token)
             except ValueError:  # entered in another context (a task): nothing to undo here
                 pass
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._leave(exc_type, exc)
         if self._end is None:  # end(), inlined
             end = self._end = _time()
             if self._close(end):
@@ -289,15 +293,7 @@ class Span:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if exc is not None and exc_type is not GeneratorExit:
-            self._record_error(exc)
-        token = self._token
-        if token is not None:
-            self._token = None
-            try:
-                current.reset(token)
-            except ValueError:
-                pass
+        self._leave(exc_type, exc)
         if self._end is None:
             await self.aend()  # async_flush=False: the trace-end flush is awaited, not blocking
 
