@@ -11,7 +11,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-DEFAULT_API_URL = "http://127.0.0.1:8700"
+DEFAULT_PORT = 8700  # the collector's, here so that the SDK, the CLI and serve agree
+DEFAULT_API_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_PROJECT = "Global"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

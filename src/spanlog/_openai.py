@@ -393,7 +393,7 @@ def wrap_openai(client: _C) -> _C:
         import openai
     except ImportError as exc:  # pragma: no cover - a client exists, so openai does too
         raise ImportError("wrap_openai needs the openai package: "
-                          "pip install 'spanlog[openai]'") from exc
+                          "python3 -m pip install -e '.[openai]' (or pip install openai)") from exc
     if isinstance(client, openai.AsyncOpenAI):
         is_async = True
     elif isinstance(client, openai.OpenAI):

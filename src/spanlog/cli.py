@@ -23,11 +23,12 @@ import urllib.request
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from spanlog._config import DEFAULT_API_URL, DEFAULT_PORT
+
 if TYPE_CHECKING:
     from spanlog.server.store._engine import Store
 
-DEFAULT_API_URL = "http://127.0.0.1:8700"
-_SERVER_EXTRA = "pip install 'spanlog[server]'"
+_SERVER_EXTRA = "python3 -m pip install -e '.[server]'"
 
 
 def _add_database_args(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1; any other address "
                             "needs an API key to exist first)")
-    serve.add_argument("--port", type=int, default=8700, help="port (default 8700; 0: any free)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help=f"port (default {DEFAULT_PORT}; 0: any free)")
     _add_database_args(serve)
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"], help="default info")
@@ -99,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     add_migrate_command(commands)
 
     demo = commands.add_parser("demo", help="start a collector with example traces in it")
-    demo.add_argument("--port", type=int, default=8700, help="port (default 8700; 0: any free)")
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT,
+                      help=f"port (default {DEFAULT_PORT}; 0: any free)")
     demo.add_argument("--data-dir", default=None,
                       help="directory for the demo's new database, kept afterwards "
                            "(default: a fresh temporary directory)")

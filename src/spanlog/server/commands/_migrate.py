@@ -247,7 +247,7 @@ async def migrate(sqlite_path: str, url: str, *, batch_rows: int = BATCH_ROWS,
         import asyncpg
     except ImportError:
         raise MigrationError("migrating to PostgreSQL needs asyncpg: "
-                             "pip install 'spanlog[postgres]'") from None
+                             "python3 -m pip install -e '.[postgres]'") from None
     # Imported here, as asyncpg is: the CLI builds this command's parser on every run, and
     # only a migration needs the PostgreSQL engine.
     from spanlog.server.store.postgres._schema import SchemaTooNew

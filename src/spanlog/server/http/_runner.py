@@ -22,7 +22,6 @@ from spanlog.server.store._engine import Store
 from spanlog.server.store.sqlite._store import SqliteStore
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8700
 DEFAULT_DATA_DIR = "./spanlog-data"
 DB_FILE = "spanlog.sqlite3"
 

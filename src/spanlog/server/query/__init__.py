@@ -18,7 +18,6 @@ from spanlog.server.query._evaluate import (
     like_classes,
 )
 from spanlog.server.query._syntax import (
-    KNOWN_FIELDS,
     MAX_DEPTH,
     MAX_FILTER_LENGTH,
     MAX_PATH_SEGMENTS,
@@ -40,7 +39,7 @@ from spanlog.server.query._syntax import (
 )
 
 __all__ = [
-    "KNOWN_FIELDS", "MAX_DEPTH", "MAX_FILTER_LENGTH", "MAX_PATH_SEGMENTS", "MAX_PREDICATES",
+    "MAX_DEPTH", "MAX_FILTER_LENGTH", "MAX_PATH_SEGMENTS", "MAX_PREDICATES",
     "And", "Compare", "Expr", "FilterError", "Includes", "IndexTerm", "IsNull", "Like", "Not",
     "Or", "Predicate", "Scalar", "Segment", "case_variants", "covered_by_terms", "evaluate",
     "includes_terms", "index_terms", "like_classes", "like_tokens", "parse",

@@ -127,7 +127,6 @@ _FIELDS: Mapping[str, object] = {
     "comment": _Obj({"text": _STR}, _ANY), "origin": _Obj({"id": _STR}, _ANY),
     "project_id": _STR, "_xact_id": _STR,
 }
-KNOWN_FIELDS = frozenset(_FIELDS)
 
 # ---- tokens ---------------------------------------------------------------------------
 _TOKEN = re.compile(r"""

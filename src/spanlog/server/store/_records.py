@@ -9,7 +9,6 @@ from typing import Any
 from spanlog.server.rows._json import dumps, loads
 
 DEFAULT_ORG = "default"
-DEFAULT_PROJECT = "Global"
 
 
 @dataclass(frozen=True)

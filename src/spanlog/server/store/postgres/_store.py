@@ -6,7 +6,7 @@ projects are never renamed or deleted). See ``_schema`` for the tables and why t
 transaction order is safe for cursors across collectors, ``_writer`` for how
 concurrent pieces of one span converge, and ``query._compile_postgres`` for filters.
 
-Needs ``asyncpg`` (``pip install 'spanlog[postgres]'``), imported only when a store starts.
+Needs ``asyncpg`` (``python3 -m pip install -e '.[postgres]'``), imported only when a store starts.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from spanlog.server.store.postgres._query import (
 from spanlog.server.store.postgres._schema import SchemaTooNew, migrate
 from spanlog.server.store.postgres._writer import PieceAt, Writer, connection_errors
 
-_INSTALL = "pip install 'spanlog[postgres]'"
+_INSTALL = "python3 -m pip install -e '.[postgres]'"
 DEFAULT_POOL_SIZE = 10
 DEFAULT_WRITERS = 2
 
