@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from ._span import Span
@@ -21,6 +21,29 @@ R = TypeVar("R")
 
 current: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
     "spanlog_current_span", default=None)
+
+
+class Bridge:
+    """Another tracing library's current span, kept in step with spanlog's (the
+    OpenTelemetry bridge of :mod:`spanlog.otel` is the one there is)."""
+
+    def parent(self, span: Span | None) -> Any:
+        """The parent for a new span: spanlog's current ``span``, or the other library's
+        current span when that one is the innermost (a :class:`RemoteParent` of its ids)."""
+        raise NotImplementedError
+
+    def enter(self, span: Span) -> Any:
+        """``span`` became current: make it the other library's current span; a token."""
+        raise NotImplementedError
+
+    def leave(self, token: Any) -> None:
+        """Undo :meth:`enter`."""
+        raise NotImplementedError
+
+
+# None unless a bridge was installed: then every span start and ``with`` asks it (one global
+# read on the hot path when there is none).
+bridge: Bridge | None = None
 
 
 def bind_context(fn: Callable[P, R]) -> Callable[P, R]:

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _log
+from . import _context, _log
 from ._context import current
 from ._event import (
     FEEDBACK_SOURCES,
@@ -84,8 +84,8 @@ class Logger:
         """
         resolved = resolve_parent(parent)
         if resolved is None and parent is None:
-            active = current.get()
-            if active is not None and active._logger is self:
+            active = _implicit_parent()
+            if not isinstance(active, Span) or active._logger is self:
                 resolved = active
         return _open(self, name, type, resolved, event, 2)
 
@@ -270,6 +270,14 @@ def _release(logger: Logger) -> None:
         logger._flusher.release(done)
 
 
+def _implicit_parent() -> Any:
+    """The parent of a span started without ``parent=``: the current span, or the current
+    span of another tracing library when a bridge (spanlog.otel) says that one is innermost."""
+    active = current.get()
+    bridge = _context.bridge
+    return active if bridge is None else bridge.parent(active)
+
+
 def current_span() -> Span | NoopSpan:
     """The span current in this context, or a no-op span (never None)."""
     span = current.get()
@@ -294,9 +302,10 @@ def open_span(name: str | None, span_type: str | None, parent: Any, event: dict[
     if isinstance(resolved, Span):
         return _open(resolved._logger, name, span_type, resolved, event, depth, skip)
     if resolved is None and parent is None:
-        active = current.get()
-        if active is not None:
+        active = _implicit_parent()
+        if type(active) is Span:
             return _open(active._logger, name, span_type, active, event, depth, skip)
+        resolved = active
     logger = _current_logger
     if logger is None:
         return NOOP_SPAN

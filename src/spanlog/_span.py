@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import _context
 from ._context import current
 from ._event import check_span_type, event_piece, format_error
 from ._ids import getrandbits, row_id_for
@@ -119,8 +120,9 @@ class Span:
     ``span_parents`` identify it; :attr:`id` is its row id.
     """
 
-    __slots__ = ("_as_parent", "_end", "_generation", "_logger", "_project", "_root", "_row",
-                 "_row_id", "_start", "_token", "root_span_id", "span_id", "span_parents")
+    __slots__ = ("_as_parent", "_bridged", "_end", "_generation", "_logger", "_project", "_root",
+                 "_row", "_row_id", "_start", "_token", "root_span_id", "span_id",
+                 "span_parents")
 
     def __init__(self, logger: Logger, attributes: dict[str, Any],
                  parent: Span | RemoteParent | None, context: dict[str, Any],
@@ -162,6 +164,7 @@ class Span:
         self._end: float | None = None
         self._row_id: str | None = None
         self._token: Any = None
+        self._bridged: Any = None
 
     @property
     def id(self) -> str:
@@ -265,6 +268,8 @@ class Span:
 
     def __enter__(self) -> Span:
         self._token = current.set(self)
+        if _context.bridge is not None:
+            self._bridged = _context.bridge.enter(self)
         return self
 
     def _leave(self, exc_type: type[BaseException] | None, exc: BaseException | None) -> None:
@@ -278,6 +283,10 @@ class Span:
                 current.reset(token)
             except ValueError:  # entered in another context (a task): nothing to undo here
                 pass
+        bridged = self._bridged
+        if bridged is not None:
+            self._bridged = None
+            _context.bridge.leave(bridged)  # type: ignore[union-attr]
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -289,6 +298,8 @@ class Span:
 
     async def __aenter__(self) -> Span:
         self._token = current.set(self)
+        if _context.bridge is not None:
+            self._bridged = _context.bridge.enter(self)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

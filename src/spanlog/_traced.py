@@ -13,7 +13,7 @@ import functools
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, TypeVar, overload
 
-from . import _logger
+from . import _context, _logger
 from ._context import current
 from ._event import check_span_type
 from ._serialize import snapshot, snapshot_values
@@ -65,14 +65,16 @@ class _Call:
 
     def open(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | NoopSpan:
         """A new span for one call (not yet current), its input logged."""
-        parent = current.get()
-        if parent is not None:
+        parent: Any = current.get()
+        if _context.bridge is not None:
+            parent = _context.bridge.parent(parent)
+        if type(parent) is Span:
             span = Span(parent._logger, self.attributes, parent, self.context)
-        else:
+        else:  # none, or a span of another tracing library (bridged)
             logger = _logger._current_logger
             if logger is None:
                 return NOOP_SPAN
-            span = Span(logger, self.attributes, None, self.context)
+            span = Span(logger, self.attributes, parent, self.context)
         if self.io:
             names = self._names
             if not kwargs and len(args) <= len(names) and self._fast:  # bind(), inlined

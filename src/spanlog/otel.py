@@ -1,0 +1,175 @@
+"""OpenTelemetry spans through spanlog's delivery, and one trace across both (docs/otel.md).
+
+::
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from spanlog.otel import SpanProcessor
+
+    spanlog.init_logger(project="my-app")
+    provider = TracerProvider()
+    provider.add_span_processor(SpanProcessor())
+
+Every OpenTelemetry span that ends becomes a row of the logger (``logger=``, else the current
+one), converted by the mapping the collector's OTLP endpoint uses
+(:func:`spanlog._otel_rows.span_to_row`): LLM spans of any instrumentation become ``llm``
+rows. The end of a local root span (no parent, or a remote one) ends a trace, so spanlog's
+flush rules apply to it (``docs/design.md``): the waitUntil hook in scope, the flush before
+returning on AWS Lambda, or the background thread. OpenTelemetry's own
+``BatchSpanProcessor`` has none of that and loses spans where a platform freezes the process.
+
+Creating a processor also bridges the two libraries' current spans: a spanlog span started
+while an OpenTelemetry span is current becomes its child, and an OpenTelemetry span started
+while a spanlog span is current becomes the spanlog span's child, with the same ids on both
+sides. Needs ``opentelemetry-sdk`` (``python3 -m pip install -e '.[otel]'``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace import SpanProcessor as _OtelSpanProcessor
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("spanlog.otel needs the OpenTelemetry SDK: "
+                      "python3 -m pip install -e '.[otel]' (or pip install opentelemetry-sdk)"
+                      ) from exc
+
+from . import _context, _log
+from ._logger import Logger, current_logger
+from ._otel_rows import OtelEvent, OtelLink, OtelSpan, OtelSpanError, span_to_row
+from ._propagation import RemoteParent
+from ._span import Span
+
+__all__ = ["SpanProcessor"]
+
+_GUARD = _log.guard("sending an OpenTelemetry span")
+_warned_no_logger = False
+
+
+class SpanProcessor(_OtelSpanProcessor):
+    """Sends every ended OpenTelemetry span through a spanlog logger.
+
+    ``logger``: the logger to use; default, the current one at each span's end. It never
+    raises into the instrumented code and never waits for the network, except where the flush
+    rules say a trace's end must (``async_flush=False``); a span that cannot be converted is
+    counted in ``stats()["dropped"]``.
+    """
+
+    def __init__(self, logger: Logger | None = None) -> None:
+        self._logger = logger
+        install_bridge()
+
+    def _target(self) -> Logger | None:
+        logger = self._logger or current_logger()
+        if logger is None:
+            global _warned_no_logger
+            if not _warned_no_logger:
+                _warned_no_logger = True
+                _log.warning("spanlog: an OpenTelemetry span ended with no spanlog logger to "
+                             "send it; call spanlog.init_logger() or pass logger=")
+        return logger
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        """Nothing: a span is sent when it ends."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the span's row; at the end of a local root span, apply the flush rules."""
+        with _GUARD:
+            logger = self._target()
+            if logger is None:
+                return
+            try:
+                row = span_to_row(plain_span(span))
+            except OtelSpanError as exc:
+                logger._buffer.drop(1)
+                _log.warning("spanlog: dropped an OpenTelemetry span that cannot be a row: %s",
+                             exc)
+                return
+            logger._push(row)
+            parent = span.parent
+            if parent is None or parent.is_remote:
+                logger._trace_end()
+
+    def shutdown(self) -> None:
+        """Deliver what is buffered (the provider is shutting down)."""
+        self.force_flush()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Deliver everything buffered within ``timeout_millis``; whether all of it arrived."""
+        logger = self._logger or current_logger()
+        if logger is None:
+            return True
+        ok = False
+        with _GUARD:
+            ok = logger.flush(timeout=timeout_millis / 1000)
+        return ok
+
+
+def plain_span(span: ReadableSpan) -> OtelSpan:
+    """The plain values of an OpenTelemetry SDK span, as the shared mapping takes them."""
+    context = span.get_span_context()
+    if context is None:
+        raise OtelSpanError("span: no span context")
+    parent = span.parent
+    status = span.status
+    scope = span.instrumentation_scope
+    return OtelSpan(
+        name=span.name,
+        trace_id=f"{context.trace_id:032x}",
+        span_id=f"{context.span_id:016x}",
+        parent_span_id=f"{parent.span_id:016x}" if parent is not None else None,
+        start_time_unix_nano=span.start_time or 0,
+        end_time_unix_nano=span.end_time or span.start_time or 0,
+        kind=span.kind.name,
+        status_code=status.status_code.name,
+        status_message=status.description or "",
+        attributes=dict(span.attributes or {}),
+        events=tuple(OtelEvent(event.name, event.timestamp, dict(event.attributes or {}))
+                     for event in span.events),
+        links=tuple(OtelLink(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}",
+                             dict(link.attributes or {})) for link in span.links),
+        resource_attributes=dict(span.resource.attributes) if span.resource else {},
+        scope_name=scope.name if scope is not None else "",
+        scope_version=(scope.version or "") if scope is not None else "",
+    )
+
+
+class _OtelBridge(_context.Bridge):
+    """Keeps OpenTelemetry's current span in step with spanlog's (docs/otel.md)."""
+
+    def parent(self, span: Span | None) -> Any:
+        context = otel_trace.get_current_span().get_span_context()
+        if not context.is_valid:
+            return span
+        if span is not None and span.span_id == f"{context.span_id:016x}":
+            return span  # spanlog's current span is the innermost (it is bridged)
+        return RemoteParent(f"{context.span_id:016x}", f"{context.trace_id:032x}", None, None)
+
+    def enter(self, span: Span) -> Any:
+        try:
+            trace_id, span_id = int(span.root_span_id, 16), int(span.span_id, 16)
+        except ValueError:  # ids from another system's export: OTel cannot carry them
+            return None
+        context = otel_trace.SpanContext(
+            trace_id=trace_id, span_id=span_id, is_remote=False,
+            trace_flags=otel_trace.TraceFlags(otel_trace.TraceFlags.SAMPLED))
+        return otel_context.attach(
+            otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(context)))
+
+    def leave(self, token: Any) -> None:
+        with _log.guard("leaving a span's OpenTelemetry context"):
+            otel_context.detach(token)
+
+
+_install_lock = threading.Lock()
+
+
+def install_bridge() -> None:
+    """Bridge spanlog's and OpenTelemetry's current spans (idempotent)."""
+    with _install_lock:
+        if _context.bridge is None:
+            _context.bridge = _OtelBridge()

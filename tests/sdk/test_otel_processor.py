@@ -1,0 +1,123 @@
+"""OpenTelemetry spans through spanlog's processor: rows, flush rules and mixed traces."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import TracerProvider
+from sdk_support import LoggerFactory
+
+import spanlog
+from spanlog import _context
+from spanlog.otel import SpanProcessor
+
+
+@pytest.fixture
+def tracer() -> Iterator[otel_trace.Tracer]:
+    """A tracer of a provider of its own whose spans go through spanlog's processor."""
+    provider = TracerProvider()
+    provider.add_span_processor(SpanProcessor())
+    yield provider.get_tracer("spanlog-tests")
+    provider.shutdown()
+    _context.bridge = None  # the other tests run without the bridge
+
+
+def _by_name(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["span_attributes"]["name"]: row for row in rows}
+
+
+def test_an_llm_span_becomes_an_llm_row_and_a_root_ends_the_trace(
+        collector: Any, make_logger: LoggerFactory, project: str,
+        tracer: otel_trace.Tracer) -> None:
+    """With async_flush=False the trace is stored when the OTel root span ends (no flush
+    call); its GenAI child is an llm row with model, tokens and messages."""
+    make_logger(async_flush=False)
+    with tracer.start_as_current_span("handle") as root:
+        with tracer.start_as_current_span("chat gpt-test") as call:
+            call.set_attributes({
+                "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-test",
+                "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 3,
+                "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": "hi",
+                "gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.content": "hello",
+                "app.route": "/chat"})
+    rows = _by_name(collector.fetch(project=project))
+    assert set(rows) == {"handle", "chat gpt-test"}
+    llm = rows["chat gpt-test"]
+    assert llm["span_attributes"]["type"] == "llm"
+    assert llm["metadata"]["model"] == "gpt-test"
+    assert llm["metrics"]["prompt_tokens"] == 12 and llm["metrics"]["completion_tokens"] == 3
+    assert llm["input"] == [{"role": "user", "content": "hi"}]
+    assert llm["root_span_id"] == f"{root.get_span_context().trace_id:032x}"
+    assert llm["span_parents"] == [f"{root.get_span_context().span_id:016x}"]
+    assert llm["span_id"] == f"{call.get_span_context().span_id:016x}"
+
+
+def test_spanlog_spans_and_otel_spans_nest_both_ways(
+        collector: Any, make_logger: LoggerFactory, project: str,
+        tracer: otel_trace.Tracer) -> None:
+    """A spanlog root > an OTel child > a @traced grandchild > an OTel great-grandchild form
+    one trace, each the child of the one around it."""
+    logger = make_logger(async_flush=False)
+
+    @spanlog.traced
+    def step() -> None:
+        with tracer.start_as_current_span("otel-leaf"):
+            pass
+
+    with logger.start_span(name="spanlog-root") as root:
+        with tracer.start_as_current_span("otel-middle"):
+            step()
+    rows = _by_name(collector.fetch(project=project))
+    assert set(rows) == {"spanlog-root", "otel-middle", "step", "otel-leaf"}
+    assert {row["root_span_id"] for row in rows.values()} == {root.root_span_id}
+    assert rows["otel-middle"]["span_parents"] == [root.span_id]
+    assert rows["step"]["span_parents"] == [rows["otel-middle"]["span_id"]]
+    assert rows["otel-leaf"]["span_parents"] == [rows["step"]["span_id"]]
+
+
+def test_an_otel_root_around_spanlog_spans_in_async_code(
+        collector: Any, make_logger: LoggerFactory, project: str,
+        tracer: otel_trace.Tracer) -> None:
+    """In async code (tasks included) an OTel root's spanlog children join its trace."""
+    logger = make_logger()
+
+    async def main() -> str:
+        with tracer.start_as_current_span("otel-root") as root:
+            async def child(i: int) -> None:
+                async with spanlog.start_span(name=f"child-{i}"):
+                    await asyncio.sleep(0)
+            await asyncio.gather(child(0), child(1))
+        assert await logger.aflush(timeout=10)
+        return f"{root.get_span_context().span_id:016x}"
+
+    root_id = asyncio.run(main())
+    rows = _by_name(collector.wait_for_rows(3, project=project))
+    assert rows["child-0"]["span_parents"] == [root_id]
+    assert rows["child-1"]["span_parents"] == [root_id]
+    assert rows["child-0"]["root_span_id"] == rows["otel-root"]["root_span_id"]
+
+
+def test_force_flush_and_shutdown_deliver_what_is_buffered(
+        collector: Any, make_logger: LoggerFactory, project: str) -> None:
+    """force_flush() delivers within its timeout and says so; shutdown() delivers too."""
+    make_logger(flush_linger=60)
+    provider = TracerProvider()
+    processor = SpanProcessor()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    try:
+        with tracer.start_as_current_span("first"):
+            pass
+        assert processor.force_flush(10_000) is True
+        assert [r["span_attributes"]["name"] for r in collector.fetch(project=project)] == [
+            "first"]
+        with tracer.start_as_current_span("second"):
+            pass
+        provider.shutdown()
+        assert len(collector.fetch(project=project)) == 2
+    finally:
+        _context.bridge = None
