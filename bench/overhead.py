@@ -16,11 +16,12 @@ collector stored, and the process's peak RSS. Every SDK delivers to the same col
 - braintrust 0.48.x: ``@braintrust.traced``, ``init_logger(app_url=<collector>)``, unmodified;
 - OpenTelemetry SDK: ``start_as_current_span`` with input/output as JSON string attributes,
   a ``BatchSpanProcessor`` (queue raised to hold the whole run, 1000-span batches, 50 ms
-  delay) and an exporter that posts the spans to the collector's ``/logs3`` as rows.
+  delay) and an exporter that posts the spans to the collector's ``/logs3`` as rows;
+- ``otel-spanlog``: the same OpenTelemetry spans through ``spanlog.otel.SpanProcessor``.
 
 It ends with ``python -X importtime -c "import X"`` for spanlog and braintrust.
 
-    python3 bench/overhead.py [--calls 20000] [--sdks spanlog,braintrust,otel]
+    python3 bench/overhead.py [--calls 20000] [--sdks spanlog,braintrust,otel,otel-spanlog]
                               [--shapes flat,nested] [--json results.json]
 
 Numbers move with machine load; run it on a quiet machine and compare within one run.
@@ -40,7 +41,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-SDKS = ("spanlog", "braintrust", "otel")
+SDKS = ("spanlog", "braintrust", "otel", "otel-spanlog")
 SHAPES = ("flat", "nested")
 
 
@@ -80,10 +81,8 @@ def setup_braintrust(url: str, project: str) -> tuple[Any, Any, Any]:
 
 
 def setup_otel(url: str, project: str) -> tuple[Any, Any, Any]:
-    import functools
     import gzip
     import http.client
-    import inspect
     from urllib.parse import urlsplit
 
     from opentelemetry.sdk.trace import TracerProvider
@@ -131,6 +130,27 @@ def setup_otel(url: str, project: str) -> tuple[Any, Any, Any]:
     provider.add_span_processor(BatchSpanProcessor(
         CollectorExporter(), max_queue_size=500_000, max_export_batch_size=1000,
         schedule_delay_millis=50))
+    return otel_traced(provider), lambda: provider.force_flush(120_000), lambda: {}
+
+
+def setup_otel_spanlog(url: str, project: str) -> tuple[Any, Any, Any]:
+    """The same OTel spans, through spanlog's span processor instead of the batch one."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    import spanlog
+    from spanlog.otel import SpanProcessor
+
+    spanlog.init_logger(project=project, api_url=url)
+    provider = TracerProvider()
+    provider.add_span_processor(SpanProcessor())
+    return otel_traced(provider), lambda: provider.force_flush(120_000), spanlog.stats
+
+
+def otel_traced(provider: Any) -> Any:
+    """A decorator making an OTel span of each call, input and output as JSON attributes."""
+    import functools
+    import inspect
+
     tracer = provider.get_tracer("bench")
 
     def traced(fn: Any) -> Any:
@@ -146,7 +166,7 @@ def setup_otel(url: str, project: str) -> tuple[Any, Any, Any]:
                 return out
         return wrapper
 
-    return traced, lambda: provider.force_flush(120_000), lambda: {}
+    return traced
 
 
 def worker(sdk: str, shape: str, calls: int, url: str, project: str) -> dict[str, Any]:
@@ -155,7 +175,8 @@ def worker(sdk: str, shape: str, calls: int, url: str, project: str) -> dict[str
 
     global leaf_fn
     traced, flush, stats = {"spanlog": setup_spanlog, "braintrust": setup_braintrust,
-                            "otel": setup_otel}[sdk](url, project)
+                            "otel": setup_otel, "otel-spanlog": setup_otel_spanlog,
+                            }[sdk](url, project)
     leaf_fn = traced(leaf)
     top = leaf_fn if shape == "flat" else traced(root)
     spans = calls * (1 if shape == "flat" else 4)

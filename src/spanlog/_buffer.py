@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from . import _log
@@ -20,6 +21,10 @@ from ._serialize import pace
 
 _WARN_EVERY = 10.0
 
+# A row, or a row still to be made: a callable that the flush calls, off the caller's thread
+# (spanlog.otel queues ended OpenTelemetry spans so); it returns None if it cannot be one.
+Piece = dict[str, Any] | Callable[[], dict[str, Any] | None]
+
 
 class Buffer:
     """A bounded FIFO of row pieces."""
@@ -27,14 +32,14 @@ class Buffer:
     __slots__ = ("_drop_lock", "_last_warning", "_unwarned", "dropped", "max_rows", "rows")
 
     def __init__(self, max_rows: int) -> None:
-        self.rows: deque[dict[str, Any]] = deque()
+        self.rows: deque[Piece] = deque()
         self.max_rows = max_rows
         self.dropped = 0
         self._unwarned = 0
         self._last_warning = 0.0
         self._drop_lock = threading.Lock()
 
-    def push(self, row: dict[str, Any]) -> None:
+    def push(self, row: Piece) -> None:
         """Queue ``row``, or count it as dropped when the buffer is full."""
         rows = self.rows
         if len(rows) < self.max_rows:
@@ -54,7 +59,7 @@ class Buffer:
         _log.warning("spanlog buffer full (max_queue_rows=%d): dropped %d row(s); "
                     "%d dropped in total", self.max_rows, unwarned, self.dropped)
 
-    def drain(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def drain(self, limit: int | None = None) -> list[Piece]:
         """Take up to ``limit`` pieces (all by default), oldest first."""
         rows = self.rows
         count = len(rows) if limit is None else min(limit, len(rows))
@@ -78,7 +83,7 @@ class Buffer:
         self._drop_lock = threading.Lock()
 
 
-def merge_pieces(pieces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def merge_pieces(pieces: list[Piece]) -> list[dict[str, Any]]:
     """One row per id, in order of first appearance, pieces folded in the order logged.
 
     Fills in ``id`` where a span left it to be derived (see :func:`spanlog._ids.row_id_for`)
@@ -90,6 +95,11 @@ def merge_pieces(pieces: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for count, piece in enumerate(pieces):
         if not count & 63:
             pace()
+        if not isinstance(piece, dict):  # a row made only now, off the caller's thread
+            made = piece()
+            if made is None:
+                continue
+            piece = made
         row_id = piece.get("id")
         if row_id is None:
             row_id = piece["id"] = row_id_for(piece["root_span_id"], piece["span_id"])

@@ -82,14 +82,9 @@ class SpanProcessor(_OtelSpanProcessor):
             logger = self._target()
             if logger is None:
                 return
-            try:
-                row = span_to_row(plain_span(span))
-            except OtelSpanError as exc:
-                logger._buffer.drop(1)
-                _log.warning("spanlog: dropped an OpenTelemetry span that cannot be a row: %s",
-                             exc)
-                return
-            logger._push(row)
+            # The span is final once ended: its conversion waits for the flush thread, so the
+            # instrumented code pays for a queue append, not for the mapping.
+            logger._push(_Deferred(span, logger))
             parent = span.parent
             if parent is None or parent.is_remote:
                 logger._trace_end()
@@ -107,6 +102,24 @@ class SpanProcessor(_OtelSpanProcessor):
         with _GUARD:
             ok = logger.flush(timeout=timeout_millis / 1000)
         return ok
+
+
+class _Deferred:
+    """A row still to be made from an ended span (see :func:`spanlog._buffer.merge_pieces`)."""
+
+    __slots__ = ("logger", "span")
+
+    def __init__(self, span: ReadableSpan, logger: Logger) -> None:
+        self.span = span
+        self.logger = logger
+
+    def __call__(self) -> dict[str, Any] | None:
+        try:
+            return span_to_row(plain_span(self.span))
+        except OtelSpanError as exc:
+            self.logger._buffer.drop(1)
+            _log.warning("spanlog: dropped an OpenTelemetry span that cannot be a row: %s", exc)
+            return None
 
 
 def plain_span(span: ReadableSpan) -> OtelSpan:
