@@ -103,14 +103,19 @@ def traceparent_of(span_id: str, root_span_id: str) -> str | None:
 
 def inject_traceparent(carrier: MutableMapping[str, str] | None = None,
                        span: Span | None = None) -> MutableMapping[str, str]:
-    """Add a W3C ``traceparent`` header for ``span`` (default: the current span).
+    """Add a W3C ``traceparent`` header for ``span`` (default: the current span, or the
+    current OpenTelemetry span when :mod:`spanlog.otel` bridges the two and it is innermost).
 
     Returns ``carrier`` (a new dict when None is given), unchanged when there is no span.
     """
-    from ._context import current
+    from . import _context
 
     headers: MutableMapping[str, str] = {} if carrier is None else carrier
-    target = span if span is not None else current.get()
+    target: Any = span
+    if target is None:  # the innermost span, spanlog's or (bridged) OpenTelemetry's
+        target = _context.current.get()
+        if _context.bridge is not None:
+            target = _context.bridge.parent(target)
     if target is None:
         return headers
     value = traceparent_of(target.span_id, target.root_span_id)

@@ -121,3 +121,52 @@ def test_force_flush_and_shutdown_deliver_what_is_buffered(
         assert len(collector.fetch(project=project)) == 2
     finally:
         _context.bridge = None
+
+
+def test_traceparent_continues_a_trace_across_the_two_libraries(
+        collector: Any, make_logger: LoggerFactory, project: str,
+        tracer: otel_trace.Tracer) -> None:
+    """A traceparent injected by OTel's propagator inside a spanlog span names that span, and
+    one injected by spanlog inside an OTel span names the OTel span; each side continues the
+    other's trace from it (an OTel service calling a spanlog one and back)."""
+    from opentelemetry import propagate
+
+    logger = make_logger(async_flush=False)
+    with logger.start_span(name="spanlog-caller") as caller:
+        outgoing: dict[str, str] = {}
+        propagate.inject(outgoing)
+    assert outgoing["traceparent"] == f"00-{caller.root_span_id}-{caller.span_id}-01"
+    with tracer.start_as_current_span("otel-callee", context=propagate.extract(outgoing)) as s:
+        back = spanlog.inject_traceparent()
+    assert back["traceparent"].split("-")[1:3] == [caller.root_span_id,
+                                                   f"{s.get_span_context().span_id:016x}"]
+    with logger.start_span(name="spanlog-callee",
+                           parent=spanlog.extract_traceparent(back)) as callee:
+        pass
+    rows = _by_name(collector.fetch(project=project))
+    assert rows["otel-callee"]["span_parents"] == [caller.span_id]
+    assert rows["spanlog-callee"]["span_parents"] == [rows["otel-callee"]["span_id"]]
+    assert {row["root_span_id"] for row in rows.values()} == {caller.root_span_id}
+    assert callee.root_span_id == caller.root_span_id
+
+
+def test_spans_in_a_thread_nest_through_bind_context(
+        collector: Any, make_logger: LoggerFactory, project: str,
+        tracer: otel_trace.Tracer) -> None:
+    """bind_context carries both libraries' current spans into a plain thread."""
+    import threading
+
+    logger = make_logger(async_flush=False)
+
+    def work() -> None:
+        with tracer.start_as_current_span("otel-in-thread"):
+            with spanlog.start_span(name="spanlog-in-thread"):
+                pass
+
+    with logger.start_span(name="root") as root:
+        thread = threading.Thread(target=spanlog.bind_context(work))
+        thread.start()
+        thread.join(10)
+    rows = _by_name(collector.fetch(project=project))
+    assert rows["otel-in-thread"]["span_parents"] == [root.span_id]
+    assert rows["spanlog-in-thread"]["span_parents"] == [rows["otel-in-thread"]["span_id"]]
