@@ -24,6 +24,7 @@ CHECKOUT = HERE.parent.parent
 
 VERCEL_RUNTIME = "vercel-runtime==0.24.1"
 VERCEL_SDK = "vercel==0.12.1"
+OTEL_SDK = "opentelemetry-sdk==1.45.2"  # for the OpenTelemetry handlers (test_vercel_otel.py)
 WORKERS_SDK = "workers-runtime-sdk==1.9.5"
 PYODIDE_DIR = HERE / "cloudflare"
 
@@ -61,14 +62,15 @@ def python312() -> str:
 def vercel_python() -> Path:
     """The interpreter of a venv holding the Vercel runtime and this checkout of spanlog."""
     # Keyed by the checkout path too: spanlog is installed editable, pointing at it.
-    key = hashlib.sha256(f"{VERCEL_RUNTIME} {VERCEL_SDK} {CHECKOUT}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{VERCEL_RUNTIME} {VERCEL_SDK} {OTEL_SDK} {CHECKOUT}".encode()
+                         ).hexdigest()[:12]
     venv = cache_dir() / f"vercel-venv-{key}"
     python = venv / "bin" / "python"
     if (venv / ".ready").exists():
         return python
     shutil.rmtree(venv, ignore_errors=True)
     _run([python312(), "-m", "venv", str(venv)])
-    _run([str(python), "-m", "pip", "install", "-q", VERCEL_RUNTIME, VERCEL_SDK])
+    _run([str(python), "-m", "pip", "install", "-q", VERCEL_RUNTIME, VERCEL_SDK, OTEL_SDK])
     _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(CHECKOUT)])
     (venv / ".ready").write_text("ok\n")
     return python
