@@ -6,7 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,3 +295,44 @@ def test_environment_setup_of_the_readme(keyed, monkeypatch):
                        f"Authorization=Bearer%20{token},x-bt-parent=project_name:from-env")
     assert OTLPSpanExporter().export(_finished_spans()) == SpanExportResult.SUCCESS
     assert len(_rows(server.url, token, "from-env")) == 2
+
+
+def test_openinference_openai_instrumentation(keyed):
+    """A real instrumentation (openinference-instrumentation-openai) on the real openai client,
+    calling the fake OpenAI-compatible server, exported by the SDK's OTLP/HTTP exporter: one
+    llm row with model, tokens and messages."""
+    import openai
+    from openinference.instrumentation.openai import OpenAIInstrumentor
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "openai"))
+    from fake_server import FakeOpenAI
+
+    server, token = keyed
+    provider = TracerProvider(resource=Resource.create({"service.name": "chat-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(_exporter(server.url, token)))
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        with FakeOpenAI() as fake:
+            client = openai.OpenAI(base_url=fake.base_url, api_key="sk-test")
+            reply = client.chat.completions.create(
+                model="gpt-4o-mini", temperature=0,
+                messages=[{"role": "system", "content": "Be brief."},
+                          {"role": "user", "content": "hello there"}])
+            client.close()
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+    assert reply.choices[0].message.content == "echo: hello there"
+    [row] = _rows(server.url, token)
+    assert row["span_attributes"]["type"] == "llm"
+    assert row["metadata"]["model"] == "gpt-4o-mini"
+    assert row["metadata"]["otel"]["conventions"] == ["openinference"]
+    assert row["metrics"]["prompt_tokens"] == reply.usage.prompt_tokens
+    assert row["metrics"]["completion_tokens"] == reply.usage.completion_tokens
+    assert row["metrics"]["tokens"] == reply.usage.total_tokens
+    assert row["input"] == [{"role": "system", "content": "Be brief."},
+                            {"role": "user", "content": "hello there"}]
+    assert row["output"][0]["role"] == "assistant"
+    assert row["output"][0]["content"] == "echo: hello there"
+    assert row["metadata"]["resource"]["service.name"] == "chat-app"
