@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,3 +338,45 @@ def test_openinference_openai_instrumentation(keyed):
     assert row["output"][0]["role"] == "assistant"
     assert row["output"][0]["content"] == "echo: hello there"
     assert row["metadata"]["resource"]["service.name"] == "chat-app"
+
+
+NODE_DIR = Path(__file__).resolve().parent.parent / "otlp_node"
+
+
+def _node_exporter() -> Path:
+    """tests/otlp_node with its npm tree installed from the committed lockfile (as
+    tests/runtimes/runtimes_setup.py installs the Cloudflare harness's)."""
+    if not (NODE_DIR / "node_modules" / "@opentelemetry" / "exporter-trace-otlp-http").exists():
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return NODE_DIR
+
+
+@pytest.mark.slow
+def test_node_otlp_json_exporter(keyed):
+    """The OpenTelemetry JS SDK's OTLP/HTTP exporter (OTLP/JSON) under Node stores a trace."""
+    server, token = keyed
+    env = {**os.environ, "SPANLOG_OTLP_URL": f"{server.url}/otel/v1/traces",
+           "SPANLOG_OTLP_HEADERS": json.dumps({"Authorization": f"Bearer {token}",
+                                               "x-bt-parent": "project_name:node"})}
+    done = subprocess.run(["node", "export.mjs"], cwd=_node_exporter(), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, result  # ExportResultCode.SUCCESS
+    sent = {s["name"]: s for s in result["spans"]}
+    rows = {r["span_attributes"]["name"]: r for r in _rows(server.url, token, "node")}
+    assert set(rows) == set(sent) == {"chat claude", "invoke_agent planner"}
+    chat, root = rows["chat claude"], rows["invoke_agent planner"]
+    assert chat["root_span_id"] == sent["chat claude"]["trace_id"]
+    assert chat["span_id"] == sent["chat claude"]["span_id"]
+    assert chat["span_parents"] == [root["span_id"]] and root["span_parents"] is None
+    assert chat["span_attributes"]["type"] == "llm"
+    assert chat["metadata"]["model"] == "claude-sonnet"
+    assert chat["metrics"]["prompt_tokens"] == 9 and chat["metrics"]["tokens"] == 11
+    assert chat["input"] == [{"role": "user", "content": "hi node"}]
+    assert chat["output"] == [{"role": "assistant", "content": "hello"}]
+    assert chat["metadata"]["attributes"]["app.tags"] == ["a", "b"]
+    assert chat["metadata"]["attributes"]["app.count"] == 42
+    assert chat["metadata"]["resource"]["service.name"] == "node-app"
