@@ -28,6 +28,7 @@ from spanlog.server.http._context import (
     request_project,
 )
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
+from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
@@ -294,5 +295,6 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_get("/v1/project_logs/{project_id}/fetch", fetch)
     app.router.add_post("/v1/project_logs/{project_id}/feedback", feedback)
     app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
+    setup_otlp(app)  # OTLP/HTTP trace ingest (docs/otel.md)
     setup_viewer(app)  # the web viewer: pages, assets, live updates
     return app

@@ -1,0 +1,432 @@
+"""OTLP/HTTP trace ingest: ``POST /otel/v1/traces`` and ``POST /v1/traces`` (docs/otel.md).
+
+An OpenTelemetry exporter posts an ``ExportTraceServiceRequest``, as protobuf
+(``application/x-protobuf``, decoded by the ``opentelemetry-proto`` package) or as OTLP/JSON
+(``application/json``: hex ids, int64 as strings or numbers, enums as numbers or names),
+optionally gzip-compressed. Each span is decoded into an :class:`~spanlog._otel_rows.OtelSpan`
+and becomes a row through :func:`~spanlog._otel_rows.span_to_row`, the mapping the SDK shares.
+The request's key and scope apply as on ``/logs3``; the project is the ``x-bt-parent`` header's
+(``project_name:<name>`` or ``project_id:<id>``), else ``Global``, unless a span names its own
+(``braintrust.parent``).
+
+A span that cannot be a row is counted into the response's ``partial_success``
+(``rejected_spans`` and an ``error_message`` naming the first few) while the rest of the batch
+is stored; a body that cannot be decoded at all is a 400 that says why. gRPC is not served.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan, OtelSpanError, span_to_row
+from spanlog.server.http._body import BadBody, parse_json, read_bytes
+from spanlog.server.http._context import SETTINGS, STORE, request_access
+from spanlog.server.http._ingest import RowBatch, bind_rows
+from spanlog.server.rows._validate import InvalidRow, validate_row
+from spanlog.server.store._errors import BadRequest
+
+PATHS = ("/otel/v1/traces", "/v1/traces")
+DEFAULT_PROJECT = "Global"
+PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
+JSON_TYPE = "application/json"
+# How many rejected spans the error message names, so a batch of bad spans stays readable.
+_MESSAGES_SHOWN = 5
+# Deepest AnyValue nesting read from OTLP/JSON (span_to_row keeps 64 levels, docs/otel.md).
+_MAX_DEPTH = 64
+
+# Fields of a stored row that only route it (as _ingest strips them for /logs3).
+_ROUTING = ("project_id", "project_name", "log_id")
+
+
+class _Rejected(Exception):
+    """One span that cannot be stored (counted into ``partial_success``)."""
+
+
+# ---- project ---------------------------------------------------------------------------------
+
+def parent_route(header: str | None) -> tuple[str | None, str | None]:
+    """``(project_id, project_name)`` from an ``x-bt-parent`` header (``Global`` without one)."""
+    if header is None or not header.strip():
+        return None, DEFAULT_PROJECT
+    kind, _, value = header.strip().partition(":")
+    value = value.strip()
+    if kind == "project_name" and value:
+        return None, value
+    if kind == "project_id" and value:
+        return value, None
+    raise BadRequest(f"x-bt-parent: {header!r} must be 'project_name:<name>' or "
+                     "'project_id:<id>'")
+
+
+# ---- protobuf --------------------------------------------------------------------------------
+
+def _pb_value(value: Any) -> Any:
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [_pb_value(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, which)
+
+
+def _pb_attributes(attributes: Any) -> dict[str, Any]:
+    return {kv.key: _pb_value(kv.value) for kv in attributes}
+
+
+def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
+    """``(where, OtelSpan | _Rejected)`` for every span of a protobuf request."""
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(raw)
+    except DecodeError as exc:
+        raise BadBody(f"body: not an OTLP ExportTraceServiceRequest in protobuf: {exc}") \
+            from None
+    out: list[tuple[str, Any]] = []
+    for r, resource_spans in enumerate(request.resource_spans):
+        resource = _pb_attributes(resource_spans.resource.attributes)
+        for s, scope_spans in enumerate(resource_spans.scope_spans):
+            scope = scope_spans.scope
+            scope_attributes = _pb_attributes(scope.attributes)
+            for i, span in enumerate(scope_spans.spans):
+                where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
+                out.append((where, OtelSpan(
+                    name=span.name, trace_id=span.trace_id, span_id=span.span_id,
+                    parent_span_id=span.parent_span_id,
+                    start_time_unix_nano=span.start_time_unix_nano,
+                    end_time_unix_nano=span.end_time_unix_nano,
+                    kind=span.kind, status_code=span.status.code,
+                    status_message=span.status.message,
+                    attributes=_pb_attributes(span.attributes),
+                    events=[OtelEvent(e.name, e.time_unix_nano, _pb_attributes(e.attributes),
+                                      e.dropped_attributes_count) for e in span.events],
+                    links=[OtelLink(k.trace_id, k.span_id, _pb_attributes(k.attributes),
+                                    k.trace_state, k.dropped_attributes_count)
+                           for k in span.links],
+                    resource_attributes=resource, scope_name=scope.name,
+                    scope_version=scope.version, scope_attributes=scope_attributes,
+                    trace_state=span.trace_state, flags=span.flags or None,
+                    dropped_attributes_count=span.dropped_attributes_count,
+                    dropped_events_count=span.dropped_events_count,
+                    dropped_links_count=span.dropped_links_count)))
+    return out
+
+
+# ---- OTLP/JSON -------------------------------------------------------------------------------
+# The protobuf JSON mapping with OTLP's exceptions (ids as hex, enums as numbers or names);
+# field names in lowerCamelCase, the snake_case originals accepted as well, as proto3's JSON
+# parsers do.
+
+def _field(obj: Mapping[str, Any], camel: str) -> Any:
+    value = obj.get(camel)
+    if value is None:
+        snake = "".join("_" + c.lower() if c.isupper() else c for c in camel)
+        value = obj.get(snake)
+    return value
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise OtelSpanError(f"{where}: must be an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise OtelSpanError(f"{where}: must be a list, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any, where: str, default: int = 0) -> int:
+    """An int64/uint32/fixed64 field: a JSON number or a decimal string."""
+    if value is None:
+        return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise OtelSpanError(f"{where}: {value!r} is not an integer")
+
+
+def _double(value: Any, where: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        special = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+        if value in special:
+            return special[value]
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise OtelSpanError(f"{where}: {value!r} is not a number")
+
+
+def _text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise OtelSpanError(f"{where}: must be a string, got {type(value).__name__}")
+    return value
+
+
+def _enum(value: Any, where: str) -> int | str:
+    """An enum field: its number or its name (span_to_row checks which names exist)."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return value
+    return _int(value, where)
+
+
+def _json_value(value: Any, where: str, depth: int = 0) -> Any:
+    """An ``AnyValue`` in OTLP/JSON as a plain value."""
+    if depth > _MAX_DEPTH:
+        raise OtelSpanError(f"{where}: nested more than {_MAX_DEPTH} levels deep")
+    value = _object(value, where)
+    if not value:
+        return None
+    if len(value) != 1:
+        raise OtelSpanError(f"{where}: an AnyValue has one field, got {sorted(value)}")
+    (name, item), = value.items()
+    here = f"{where}.{name}"
+    if name in ("stringValue", "string_value"):
+        return _text(item, here)
+    if name in ("boolValue", "bool_value"):
+        if not isinstance(item, bool):
+            raise OtelSpanError(f"{here}: must be true or false")
+        return item
+    if name in ("intValue", "int_value"):
+        return _int(item, here)
+    if name in ("doubleValue", "double_value"):
+        return _double(item, here)
+    if name in ("bytesValue", "bytes_value"):
+        try:
+            return base64.b64decode(_text(item, here), validate=True)
+        except ValueError:
+            raise OtelSpanError(f"{here}: not base64") from None
+    if name in ("arrayValue", "array_value"):
+        values = _list(_object(item, here).get("values"), f"{here}.values")
+        return [_json_value(v, f"{here}.values[{i}]", depth + 1)
+                for i, v in enumerate(values)]
+    if name in ("kvlistValue", "kvlist_value"):
+        return _json_attributes(_object(item, here).get("values"), f"{here}.values", depth + 1)
+    raise OtelSpanError(f"{where}: unknown AnyValue field {name!r}")
+
+
+def _json_attributes(value: Any, where: str, depth: int = 0) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, kv in enumerate(_list(value, where)):
+        kv = _object(kv, f"{where}[{i}]")
+        key = _text(kv.get("key"), f"{where}[{i}].key")
+        out[key] = _json_value(kv.get("value"), f"{where}[{i}].value", depth)
+    return out
+
+
+def _json_span(span: Any, where: str, resource: dict[str, Any],
+               scope: Mapping[str, Any], scope_attributes: dict[str, Any]) -> OtelSpan:
+    span = _object(span, where)
+    status = _object(span.get("status"), f"{where}.status")
+    events = []
+    for i, event in enumerate(_list(span.get("events"), f"{where}.events")):
+        here = f"{where}.events[{i}]"
+        event = _object(event, here)
+        events.append(OtelEvent(
+            _text(event.get("name"), f"{here}.name"),
+            _int(_field(event, "timeUnixNano"), f"{here}.timeUnixNano"),
+            _json_attributes(event.get("attributes"), f"{here}.attributes"),
+            _int(_field(event, "droppedAttributesCount"), f"{here}.droppedAttributesCount")))
+    links = []
+    for i, link in enumerate(_list(span.get("links"), f"{where}.links")):
+        here = f"{where}.links[{i}]"
+        link = _object(link, here)
+        links.append(OtelLink(
+            _text(_field(link, "traceId"), f"{here}.traceId"),
+            _text(_field(link, "spanId"), f"{here}.spanId"),
+            _json_attributes(link.get("attributes"), f"{here}.attributes"),
+            _text(_field(link, "traceState"), f"{here}.traceState"),
+            _int(_field(link, "droppedAttributesCount"), f"{here}.droppedAttributesCount")))
+    flags = _field(span, "flags")
+    return OtelSpan(
+        name=_text(span.get("name"), f"{where}.name"),
+        trace_id=_text(_field(span, "traceId"), f"{where}.traceId"),
+        span_id=_text(_field(span, "spanId"), f"{where}.spanId"),
+        parent_span_id=_text(_field(span, "parentSpanId"), f"{where}.parentSpanId"),
+        start_time_unix_nano=_int(_field(span, "startTimeUnixNano"),
+                                  f"{where}.startTimeUnixNano"),
+        end_time_unix_nano=_int(_field(span, "endTimeUnixNano"), f"{where}.endTimeUnixNano"),
+        kind=_enum(span.get("kind"), f"{where}.kind"),
+        status_code=_enum(status.get("code"), f"{where}.status.code"),
+        status_message=_text(status.get("message"), f"{where}.status.message"),
+        attributes=_json_attributes(span.get("attributes"), f"{where}.attributes"),
+        events=events, links=links, resource_attributes=resource,
+        scope_name=_text(scope.get("name"), "scope.name"),
+        scope_version=_text(scope.get("version"), "scope.version"),
+        scope_attributes=scope_attributes,
+        trace_state=_text(_field(span, "traceState"), f"{where}.traceState"),
+        flags=_int(flags, f"{where}.flags") or None if flags is not None else None,
+        dropped_attributes_count=_int(_field(span, "droppedAttributesCount"),
+                                      f"{where}.droppedAttributesCount"),
+        dropped_events_count=_int(_field(span, "droppedEventsCount"),
+                                  f"{where}.droppedEventsCount"),
+        dropped_links_count=_int(_field(span, "droppedLinksCount"),
+                                 f"{where}.droppedLinksCount"))
+
+
+def _spans_from_json(raw: bytes) -> list[tuple[str, Any]]:
+    """``(where, OtelSpan | _Rejected)`` for every span of an OTLP/JSON request; the request's
+    structure (down to each span) must hold, a span's own content may be rejected alone."""
+    body = parse_json(raw)
+    try:
+        resource_list = _list(_field(_object(body, "body"), "resourceSpans"),
+                              "body.resourceSpans")
+    except OtelSpanError as exc:
+        raise BadBody(str(exc)) from None
+    out: list[tuple[str, Any]] = []
+    for r, resource_spans in enumerate(resource_list):
+        base = f"resourceSpans[{r}]"
+        try:
+            resource_spans = _object(resource_spans, base)
+            resource = _json_attributes(
+                _object(resource_spans.get("resource"), f"{base}.resource").get("attributes"),
+                f"{base}.resource.attributes")
+            scope_list = _list(_field(resource_spans, "scopeSpans"), f"{base}.scopeSpans")
+        except OtelSpanError as exc:
+            raise BadBody(f"body.{exc}") from None
+        for s, scope_spans in enumerate(scope_list):
+            here = f"{base}.scopeSpans[{s}]"
+            try:
+                scope_spans = _object(scope_spans, here)
+                scope = _object(scope_spans.get("scope"), f"{here}.scope")
+                scope_attributes = _json_attributes(scope.get("attributes"),
+                                                    f"{here}.scope.attributes")
+                spans = _list(scope_spans.get("spans"), f"{here}.spans")
+            except OtelSpanError as exc:
+                raise BadBody(f"body.{exc}") from None
+            for i, span in enumerate(spans):
+                where = f"{here}.spans[{i}]"
+                try:
+                    out.append((where, _json_span(span, where, resource, scope,
+                                                  scope_attributes)))
+                except OtelSpanError as exc:
+                    out.append((where, _Rejected(str(exc))))
+    return out
+
+
+# ---- spans to rows ---------------------------------------------------------------------------
+
+def spans_to_batch(spans: list[tuple[str, Any]], project_id: str | None,
+                   project_name: str | None) -> tuple[RowBatch, list[str]]:
+    """The storable rows of ``spans`` and, for each span that cannot be stored, why."""
+    routes: list[tuple[str | None, str | None]] = []
+    ids: list[str] = []
+    rows: list[dict[str, Any] | None] = []
+    rejected: list[str] = []
+    for where, span in spans:
+        try:
+            if isinstance(span, _Rejected):
+                raise span
+            row = span_to_row(span)
+            if row.get("project_id") is None and row.get("project_name") is None:
+                if project_id is not None:
+                    row["project_id"] = project_id
+                else:
+                    row["project_name"] = project_name
+            row["log_id"] = "g"
+            row = validate_row(where, row)
+        except _Rejected as exc:
+            rejected.append(f"{exc}" if str(exc).startswith(where) else f"{where}: {exc}")
+            continue
+        except OtelSpanError as exc:
+            rejected.append(f"{where}.{exc}")
+            continue
+        except InvalidRow as exc:
+            rejected.append(str(exc))
+            continue
+        except (ValueError, TypeError, RecursionError) as exc:  # never a 500 for one span
+            rejected.append(f"{where}: {exc}")
+            continue
+        routes.append((row.get("project_id"), row.get("project_name")))
+        ids.append(row["id"])
+        for field in _ROUTING:
+            row.pop(field, None)
+        rows.append(row)
+    return RowBatch(routes, ids, rows), rejected
+
+
+def _decode(raw: bytes, protobuf: bool) -> list[tuple[str, Any]]:
+    if not raw:
+        return []  # an empty request is valid OTLP: no spans
+    return _spans_from_protobuf(raw) if protobuf else _spans_from_json(raw)
+
+
+def _response(protobuf: bool, rejected: list[str]) -> web.Response:
+    message = ""
+    if rejected:
+        shown = "; ".join(rejected[:_MESSAGES_SHOWN])
+        more = len(rejected) - _MESSAGES_SHOWN
+        message = f"{len(rejected)} span(s) rejected: {shown}" + (
+            f"; and {more} more" if more > 0 else "")
+    if protobuf:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceResponse,
+        )
+
+        reply = ExportTraceServiceResponse()
+        if rejected:
+            reply.partial_success.rejected_spans = len(rejected)
+            reply.partial_success.error_message = message
+        return web.Response(body=reply.SerializeToString(),
+                            content_type="application/x-protobuf")
+    body: dict[str, Any] = {}
+    if rejected:  # int64 as a string, as the protobuf JSON mapping writes it
+        body["partialSuccess"] = {"rejectedSpans": str(len(rejected)), "errorMessage": message}
+    return web.json_response(body)
+
+
+async def export_traces(request: web.Request) -> web.Response:
+    """``POST /otel/v1/traces`` and ``POST /v1/traces``: store an OTLP export's spans."""
+    access = await request_access(request)
+    content_type = request.content_type.lower()
+    if content_type in PROTOBUF_TYPES:
+        protobuf = True
+    elif content_type == JSON_TYPE:
+        protobuf = False
+    else:
+        raise web.HTTPUnsupportedMediaType(
+            text=f"Content-Type {content_type!r}: OTLP/HTTP takes application/x-protobuf or "
+                 "application/json (gRPC is not served)")
+    project_id, project_name = parent_route(request.headers.get("x-bt-parent"))
+    raw = await read_bytes(request, request.app[SETTINGS].max_body_bytes)
+    batch, rejected = spans_to_batch(_decode(raw, protobuf), project_id, project_name)
+    if batch.rows:
+        store = request.app[STORE]
+        pieces = await bind_rows(store, access, batch, where="spans")
+        await store.write(pieces, None)
+    return _response(protobuf, rejected)
+
+
+def setup_otlp(app: web.Application) -> None:
+    """Register the OTLP/HTTP trace routes on the collector ``app``."""
+    for path in PATHS:
+        app.router.add_post(path, export_traces)

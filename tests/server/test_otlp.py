@@ -1,0 +1,382 @@
+"""OTLP/HTTP trace ingest (docs/otel.md, docs/protocol.md): the OpenTelemetry Python SDK's own
+OTLP/HTTP exporter posting to a real collector, and the endpoint's edges."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from spanlog_server_http import call
+
+from spanlog.server.http._auth import create_key
+from spanlog.server.http._context import Settings
+from spanlog.server.http._runner import BackgroundCollector
+
+PROJECT = "otel-app"
+INPUT = [{"role": "user", "parts": [{"type": "text", "content": "What is 2+2?"}]}]
+OUTPUT = [{"role": "assistant", "parts": [{"type": "text", "content": "4"}],
+           "finish_reason": "stop"}]
+
+
+def _finished_spans(bad: bool = False) -> list[ReadableSpan]:
+    """A trace made with the OTel SDK: an agent span and a GenAI chat span under it; with
+    ``bad``, a third span that ends before it starts (no row can hold it)."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create(
+        {"service.name": "checkout", "deployment.environment": "test"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test.otlp", "1.2.3")
+    with tracer.start_as_current_span("invoke_agent helper",
+                                      attributes={"gen_ai.operation.name": "invoke_agent"}):
+        with tracer.start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT, attributes={
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o", "gen_ai.request.temperature": 0.2,
+                "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 3,
+                "gen_ai.input.messages": json.dumps(INPUT),
+                "gen_ai.output.messages": json.dumps(OUTPUT),
+                "app.user": "u-1"}):
+            pass
+        if bad:
+            span = tracer.start_span("backwards")
+            span.end(end_time=span.start_time - 1_000)  # type: ignore[operator]
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+class _Responses:
+    """A requests session for the exporter that keeps every response it got."""
+
+    def __init__(self) -> None:
+        self.session = requests.Session()
+        self.seen: list[requests.Response] = []
+        self.session.hooks["response"].append(lambda r, *a, **k: self.seen.append(r))
+
+
+def _exporter(url: str, token: str | None = None, *, parent: str = f"project_name:{PROJECT}",
+              responses: _Responses | None = None) -> OTLPSpanExporter:
+    headers = {"x-bt-parent": parent}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return OTLPSpanExporter(endpoint=f"{url}/otel/v1/traces", headers=headers,
+                            compression=Compression.Gzip, timeout=10,
+                            session=responses.session if responses else None)
+
+
+def _rows(url: str, token: str | None, project: str = PROJECT) -> list[dict[str, Any]]:
+    _, listed = call(url, "GET", f"/v1/project?project_name={project}", token=token)
+    [found] = listed["objects"]
+    status, page = call(url, "POST", f"/v1/project_logs/{found['id']}/fetch", {"limit": 100},
+                        token=token)
+    assert status == 200, page
+    return list(page["events"])
+
+
+@pytest.fixture
+def keyed(make_collector) -> Iterator[tuple[BackgroundCollector, str]]:
+    server = make_collector()
+    _, token = server.call(lambda: create_key(server.store, "acme"))
+    yield server, token
+
+
+def test_sdk_exporter_stores_genai_spans(keyed):
+    """The OTel SDK's OTLP/HTTP exporter (protobuf, gzip) stores a trace: ids, parents, names,
+    llm type, model, tokens, messages and resource attributes come back from fetch."""
+    server, token = keyed
+    spans = _finished_spans()
+    responses = _Responses()
+    assert _exporter(server.url, token, responses=responses).export(spans) \
+        == SpanExportResult.SUCCESS
+    [reply] = responses.seen
+    assert reply.status_code == 200
+    assert reply.headers["Content-Type"].startswith("application/x-protobuf")
+    assert reply.request.headers["Content-Encoding"] == "gzip"
+    assert not ExportTraceServiceResponse.FromString(reply.content).HasField("partial_success")
+
+    rows = {r["span_attributes"]["name"]: r for r in _rows(server.url, token)}
+    agent, chat = rows["invoke_agent helper"], rows["chat gpt-4o"]
+    by_name = {s.name: s for s in spans}
+    trace_id = f"{by_name['chat gpt-4o'].context.trace_id:032x}"
+    assert chat["root_span_id"] == agent["root_span_id"] == trace_id
+    assert agent["span_id"] == f"{by_name['invoke_agent helper'].context.span_id:016x}"
+    assert chat["span_id"] == f"{by_name['chat gpt-4o'].context.span_id:016x}"
+    assert agent["span_parents"] is None and chat["span_parents"] == [agent["span_id"]]
+    assert agent["span_attributes"]["type"] == "task"
+    assert chat["span_attributes"]["type"] == "llm"
+    assert chat["metadata"]["model"] == "gpt-4o"
+    assert chat["metadata"]["temperature"] == 0.2
+    assert chat["metrics"]["prompt_tokens"] == 12
+    assert chat["metrics"]["completion_tokens"] == 3
+    assert chat["metrics"]["tokens"] == 15
+    assert chat["input"] == [{"role": "user", "content": "What is 2+2?"}]
+    assert chat["output"][0]["role"] == "assistant" and chat["output"][0]["content"] == "4"
+    assert chat["metadata"]["resource"]["service.name"] == "checkout"
+    assert chat["metadata"]["resource"]["deployment.environment"] == "test"
+    assert chat["metadata"]["attributes"]["app.user"] == "u-1"
+    assert chat["metadata"]["otel"]["kind"] == "CLIENT"
+    assert chat["metadata"]["otel"]["scope"] == {"name": "test.otlp", "version": "1.2.3"}
+
+    # The exporter's retry of the same batch merges into the same rows.
+    assert _exporter(server.url, token).export(spans) == SpanExportResult.SUCCESS
+    again = _rows(server.url, token)
+    assert sorted(r["id"] for r in again) == sorted(r["id"] for r in rows.values())
+    assert {r["id"]: r for r in again}[chat["id"]]["input"] == chat["input"]
+
+
+def test_bad_span_is_rejected_through_partial_success(keyed):
+    """A span no row can hold is counted in partial_success; the rest of the batch is stored."""
+    server, token = keyed
+    spans = _finished_spans(bad=True)
+    responses = _Responses()
+    assert _exporter(server.url, token, responses=responses).export(spans) \
+        == SpanExportResult.SUCCESS
+    reply = ExportTraceServiceResponse.FromString(responses.seen[-1].content)
+    assert reply.partial_success.rejected_spans == 1
+    assert "end_time_unix_nano" in reply.partial_success.error_message
+    names = sorted(r["span_attributes"]["name"] for r in _rows(server.url, token))
+    assert names == ["chat gpt-4o", "invoke_agent helper"]
+
+
+def test_wrong_key_is_401(keyed, caplog):
+    """A wrong key is refused (401) and the exporter reports the failure."""
+    server, _ = keyed
+    responses = _Responses()
+    with caplog.at_level(logging.CRITICAL):
+        result = _exporter(server.url, "sl-wrong", responses=responses).export(_finished_spans())
+    assert result == SpanExportResult.FAILURE
+    assert responses.seen[-1].status_code == 401
+    status, body = call(server.url, "POST", "/otel/v1/traces",
+                        raw=encode_spans(_finished_spans()).SerializeToString(),
+                        headers={"Content-Type": "application/x-protobuf"})
+    assert status == 401 and "Authorization" in body["error"]
+
+
+def test_scope_and_project_header(keyed):
+    """Without x-bt-parent spans go to Global; a key scoped to other projects gets 403."""
+    server, token = keyed
+    raw = encode_spans(_finished_spans()).SerializeToString()
+    headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"}
+    status, _ = call(server.url, "POST", "/v1/traces", raw=raw, headers=headers)
+    assert status == 200
+    assert len(_rows(server.url, token, "Global")) == 2
+    _, scoped = server.call(lambda: create_key(server.store, "acme", projects=["prod"]))
+    status, body = call(server.url, "POST", "/v1/traces", raw=raw,
+                        headers={**headers, "Authorization": f"Bearer {scoped}"})
+    assert status == 403 and "Global" in body["error"]
+    status, body = call(server.url, "POST", "/v1/traces", raw=raw,
+                        headers={**headers, "x-bt-parent": "experiment_id:1"})
+    assert status == 400 and "x-bt-parent" in body["error"]
+
+
+def _json_request(trace_id: str = "5B8EFFF798038103D269B633813FC60C") -> dict[str, Any]:
+    """An OTLP/JSON request as the specification's example writes it (hex ids, int64 as
+    strings, enums as numbers)."""
+    return {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name",
+                                     "value": {"stringValue": "my.service"}}]},
+        "scopeSpans": [{
+            "scope": {"name": "my.library", "version": "1.0.0"},
+            "spans": [{
+                "traceId": trace_id, "spanId": "EEE19B7EC3C1B174",
+                "parentSpanId": "EEE19B7EC3C1B173", "name": "chat llama",
+                "startTimeUnixNano": "1544712660000000000",
+                "endTimeUnixNano": "1544712661000000000", "kind": 3,
+                "attributes": [
+                    {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                    {"key": "gen_ai.request.model", "value": {"stringValue": "llama"}},
+                    {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "7"}},
+                    {"key": "my.ratio", "value": {"doubleValue": 0.5}},
+                    {"key": "my.flag", "value": {"boolValue": True}},
+                    {"key": "my.list", "value": {"arrayValue": {"values": [
+                        {"stringValue": "a"}, {"intValue": 2}]}}},
+                    {"key": "my.map", "value": {"kvlistValue": {"values": [
+                        {"key": "k", "value": {"stringValue": "v"}}]}}},
+                    {"key": "my.bytes", "value": {"bytesValue": "AAE="}}],
+                "events": [{"timeUnixNano": "1544712660500000000", "name": "tick"}],
+                "status": {"code": 2, "message": "boom"}}]}]}]}
+
+
+def test_otlp_json_request(make_collector):
+    """OTLP/JSON (hex ids, string int64s, gzip) is stored; the reply is JSON."""
+    server = make_collector()
+    body = _json_request()
+    bad = json.loads(json.dumps(body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]))
+    bad["spanId"] = "xyz"
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"].append(bad)
+    status, reply = call(server.url, "POST", "/otel/v1/traces",
+                         raw=gzip.compress(json.dumps(body).encode()),
+                         headers={"Content-Type": "application/json",
+                                  "Content-Encoding": "gzip",
+                                  "x-bt-parent": f"project_name:{PROJECT}"})
+    assert status == 200, reply
+    assert reply["partialSuccess"]["rejectedSpans"] == "1"
+    assert "spans[1].span_id" in reply["partialSuccess"]["errorMessage"]
+    [row] = _rows(server.url, None)
+    assert row["root_span_id"] == "5b8efff798038103d269b633813fc60c"
+    assert row["span_parents"] == ["eee19b7ec3c1b173"]
+    assert row["span_attributes"] == {"name": "chat llama", "type": "llm"}
+    assert row["metrics"]["prompt_tokens"] == 7 and row["metrics"]["start"] == 1544712660.0
+    assert row["error"] == "boom"
+    attributes = row["metadata"]["attributes"]
+    assert attributes["my.list"] == ["a", 2] and attributes["my.map"] == {"k": "v"}
+    assert attributes["my.bytes"] == "AAE=" and attributes["my.flag"] is True
+    assert row["metadata"]["resource"] == {"service.name": "my.service"}
+    assert row["metadata"]["events"][0]["name"] == "tick"
+
+
+@pytest.mark.parametrize(("content_type", "raw", "status", "words"), [
+    ("application/x-protobuf", b"\xff\xff\xff", 400, "protobuf"),
+    ("application/json", b"{not json", 400, "invalid JSON"),
+    ("application/json", b'{"resourceSpans": 3}', 400, "resourceSpans"),
+    ("text/plain", b"{}", 415, "application/x-protobuf"),
+])
+def test_undecodable_bodies(make_collector, content_type, raw, status, words):
+    """A body that cannot be decoded is a 400 (415 for a media type OTLP does not use)."""
+    server = make_collector()
+    got, body = call(server.url, "POST", "/otel/v1/traces", raw=raw,
+                     headers={"Content-Type": content_type})
+    assert got == status and words in body["error"], body
+
+
+def test_empty_export_and_size_cap(make_collector):
+    """An empty request is a success; a body over the cap, compressed or not, is 413."""
+    server = make_collector(settings=Settings(max_body_bytes=2_000))
+    status, reply = call(server.url, "POST", "/v1/traces", raw=b"",
+                         headers={"Content-Type": "application/json"})
+    assert status == 200 and reply == {}
+    big = json.dumps({"resourceSpans": [], "pad": "x" * 100_000}).encode()
+    status, body = call(server.url, "POST", "/v1/traces", raw=gzip.compress(big),
+                        headers={"Content-Type": "application/json",
+                                 "Content-Encoding": "gzip"})
+    assert status == 413 and "decompressed" in body["error"]
+    status, body = call(server.url, "POST", "/v1/traces", raw=big,
+                        headers={"Content-Type": "application/json"})
+    assert status == 413
+
+
+def test_deeply_nested_json_value_rejects_the_span(make_collector):
+    """An attribute nested deeper than any row keeps is one rejected span, not an error."""
+    server = make_collector()
+    body = _json_request()
+    value: dict[str, Any] = {"stringValue": "leaf"}
+    for _ in range(100):
+        value = {"arrayValue": {"values": [value]}}
+    span = body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["attributes"].append({"key": "deep", "value": value})
+    status, reply = call(server.url, "POST", "/otel/v1/traces", raw=json.dumps(body).encode(),
+                         headers={"Content-Type": "application/json"})
+    assert status == 200 and reply["partialSuccess"]["rejectedSpans"] == "1", reply
+    assert "nested" in reply["partialSuccess"]["errorMessage"]
+
+
+def test_environment_setup_of_the_readme(keyed, monkeypatch):
+    """The README's setup, as environment variables only: the exporter finds /otel/v1/traces
+    and sends the key and the project."""
+    server, token = keyed
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"{server.url}/otel")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS",
+                       f"Authorization=Bearer%20{token},x-bt-parent=project_name:from-env")
+    assert OTLPSpanExporter().export(_finished_spans()) == SpanExportResult.SUCCESS
+    assert len(_rows(server.url, token, "from-env")) == 2
+
+
+def test_openinference_openai_instrumentation(keyed):
+    """A real instrumentation (openinference-instrumentation-openai) on the real openai client,
+    calling the fake OpenAI-compatible server, exported by the SDK's OTLP/HTTP exporter: one
+    llm row with model, tokens and messages."""
+    import openai
+    from openinference.instrumentation.openai import OpenAIInstrumentor
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "openai"))
+    from fake_server import FakeOpenAI
+
+    server, token = keyed
+    provider = TracerProvider(resource=Resource.create({"service.name": "chat-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(_exporter(server.url, token)))
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        with FakeOpenAI() as fake:
+            client = openai.OpenAI(base_url=fake.base_url, api_key="sk-test")
+            reply = client.chat.completions.create(
+                model="gpt-4o-mini", temperature=0,
+                messages=[{"role": "system", "content": "Be brief."},
+                          {"role": "user", "content": "hello there"}])
+            client.close()
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+    assert reply.choices[0].message.content == "echo: hello there"
+    [row] = _rows(server.url, token)
+    assert row["span_attributes"]["type"] == "llm"
+    assert row["metadata"]["model"] == "gpt-4o-mini"
+    assert row["metadata"]["otel"]["conventions"] == ["openinference"]
+    assert row["metrics"]["prompt_tokens"] == reply.usage.prompt_tokens
+    assert row["metrics"]["completion_tokens"] == reply.usage.completion_tokens
+    assert row["metrics"]["tokens"] == reply.usage.total_tokens
+    assert row["input"] == [{"role": "system", "content": "Be brief."},
+                            {"role": "user", "content": "hello there"}]
+    assert row["output"][0]["role"] == "assistant"
+    assert row["output"][0]["content"] == "echo: hello there"
+    assert row["metadata"]["resource"]["service.name"] == "chat-app"
+
+
+NODE_DIR = Path(__file__).resolve().parent.parent / "otlp_node"
+
+
+def _node_exporter() -> Path:
+    """tests/otlp_node with its npm tree installed from the committed lockfile (as
+    tests/runtimes/runtimes_setup.py installs the Cloudflare harness's)."""
+    if not (NODE_DIR / "node_modules" / "@opentelemetry" / "exporter-trace-otlp-http").exists():
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return NODE_DIR
+
+
+@pytest.mark.slow
+def test_node_otlp_json_exporter(keyed):
+    """The OpenTelemetry JS SDK's OTLP/HTTP exporter (OTLP/JSON) under Node stores a trace."""
+    server, token = keyed
+    env = {**os.environ, "SPANLOG_OTLP_URL": f"{server.url}/otel/v1/traces",
+           "SPANLOG_OTLP_HEADERS": json.dumps({"Authorization": f"Bearer {token}",
+                                               "x-bt-parent": "project_name:node"})}
+    done = subprocess.run(["node", "export.mjs"], cwd=_node_exporter(), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, result  # ExportResultCode.SUCCESS
+    sent = {s["name"]: s for s in result["spans"]}
+    rows = {r["span_attributes"]["name"]: r for r in _rows(server.url, token, "node")}
+    assert set(rows) == set(sent) == {"chat claude", "invoke_agent planner"}
+    chat, root = rows["chat claude"], rows["invoke_agent planner"]
+    assert chat["root_span_id"] == sent["chat claude"]["trace_id"]
+    assert chat["span_id"] == sent["chat claude"]["span_id"]
+    assert chat["span_parents"] == [root["span_id"]] and root["span_parents"] is None
+    assert chat["span_attributes"]["type"] == "llm"
+    assert chat["metadata"]["model"] == "claude-sonnet"
+    assert chat["metrics"]["prompt_tokens"] == 9 and chat["metrics"]["tokens"] == 11
+    assert chat["input"] == [{"role": "user", "content": "hi node"}]
+    assert chat["output"] == [{"role": "assistant", "content": "hello"}]
+    assert chat["metadata"]["attributes"]["app.tags"] == ["a", "b"]
+    assert chat["metadata"]["attributes"]["app.count"] == 42
+    assert chat["metadata"]["resource"]["service.name"] == "node-app"
