@@ -340,39 +340,54 @@ def test_openinference_openai_instrumentation(keyed):
     assert row["metadata"]["resource"]["service.name"] == "chat-app"
 
 
-# OpenLLMetry's package declares a pydantic model the pre-2.0 way, which pydantic warns about.
-@pytest.mark.filterwarnings("ignore:Support for class-based `config` is deprecated")
+# Run in a process of its own: OpenLLMetry's instrumentation leaves openai patched after
+# uninstrument(), which would change what the other tests' clients return.
+OPENLLMETRY_SCRIPT = """
+import json, sys, warnings
+warnings.simplefilter("ignore")  # its pydantic model is declared the pre-2.0 way
+import openai
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+collector, token, project, base_url = sys.argv[1:5]
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
+    endpoint=collector + "/otel/v1/traces",
+    headers={"Authorization": "Bearer " + token, "x-bt-parent": "project_name:" + project})))
+OpenAIInstrumentor().instrument(tracer_provider=provider)
+client = openai.OpenAI(base_url=base_url, api_key="sk-test")
+reply = client.chat.completions.create(
+    model="gpt-4o-mini", messages=[{"role": "user", "content": "hello there"}])
+provider.shutdown()
+print(json.dumps({"content": reply.choices[0].message.content,
+                  "prompt_tokens": reply.usage.prompt_tokens,
+                  "completion_tokens": reply.usage.completion_tokens}))
+"""
+
+
 def test_openllmetry_openai_instrumentation(keyed):
     """A second real instrumentation, OpenLLMetry's (opentelemetry-instrumentation-openai,
     the older indexed gen_ai.prompt.N / gen_ai.completion.N attributes), on the real openai
     client against the fake server, exported over OTLP: one llm row with model, tokens and
     messages."""
-    import openai
-    from opentelemetry.instrumentation.openai import OpenAIInstrumentor
-
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "openai"))
     from fake_server import FakeOpenAI
 
     server, token = keyed
-    provider = TracerProvider(resource=Resource.create({"service.name": "chat-app"}))
-    provider.add_span_processor(SimpleSpanProcessor(_exporter(server.url, token)))
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
-    try:
-        with FakeOpenAI() as fake:
-            client = openai.OpenAI(base_url=fake.base_url, api_key="sk-test")
-            reply = client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": "hello there"}])
-            client.close()
-    finally:
-        instrumentor.uninstrument()
-        provider.shutdown()
-    assert reply.choices[0].message.content == "echo: hello there"
+    with FakeOpenAI() as fake:
+        done = subprocess.run([sys.executable, "-c", OPENLLMETRY_SCRIPT, server.url, token,
+                               PROJECT, fake.base_url],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reply = json.loads(done.stdout.strip().splitlines()[-1])
+    assert reply["content"] == "echo: hello there"
     [row] = _rows(server.url, token)
     assert row["span_attributes"]["type"] == "llm"
     assert row["metadata"]["model"] == "gpt-4o-mini"
-    assert row["metrics"]["prompt_tokens"] == reply.usage.prompt_tokens
-    assert row["metrics"]["completion_tokens"] == reply.usage.completion_tokens
+    assert row["metrics"]["prompt_tokens"] == reply["prompt_tokens"]
+    assert row["metrics"]["completion_tokens"] == reply["completion_tokens"]
     assert row["input"] == [{"role": "user", "content": "hello there"}]
     assert row["output"][0]["role"] == "assistant"
     assert row["output"][0]["content"] == "echo: hello there"
