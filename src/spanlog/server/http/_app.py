@@ -7,6 +7,7 @@ Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status docs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
+from spanlog.server.rows._json import dumps
 from spanlog.server.rows._validate import InvalidRow
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import BadRequest, NotFound, Unavailable
@@ -252,7 +254,10 @@ async def trace(request: web.Request) -> web.Response:
     access = await request_access(request)
     project = await request_project(request, access, request.match_info["project_id"])
     rows = await request.app[STORE].trace(project.id, request.match_info["root_span_id"])
-    return web.json_response({"spans": with_score_averages(rows)})
+    # Averaging and encoding a big trace is CPU work: on a thread, never on the event loop
+    # (docs/collector.md, "What it guarantees").
+    body = await asyncio.to_thread(lambda: dumps({"spans": with_score_averages(rows)}))
+    return web.Response(text=body, content_type="application/json")
 
 
 def create_app(store: Store, settings: Settings | None = None) -> web.Application:

@@ -11,6 +11,7 @@ Needs ``asyncpg`` (``pip install 'spanlog[postgres]'``), imported only when a st
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import urllib.parse
@@ -22,7 +23,13 @@ from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._model import now_iso
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import NotFound, Unavailable
-from spanlog.server.store._reading import api_row, parse_cursor, trace_order
+from spanlog.server.store._reading import (
+    MAX_TRACE_SPANS,
+    api_row,
+    check_trace_size,
+    parse_cursor,
+    trace_order,
+)
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
 from spanlog.server.store._scores import with_score_averages
 from spanlog.server.store.postgres._query import (
@@ -347,7 +354,13 @@ class PostgresStore(Store):
         """Every row of one trace, oldest first (by ``created``), without score averages."""
         pid = await self._pid(project_id)
         recs = await self._query("fetch", "SELECT xact, data FROM spanlog_rows "
-                                 "WHERE pid = $1 AND root_span_id = $2", pid, root_span_id)
-        rows = [api_row(rec["xact"], rec["data"], project_id) for rec in recs]
-        rows.sort(key=trace_order)
-        return rows
+                                 "WHERE pid = $1 AND root_span_id = $2 LIMIT $3", pid,
+                                 root_span_id, MAX_TRACE_SPANS + 1)
+        check_trace_size(len(recs), root_span_id)
+
+        def decode() -> list[dict[str, Any]]:
+            rows = [api_row(rec["xact"], rec["data"], project_id) for rec in recs]
+            rows.sort(key=trace_order)
+            return rows
+        # Decoding thousands of spans is CPU work: not on the event loop (docs/collector.md).
+        return await asyncio.to_thread(decode)
