@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from spanlog_server_http import call
 
 from spanlog.server.store._scores import subtree_averages, trace_links, with_score_averages
@@ -151,6 +152,7 @@ def test_dag_averages_count_each_descendant_once():
     assert out["a"] == {"s": 0.25}
 
 
+@pytest.mark.slow
 def test_big_dag_trace_answers_quickly_and_never_freezes_the_loop(collector):
     """A 10,000-span trace whose spans have two parents each: the trace answers within a
     generous bound, and GET /version answers at once while it is computed (the averaging

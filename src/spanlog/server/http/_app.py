@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -42,6 +42,7 @@ from spanlog.server.store._scores import with_score_averages
 log = logging.getLogger("spanlog.server")
 
 
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -207,6 +208,28 @@ async def feedback(request: web.Request) -> web.Response:
     return web.json_response({"status": "success"})
 
 
+# How often a handler waiting on a read checks that its client is still there.
+_GONE_CHECK = 0.25
+
+
+async def _unless_gone(request: web.Request, read: Awaitable[T]) -> T:
+    """Await a store read, cancelling it if the client disconnects meanwhile: the store then
+    stops the query, so nobody's abandoned work holds a reader (docs/collector.md)."""
+    task = asyncio.ensure_future(read)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_GONE_CHECK)
+            if done:
+                return task.result()
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                task.cancel()
+                raise Unavailable("the client disconnected")
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 def _fetch_args(source: dict[str, Any]) -> dict[str, Any]:
     args: dict[str, Any] = {}
     text = source.get("filter")
@@ -244,7 +267,8 @@ async def fetch(request: web.Request) -> web.Response:
         source = {}
     else:
         source = await _body(request)
-    page = await request.app[STORE].fetch(project.id, **_fetch_args(source))
+    page = await _unless_gone(request, request.app[STORE].fetch(project.id,
+                                                                **_fetch_args(source)))
     return web.Response(text=f'{{"events":{page.rows_json()},"cursor":{json.dumps(page.cursor)}}}',
                         content_type="application/json")
 
@@ -253,7 +277,8 @@ async def trace(request: web.Request) -> web.Response:
     """``GET /v1/project_logs/{id}/trace/{root_span_id}``: one trace with score averages."""
     access = await request_access(request)
     project = await request_project(request, access, request.match_info["project_id"])
-    rows = await request.app[STORE].trace(project.id, request.match_info["root_span_id"])
+    rows = await _unless_gone(request, request.app[STORE].trace(
+        project.id, request.match_info["root_span_id"]))
     # Averaging and encoding a big trace is CPU work: on a thread, never on the event loop
     # (docs/collector.md, "What it guarantees").
     body = await asyncio.to_thread(lambda: dumps({"spans": with_score_averages(rows)}))
@@ -266,6 +291,7 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     # aiohttp's own limit would answer 413 in text; ours answers in JSON (see _body.py).
     app = web.Application(middlewares=[errors_as_json], client_max_size=2**62)
     app[STORE] = store
+    store.query_timeout = settings.query_timeout
     app[SETTINGS] = settings
     app[AUTH] = Auth(store, open_allowed=settings.open_allowed)
     app[UPLOADS] = OverflowUploads(settings.max_upload_bytes)
@@ -285,6 +311,12 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
         await store.close()
 
     app.cleanup_ctx.append(lifecycle)
+
+    async def interrupt_reads(app: web.Application) -> None:
+        # Before aiohttp waits for running handlers: a slow fetch must not hold a shutdown.
+        store.interrupt_reads()
+
+    app.on_shutdown.append(interrupt_reads)
     app.router.add_post("/api/apikey/login", login)
     app.router.add_get("/version", version)
     app.router.add_get("/ping", ping)

@@ -21,8 +21,10 @@ from spanlog.server.query._syntax import (
     KNOWN_FIELDS,
     MAX_DEPTH,
     MAX_FILTER_LENGTH,
+    MAX_LIKE_WILDCARDS,
     MAX_PATH_SEGMENTS,
     MAX_PREDICATES,
+    MAX_TOTAL_WILDCARDS,
     And,
     Compare,
     Expr,
@@ -40,7 +42,8 @@ from spanlog.server.query._syntax import (
 )
 
 __all__ = [
-    "KNOWN_FIELDS", "MAX_DEPTH", "MAX_FILTER_LENGTH", "MAX_PATH_SEGMENTS", "MAX_PREDICATES",
+    "KNOWN_FIELDS", "MAX_DEPTH", "MAX_FILTER_LENGTH", "MAX_LIKE_WILDCARDS", "MAX_PATH_SEGMENTS",
+    "MAX_PREDICATES", "MAX_TOTAL_WILDCARDS",
     "And", "Compare", "Expr", "FilterError", "Includes", "IndexTerm", "IsNull", "Like", "Not",
     "Or", "Predicate", "Scalar", "Segment", "case_variants", "covered_by_terms", "evaluate",
     "includes_terms", "index_terms", "like_classes", "like_tokens", "parse",
