@@ -83,7 +83,18 @@ def test_postgres_serve_budget_and_sigterm(pg_cluster: Any) -> None:
             threading.Thread(target=call, args=(base, "POST",
                              f"/v1/project_logs/{pid}/fetch", {"filter": SLOW}),
                              kwargs={"timeout": 120}, daemon=True).start()
+        for _ in range(4):
+            threading.Thread(target=call, args=(base, "POST",
+                             f"/v1/project_logs/{pid}/fetch", {"filter": SLOW}),
+                             kwargs={"timeout": 120}, daemon=True).start()
         time.sleep(0.5)
+        for _ in range(3):  # lookups and ingest keep their own connections
+            began = time.monotonic()
+            status, _ = call(base, "GET", "/ping")
+            assert status == 200 and time.monotonic() - began < 1.5
+            status, _ = call(base, "POST", "/logs3", {"rows": [{"id": "late",
+                                                                "project_id": pid}]})
+            assert status == 200 and time.monotonic() - began < 1.5
         began = time.monotonic()
         stop(proc)
         assert time.monotonic() - began < 5.0

@@ -111,6 +111,10 @@ class PostgresStore(Store):
         self._org_ids: dict[str, Org] = {}
         # The fetches and traces running now (interrupt_reads cancels them).
         self._reads: set[asyncio.Future[Any]] = set()
+        # Fetches and traces that hold a connection at once: the pool keeps the writers'
+        # connections and two more for the lookups of auth and ingest, which never wait
+        # behind slow reads (docs/collector.md, "What it guarantees").
+        self._read_turns: asyncio.Semaphore | None = None
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -130,6 +134,7 @@ class PostgresStore(Store):
             # PostgreSQL may switch to a generic plan that ignores the values (a LIMIT of 500
             # planned as "unknown" turns a 2 ms index walk into an 80 ms sort of the project).
             self._closing = False
+            self._read_turns = asyncio.Semaphore(max(1, self.pool_size - self.writers - 2))
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self.pool_size,
                 server_settings={"jit": "off", "plan_cache_mode": "force_custom_plan",
@@ -192,6 +197,12 @@ class PostgresStore(Store):
         if self._closing:
             raise Unavailable("the collector is shutting down")
         budget = self.query_timeout
+        if self._read_turns is None:
+            raise Unavailable("the store is not running")
+        async with self._read_turns:
+            return await self._bounded_now(work, budget)
+
+    async def _bounded_now(self, work: Callable[[], Awaitable[T]], budget: float) -> T:
         read = asyncio.ensure_future(work())
         self._reads.add(read)
         try:
