@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, default=None,
                        help="largest request body accepted, after decompression "
                             "(default 32 MiB)")
+    serve.add_argument("--query-timeout", type=float, default=None, metavar="SECONDS",
+                       help="how long one fetch or trace read may run before it is stopped "
+                            "(default 10)")
     serve.add_argument("--workers", type=int, default=None, metavar="N",
                        help="processes that decode and prepare ingested rows beside the "
                             "serving one (SQLite only; default: one per CPU core, 0 on one "
@@ -164,6 +167,11 @@ async def _serve(args: argparse.Namespace) -> int:
     settings = Settings(public_url=args.public_url)
     if args.max_body_bytes is not None:
         settings.max_body_bytes = args.max_body_bytes
+    if args.query_timeout is not None:
+        if not args.query_timeout > 0:
+            return _fail(f"--query-timeout: must be a number of seconds > 0, got "
+                         f"{args.query_timeout}")
+        settings.query_timeout = args.query_timeout
     try:
         settings.ingest_workers = worker_count(args.workers, store.prepare_rows,
                                                "--workers")

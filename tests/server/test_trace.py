@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from spanlog_server_http import call
 
 from spanlog.server.store._scores import subtree_averages, trace_links, with_score_averages
@@ -123,3 +124,93 @@ def test_subtree_averages_agree_with_the_trace_definition():
         links = [(r["id"], *json.loads(trace_links(r))) for r in rows]
         expected = {r["id"]: r["scores_avg"] for r in with_score_averages(rows)}
         assert subtree_averages(links, [r["id"] for r in rows]) == expected, rows
+
+
+def _dag_trace(pid: str, root: str, n: int) -> list[dict[str, Any]]:
+    """``n`` spans, each (after the second) a child of the two spans before it."""
+    rng = random.Random(7)
+    rows = []
+    for i in range(n):
+        parents = None if i == 0 else [f"{i - 1:016x}"] if i == 1 else [f"{i - 1:016x}",
+                                                                        f"{i - 2:016x}"]
+        rows.append({"id": f"d{i}", "span_id": f"{i:016x}", "root_span_id": root,
+                     "span_parents": parents, "project_id": pid, "metrics": {"start": float(i)},
+                     "scores": {"q": rng.random(), "pass": i % 2}})
+    return rows
+
+
+def test_dag_averages_count_each_descendant_once():
+    """Spans with two parents: each span's average is over its distinct descendants."""
+    rows = [{"span_id": "r", "span_parents": None, "scores": {"s": 1}},
+            {"span_id": "a", "span_parents": ["r"], "scores": {"s": 0}},
+            {"span_id": "b", "span_parents": ["r"], "scores": {}},
+            {"span_id": "c", "span_parents": ["a", "b"], "scores": {"s": 0.5}},
+            {"span_id": "d", "span_parents": ["c"], "scores": {"s": 0.25}}]
+    out = {r["span_id"]: r["scores_avg"] for r in with_score_averages(rows)}
+    assert out["r"] == {"s": (1 + 0 + 0.5 + 0.25) / 4}  # c and d once, not twice
+    assert out["b"] == {"s": 0.375}
+    assert out["a"] == {"s": 0.25}
+
+
+@pytest.mark.slow
+def test_big_dag_trace_answers_quickly_and_never_freezes_the_loop(collector):
+    """A 10,000-span trace whose spans have two parents each: the trace answers within a
+    generous bound, and GET /version answers at once while it is computed (the averaging
+    runs off the event loop; docs/collector.md). Timings: bench/collector.py trace."""
+    import threading
+
+    project = f"dag-{uuid.uuid4().hex[:8]}"
+    pid = collector.project_id(project)
+    root = uuid.uuid4().hex
+    rows = _dag_trace(pid, root, 10_000)
+    for start in range(0, len(rows), 2_000):
+        status, _ = call(collector.url, "POST", "/logs3", {"rows": rows[start:start + 2_000]},
+                         token=collector.api_key, timeout=60)
+        assert status == 200
+    result: dict[str, Any] = {}
+
+    def read() -> None:
+        result["answer"] = call(collector.url, "GET", f"/v1/project_logs/{pid}/trace/{root}",
+                                token=collector.api_key, timeout=60)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    worst = 0.0
+    while reader.is_alive():
+        began = time.monotonic()
+        status, _ = call(collector.url, "GET", "/version", timeout=30)
+        assert status == 200
+        worst = max(worst, time.monotonic() - began)
+        time.sleep(0.02)
+    reader.join()
+    status, body = result["answer"]
+    assert status == 200, body
+    spans = body["spans"]
+    assert len(spans) == 10_000
+    assert worst < 1.0, f"GET /version waited {worst:.2f} s behind the trace"
+    # The root's average is over every span, each once; a leaf's over itself.
+    assert spans[0]["scores_avg"]["pass"] == 0.5
+    assert spans[-1]["scores_avg"]["pass"] == (10_000 - 1) % 2
+    qs = [r["scores"]["q"] for r in rows]
+    assert abs(spans[0]["scores_avg"]["q"] - sum(qs) / len(qs)) < 1e-9
+    assert abs(spans[-2]["scores_avg"]["q"] - (qs[-2] + qs[-1]) / 2) < 1e-9
+
+
+def test_trace_over_the_size_limit_is_refused_with_a_way_out(collector, monkeypatch):
+    """A trace with more spans than one read returns: 400 saying how to page through it."""
+    from spanlog.server.store import _reading
+
+    project = f"huge-{uuid.uuid4().hex[:8]}"
+    pid = collector.project_id(project)
+    root = uuid.uuid4().hex
+    status, _ = call(collector.url, "POST", "/logs3", {"rows": _dag_trace(pid, root, 30)},
+                     token=collector.api_key)
+    assert status == 200
+    monkeypatch.setattr(_reading, "MAX_TRACE_SPANS", 20)
+    import spanlog.server.store.sqlite._query as sqlite_query
+    monkeypatch.setattr(sqlite_query, "MAX_TRACE_SPANS", 20)
+    status, body = call(collector.url, "GET", f"/v1/project_logs/{pid}/trace/{root}",
+                        token=collector.api_key)
+    assert status == 400
+    assert "more than 20 spans" in body["error"]
+    assert f"root_span_id = '{root}'" in body["error"]

@@ -7,10 +7,11 @@ Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status docs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -32,6 +33,7 @@ from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
+from spanlog.server.rows._json import dumps
 from spanlog.server.rows._validate import InvalidRow
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import BadRequest, NotFound, Unavailable
@@ -41,6 +43,7 @@ from spanlog.server.store._scores import with_score_averages
 log = logging.getLogger("spanlog.server")
 
 
+T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -206,6 +209,28 @@ async def feedback(request: web.Request) -> web.Response:
     return web.json_response({"status": "success"})
 
 
+# How often a handler waiting on a read checks that its client is still there.
+_GONE_CHECK = 0.25
+
+
+async def _unless_gone(request: web.Request, read: Awaitable[T]) -> T:
+    """Await a store read, cancelling it if the client disconnects meanwhile: the store then
+    stops the query, so nobody's abandoned work holds a reader (docs/collector.md)."""
+    task = asyncio.ensure_future(read)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_GONE_CHECK)
+            if done:
+                return task.result()
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                task.cancel()
+                raise Unavailable("the client disconnected")
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 def _fetch_args(source: dict[str, Any]) -> dict[str, Any]:
     args: dict[str, Any] = {}
     text = source.get("filter")
@@ -243,7 +268,8 @@ async def fetch(request: web.Request) -> web.Response:
         source = {}
     else:
         source = await _body(request)
-    page = await request.app[STORE].fetch(project.id, **_fetch_args(source))
+    page = await _unless_gone(request, request.app[STORE].fetch(project.id,
+                                                                **_fetch_args(source)))
     return web.Response(text=f'{{"events":{page.rows_json()},"cursor":{json.dumps(page.cursor)}}}',
                         content_type="application/json")
 
@@ -252,8 +278,12 @@ async def trace(request: web.Request) -> web.Response:
     """``GET /v1/project_logs/{id}/trace/{root_span_id}``: one trace with score averages."""
     access = await request_access(request)
     project = await request_project(request, access, request.match_info["project_id"])
-    rows = await request.app[STORE].trace(project.id, request.match_info["root_span_id"])
-    return web.json_response({"spans": with_score_averages(rows)})
+    rows = await _unless_gone(request, request.app[STORE].trace(
+        project.id, request.match_info["root_span_id"]))
+    # Averaging and encoding a big trace is CPU work: on a thread, never on the event loop
+    # (docs/collector.md, "What it guarantees").
+    body = await asyncio.to_thread(lambda: dumps({"spans": with_score_averages(rows)}))
+    return web.Response(text=body, content_type="application/json")
 
 
 def create_app(store: Store, settings: Settings | None = None) -> web.Application:
@@ -262,6 +292,7 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     # aiohttp's own limit would answer 413 in text; ours answers in JSON (see _body.py).
     app = web.Application(middlewares=[errors_as_json], client_max_size=2**62)
     app[STORE] = store
+    store.query_timeout = settings.query_timeout
     app[SETTINGS] = settings
     app[AUTH] = Auth(store, open_allowed=settings.open_allowed)
     app[UPLOADS] = OverflowUploads(settings.max_upload_bytes)
@@ -281,6 +312,12 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
         await store.close()
 
     app.cleanup_ctx.append(lifecycle)
+
+    async def interrupt_reads(app: web.Application) -> None:
+        # Before aiohttp waits for running handlers: a slow fetch must not hold a shutdown.
+        store.interrupt_reads()
+
+    app.on_shutdown.append(interrupt_reads)
     app.router.add_post("/api/apikey/login", login)
     app.router.add_get("/version", version)
     app.router.add_get("/ping", ping)

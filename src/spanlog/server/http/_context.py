@@ -15,7 +15,7 @@ from spanlog.server.http._auth import Access, Auth
 from spanlog.server.http._body import DEFAULT_MAX_BODY
 from spanlog.server.http._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
 from spanlog.server.http._workers import IngestWorkers
-from spanlog.server.store._engine import Store
+from spanlog.server.store._engine import DEFAULT_QUERY_TIMEOUT, Store
 from spanlog.server.store._errors import NotFound
 from spanlog.server.store._records import Project
 
@@ -33,6 +33,8 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     # Processes that decode and prepare ingested rows (see _workers); 0: the event loop does.
     ingest_workers: int = 0
+    # Seconds one fetch or trace read may run before it is stopped (docs/collector.md).
+    query_timeout: float = DEFAULT_QUERY_TIMEOUT
 
 
 STORE = web.AppKey("store", Store)

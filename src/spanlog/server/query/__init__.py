@@ -20,8 +20,10 @@ from spanlog.server.query._evaluate import (
 from spanlog.server.query._syntax import (
     MAX_DEPTH,
     MAX_FILTER_LENGTH,
+    MAX_LIKE_WILDCARDS,
     MAX_PATH_SEGMENTS,
     MAX_PREDICATES,
+    MAX_TOTAL_WILDCARDS,
     And,
     Compare,
     Expr,
@@ -39,7 +41,8 @@ from spanlog.server.query._syntax import (
 )
 
 __all__ = [
-    "MAX_DEPTH", "MAX_FILTER_LENGTH", "MAX_PATH_SEGMENTS", "MAX_PREDICATES",
+    "MAX_DEPTH", "MAX_FILTER_LENGTH", "MAX_LIKE_WILDCARDS", "MAX_PATH_SEGMENTS",
+    "MAX_PREDICATES", "MAX_TOTAL_WILDCARDS",
     "And", "Compare", "Expr", "FilterError", "Includes", "IndexTerm", "IsNull", "Like", "Not",
     "Or", "Predicate", "Scalar", "Segment", "case_variants", "covered_by_terms", "evaluate",
     "includes_terms", "index_terms", "like_classes", "like_tokens", "parse",

@@ -33,6 +33,10 @@ MAX_FILTER_LENGTH = 4_000
 MAX_DEPTH = 32
 MAX_PREDICATES = 100
 MAX_PATH_SEGMENTS = 16
+# A LIKE pattern costs about (value length) ** (its '%' runs) to match at worst: the limits
+# that keep a filter's cost bounded (docs/filters.md, "Limits"). A run of '%' counts once.
+MAX_LIKE_WILDCARDS = 4
+MAX_TOTAL_WILDCARDS = 24
 _INT64 = 2**63
 _MAX_INDEX = 2**31 - 1
 
@@ -189,6 +193,7 @@ class _Parser:
         self.i = 0
         self.depth = 0
         self.predicates = 0
+        self.wildcards = 0
 
     def peek(self) -> _Tok:
         return self.tokens[self.i]
@@ -236,6 +241,19 @@ class _Parser:
         self.depth -= 1
         return result
 
+    def count_wildcards(self, tokens: list[tuple[str, str]], at: _Tok) -> None:
+        runs = sum(1 for i, (kind, _) in enumerate(tokens)
+                   if kind == "any" and (i == 0 or tokens[i - 1][0] != "any"))
+        if runs > MAX_LIKE_WILDCARDS:
+            raise FilterError(f"pattern {at.text} at position {at.pos} has {runs} '%' "
+                              f"wildcards, over the limit of {MAX_LIKE_WILDCARDS} per pattern "
+                              "(each one multiplies the cost of matching)", at.pos)
+        self.wildcards += runs
+        if self.wildcards > MAX_TOTAL_WILDCARDS:
+            raise FilterError(f"pattern {at.text} at position {at.pos} brings the filter to "
+                              f"{self.wildcards} '%' wildcards, over the limit of "
+                              f"{MAX_TOTAL_WILDCARDS} per filter", at.pos)
+
     def predicate(self) -> Predicate:
         start = self.peek()
         self.predicates += 1
@@ -257,10 +275,11 @@ class _Parser:
                 raise FilterError(f"{tok.text} needs a 'text' pattern, got {at.text} at "
                                   f"position {at.pos}", at.pos)
             try:
-                like_tokens(value)
+                tokens = like_tokens(value)
             except ValueError as exc:
                 raise FilterError(f"bad pattern {at.text} at position {at.pos}: {exc}",
                                   at.pos) from None
+            self.count_wildcards(tokens, at)
             return Like(path, value, tok.kind == "ILIKE", negated, start.pos)
         if tok.kind == "INCLUDES":
             value, at = self.literal()

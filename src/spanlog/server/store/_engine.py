@@ -14,6 +14,10 @@ from typing import Any
 
 from spanlog.server.store._records import ApiKey, Org, Page, Piece, Project
 
+# How long one read (a fetch or a trace) may run before it is stopped with QueryTooSlow
+# (docs/collector.md, "What it guarantees"); ``spanlog serve --query-timeout`` changes it.
+DEFAULT_QUERY_TIMEOUT = 10.0
+
 # The type of ``Store.prepare_rows``: validated rows in; the rows (None where the second
 # result carries one) and what ``Store.write(pieces, prepared=...)`` takes back out.
 PrepareRows = Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any] | None], Any]]
@@ -26,6 +30,14 @@ class Store(ABC):
     Every row returned carries ``_xact_id`` (the string of its last write's transaction id,
     increasing), ``project_id`` and ``log_id: "g"``.
     """
+
+    # Seconds one fetch or trace read may run (the HTTP layer sets it from its settings).
+    query_timeout: float = DEFAULT_QUERY_TIMEOUT
+
+    def interrupt_reads(self) -> None:
+        """Stop every read running now and refuse new ones (shutdown: the serving stops
+        waiting for them). Engines whose reads end with their connections may do nothing."""
+        return None
 
     @abstractmethod
     async def start(self) -> None:

@@ -17,3 +17,17 @@ class Unavailable(RuntimeError):
 
 class BadRequest(ValueError):
     """The request cannot be served as asked (HTTP 400); the message says what and where."""
+
+
+class QueryTooSlow(BadRequest):
+    """A read ran past the collector's time budget and was stopped (HTTP 400): the message
+    says how long the budget is, how to change it and how to narrow the query
+    (docs/collector.md, "What it guarantees")."""
+
+    def __init__(self, budget: float) -> None:
+        super().__init__(
+            f"the query took longer than {budget:g} s and was stopped (the collector's query "
+            "time budget, spanlog serve --query-timeout); narrow it: add an equality on an "
+            "indexed field (metadata.user_id = '...', tags includes '...', root_span_id = "
+            "'...'), use fewer or more specific LIKE patterns, or ask for a smaller limit")
+        self.budget = budget

@@ -9,6 +9,19 @@ from typing import Any
 from spanlog.server.rows._json import loads
 from spanlog.server.store._errors import BadRequest
 
+# The most spans one trace read returns (docs/collector.md, "What it guarantees"): a bigger
+# trace is refused with a message saying how to page through it instead.
+MAX_TRACE_SPANS = 20_000
+
+
+def check_trace_size(count: int, root_span_id: str) -> None:
+    """:class:`BadRequest` when a trace read found more than :data:`MAX_TRACE_SPANS` rows."""
+    if count > MAX_TRACE_SPANS:
+        raise BadRequest(
+            f"trace {root_span_id!r} has more than {MAX_TRACE_SPANS} spans, more than one "
+            "request returns; page through it with fetch and the filter "
+            f"\"root_span_id = '{root_span_id}'\" (docs/collector.md)")
+
 
 def parse_cursor(cursor: str | None) -> int | None:
     """The transaction id a fetch cursor continues below (:class:`BadRequest` when malformed)."""

@@ -11,18 +11,25 @@ Needs ``asyncpg`` (``python3 -m pip install -e '.[postgres]'``), imported only w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import urllib.parse
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._model import now_iso
 from spanlog.server.store._engine import Store
-from spanlog.server.store._errors import NotFound, Unavailable
-from spanlog.server.store._reading import api_row, parse_cursor, trace_order
+from spanlog.server.store._errors import NotFound, QueryTooSlow, Unavailable
+from spanlog.server.store._reading import (
+    MAX_TRACE_SPANS,
+    api_row,
+    check_trace_size,
+    parse_cursor,
+    trace_order,
+)
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
 from spanlog.server.store._scores import with_score_averages
 from spanlog.server.store.postgres._query import (
@@ -34,6 +41,7 @@ from spanlog.server.store.postgres._query import (
 from spanlog.server.store.postgres._schema import SchemaTooNew, migrate
 from spanlog.server.store.postgres._writer import PieceAt, Writer, connection_errors
 
+T = TypeVar("T")
 _INSTALL = "python3 -m pip install -e '.[postgres]'"
 DEFAULT_POOL_SIZE = 10
 DEFAULT_WRITERS = 2
@@ -101,6 +109,13 @@ class PostgresStore(Store):
         self._by_name: dict[tuple[str, str], str] = {}
         self._orgs: dict[str, Org] = {}  # by name
         self._org_ids: dict[str, Org] = {}
+        # The fetches and traces running now (interrupt_reads cancels them).
+        self._reads: set[asyncio.Future[Any]] = set()
+        # Fetches and traces that hold a connection at once: the pool keeps the writers'
+        # connections and two more for the lookups of auth and ingest, which never wait
+        # behind slow reads (docs/collector.md, "What it guarantees").
+        self._read_turns: asyncio.Semaphore | None = None
+        self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -118,6 +133,8 @@ class PostgresStore(Store):
             # force_custom_plan: asyncpg prepares every statement, and after five runs
             # PostgreSQL may switch to a generic plan that ignores the values (a LIMIT of 500
             # planned as "unknown" turns a 2 ms index walk into an 80 ms sort of the project).
+            self._closing = False
+            self._read_turns = asyncio.Semaphore(max(1, self.pool_size - self.writers - 2))
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self.pool_size,
                 server_settings={"jit": "off", "plan_cache_mode": "force_custom_plan",
@@ -141,8 +158,15 @@ class PostgresStore(Store):
             await self._close_pool()
             raise
 
+    def interrupt_reads(self) -> None:
+        """Cancel the fetches and traces running now (they answer 503) and refuse new ones."""
+        self._closing = True
+        for read in list(self._reads):
+            read.cancel()
+
     async def close(self) -> None:
         """Finish queued writes, then close every connection."""
+        self.interrupt_reads()
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await writer.close()
@@ -164,6 +188,36 @@ class PostgresStore(Store):
                 return await getattr(conn, method)(sql, *args)
         except connection_errors() as exc:
             raise Unavailable(f"the database is unreachable: {exc}") from None
+
+    async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
+        """A fetch or trace read, cancelled when it runs past ``query_timeout``
+        (:class:`QueryTooSlow`), when the caller stops waiting (a client that disconnected)
+        or when the store closes. asyncpg cancels the statement on the server when the
+        awaiting task is cancelled (docs/collector.md, "What it guarantees")."""
+        if self._closing:
+            raise Unavailable("the collector is shutting down")
+        budget = self.query_timeout
+        if self._read_turns is None:
+            raise Unavailable("the store is not running")
+        async with self._read_turns:
+            return await self._bounded_now(work, budget)
+
+    async def _bounded_now(self, work: Callable[[], Awaitable[T]], budget: float) -> T:
+        read = asyncio.ensure_future(work())
+        self._reads.add(read)
+        try:
+            done, _ = await asyncio.wait({read}, timeout=budget)
+            if not done:
+                read.cancel()
+                await asyncio.wait({read})
+                raise QueryTooSlow(budget)
+            if read.cancelled():
+                raise Unavailable("the collector is shutting down")
+            return read.result()
+        finally:
+            self._reads.discard(read)
+            if not read.done():  # this task was cancelled: the client is gone
+                read.cancel()
 
     # -- organizations and projects ----------------------------------------------------
 
@@ -310,7 +364,9 @@ class PostgresStore(Store):
             raise Unavailable("the store is not running")
         averages: dict[tuple[str, str], dict[str, float]] = {}
         decoded: list[dict[str, Any]] = []
-        try:
+
+        async def read() -> list[Any]:
+            nonlocal averages, decoded
             async with pool.acquire() as conn:
                 found = await fetch_rows(conn, plan, limit)
                 if roots_only and found:
@@ -318,6 +374,10 @@ class PostgresStore(Store):
                     averages = await root_scores(conn, pid, [
                         (row["root_span_id"], row["id"]) for row in decoded
                         if isinstance(row.get("root_span_id"), str)])
+                return list(found)
+
+        try:
+            found = await self._bounded(read)
         except connection_errors() as exc:
             raise Unavailable(f"the database is unreachable: {exc}") from None
         # jsonb's text is a non-empty object without these fields: splice them in as text,
@@ -346,8 +406,14 @@ class PostgresStore(Store):
     async def trace(self, project_id: str, root_span_id: str) -> list[dict[str, Any]]:
         """Every row of one trace, oldest first (by ``created``), without score averages."""
         pid = await self._pid(project_id)
-        recs = await self._query("fetch", "SELECT xact, data FROM spanlog_rows "
-                                 "WHERE pid = $1 AND root_span_id = $2", pid, root_span_id)
-        rows = [api_row(rec["xact"], rec["data"], project_id) for rec in recs]
-        rows.sort(key=trace_order)
-        return rows
+        recs = await self._bounded(lambda: self._query(
+            "fetch", "SELECT xact, data FROM spanlog_rows WHERE pid = $1 AND root_span_id = $2 "
+            "LIMIT $3", pid, root_span_id, MAX_TRACE_SPANS + 1))
+        check_trace_size(len(recs), root_span_id)
+
+        def decode() -> list[dict[str, Any]]:
+            rows = [api_row(rec["xact"], rec["data"], project_id) for rec in recs]
+            rows.sort(key=trace_order)
+            return rows
+        # Decoding thousands of spans is CPU work: not on the event loop (docs/collector.md).
+        return await asyncio.to_thread(decode)

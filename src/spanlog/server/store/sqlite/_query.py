@@ -35,7 +35,13 @@ from spanlog.server.query._compile_sqlite import compile_sqlite
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._leaves import ARRAY, INDEXED_FIELDS
 from spanlog.server.store._errors import BadRequest
-from spanlog.server.store._reading import api_row, parse_cursor, trace_order
+from spanlog.server.store._reading import (
+    MAX_TRACE_SPANS,
+    api_row,
+    check_trace_size,
+    parse_cursor,
+    trace_order,
+)
 from spanlog.server.store._records import Page
 from spanlog.server.store._scores import (
     TraceLink,
@@ -259,7 +265,9 @@ def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
 def trace_rows(conn: sqlite3.Connection, *, pid: int, project_id: str,
                root_span_id: str) -> list[dict[str, Any]]:
     """Every row of one trace, in start order (runs on a reader thread)."""
-    rows = [api_row(xact, data, project_id) for xact, data in conn.execute(
-        "SELECT xact, data FROM rows WHERE pid = ? AND root_span_id = ?", (pid, root_span_id))]
+    found = conn.execute("SELECT xact, data FROM rows WHERE pid = ? AND root_span_id = ? "
+                         "LIMIT ?", (pid, root_span_id, MAX_TRACE_SPANS + 1)).fetchall()
+    check_trace_size(len(found), root_span_id)
+    rows = [api_row(xact, data, project_id) for xact, data in found]
     rows.sort(key=trace_order)
     return rows

@@ -1,8 +1,11 @@
 """The SQLite engine: the default store, one file, zero setup.
 
 WAL mode; one writer thread (``_writer.Writer``) takes every write from a queue;
-reads run on a small thread pool, each thread with its own connection, so a slow query never
-blocks the event loop or the writer. See ``_schema`` for the tables and
+reads run on two small thread pools, each thread with its own connection, so a slow query
+never blocks the event loop or the writer: fetches and traces on one, within a time budget
+(``Store.query_timeout``, enforced by SQLite's progress handler), and the small lookups auth
+and ingest need (keys, orgs, projects) on their own, so they never wait behind a slow
+fetch (docs/collector.md, "What it guarantees"). See ``_schema`` for the tables and
 ``_query`` for how fetches pick an index.
 """
 
@@ -13,6 +16,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +25,7 @@ from typing import Any, TypeVar
 
 from spanlog.server.rows._model import now_iso
 from spanlog.server.store._engine import Store
-from spanlog.server.store._errors import NotFound, Unavailable
+from spanlog.server.store._errors import NotFound, QueryTooSlow, Unavailable
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
 from spanlog.server.store.sqlite._pieces import prepare, prepare_rows, write_pieces
 from spanlog.server.store.sqlite._query import fetch_page, trace_rows
@@ -31,6 +35,13 @@ from spanlog.server.store.sqlite._writer import Txn, Writer
 
 T = TypeVar("T")
 READ_THREADS = 4
+# Threads for the lookups of auth and ingest (keys, orgs, projects): never behind a fetch.
+LOOKUP_THREADS = 2
+# Fetches and traces of one project that run at once; the others wait their turn, so one
+# project's slow filters leave read threads to the other projects.
+READS_PER_PROJECT = READ_THREADS // 2
+# SQLite calls the progress handler every this many virtual machine steps (~10 us).
+_PROGRESS_STEPS = 1000
 
 
 class SqliteStore(Store):
@@ -40,6 +51,11 @@ class SqliteStore(Store):
         self.path = path
         self._writer: Writer | None = None
         self._readers: ThreadPoolExecutor | None = None
+        self._lookups: ThreadPoolExecutor | None = None
+        self._closing = False
+        # The connections of the read threads (for interrupt_reads).
+        self._scanning: list[sqlite3.Connection] = []
+        self._turns: dict[int, asyncio.Semaphore] = {}
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -57,14 +73,20 @@ class SqliteStore(Store):
         finally:
             setup.close()
         self._writer = Writer(self.path)
+        self._closing = False
         self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="spanlog-sqlite-read")
+        self._lookups = ThreadPoolExecutor(LOOKUP_THREADS,
+                                           thread_name_prefix="spanlog-sqlite-lookup")
         await self.org(DEFAULT_ORG, create=True)
 
     async def close(self) -> None:
         """Finish queued writes, then close every connection."""
-        if self._readers is not None:
-            readers, self._readers = self._readers, None
-            await asyncio.to_thread(readers.shutdown, True)
+        self.interrupt_reads()
+        for name in ("_readers", "_lookups"):
+            pool: ThreadPoolExecutor | None = getattr(self, name)
+            if pool is not None:
+                setattr(self, name, None)
+                await asyncio.to_thread(pool.shutdown, True)
         with self._lock:
             for conn in self._connections:
                 conn.close()
@@ -72,6 +94,13 @@ class SqliteStore(Store):
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await asyncio.to_thread(writer.close)
+
+    def interrupt_reads(self) -> None:
+        """Stop the fetches and traces running now (they answer 503) and refuse new ones."""
+        self._closing = True
+        with self._lock:
+            for conn in self._scanning:
+                conn.interrupt()
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -85,15 +114,72 @@ class SqliteStore(Store):
         return conn
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        readers = self._readers
-        if readers is None:
+        """A small lookup (keys, orgs, projects) on the lookup threads."""
+        lookups = self._lookups
+        if lookups is None:
             raise Unavailable("the store is not running")
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(readers, lambda: fn(self._reader()))
+            future = loop.run_in_executor(lookups, lambda: fn(self._reader()))
         except RuntimeError:  # the pool shut down between the check and the submit
             raise Unavailable("the collector is shutting down") from None
         return await future
+
+    async def _scan(self, pid: int, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A fetch or trace read of project ``pid`` on the read threads (at most
+        READS_PER_PROJECT at once), stopped when it runs past ``query_timeout``
+        (:class:`QueryTooSlow`), when the caller stops waiting (a client that disconnected:
+        the task is cancelled) or when the store closes."""
+        turn = self._turns.get(pid)
+        if turn is None:
+            turn = self._turns[pid] = asyncio.Semaphore(READS_PER_PROJECT)
+        async with turn:
+            return await self._scan_now(fn)
+
+    async def _scan_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        readers = self._readers
+        if readers is None or self._closing:
+            raise Unavailable("the collector is shutting down")
+        loop = asyncio.get_running_loop()
+        cancelled = threading.Event()
+        budget = self.query_timeout
+        try:
+            future = loop.run_in_executor(readers, self._budgeted, fn, budget, cancelled)
+        except RuntimeError:  # the pool shut down between the check and the submit
+            raise Unavailable("the collector is shutting down") from None
+        try:
+            return await future
+        except asyncio.CancelledError:
+            cancelled.set()  # the thread's progress handler stops the query
+            raise
+
+    def _budgeted(self, fn: Callable[[sqlite3.Connection], T], budget: float,
+                  cancelled: threading.Event) -> T:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._reader()
+            with self._lock:
+                self._scanning.append(conn)
+        deadline = time.monotonic() + budget
+
+        def stop() -> bool:
+            return self._closing or cancelled.is_set() or time.monotonic() > deadline
+
+        if stop():
+            raise Unavailable("the collector is shutting down")
+        conn.set_progress_handler(stop, _PROGRESS_STEPS)
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as exc:
+            if "interrupt" not in str(exc):
+                raise
+            if self._closing or cancelled.is_set():
+                raise Unavailable("the collector is shutting down") from None
+            raise QueryTooSlow(budget) from None
+        finally:
+            conn.set_progress_handler(None, 0)
+            if conn.in_transaction:  # a statement stopped inside fetch_page's BEGIN
+                conn.rollback()
 
     async def _write(self, job: Callable[[Txn], T], size: int = 1) -> T:
         if self._writer is None:
@@ -253,7 +339,7 @@ class SqliteStore(Store):
                     cursor: str | None = None, roots_only: bool = False) -> Page:
         """Rows of a project, most recently updated first, optionally filtered."""
         pid = await self._pid(project_id)
-        return await self._read(partial(fetch_page, pid=pid, project_id=project_id,
+        return await self._scan(pid, partial(fetch_page, pid=pid, project_id=project_id,
                                         filter_text=filter, limit=limit, cursor=cursor,
                                         roots_only=roots_only))
 
@@ -267,5 +353,5 @@ class SqliteStore(Store):
     async def trace(self, project_id: str, root_span_id: str) -> list[dict[str, Any]]:
         """Every row of one trace, oldest first (by ``created``), without score averages."""
         pid = await self._pid(project_id)
-        return await self._read(partial(trace_rows, pid=pid, project_id=project_id,
+        return await self._scan(pid, partial(trace_rows, pid=pid, project_id=project_id,
                                         root_span_id=root_span_id))
