@@ -16,9 +16,10 @@ from aiohttp import web
 
 from spanlog import __version__
 from spanlog.server.http._auth import Access, Auth, Forbidden, Unauthorized
-from spanlog.server.http._body import BadBody, BodyTooLarge, read_bytes, read_object
+from spanlog.server.http._body import BadBody, BodyBudget, BodyTooLarge, read_bytes, read_object
 from spanlog.server.http._context import (
     AUTH,
+    BUDGET,
     SETTINGS,
     STORE,
     UPLOADS,
@@ -51,6 +52,13 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a JSON error with docs/protocol.md's status."""
     try:
+        return await _answer(request, handler)
+    finally:
+        request.app[BUDGET].release(request)
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
         return await handler(request)
     except (InvalidRow, BadRequest, BadBody) as exc:
         return _error(400, str(exc))
@@ -77,7 +85,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def _body(request: web.Request, *required: str) -> dict[str, Any]:
-    return await read_object(request, request.app[SETTINGS].max_body_bytes, required)
+    return await read_object(request, request.app[SETTINGS].max_body_bytes, required,
+                             request.app[BUDGET])
 
 
 def _public_url(request: web.Request) -> str:
@@ -145,7 +154,7 @@ async def get_project(request: web.Request) -> web.Response:
 # -- rows --------------------------------------------------------------------------------
 
 async def _raw_body(request: web.Request) -> bytes:
-    return await read_bytes(request, request.app[SETTINGS].max_body_bytes)
+    return await read_bytes(request, request.app[SETTINGS].max_body_bytes, request.app[BUDGET])
 
 
 async def _store_rows(request: web.Request, access: Access, batch: RowBatch, where: str,
@@ -162,6 +171,7 @@ async def logs3(request: web.Request) -> web.Response:
     batch = await workers.decode(await _raw_body(request), "rows")
     if batch.overflow is not None:
         payload = request.app[UPLOADS].take(batch.overflow, access.org.id)
+        request.app[BUDGET].take(request, len(payload))
         batch = await workers.decode(payload, "rows", source="overflow upload")
         if batch.overflow is not None:
             raise BadRequest("overflow upload: rows must be a list of rows")
@@ -262,6 +272,7 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app = web.Application(middlewares=[errors_as_json], client_max_size=2**62)
     app[STORE] = store
     app[SETTINGS] = settings
+    app[BUDGET] = BodyBudget(settings.bodies_budget())
     app[AUTH] = Auth(store, open_allowed=settings.open_allowed)
     app[UPLOADS] = OverflowUploads(settings.max_upload_bytes)
     app[WORKERS] = IngestWorkers(settings.ingest_workers, store.prepare_rows)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from spanlog.server.http._auth import Access, Auth
-from spanlog.server.http._body import DEFAULT_MAX_BODY
+from spanlog.server.http._body import DEFAULT_MAX_BODY, BodyBudget
 from spanlog.server.http._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.store._engine import Store
@@ -33,6 +33,15 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     # Processes that decode and prepare ingested rows (see _workers); 0: the event loop does.
     ingest_workers: int = 0
+    # Request bodies held in memory at once, all requests together (None: four request
+    # limits plus one overflow upload); more answers 503 with Retry-After.
+    max_bodies_bytes: int | None = None
+
+    def bodies_budget(self) -> int:
+        """The bytes of request bodies that may be held in memory at once."""
+        if self.max_bodies_bytes is not None:
+            return self.max_bodies_bytes
+        return 4 * self.max_body_bytes + self.max_upload_bytes
 
 
 STORE = web.AppKey("store", Store)
@@ -40,6 +49,7 @@ AUTH = web.AppKey("auth", Auth)
 SETTINGS = web.AppKey("settings", Settings)
 UPLOADS = web.AppKey("uploads", OverflowUploads)
 WORKERS = web.AppKey("workers", IngestWorkers)
+BUDGET = web.AppKey("budget", BodyBudget)
 
 
 async def request_access(request: web.Request) -> Access:

@@ -16,7 +16,7 @@ from typing import Any
 
 from spanlog._merge import IS_MERGE
 from spanlog.server.http._auth import Access
-from spanlog.server.http._body import check_object, parse_json
+from spanlog.server.http._body import BodyTooLarge, check_object, parse_json
 from spanlog.server.rows._model import now_iso
 from spanlog.server.rows._validate import InvalidRow, validate_row
 from spanlog.server.store._engine import PrepareRows, Store
@@ -28,6 +28,10 @@ _ROUTING_FIELDS = frozenset({
     "project_id", "project_name", "log_id", "_parent_id", "_async_scoring_control",
     "_skip_async_scoring", "_array_delete",
 })
+
+# The most rows one request may carry (docs/collector.md, "What it guarantees"); the SDKs
+# send at most 1,000 by default.
+MAX_ROWS = 100_000
 
 FEEDBACK_FIELDS = frozenset({"id", "scores", "expected", "comment", "metadata", "tags",
                              "source"})
@@ -74,6 +78,9 @@ def decode_rows(raw: bytes, field: str, project_id: str | None = None,
         return RowBatch([], [], [], overflow=key)
     if not isinstance(rows, list):
         raise BadRequest(f"{source}.{field}: must be a list of rows")
+    if len(rows) > MAX_ROWS:
+        raise BodyTooLarge(f"{source}.{field}: {len(rows)} rows is over the limit of "
+                           f"{MAX_ROWS:,} per request (see docs/collector.md)")
     routes: list[tuple[str | None, str | None]] = []
     ids: list[str] = []
     storable: list[dict[str, Any] | None] = []
