@@ -15,7 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from spanlog import __version__
-from spanlog.server.http._auth import Access, Auth, Forbidden, Unauthorized
+from spanlog.server.http._auth import (
+    Access,
+    Auth,
+    Forbidden,
+    Unauthorized,
+    open_mode_refusal,
+)
 from spanlog.server.http._body import BadBody, BodyBudget, BodyTooLarge, read_bytes, read_object
 from spanlog.server.http._context import (
     AUTH,
@@ -41,6 +47,7 @@ from spanlog.server.store._scores import with_score_averages
 log = logging.getLogger("spanlog.server")
 
 
+OPEN_HOSTS = web.AppKey[frozenset[str]]("open_hosts")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -57,8 +64,19 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         request.app[BUDGET].release(request)
 
 
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if await request.app[AUTH].is_open():
+            # The overflow upload's URL is its permission, and its body type the client's.
+            write = request.method not in _READS and not request.path.startswith(
+                "/logs3/overflow/")
+            hosts = request.app[OPEN_HOSTS]
+            refusal = open_mode_refusal(request.headers, hosts, write)
+            if refusal is not None:
+                raise Forbidden(refusal)
         return await handler(request)
     except (InvalidRow, BadRequest, BadBody) as exc:
         return _error(400, str(exc))
@@ -90,8 +108,16 @@ async def _body(request: web.Request, *required: str) -> dict[str, Any]:
 
 
 def _public_url(request: web.Request) -> str:
+    """``--public-url``, else the address the request reached: never the ``Host`` header,
+    which the client chooses (login's ``api_url`` would send an SDK elsewhere)."""
     configured = request.app[SETTINGS].public_url
-    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
+    if configured:
+        return configured.rstrip("/")
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return f"{request.scheme}://{request.app[SETTINGS].listen_host or '127.0.0.1'}"
+    address, port = sockname[0], sockname[1]
+    return f"http://{f'[{address}]' if ':' in address else address}:{port}"
 
 
 # -- login, version, projects ------------------------------------------------------------
@@ -273,6 +299,7 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app[STORE] = store
     app[SETTINGS] = settings
     app[BUDGET] = BodyBudget(settings.bodies_budget())
+    app[OPEN_HOSTS] = settings.open_hosts()
     app[AUTH] = Auth(store, open_allowed=settings.open_allowed)
     app[UPLOADS] = OverflowUploads(settings.max_upload_bytes)
     app[WORKERS] = IngestWorkers(settings.ingest_workers, store.prepare_rows)

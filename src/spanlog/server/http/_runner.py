@@ -52,6 +52,7 @@ async def start_site(store: Store, host: str, port: int,
     """Start serving ``store`` on ``host:port`` (0: any free port); return runner and port."""
     settings = settings or Settings()
     settings.open_allowed = settings.open_allowed and is_loopback(host)
+    settings.listen_host = host
     app = create_app(store, settings)
     # lingering_time: after an early 413, read (and drop) the rest of the body for at most
     # a second so the client sees the answer, without inflating a gzip bomb for 10 seconds.
