@@ -22,7 +22,14 @@ from spanlog.server.http._auth import (
     Unauthorized,
     open_mode_refusal,
 )
-from spanlog.server.http._body import BadBody, BodyBudget, BodyTooLarge, read_bytes, read_object
+from spanlog.server.http._body import (
+    BadBody,
+    BodyBudget,
+    BodyTimeout,
+    BodyTooLarge,
+    read_bytes,
+    read_object,
+)
 from spanlog.server.http._context import (
     AUTH,
     BUDGET,
@@ -34,6 +41,7 @@ from spanlog.server.http._context import (
     request_access,
     request_project,
 )
+from spanlog.server.http._guard import request_done, request_started
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._viewer import setup_viewer
@@ -58,10 +66,12 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a JSON error with docs/protocol.md's status."""
+    request_started(request)
     try:
         return await _answer(request, handler)
     finally:
         request.app[BUDGET].release(request)
+        request_done(request)
 
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -88,6 +98,10 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(404, str(exc))
     except BodyTooLarge as exc:
         return _error(413, str(exc))
+    except BodyTimeout as exc:
+        response = _error(408, str(exc))
+        response.force_close()
+        return response
     except Unavailable as exc:
         return _error(503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))})
     except web.HTTPException as exc:

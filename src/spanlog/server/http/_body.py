@@ -8,12 +8,14 @@ platform post JSON without one.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, NoReturn
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from spanlog.server.http._guard import BODY_GRACE, BODY_MIN_RATE
 from spanlog.server.rows._json import JSONDecodeError, loads
 from spanlog.server.store._errors import Unavailable
 
@@ -52,6 +54,10 @@ class BodyBudget:
 _HELD = web.RequestKey("spanlog_body_bytes_held", int)
 
 
+class BodyTimeout(ValueError):
+    """The body arrives too slowly (HTTP 408, and the connection is closed)."""
+
+
 class BodyTooLarge(ValueError):
     """The body is over the advertised limit (HTTP 413)."""
 
@@ -84,9 +90,19 @@ async def read_bytes(request: web.Request, max_bytes: int,
                            "(see logs3_payload_max_bytes in GET /version)")
     chunks: list[bytes] = []
     total = 0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     while True:
+        # The body must keep coming (docs/collector.md): BODY_MIN_RATE on average after
+        # BODY_GRACE seconds, so a client trickling bytes cannot hold the request.
+        left = started + BODY_GRACE + total / BODY_MIN_RATE - loop.time()
         try:
-            chunk = await request.content.readany()
+            async with asyncio.timeout(max(left, 0.0)):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise BodyTimeout(f"body: {total} bytes in {loop.time() - started:.0f} s, slower "
+                              f"than {BODY_MIN_RATE // 1024} KiB/s after the first "
+                              f"{BODY_GRACE:.0f} s (see docs/collector.md)") from None
         except RequestPayloadError as exc:
             # A corrupt compressed body: aiohttp's decoder gave up. Mark the stream finished
             # so the server does not try to drain (and log) the undecodable rest.

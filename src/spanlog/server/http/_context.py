@@ -14,6 +14,7 @@ from aiohttp import web
 
 from spanlog.server.http._auth import LOOPBACK_NAMES, Access, Auth, host_name
 from spanlog.server.http._body import DEFAULT_MAX_BODY, BodyBudget
+from spanlog.server.http._guard import DEFAULT_MAX_CONNECTIONS
 from spanlog.server.http._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.store._engine import Store
@@ -39,6 +40,8 @@ class Settings:
     # Request bodies held in memory at once, all requests together (None: four request
     # limits plus one overflow upload); more answers 503 with Retry-After.
     max_bodies_bytes: int | None = None
+    # Open connections at once (see _guard: the ones stalled in their headers make room).
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def open_hosts(self) -> frozenset[str]:
         """The Host names an open collector answers to (docs/collector.md, open mode)."""
