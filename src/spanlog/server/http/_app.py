@@ -27,6 +27,7 @@ from spanlog.server.http._body import (
     BodyBudget,
     BodyTimeout,
     BodyTooLarge,
+    UnsupportedEncoding,
     read_bytes,
     read_object,
 )
@@ -46,6 +47,7 @@ from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
+from spanlog.server.query import FilterError
 from spanlog.server.rows._validate import InvalidRow
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import BadRequest, NotFound, Unavailable
@@ -88,8 +90,9 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             if refusal is not None:
                 raise Forbidden(refusal)
         return await handler(request)
-    except (InvalidRow, BadRequest, BadBody) as exc:
-        return _error(400, str(exc))
+    except (InvalidRow, BadRequest, BadBody, FilterError) as exc:
+        # FilterError: a filter that parses but that the engine cannot run (docs/filters.md).
+        return _error(400, f"filter: {exc}" if isinstance(exc, FilterError) else str(exc))
     except Unauthorized as exc:
         return _error(401, str(exc), {"WWW-Authenticate": "Bearer"})
     except Forbidden as exc:
@@ -98,6 +101,8 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(404, str(exc))
     except BodyTooLarge as exc:
         return _error(413, str(exc))
+    except UnsupportedEncoding as exc:
+        return _error(415, str(exc))
     except BodyTimeout as exc:
         response = _error(408, str(exc))
         response.force_close()

@@ -1,8 +1,9 @@
 """Reading a request body: size limits (compressed and decompressed), gzip, JSON.
 
-aiohttp decompresses ``Content-Encoding: gzip`` bodies as it streams them, a bounded chunk at
-a time; reading that stream with our own cap means a gzip bomb costs at most the cap in
-memory before it is refused with 413. Bodies need no ``Content-Type``: the SDKs of the seed
+``Content-Encoding: gzip`` (or deflate) bodies are decompressed here as they stream in
+(aiohttp's own decoding is off), never more than the cap past what was read: a gzip bomb
+costs at most the cap in memory before it is refused with 413, and a corrupt or unknown
+encoding gets a JSON error that says so. Bodies need no ``Content-Type``: the SDKs of the seed
 platform post JSON without one.
 """
 
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import zlib
 from typing import Any, NoReturn
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
 from spanlog.server.http._guard import BODY_GRACE, BODY_MIN_RATE
 from spanlog.server.rows._json import JSONDecodeError, loads
@@ -66,18 +67,31 @@ class BadBody(ValueError):
     """The body is not valid JSON of the expected shape (HTTP 400)."""
 
 
-def _reason(exc: BaseException) -> str:
-    # The innermost cause is the decoder's own words ("incorrect header check").
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    lines = str(exc).strip().splitlines()
-    return lines[-1].strip() if lines else type(exc).__name__
-
-
 async def read_json(request: web.Request, max_bytes: int,
                     budget: BodyBudget | None = None) -> Any:
     """The request's JSON body, at most ``max_bytes`` after decompression."""
     return parse_json(await read_bytes(request, max_bytes, budget))
+
+
+class UnsupportedEncoding(ValueError):
+    """A ``Content-Encoding`` the collector cannot decode (HTTP 415)."""
+
+
+# What aiohttp is told not to decode (the runner's auto_decompress=False): this module
+# decodes, so that every refusal is a JSON error that names the encoding.
+_ENCODINGS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16,
+              "deflate": zlib.MAX_WBITS}
+
+
+def decoder_for(request: web.Request) -> tuple[str, Any]:
+    """The request's Content-Encoding and a zlib decompressor for it (None: identity)."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return encoding, None
+    if encoding not in _ENCODINGS:
+        raise UnsupportedEncoding(f"body: Content-Encoding {encoding!r} is not supported "
+                                  "(send gzip, deflate or none)")
+    return encoding, zlib.decompressobj(_ENCODINGS[encoding])
 
 
 async def read_bytes(request: web.Request, max_bytes: int,
@@ -88,43 +102,65 @@ async def read_bytes(request: web.Request, max_bytes: int,
     if length is not None and length > max_bytes:
         raise BodyTooLarge(f"body: {length} bytes is over the limit of {max_bytes} bytes "
                            "(see logs3_payload_max_bytes in GET /version)")
+    encoding, decoder = decoder_for(request)
+    what = "decompressed body" if decoder is not None else "body"
     chunks: list[bytes] = []
     total = 0
+    received = 0
     loop = asyncio.get_running_loop()
     started = loop.time()
     while True:
         # The body must keep coming (docs/collector.md): BODY_MIN_RATE on average after
         # BODY_GRACE seconds, so a client trickling bytes cannot hold the request.
-        left = started + BODY_GRACE + total / BODY_MIN_RATE - loop.time()
+        left = started + BODY_GRACE + received / BODY_MIN_RATE - loop.time()
         try:
             async with asyncio.timeout(max(left, 0.0)):
-                chunk = await request.content.readany()
+                data = await request.content.readany()
         except TimeoutError:
-            raise BodyTimeout(f"body: {total} bytes in {loop.time() - started:.0f} s, slower "
-                              f"than {BODY_MIN_RATE // 1024} KiB/s after the first "
+            raise BodyTimeout(f"body: {received} bytes in {loop.time() - started:.0f} s, "
+                              f"slower than {BODY_MIN_RATE // 1024} KiB/s after the first "
                               f"{BODY_GRACE:.0f} s (see docs/collector.md)") from None
-        except RequestPayloadError as exc:
-            # A corrupt compressed body: aiohttp's decoder gave up. Mark the stream finished
-            # so the server does not try to drain (and log) the undecodable rest.
-            request.content.feed_eof()
-            encoding = request.headers.get("Content-Encoding", "")
-            raise BadBody(f"body: cannot decode Content-Encoding {encoding!r}: "
-                          f"{_reason(exc)}") from None
         except ConnectionResetError:  # the client left; nobody reads the answer
             raise BadBody("body: the connection closed before the body was complete") \
                 from None
-        if not chunk:
+        received += len(data)
+        if decoder is None:
+            chunk = data
+        elif not data:
+            if not decoder.eof:
+                raise BadBody(f"body: cannot decode Content-Encoding {encoding!r}: the "
+                              f"compressed data ends early (truncated, or not {encoding})")
+            chunk = b""
+        else:
+            chunk = inflate(decoder, encoding, data, max_bytes - total)
+        if not chunk and not data:
             break
         total += len(chunk)
         if total > max_bytes:
-            encoding = request.headers.get("Content-Encoding", "")
-            what = "decompressed body" if encoding and encoding != "identity" else "body"
             raise BodyTooLarge(f"{what}: over the limit of {max_bytes} bytes "
                                "(see logs3_payload_max_bytes in GET /version)")
         if budget is not None:
             budget.take(request, len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def inflate(decoder: Any, encoding: str, data: bytes, room: int) -> bytes:
+    """``data`` decompressed, at most ``room + 1`` bytes of it (more is refused by the
+    caller, so a gzip bomb never inflates past the limit)."""
+    try:
+        if decoder.eof:
+            if data.strip(b"\0"):
+                raise BadBody(f"body: cannot decode Content-Encoding {encoding!r}: data "
+                              "after the end of the compressed stream")
+            return b""
+        out: bytes = decoder.decompress(data, room + 1)
+    except zlib.error as exc:
+        raise BadBody(f"body: cannot decode Content-Encoding {encoding!r}: corrupt "
+                      f"compressed data ({exc})") from None
+    if decoder.unconsumed_tail:
+        return out + b"\0"  # over the limit: one byte past it is enough to say so
+    return out
 
 
 # Every byte but the JSON brackets and quotes, for bytes.translate to delete.

@@ -110,6 +110,21 @@ async def bind_rows(store: Store, access: Access, batch: RowBatch, *, where: str
     by_id: dict[str, Project] = {}
     if project is not None:
         by_id[project.id] = project
+    # Every project id is checked before any project is created by name: a request that
+    # fails creates nothing (docs/collector.md, "What it guarantees").
+    for i, (project_id, name) in enumerate(batch.routes):
+        here = f"{where}[{i}]"
+        if project_id is not None and project_id not in by_id:
+            found = await store.project_by_id(project_id)
+            if found is None:
+                raise NotFound(f"{here}.project_id: project {project_id!r} not found")
+            access.check(found)
+            if project is not None and found.id != project.id:
+                raise InvalidRow(f"{here}.project_id: {found.id!r} differs from the project "
+                                 f"in the URL ({project.id!r})")
+            by_id[project_id] = found
+        elif project_id is None and name is not None:
+            access.check_name(name)
     for i, (project_id, name) in enumerate(batch.routes):
         here = f"{where}[{i}]"
         if project_id is not None:
@@ -162,7 +177,11 @@ def feedback_pieces(project: Project, items: Any) -> list[Piece]:
         comment = item.get("comment")
         if comment is not None and not isinstance(comment, str):
             raise InvalidRow(f"{here}.comment: must be a string")
-        audit = {"_audit_source": source, "_audit_metadata": item.get("metadata")}
+        metadata = item.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidRow(f"{here}.metadata: must be an object, got "
+                             f"{type(metadata).__name__}")
+        audit = {"_audit_source": source, "_audit_metadata": metadata}
         update = {k: item[k] for k in ("scores", "expected", "tags") if item.get(k) is not None}
         if not update and comment is None:
             raise InvalidRow(f"{here}: needs at least one of scores, expected, tags, comment")

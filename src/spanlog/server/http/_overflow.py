@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from spanlog.server.http._body import BadBody, BodyTooLarge
+from spanlog.server.http._body import BadBody, BodyTooLarge, decoder_for, inflate
 from spanlog.server.store._errors import Unavailable
 
 UPLOAD_TTL_SECONDS = 3600.0
@@ -87,11 +87,14 @@ class OverflowUploads:
         if upload is None or upload.done:
             raise web.HTTPNotFound(text="overflow upload key unknown, used or expired")
         received = 0
+        encoding, decoder = decoder_for(request)
         with open(upload.path, "wb") as out:
             while True:
                 chunk = await request.content.readany()
                 if not chunk:
                     break
+                if decoder is not None:
+                    chunk = inflate(decoder, encoding, chunk, upload.size - received)
                 received += len(chunk)
                 if received > upload.size:
                     self.discard(key)

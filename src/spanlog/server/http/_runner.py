@@ -58,7 +58,8 @@ async def start_site(store: Store, host: str, port: int,
     # lingering_time: after an early 413, read (and drop) the rest of the body for at most
     # a second so the client sees the answer, without inflating a gzip bomb for 10 seconds.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=1.0,
-                           keepalive_timeout=KEEPALIVE_TIMEOUT)
+                           keepalive_timeout=KEEPALIVE_TIMEOUT,
+                           auto_decompress=False)  # _body decodes (JSON errors, limits)
     await runner.setup()  # starts the store (the app's cleanup context)
     guard(runner, settings.max_connections)
     try:
