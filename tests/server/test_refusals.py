@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+from typing import Any
 
 import pytest
 from spanlog_server_http import call
@@ -79,3 +80,26 @@ def test_comment_only_feedback_needs_object_metadata(server: BackgroundCollector
                               {"feedback": [{"id": "a", "comment": "hi",
                                              "metadata": metadata}]}, headers=JSON)
         assert status == 400 and "metadata" in answer["error"], (metadata, status, answer)
+
+
+def test_a_full_disk_is_507_and_reads_go_on(tmp_path_factory: pytest.TempPathFactory) -> None:
+    path = tmp_path_factory.mktemp("full") / "full.sqlite3"
+    with BackgroundCollector(str(path)) as s:
+        rows = [{"id": "a", "project_name": "p", "input": "x"}]
+        assert call(s.url, "POST", "/logs3", {"rows": rows}, headers=JSON)[0] == 200
+
+        async def fill() -> None:  # the file may not grow any more: SQLite's "disk is full"
+            def job(txn: Any) -> None:
+                pages = txn.conn.execute("PRAGMA page_count").fetchone()[0]
+                txn.conn.execute(f"PRAGMA max_page_count = {pages}")
+            await s.store._write(job)  # type: ignore[attr-defined]
+
+        s.call(fill)
+        big = [{"id": f"b{i}", "project_name": "p", "input": "y" * 20000} for i in range(50)]
+        status, answer = call(s.url, "POST", "/logs3", {"rows": big}, headers=JSON)
+        assert status == 507 and "disk" in answer["error"] and "full" in answer["error"], answer
+        pid = call(s.url, "POST", "/v1/project", {"name": "p"}, headers=JSON)
+        assert pid[0] == 200
+        status, page = call(s.url, "POST", f"/v1/project_logs/{pid[1]['id']}/fetch", {},
+                            headers=JSON)
+        assert status == 200 and [r["id"] for r in page["events"]] == ["a"]

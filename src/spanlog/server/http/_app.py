@@ -50,7 +50,7 @@ from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.query import FilterError
 from spanlog.server.rows._validate import InvalidRow
 from spanlog.server.store._engine import Store
-from spanlog.server.store._errors import BadRequest, NotFound, Unavailable
+from spanlog.server.store._errors import BadRequest, DiskFull, NotFound, Unavailable
 from spanlog.server.store._records import Project
 from spanlog.server.store._scores import with_score_averages
 
@@ -107,6 +107,8 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = _error(408, str(exc))
         response.force_close()
         return response
+    except DiskFull as exc:
+        return _error(507, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))})
     except Unavailable as exc:
         return _error(503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))})
     except web.HTTPException as exc:
