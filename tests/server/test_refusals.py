@@ -103,3 +103,16 @@ def test_a_full_disk_is_507_and_reads_go_on(tmp_path_factory: pytest.TempPathFac
         status, page = call(s.url, "POST", f"/v1/project_logs/{pid[1]['id']}/fetch", {},
                             headers=JSON)
         assert status == 200 and [r["id"] for r in page["events"]] == ["a"]
+
+
+def test_nul_characters_are_refused_naming_where(server: BackgroundCollector) -> None:
+    raw = b'{"rows":[{"id":"n1","project_name":"p"},' \
+          b'{"id":"n2","project_name":"p","input":{"q":"a\\u0000b"}}]}'
+    status, answer = call(server.url, "POST", "/logs3", raw=raw, headers=JSON)
+    assert status == 400 and "rows[1].input" in answer["error"], answer
+    assert "NUL" in answer["error"]
+    # An escaped backslash before "u0000" is plain text, stored as it is.
+    raw = b'{"rows":[{"id":"n3","project_name":"p","input":"a\\\\u0000b"}]}'
+    assert call(server.url, "POST", "/logs3", raw=raw, headers=JSON)[0] == 200
+    status, answer = _fetch(server, {"filter": "input = 'a\u0000b'"})
+    assert status == 400 and "NUL" in answer["error"], answer  # type: ignore[index]

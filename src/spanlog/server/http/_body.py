@@ -253,7 +253,28 @@ def parse_json(raw: bytes) -> Any:
         path = _too_deep_path(value)
         if path is not None:
             raise _too_deep(_where(path))
+    if b"\\u0000" in raw:
+        # U+0000: PostgreSQL cannot store it, so neither engine does (docs/collector.md).
+        nul_path = _nul_path(value)
+        if nul_path is not None:
+            raise BadBody(f"{_where(nul_path)}: contains a NUL character (U+0000), which "
+                          "the collector does not store")
     return value
+
+
+def _nul_path(value: Any) -> list[str | int] | None:
+    """The path to the first string (or key) holding U+0000 in ``value``, or None."""
+    if isinstance(value, str):
+        return [] if "\0" in value else None
+    items: Any = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        if isinstance(key, str) and "\0" in key:
+            return [key]
+        path = _nul_path(item)
+        if path is not None:
+            return [key, *path]
+    return None
 
 
 def _explain(raw: bytes, exc: JSONDecodeError) -> NoReturn:
