@@ -157,6 +157,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from spanlog.server.http._runner import StartupRefused, start_site
     from spanlog.server.http._tuning import tune_process
     from spanlog.server.http._workers import worker_count
+    from spanlog.server.store._errors import StoreCorrupt
     from spanlog.server.store.postgres._store import PostgresUnavailable
     from spanlog.server.store.sqlite._upgrade import SchemaTooNew
 
@@ -179,7 +180,7 @@ async def _serve(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     try:
         runner, port = await start_site(store, args.host, args.port, settings)
-    except (StartupRefused, SchemaTooNew, PostgresUnavailable) as exc:
+    except (StartupRefused, SchemaTooNew, PostgresUnavailable, StoreCorrupt) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")

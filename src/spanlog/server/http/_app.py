@@ -16,10 +16,25 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from spanlog import __version__
-from spanlog.server.http._auth import Access, Auth, Forbidden, Unauthorized
-from spanlog.server.http._body import BadBody, BodyTooLarge, read_bytes, read_object
+from spanlog.server.http._auth import (
+    Access,
+    Auth,
+    Forbidden,
+    Unauthorized,
+    open_mode_refusal,
+)
+from spanlog.server.http._body import (
+    BadBody,
+    BodyBudget,
+    BodyTimeout,
+    BodyTooLarge,
+    UnsupportedEncoding,
+    read_bytes,
+    read_object,
+)
 from spanlog.server.http._context import (
     AUTH,
+    BUDGET,
     SETTINGS,
     STORE,
     UPLOADS,
@@ -28,15 +43,17 @@ from spanlog.server.http._context import (
     request_access,
     request_project,
 )
+from spanlog.server.http._guard import request_done, request_started
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
+from spanlog.server.query import FilterError
 from spanlog.server.rows._json import dumps
 from spanlog.server.rows._validate import InvalidRow
 from spanlog.server.store._engine import Store
-from spanlog.server.store._errors import BadRequest, NotFound, Unavailable
+from spanlog.server.store._errors import BadRequest, DiskFull, NotFound, Unavailable
 from spanlog.server.store._records import Project
 from spanlog.server.store._scores import with_score_averages
 
@@ -44,6 +61,7 @@ log = logging.getLogger("spanlog.server")
 
 
 T = TypeVar("T")
+OPEN_HOSTS = web.AppKey[frozenset[str]]("open_hosts")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -54,10 +72,31 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a JSON error with docs/protocol.md's status."""
+    request_started(request)
     try:
+        return await _answer(request, handler)
+    finally:
+        request.app[BUDGET].release(request)
+        request_done(request)
+
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        if await request.app[AUTH].is_open():
+            # The overflow upload's URL is its permission, and its body type the client's.
+            write = request.method not in _READS and not request.path.startswith(
+                "/logs3/overflow/")
+            hosts = request.app[OPEN_HOSTS]
+            refusal = open_mode_refusal(request.headers, hosts, write)
+            if refusal is not None:
+                raise Forbidden(refusal)
         return await handler(request)
-    except (InvalidRow, BadRequest, BadBody) as exc:
-        return _error(400, str(exc))
+    except (InvalidRow, BadRequest, BadBody, FilterError) as exc:
+        # FilterError: a filter that parses but that the engine cannot run (docs/filters.md).
+        return _error(400, f"filter: {exc}" if isinstance(exc, FilterError) else str(exc))
     except Unauthorized as exc:
         return _error(401, str(exc), {"WWW-Authenticate": "Bearer"})
     except Forbidden as exc:
@@ -66,6 +105,14 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return _error(404, str(exc))
     except BodyTooLarge as exc:
         return _error(413, str(exc))
+    except UnsupportedEncoding as exc:
+        return _error(415, str(exc))
+    except BodyTimeout as exc:
+        response = _error(408, str(exc))
+        response.force_close()
+        return response
+    except DiskFull as exc:
+        return _error(507, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))})
     except Unavailable as exc:
         return _error(503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))})
     except web.HTTPException as exc:
@@ -81,12 +128,21 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def _body(request: web.Request, *required: str) -> dict[str, Any]:
-    return await read_object(request, request.app[SETTINGS].max_body_bytes, required)
+    return await read_object(request, request.app[SETTINGS].max_body_bytes, required,
+                             request.app[BUDGET])
 
 
 def _public_url(request: web.Request) -> str:
+    """``--public-url``, else the address the request reached: never the ``Host`` header,
+    which the client chooses (login's ``api_url`` would send an SDK elsewhere)."""
     configured = request.app[SETTINGS].public_url
-    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
+    if configured:
+        return configured.rstrip("/")
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return f"{request.scheme}://{request.app[SETTINGS].listen_host or '127.0.0.1'}"
+    address, port = sockname[0], sockname[1]
+    return f"http://{f'[{address}]' if ':' in address else address}:{port}"
 
 
 # -- login, version, projects ------------------------------------------------------------
@@ -149,7 +205,7 @@ async def get_project(request: web.Request) -> web.Response:
 # -- rows --------------------------------------------------------------------------------
 
 async def _raw_body(request: web.Request) -> bytes:
-    return await read_bytes(request, request.app[SETTINGS].max_body_bytes)
+    return await read_bytes(request, request.app[SETTINGS].max_body_bytes, request.app[BUDGET])
 
 
 async def _store_rows(request: web.Request, access: Access, batch: RowBatch, where: str,
@@ -166,6 +222,7 @@ async def logs3(request: web.Request) -> web.Response:
     batch = await workers.decode(await _raw_body(request), "rows")
     if batch.overflow is not None:
         payload = request.app[UPLOADS].take(batch.overflow, access.org.id)
+        request.app[BUDGET].take(request, len(payload))
         batch = await workers.decode(payload, "rows", source="overflow upload")
         if batch.overflow is not None:
             raise BadRequest("overflow upload: rows must be a list of rows")
@@ -294,6 +351,8 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app[STORE] = store
     store.query_timeout = settings.query_timeout
     app[SETTINGS] = settings
+    app[BUDGET] = BodyBudget(settings.bodies_budget())
+    app[OPEN_HOSTS] = settings.open_hosts()
     app[AUTH] = Auth(store, open_allowed=settings.open_allowed)
     app[UPLOADS] = OverflowUploads(settings.max_upload_bytes)
     app[WORKERS] = IngestWorkers(settings.ingest_workers, store.prepare_rows)

@@ -16,7 +16,7 @@ import hashlib
 import ipaddress
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from spanlog.server.rows._model import now_iso
@@ -47,6 +47,57 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# Names a browser on this machine may use for an open collector (docs/collector.md, open mode).
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+# Request body types a browser may send cross-site without asking first (CORS "simple").
+# Python's urllib and `curl -d` label a JSON body as a form: that one is refused only from
+# a browser (a request that carries a header only browsers send).
+_SIMPLE_TYPES = ("text/plain", "multipart/form-data")
+_FORM_TYPE = "application/x-www-form-urlencoded"
+_BROWSER_HEADERS = ("Origin", "Referer", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest")
+
+
+def host_name(host: str) -> str:
+    """``host`` (a Host header or URL authority) without its port, lowercased."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def open_mode_refusal(headers: Mapping[str, str], allowed_hosts: Set[str],
+                      write: bool) -> str | None:
+    """Why an open collector refuses this request from a web page, or None to serve it.
+
+    Open mode trusts whoever can reach the loopback address; a web page the developer visits
+    can reach it too. A page on another site may send a ``no-cors`` POST (text/plain, no
+    preflight), and a site whose name resolves to 127.0.0.1 (DNS rebinding) may read the
+    answers: so only the collector's own names are served, and writes must come from no
+    page or from the collector's own pages, with a JSON body or none. SDKs and curl send no
+    ``Origin`` and no ``Sec-Fetch-Site``.
+    """
+    host = headers.get("Host")
+    if host is not None and host_name(host) not in allowed_hosts:
+        return (f"Host {host!r} is not a name of this collector (open mode serves "
+                f"{', '.join(sorted(allowed_hosts))}; set --public-url for another)")
+    if not write:
+        return None
+    site = headers.get("Sec-Fetch-Site")
+    if site is not None and site.lower() not in ("same-origin", "none"):
+        return f"cross-site write refused (Sec-Fetch-Site: {site}) in open mode"
+    origin = headers.get("Origin")
+    if origin is not None:
+        authority = origin.partition("://")[2]
+        if not authority or host_name(authority) not in allowed_hosts:
+            return f"cross-site write refused (Origin: {origin}) in open mode"
+    content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type in _SIMPLE_TYPES or (content_type == _FORM_TYPE and any(
+            name in headers for name in _BROWSER_HEADERS)):
+        return (f"Content-Type {content_type} refused for writes in open mode: send "
+                "application/json (or no Content-Type)")
+    return None
 
 
 async def create_key(store: Store, org_name: str, *, projects: Sequence[str] | None = None,

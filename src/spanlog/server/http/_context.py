@@ -8,11 +8,13 @@ Shared by the API's routes (``_app.py``) and the viewer's (``_viewer.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from spanlog.server.http._auth import Access, Auth
-from spanlog.server.http._body import DEFAULT_MAX_BODY
+from spanlog.server.http._auth import LOOPBACK_NAMES, Access, Auth, host_name
+from spanlog.server.http._body import DEFAULT_MAX_BODY, BodyBudget
+from spanlog.server.http._guard import DEFAULT_MAX_CONNECTIONS
 from spanlog.server.http._overflow import DEFAULT_MAX_UPLOAD_BYTES, OverflowUploads
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.store._engine import DEFAULT_QUERY_TIMEOUT, Store
@@ -29,12 +31,33 @@ class Settings:
     public_url: str | None = None
     # Open mode (any token accepted while no key exists) is only ever allowed on loopback.
     open_allowed: bool = True
+    # The address the collector listens on (a name open mode answers to, with localhost).
+    listen_host: str | None = None
     # Largest single "logs3 overflow" upload (the braintrust SDK's path for huge rows).
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     # Processes that decode and prepare ingested rows (see _workers); 0: the event loop does.
     ingest_workers: int = 0
     # Seconds one fetch or trace read may run before it is stopped (docs/collector.md).
     query_timeout: float = DEFAULT_QUERY_TIMEOUT
+    # Request bodies held in memory at once, all requests together (None: four request
+    # limits plus one overflow upload); more answers 503 with Retry-After.
+    max_bodies_bytes: int | None = None
+    # Open connections at once (see _guard: the ones stalled in their headers make room).
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    def open_hosts(self) -> frozenset[str]:
+        """The Host names an open collector answers to (docs/collector.md, open mode)."""
+        names = set(LOOPBACK_NAMES)
+        for host in (self.listen_host, self.public_url and urlsplit(self.public_url).netloc):
+            if host:
+                names.add(host_name(host if not host.count(":") > 1 else f"[{host}]"))
+        return frozenset(names)
+
+    def bodies_budget(self) -> int:
+        """The bytes of request bodies that may be held in memory at once."""
+        if self.max_bodies_bytes is not None:
+            return self.max_bodies_bytes
+        return 4 * self.max_body_bytes + self.max_upload_bytes
 
 
 STORE = web.AppKey("store", Store)
@@ -42,6 +65,7 @@ AUTH = web.AppKey("auth", Auth)
 SETTINGS = web.AppKey("settings", Settings)
 UPLOADS = web.AppKey("uploads", OverflowUploads)
 WORKERS = web.AppKey("workers", IngestWorkers)
+BUDGET = web.AppKey("budget", BodyBudget)
 
 
 async def request_access(request: web.Request) -> Access:

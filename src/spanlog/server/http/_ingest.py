@@ -16,7 +16,7 @@ from typing import Any
 
 from spanlog._merge import IS_MERGE
 from spanlog.server.http._auth import Access
-from spanlog.server.http._body import check_object, parse_json
+from spanlog.server.http._body import BodyTooLarge, check_object, parse_json
 from spanlog.server.rows._model import now_iso
 from spanlog.server.rows._validate import InvalidRow, validate_row
 from spanlog.server.store._engine import PrepareRows, Store
@@ -28,6 +28,10 @@ _ROUTING_FIELDS = frozenset({
     "project_id", "project_name", "log_id", "_parent_id", "_async_scoring_control",
     "_skip_async_scoring", "_array_delete",
 })
+
+# The most rows one request may carry (docs/collector.md, "What it guarantees"); the SDKs
+# send at most 1,000 by default.
+MAX_ROWS = 100_000
 
 FEEDBACK_FIELDS = frozenset({"id", "scores", "expected", "comment", "metadata", "tags",
                              "source"})
@@ -74,6 +78,9 @@ def decode_rows(raw: bytes, field: str, project_id: str | None = None,
         return RowBatch([], [], [], overflow=key)
     if not isinstance(rows, list):
         raise BadRequest(f"{source}.{field}: must be a list of rows")
+    if len(rows) > MAX_ROWS:
+        raise BodyTooLarge(f"{source}.{field}: {len(rows)} rows is over the limit of "
+                           f"{MAX_ROWS:,} per request (see docs/collector.md)")
     routes: list[tuple[str | None, str | None]] = []
     ids: list[str] = []
     storable: list[dict[str, Any] | None] = []
@@ -103,6 +110,21 @@ async def bind_rows(store: Store, access: Access, batch: RowBatch, *, where: str
     by_id: dict[str, Project] = {}
     if project is not None:
         by_id[project.id] = project
+    # Every project id is checked before any project is created by name: a request that
+    # fails creates nothing (docs/collector.md, "What it guarantees").
+    for i, (project_id, name) in enumerate(batch.routes):
+        here = f"{where}[{i}]"
+        if project_id is not None and project_id not in by_id:
+            found = await store.project_by_id(project_id)
+            if found is None:
+                raise NotFound(f"{here}.project_id: project {project_id!r} not found")
+            access.check(found)
+            if project is not None and found.id != project.id:
+                raise InvalidRow(f"{here}.project_id: {found.id!r} differs from the project "
+                                 f"in the URL ({project.id!r})")
+            by_id[project_id] = found
+        elif project_id is None and name is not None:
+            access.check_name(name)
     for i, (project_id, name) in enumerate(batch.routes):
         here = f"{where}[{i}]"
         if project_id is not None:
@@ -155,7 +177,11 @@ def feedback_pieces(project: Project, items: Any) -> list[Piece]:
         comment = item.get("comment")
         if comment is not None and not isinstance(comment, str):
             raise InvalidRow(f"{here}.comment: must be a string")
-        audit = {"_audit_source": source, "_audit_metadata": item.get("metadata")}
+        metadata = item.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidRow(f"{here}.metadata: must be an object, got "
+                             f"{type(metadata).__name__}")
+        audit = {"_audit_source": source, "_audit_metadata": metadata}
         update = {k: item[k] for k in ("scores", "expected", "tags") if item.get(k) is not None}
         if not update and comment is None:
             raise InvalidRow(f"{here}: needs at least one of scores, expected, tags, comment")

@@ -23,11 +23,16 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from spanlog.server.http._body import BadBody, BodyTooLarge
+from spanlog.server.http._body import BadBody, BodyTooLarge, decoder_for, inflate
+from spanlog.server.store._errors import Unavailable
 
 UPLOAD_TTL_SECONDS = 3600.0
 # An overflow upload may be larger than a normal request, but not unboundedly so.
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+# Reservations pending at once per organization (docs/collector.md, "What it guarantees"):
+# a client that asks for upload URLs and never uses them holds disk until they expire.
+MAX_PENDING_UPLOADS = 16
+MAX_PENDING_UPLOAD_BYTES = 4 * DEFAULT_MAX_UPLOAD_BYTES
 
 
 @dataclass
@@ -61,6 +66,15 @@ class OverflowUploads:
             raise BodyTooLarge(f"body.size_bytes: {size} bytes is over the overflow upload "
                                f"limit of {self.max_bytes} bytes")
         self._expire()
+        pending = [u for u in self._uploads.values() if u.org_id == org_id]
+        reserved = sum(u.size for u in pending)
+        if len(pending) >= MAX_PENDING_UPLOADS or \
+                reserved + size > max(MAX_PENDING_UPLOAD_BYTES, self.max_bytes):
+            raise Unavailable(f"overflow uploads: {len(pending)} pending for this organization "
+                              f"({reserved} bytes reserved), the limit is "
+                              f"{MAX_PENDING_UPLOADS} uploads and "
+                              f"{MAX_PENDING_UPLOAD_BYTES} bytes; use or let expire the "
+                              "ones reserved", retry_after=60.0)
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="spanlog-overflow-")
         key = secrets.token_urlsafe(32)
@@ -73,11 +87,14 @@ class OverflowUploads:
         if upload is None or upload.done:
             raise web.HTTPNotFound(text="overflow upload key unknown, used or expired")
         received = 0
+        encoding, decoder = decoder_for(request)
         with open(upload.path, "wb") as out:
             while True:
                 chunk = await request.content.readany()
                 if not chunk:
                     break
+                if decoder is not None:
+                    chunk = inflate(decoder, encoding, chunk, upload.size - received)
                 received += len(chunk)
                 if received > upload.size:
                     self.discard(key)

@@ -18,6 +18,7 @@ from aiohttp import web
 from spanlog.server.http._app import create_app
 from spanlog.server.http._auth import is_loopback
 from spanlog.server.http._context import Settings
+from spanlog.server.http._guard import KEEPALIVE_TIMEOUT, guard
 from spanlog.server.store._engine import Store
 from spanlog.server.store.sqlite._store import SqliteStore
 
@@ -51,11 +52,15 @@ async def start_site(store: Store, host: str, port: int,
     """Start serving ``store`` on ``host:port`` (0: any free port); return runner and port."""
     settings = settings or Settings()
     settings.open_allowed = settings.open_allowed and is_loopback(host)
+    settings.listen_host = host
     app = create_app(store, settings)
     # lingering_time: after an early 413, read (and drop) the rest of the body for at most
     # a second so the client sees the answer, without inflating a gzip bomb for 10 seconds.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=1.0)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=1.0,
+                           keepalive_timeout=KEEPALIVE_TIMEOUT,
+                           auto_decompress=False)  # _body decodes (JSON errors, limits)
     await runner.setup()  # starts the store (the app's cleanup context)
+    guard(runner, settings.max_connections)
     try:
         await check_bind(store, host)
         site = web.TCPSite(runner, host, port, reuse_address=True)

@@ -438,6 +438,10 @@ def parse(text: str) -> Expr:
         raise FilterError(f"filter is {len(text)} characters long, over the limit of "
                           f"{MAX_FILTER_LENGTH} (at position {MAX_FILTER_LENGTH})",
                           MAX_FILTER_LENGTH)
+    nul = text.find("\0")
+    if nul >= 0:  # no stored text holds one (docs/collector.md), and PostgreSQL cannot take it
+        raise FilterError(f"the filter contains a NUL character (U+0000) at position {nul}",
+                          nul)
     parser = _Parser(text)
     if parser.peek().kind == "end":
         raise FilterError("the filter is empty (at position 0)", 0)

@@ -15,6 +15,16 @@ class Unavailable(RuntimeError):
         self.retry_after = retry_after
 
 
+class DiskFull(Unavailable):
+    """The database's disk is full: writes fail until space is freed, reads still work
+    (HTTP 507)."""
+
+    def __init__(self, message: str = "the disk holding the database is full: rows cannot "
+                 "be stored until space is freed (reads still work)",
+                 retry_after: float = 60.0) -> None:
+        super().__init__(message, retry_after)
+
+
 class BadRequest(ValueError):
     """The request cannot be served as asked (HTTP 400); the message says what and where."""
 
@@ -31,3 +41,7 @@ class QueryTooSlow(BadRequest):
             "indexed field (metadata.user_id = '...', tags includes '...', root_span_id = "
             "'...'), use fewer or more specific LIKE patterns, or ask for a smaller limit")
         self.budget = budget
+
+
+class StoreCorrupt(RuntimeError):
+    """The database file is damaged or not a database; the message says what to do."""

@@ -31,7 +31,7 @@ def parse_cursor(cursor: str | None) -> int | None:
         value = int(cursor)
     except (TypeError, ValueError):
         raise BadRequest(f"cursor: not a cursor this collector returned: {cursor!r}") from None
-    if value <= 0:
+    if value <= 0 or value >= 2**63:  # transaction ids are 64-bit in both engines
         raise BadRequest(f"cursor: not a cursor this collector returned: {cursor!r}")
     return value
 

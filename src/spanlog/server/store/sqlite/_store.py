@@ -25,7 +25,13 @@ from typing import Any, TypeVar
 
 from spanlog.server.rows._model import now_iso
 from spanlog.server.store._engine import Store
-from spanlog.server.store._errors import NotFound, QueryTooSlow, Unavailable
+from spanlog.server.store._errors import (
+    DiskFull,
+    NotFound,
+    QueryTooSlow,
+    StoreCorrupt,
+    Unavailable,
+)
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
 from spanlog.server.store.sqlite._pieces import prepare, prepare_rows, write_pieces
 from spanlog.server.store.sqlite._query import fetch_page, trace_rows
@@ -42,6 +48,26 @@ LOOKUP_THREADS = 2
 READS_PER_PROJECT = READ_THREADS // 2
 # SQLite calls the progress handler every this many virtual machine steps (~10 us).
 _PROGRESS_STEPS = 1000
+
+
+_SQLITE_HEADER = b"SQLite format 3\0"
+
+
+def _corrupt(path: str, reason: str) -> str:
+    return (f"{path} is not a readable spanlog database ({reason}). Restore it from a "
+            "backup, or move it aside to start with an empty one (`sqlite3 FILE .recover` "
+            "may save its rows).")
+
+
+def _check_header(path: str) -> None:
+    """Refuse a file that is not SQLite before anything writes to it (docs/collector.md)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    if header and header != _SQLITE_HEADER:
+        raise StoreCorrupt(_corrupt(path, "its header is not SQLite's"))
 
 
 class SqliteStore(Store):
@@ -67,11 +93,17 @@ class SqliteStore(Store):
         """Create the schema if needed, start the writer thread and the readers."""
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        setup = connect(self.path, readonly=False)
+        _check_header(self.path)
         try:
-            await asyncio.to_thread(ensure_schema, setup)
-        finally:
-            setup.close()
+            setup = connect(self.path, readonly=False)
+            try:
+                await asyncio.to_thread(ensure_schema, setup)
+            finally:
+                setup.close()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise StoreCorrupt(_corrupt(self.path, str(exc))) from None
         self._writer = Writer(self.path)
         self._closing = False
         self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="spanlog-sqlite-read")
@@ -184,7 +216,12 @@ class SqliteStore(Store):
     async def _write(self, job: Callable[[Txn], T], size: int = 1) -> T:
         if self._writer is None:
             raise Unavailable("the store is not running")
-        result: T = await asyncio.wrap_future(self._writer.submit(job, size))
+        try:
+            result: T = await asyncio.wrap_future(self._writer.submit(job, size))
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise DiskFull() from None
+            raise
         return result
 
     # -- organizations and projects ----------------------------------------------------

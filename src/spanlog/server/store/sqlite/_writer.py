@@ -206,7 +206,11 @@ class Writer:
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'ids_recent'", (recent,))
             conn.execute("COMMIT")
         except Exception as exc:
-            log.exception("spanlog: write transaction failed")
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                log.warning("spanlog: the disk holding the database is full; writes are "
+                            "refused (507) until space is freed")
+            else:
+                log.exception("spanlog: write transaction failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             for item in batch:
