@@ -247,7 +247,7 @@ def test_otlp_json_request(make_collector):
     ("application/x-protobuf", b"\xff\xff\xff", 400, "protobuf"),
     ("application/json", b"{not json", 400, "invalid JSON"),
     ("application/json", b'{"resourceSpans": 3}', 400, "resourceSpans"),
-    ("text/plain", b"{}", 415, "application/x-protobuf"),
+    ("application/xml", b"<a/>", 415, "application/x-protobuf"),
 ])
 def test_undecodable_bodies(make_collector, content_type, raw, status, words):
     """A body that cannot be decoded is a 400 (415 for a media type OTLP does not use)."""
@@ -273,8 +273,9 @@ def test_empty_export_and_size_cap(make_collector):
     assert status == 413
 
 
-def test_deeply_nested_json_value_rejects_the_span(make_collector):
-    """An attribute nested deeper than any row keeps is one rejected span, not an error."""
+def test_deeply_nested_json_value_is_refused_with_its_place(make_collector):
+    """A JSON body nested deeper than the collector's limit (docs/collector.md) is refused
+    before it is decoded, with a 400 naming where, like any other request body."""
     server = make_collector()
     body = _json_request()
     value: dict[str, Any] = {"stringValue": "leaf"}
@@ -284,8 +285,8 @@ def test_deeply_nested_json_value_rejects_the_span(make_collector):
     span["attributes"].append({"key": "deep", "value": value})
     status, reply = call(server.url, "POST", "/otel/v1/traces", raw=json.dumps(body).encode(),
                          headers={"Content-Type": "application/json"})
-    assert status == 200 and reply["partialSuccess"]["rejectedSpans"] == "1", reply
-    assert "nested" in reply["partialSuccess"]["errorMessage"]
+    assert status == 400, reply
+    assert "resourceSpans[0]" in reply["error"] and "64 levels" in reply["error"]
 
 
 def test_environment_setup_of_the_readme(keyed, monkeypatch):
