@@ -50,6 +50,8 @@ import textwrap
 import time
 from typing import Any
 
+from _collector_process import compile_spanlog, start_collector, stop_collector
+
 GOAL_MS = 15.0
 TOP = 10
 SPANS = 10
@@ -180,49 +182,6 @@ def interpreter_alone(runs: int) -> list[float]:
 def ms(samples: list[float]) -> str:
     return (f"best {min(samples) * 1000:7.1f} ms  median "
             f"{statistics.median(samples) * 1000:7.1f} ms")
-
-
-def start_collector(workdir: str) -> tuple[subprocess.Popen[str], str, Any]:
-    """``python -m spanlog.server`` on a free loopback port; the process, its URL, its log."""
-    log = open(os.path.join(workdir, "collector.log"), "wb")  # closed by stop_collector
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spanlog.server", "--port", "0", "--db",
-         os.path.join(workdir, "bench.sqlite3"), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=log, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:  # ends when the process does
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return proc, match.group(1), log
-    log.close()
-    with open(os.path.join(workdir, "collector.log")) as fh:
-        raise RuntimeError(f"the collector did not start: {fh.read()[-2000:]}")
-
-
-def stop_collector(proc: subprocess.Popen[str], log: Any) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    finally:
-        if proc.stdout is not None:
-            proc.stdout.close()
-        log.close()
-
-
-def compile_spanlog(where: str) -> str:
-    """Give the measured processes spanlog's bytecode, as ``pip install`` does: drop
-    ``PYTHONDONTWRITEBYTECODE`` from the environment they inherit and compile the package
-    at ``where`` into its ``__pycache__`` (else, with that variable set, every fresh process
-    would compile spanlog from source while the installed packages load their bytecode)."""
-    import subprocess
-
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    done = subprocess.run([sys.executable, "-m", "compileall", "-q", where],
-                          capture_output=True, text=True, check=False)
-    if done.returncode:
-        return (f"bytecode: could not compile {where} ({done.stdout.strip()[-200:]}); "
-                "spanlog may be compiled from source in every process")
-    return f"bytecode: {where} compiled (python -m compileall), PYTHONDONTWRITEBYTECODE unset"
 
 
 def main() -> None:

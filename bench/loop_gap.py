@@ -69,6 +69,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from _collector_process import compile_spanlog, start_collector, stop_collector
+
 PHASES = ("first", "steady", "burst", "big")
 MODES = ("background", "sync")
 # The phase windows in seconds (the baseline runs as long); a phase whose workload takes
@@ -234,53 +236,6 @@ def worker(phase: str, mode: str, url: str, project: str, seconds: float, cold: 
 # --- the driver ------------------------------------------------------------------------------
 
 
-def start_collector(workdir: str, workers: int) -> tuple[Any, str, Any]:
-    """``python -m spanlog.server`` on a free loopback port; the process, its URL, its log."""
-    import re
-    import subprocess
-
-    log = open(os.path.join(workdir, "collector.log"), "wb")  # closed by stop_collector
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spanlog.server", "--port", "0", "--db",
-         os.path.join(workdir, "bench.sqlite3"), "--log-level", "warning",
-         "--workers", str(workers)],
-        stdout=subprocess.PIPE, stderr=log, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:  # ends when the process does
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return proc, match.group(1), log
-    log.close()
-    raise RuntimeError("the collector did not start: "
-                       + open(os.path.join(workdir, "collector.log")).read()[-2000:])
-
-
-def stop_collector(proc: Any, log: Any) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    finally:
-        if proc.stdout is not None:
-            proc.stdout.close()
-        log.close()
-
-
-def compile_spanlog(where: str) -> str:
-    """Give the measured processes spanlog's bytecode, as ``pip install`` does: drop
-    ``PYTHONDONTWRITEBYTECODE`` from the environment they inherit and compile the package
-    at ``where`` into its ``__pycache__`` (else, with that variable set, every fresh process
-    would compile spanlog from source while the installed packages load their bytecode)."""
-    import subprocess
-
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    done = subprocess.run([sys.executable, "-m", "compileall", "-q", where],
-                          capture_output=True, text=True, check=False)
-    if done.returncode:
-        return (f"bytecode: could not compile {where} ({done.stdout.strip()[-200:]}); "
-                "spanlog may be compiled from source in every process")
-    return f"bytecode: {where} compiled (python -m compileall), PYTHONDONTWRITEBYTECODE unset"
-
-
 def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().rsplit(")", 1)[1].split()
@@ -442,7 +397,7 @@ def main() -> None:
     print(HEADER2, flush=True)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="spanlog-loop-gap-") as tmp:
-        proc, url, log = start_collector(tmp, args.collector_workers)
+        proc, url, log = start_collector(tmp, "--workers", str(args.collector_workers))
         try:
             for run in range(1, args.repeat + 1):
                 for phase in phases:
