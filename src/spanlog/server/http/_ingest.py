@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from spanlog._event import FEEDBACK_SOURCES  # one list for the SDK and the collector
 from spanlog._merge import IS_MERGE
 from spanlog.server.http._auth import Access
 from spanlog.server.http._body import BodyTooLarge, check_object, parse_json
@@ -35,7 +36,6 @@ MAX_ROWS = 100_000
 
 FEEDBACK_FIELDS = frozenset({"id", "scores", "expected", "comment", "metadata", "tags",
                              "source"})
-FEEDBACK_SOURCES = frozenset({"app", "api", "external"})
 
 
 def _storable(row: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +172,7 @@ def feedback_pieces(project: Project, items: Any) -> list[Piece]:
                              f"{', '.join(sorted(FEEDBACK_FIELDS))})")
         source = item.get("source") or "external"
         if source not in FEEDBACK_SOURCES:
-            raise InvalidRow(f"{here}.source: must be one of app, api, external, "
+            raise InvalidRow(f"{here}.source: must be one of {', '.join(FEEDBACK_SOURCES)}, "
                              f"got {source!r}")
         comment = item.get("comment")
         if comment is not None and not isinstance(comment, str):
