@@ -376,9 +376,13 @@ def _assemble(role: Any, texts: list[Any], parts: list[Any], plain: bool,
     return messages
 
 
-def _genai_message(message: Any) -> list[Any]:
-    """An OTel GenAI message (``{role, parts: [...]}``, gen-ai-input/output-messages.json)."""
-    if not isinstance(message, dict) or not isinstance(message.get("parts"), list):
+def _message_of_parts(message: Any, key: str,
+                      read_part: Callable[[Any, Any], tuple[str, Any]]) -> list[Any]:
+    """A message whose content is a list of parts under ``key``, as spanlog's messages:
+    ``read_part(part, role)`` says what each part is, in the convention's own words:
+    ``("text", (text, plain))``, ``("call", tool call)``, ``("result", tool message)`` or
+    ``("other", None)`` (kept as it is)."""
+    if not isinstance(message, dict) or not isinstance(message.get(key), list):
         return [message]
     role = message.get("role")
     texts: list[Any] = []
@@ -386,22 +390,41 @@ def _genai_message(message: Any) -> list[Any]:
     plain = True
     calls: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
-    for part in message["parts"]:
-        kind = part.get("type") if isinstance(part, dict) else None
+    for part in message[key]:
+        kind, value = read_part(part, role)
         if kind == "text":
-            texts.append(part.get("content"))
-            parts.append({"type": "text", "text": part.get("content")})
-        elif kind == "tool_call":
-            calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
-        elif kind == "tool_call_response":
-            result = part["response"] if "response" in part else part.get("result")
-            results.append({"role": role or "tool", "tool_call_id": part.get("id"),
-                            "content": result})
+            text, exact = value
+            texts.append(text)
+            parts.append({"type": "text", "text": text})
+            plain = plain and exact
+        elif kind == "call":
+            calls.append(value)
+        elif kind == "result":
+            results.append(value)
         else:
             plain = False
             parts.append(part)
-    extra = {k: v for k, v in message.items() if k not in ("role", "parts")}
+    extra = {k: v for k, v in message.items() if k not in ("role", key)}
     return _assemble(role, texts, parts, plain, calls, results, extra)
+
+
+def _genai_part(part: Any, role: Any) -> tuple[str, Any]:
+    """A part of an OTel GenAI message (gen-ai-input/output-messages.json)."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        return "text", (part.get("content"), True)
+    if kind == "tool_call":
+        return "call", _tool_call(part.get("id"), part.get("name"), part.get("arguments"))
+    if kind == "tool_call_response":
+        result = part["response"] if "response" in part else part.get("result")
+        return "result", {"role": role or "tool", "tool_call_id": part.get("id"),
+                          "content": result}
+    return "other", None
+
+
+def _genai_message(message: Any) -> list[Any]:
+    """An OTel GenAI message (``{role, parts: [...]}``, gen-ai-input/output-messages.json)."""
+    return _message_of_parts(message, "parts", _genai_part)
 
 
 def _genai_messages(value: Any) -> list[Any] | None:
@@ -480,35 +503,25 @@ def _oi_message(item: Any) -> Any:
     return out
 
 
+def _ai_part(part: Any, role: Any) -> tuple[str, Any]:
+    """A part of a Vercel AI SDK message (``text``, ``tool-call``, ``tool-result``, ...)."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        return "text", (part.get("text"), set(part) <= {"type", "text"})
+    if kind == "tool-call":
+        arguments = part["input"] if "input" in part else part.get("args")
+        return "call", _tool_call(part.get("toolCallId"), part.get("toolName"), arguments)
+    if kind == "tool-result":
+        result = part["output"] if "output" in part else part.get("result")
+        return "result", {"role": "tool", "tool_call_id": part.get("toolCallId"),
+                          "name": part.get("toolName"), "content": result}
+    return "other", None
+
+
 def _ai_message(message: Any) -> list[Any]:
     """A Vercel AI SDK message: ``content`` a string or parts (``text``, ``tool-call``,
     ``tool-result``, ``image``, ``file``, ``reasoning``)."""
-    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
-        return [message]
-    role = message.get("role")
-    texts: list[Any] = []
-    parts: list[Any] = []
-    plain = True
-    calls: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    for part in message["content"]:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            texts.append(part.get("text"))
-            parts.append({"type": "text", "text": part.get("text")})
-            plain = plain and set(part) <= {"type", "text"}
-        elif kind == "tool-call":
-            arguments = part["input"] if "input" in part else part.get("args")
-            calls.append(_tool_call(part.get("toolCallId"), part.get("toolName"), arguments))
-        elif kind == "tool-result":
-            result = part["output"] if "output" in part else part.get("result")
-            results.append({"role": "tool", "tool_call_id": part.get("toolCallId"),
-                            "name": part.get("toolName"), "content": result})
-        else:
-            plain = False
-            parts.append(part)
-    extra = {k: v for k, v in message.items() if k not in ("role", "content")}
-    return _assemble(role, texts, parts, plain, calls, results, extra)
+    return _message_of_parts(message, "content", _ai_part)
 
 
 def _ai_messages(value: Any) -> list[Any] | None:
