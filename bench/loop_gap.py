@@ -70,6 +70,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from _collector_process import compile_spanlog, start_collector, stop_collector
+from collector import _tree_cpu_seconds as tree_cpu_seconds
 
 PHASES = ("first", "steady", "burst", "big")
 MODES = ("background", "sync")
@@ -234,35 +235,6 @@ def worker(phase: str, mode: str, url: str, project: str, seconds: float, cold: 
 
 
 # --- the driver ------------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and its live descendants (Linux /proc)."""
-    parents: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                parents[int(name)] = int(_stat(int(name))[1])
-            except (OSError, IndexError, ValueError):
-                continue  # exited meanwhile
-    tree, grew = {pid}, True
-    while grew:
-        children = {p for p, parent in parents.items() if parent in tree} - tree
-        tree |= children
-        grew = bool(children)
-    total = 0
-    for member in tree:
-        try:
-            fields = _stat(member)
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def wait_quiet(pid: int, bound: float = 15.0) -> None:
