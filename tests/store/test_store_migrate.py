@@ -83,7 +83,7 @@ async def _stores(sqlite_path: Path, url: str) -> tuple[Store, Store]:
 
 
 async def _same_answers(sqlite_path: Path, url: str) -> None:
-    """Both stores give identical pages, filters, traces and keys."""
+    """Both stores give identical pages, root listings, filters, traces and keys."""
     sqlite, postgres = await _stores(sqlite_path, url)
     try:
         for org_name in (DEFAULT_ORG, "acme"):
@@ -104,6 +104,13 @@ async def _same_answers(sqlite_path: Path, url: str) -> None:
                         c = await sqlite.fetch(project.id, filter=text, cursor=a.cursor)
                         d = await postgres.fetch(project.id, filter=text, cursor=b.cursor)
                         assert c.rows == d.rows
+                # Root listings carry trace totals: the copied rows have their span entries.
+                a = await sqlite.fetch(project.id, roots_only=True, limit=100)
+                b = await postgres.fetch(project.id, roots_only=True, limit=100)
+                assert a.rows == b.rows
+                for r in a.rows[:5]:
+                    trace = await postgres.trace(project.id, r["root_span_id"])
+                    assert r["trace_totals"]["spans"] == len(trace)
                 root = (await postgres.fetch(project.id, limit=1)).rows[0]["root_span_id"]
                 assert await sqlite.trace(project.id, root) == await postgres.trace(project.id,
                                                                                     root)

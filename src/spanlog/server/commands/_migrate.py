@@ -30,7 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from spanlog.server.rows._json import loads
 from spanlog.server.rows._model import now_iso
+from spanlog.server.store._facts import span_facts
+from spanlog.server.store.postgres._schema import DELETE_SPANS, INSERT_SPANS, span_columns
 
 BATCH_ROWS = 2000
 _ID_CHUNK = 20_000
@@ -194,6 +197,7 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::boo
 ON CONFLICT (pid, id) DO UPDATE SET xact = excluded.xact, root_span_id = excluded.root_span_id,
     is_root = excluded.is_root, base = excluded.base, data = excluded.data
 WHERE spanlog_rows.xact < excluded.xact
+RETURNING pid, id
 """
 
 
@@ -202,13 +206,22 @@ async def _copy_batch(conn: Any, source: str, rows: list[tuple[Any, ...]], offse
     import asyncpg
 
     cols: list[list[Any]] = [[], [], [], [], [], [], []]
+    spans: dict[tuple[int, str], tuple[Any, ...]] = {}
     for xact, pid, row_id, root, is_root, base, data in rows:
         for col, value in zip(cols, (pids[pid][0], row_id, offset + xact, root, bool(is_root),
                                      base, data), strict=True):
             col.append(value)
+        facts = span_facts(loads(data))
+        if facts is not None:
+            spans[(pids[pid][0], row_id)] = (pids[pid][0], row_id, root, *facts)
     try:
         async with conn.transaction():
-            await conn.execute(_INSERT, *cols)
+            # The rows copied (not those a collector has written since): their span entries.
+            copied = [(rec["pid"], rec["id"]) for rec in await conn.fetch(_INSERT, *cols)]
+            await conn.execute(DELETE_SPANS, [k[0] for k in copied], [k[1] for k in copied])
+            entries = [spans[k] for k in copied if k in spans]
+            if entries:
+                await conn.execute(INSERT_SPANS, *span_columns(entries))
             await conn.execute("UPDATE spanlog_migrated SET last_xact = $2, updated = $3 "
                                "WHERE source = $1", source, rows[-1][0], now_iso())
     except asyncpg.DataError as exc:

@@ -27,6 +27,7 @@ from spanlog.server.query import FilterError, includes_terms, index_terms, parse
 from spanlog.server.query._compile_postgres import Params, compile_postgres, containment
 from spanlog.server.rows._json import loads
 from spanlog.server.store._errors import BadRequest
+from spanlog.server.store._facts import TOTALS_SQL, trace_totals
 from spanlog.server.store._scores import TraceLink, root_averages, roots_by_trace
 
 MAX_LIMIT = 1000
@@ -160,6 +161,24 @@ SELECT jsonb_build_array(r.id, r.root_span_id, r.data -> 'span_id', r.data -> 's
                          CASE WHEN r.origin_id IS NULL THEN r.data -> 'scores' END)::text
 FROM spanlog_rows AS r WHERE r.pid = $1 AND r.root_span_id = ANY($2::text[])
 """
+
+
+async def root_totals(conn: Any, pid: int, roots: list[tuple[str | None, str]]
+                      ) -> dict[str, dict[str, Any]]:
+    """``trace_totals`` of a page's roots ``(root_span_id, id)`` by row id: ONE grouped read
+    of their traces' ``spanlog_spans`` entries (a root without a ``root_span_id`` is a trace
+    of one: its own entry)."""
+    traces = sorted({root for root, _ in roots if root is not None})
+    alone = [row_id for root, row_id in roots if root is None]
+    found = await conn.fetch(
+        f"SELECT root_span_id AS key, {TOTALS_SQL} FROM spanlog_spans "
+        "WHERE pid = $1 AND root_span_id = ANY($2::text[]) GROUP BY root_span_id "
+        f"UNION ALL SELECT id, {TOTALS_SQL} FROM spanlog_spans "
+        "WHERE pid = $1 AND id = ANY($3::text[]) AND root_span_id IS NULL GROUP BY id",
+        pid, traces, alone)
+    by_key = {rec[0]: tuple(rec)[1:] for rec in found}
+    return {row_id: trace_totals(by_key.get(root if root is not None else row_id))
+            for root, row_id in roots}
 
 
 async def root_scores(conn: Any, pid: int,

@@ -20,6 +20,9 @@ Layout, and why:
   migrate`` included, fills it without knowing of it). A partial index holds only the
   comments still waiting for their target's trace: a row that gets its first
   ``root_span_id`` finds its waiting comments there (see ``_writer``).
+- ``spanlog_spans`` (version 3): what trace totals and aggregates need of each row that is a
+  span (``store._facts``), written by the writer with the row, indexed by trace and by start
+  time. Rows stored before version 3 get theirs in the migration (:func:`fill_spans`).
 - ``spanlog_migrated``: how far ``spanlog migrate`` got for each SQLite source (resume).
 - Every table is prefixed ``spanlog_`` so the engine can share a database (and its
   ``search_path``) with other applications.
@@ -31,9 +34,15 @@ once and recorded in ``spanlog_schema``; a database migrated by a newer spanlog 
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
+from spanlog.server.rows._json import loads
 from spanlog.server.rows._model import now_iso
+from spanlog.server.store._facts import FACT_COLUMNS, span_facts
+
+log = logging.getLogger("spanlog.server")
 
 # pg_advisory_xact_lock key for schema changes ("spanlog" in ASCII, as a bigint).
 SCHEMA_LOCK = 0x7370616E6C6F67
@@ -129,6 +138,15 @@ UPDATE spanlog_rows AS r SET root_span_id = p.root, xact = ids.first + p.n,
              ELSE '{}' END)
 FROM pending AS p, ids WHERE r.pid = p.pid AND r.id = p.id;
 """),
+    (3, """
+CREATE TABLE spanlog_spans (
+    pid bigint NOT NULL, id text NOT NULL, root_span_id text, is_root smallint NOT NULL,
+    started double precision, ended double precision, name text, type text, model text,
+    prompt_tokens bigint, completion_tokens bigint, tokens bigint, cost double precision,
+    error smallint NOT NULL, scores jsonb, tags jsonb, PRIMARY KEY (pid, id));
+CREATE INDEX spanlog_spans_by_trace ON spanlog_spans (pid, root_span_id);
+CREATE INDEX spanlog_spans_by_start ON spanlog_spans (pid, started);
+"""),
 )
 
 LATEST = MIGRATIONS[-1][0]
@@ -161,7 +179,62 @@ async def migrate(conn: Any) -> list[int]:
             if version in done:
                 continue
             await conn.execute(sql)
+            if version == 3:
+                await fill_spans(conn)
             await conn.execute("INSERT INTO spanlog_schema (version, applied) VALUES ($1, $2)",
                                version, now_iso())
             ran.append(version)
         return ran
+
+
+# The `spanlog_spans` columns, and an insert of many entries given column by column.
+SPAN_COLUMNS = ("pid", "id", "root_span_id", *FACT_COLUMNS)
+_SPAN_TYPES = ("bigint", "text", "text", "smallint", "float8", "float8", "text", "text", "text",
+               "bigint", "bigint", "bigint", "float8", "smallint", "jsonb", "jsonb")
+INSERT_SPANS = (
+    f"INSERT INTO spanlog_spans ({', '.join(SPAN_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_SPAN_TYPES, start=1)) + ")")
+DELETE_SPANS = """
+DELETE FROM spanlog_spans AS s USING unnest($1::bigint[], $2::text[]) AS d(pid, id)
+WHERE s.pid = d.pid AND s.id = d.id
+"""
+_FILL_BATCH = 2000
+_PROGRESS_EVERY = 10.0
+
+
+def span_columns(entries: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """:data:`INSERT_SPANS`'s arguments for ``entries`` (each :data:`SPAN_COLUMNS` values)."""
+    return [list(column) for column in zip(*entries, strict=True)] if entries else \
+        [[] for _ in SPAN_COLUMNS]
+
+
+async def fill_spans(conn: Any) -> None:
+    """Give every stored row that is a span its ``spanlog_spans`` entry (migration 3), with a
+    progress line every few seconds."""
+    total = await conn.fetchval("SELECT count(*) FROM spanlog_rows")
+    if not total:
+        return
+    log.warning("spanlog: computing trace totals for %d rows for this spanlog version (once)",
+                total)
+    started = last = time.monotonic()
+    after: tuple[int, str] = (-1, "")
+    done = 0
+    while True:
+        batch = await conn.fetch(
+            "SELECT pid, id, root_span_id, data::text AS data FROM spanlog_rows "
+            "WHERE (pid, id) > ($1, $2) ORDER BY pid, id LIMIT $3", *after, _FILL_BATCH)
+        if not batch:
+            break
+        entries = []
+        for rec in batch:
+            facts = span_facts(loads(rec["data"]))
+            if facts is not None:
+                entries.append((rec["pid"], rec["id"], rec["root_span_id"], *facts))
+        if entries:
+            await conn.execute(INSERT_SPANS, *span_columns(entries))
+        after = (batch[-1]["pid"], batch[-1]["id"])
+        done += len(batch)
+        if time.monotonic() - last >= _PROGRESS_EVERY:
+            last = time.monotonic()
+            log.warning("spanlog: trace totals: %d of %d rows", done, total)
+    log.warning("spanlog: trace totals computed in %.1fs", time.monotonic() - started)

@@ -37,6 +37,7 @@ from spanlog.server.store.postgres._query import (
     fetch_rows,
     plan_fetch,
     root_scores,
+    root_totals,
 )
 from spanlog.server.store.postgres._schema import SchemaTooNew, migrate
 from spanlog.server.store.postgres._writer import PieceAt, Writer, connection_errors
@@ -363,10 +364,11 @@ class PostgresStore(Store):
         if pool is None:
             raise Unavailable("the store is not running")
         averages: dict[tuple[str, str], dict[str, float]] = {}
+        totals: dict[str, dict[str, Any]] = {}
         decoded: list[dict[str, Any]] = []
 
         async def read() -> list[Any]:
-            nonlocal averages, decoded
+            nonlocal averages, totals, decoded
             async with pool.acquire() as conn:
                 found = await fetch_rows(conn, plan, limit)
                 if roots_only and found:
@@ -374,6 +376,8 @@ class PostgresStore(Store):
                     averages = await root_scores(conn, pid, [
                         (row["root_span_id"], row["id"]) for row in decoded
                         if isinstance(row.get("root_span_id"), str)])
+                    totals = await root_totals(conn, pid, [
+                        (row.get("root_span_id"), row["id"]) for row in decoded])
                 return list(found)
 
         try:
@@ -392,8 +396,8 @@ class PostgresStore(Store):
                 average = averages.get((root, row["id"])) if isinstance(root, str) else None
                 if average is None:  # a root span without a root_span_id: a trace of one
                     average = with_score_averages([row])[0]["scores_avg"]
-                raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)}'
-                           f'{tail}')
+                raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)},'
+                           f'"trace_totals":{dumps(totals[row["id"]])}{tail}')
         return Page(None, str(found[-1][0]) if len(found) == limit else None, raw=raw)
 
     async def latest_xact(self, project_id: str) -> str | None:

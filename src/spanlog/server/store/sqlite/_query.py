@@ -18,8 +18,9 @@ Plans, cheapest first (a page is always "newest ``xact`` first, stop at ``limit`
 
 The filter is re-checked on candidates unless the index answers it exactly. ``_xact_id`` and
 ``project_id`` are not in the stored JSON; the residual check maps them to the row's
-transaction id and the project's id. A ``roots_only`` page also carries ``scores_avg`` for
-each root, from one read of all its traces (:func:`root_scores`).
+transaction id and the project's id. A ``roots_only`` page also carries ``scores_avg`` and
+``trace_totals`` for each root, from one read of all its traces (:func:`root_scores`,
+:func:`root_totals`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from spanlog.server.query._compile_sqlite import compile_sqlite
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._leaves import ARRAY, INDEXED_FIELDS
 from spanlog.server.store._errors import BadRequest
+from spanlog.server.store._facts import TOTALS_SQL, trace_totals
 from spanlog.server.store._reading import (
     MAX_TRACE_SPANS,
     api_row,
@@ -229,6 +231,31 @@ def root_scores(conn: sqlite3.Connection, pid: int,
     return root_averages(traces, wanted)
 
 
+def root_totals(conn: sqlite3.Connection, pid: int,
+                found: list[tuple[int, str, str | None, str]]) -> dict[int, dict[str, Any]]:
+    """``trace_totals`` of the page's roots ``(xact, data, root_span_id, id)`` by xact: one
+    grouped read of their traces' ``spans`` entries (a root without a ``root_span_id`` is a
+    trace of one: its own entry)."""
+    traces = sorted({root for _, _, root, _ in found if root is not None})
+    by_trace: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(traces), MAX_LIMIT):
+        chunk = traces[start:start + MAX_LIMIT]
+        marks = ",".join("?" * len(chunk))
+        for root, *values in conn.execute(
+                f"SELECT root_span_id, {TOTALS_SQL} FROM spans WHERE pid = ? AND "
+                f"root_span_id IN ({marks}) GROUP BY root_span_id", (pid, *chunk)):
+            by_trace[root] = tuple(values)
+    totals: dict[int, dict[str, Any]] = {}
+    for xact, _, root, _ in found:
+        if root is not None:
+            totals[xact] = trace_totals(by_trace.get(root))
+        else:
+            alone = conn.execute(f"SELECT {TOTALS_SQL} FROM spans WHERE xact = ?",
+                                 (xact,)).fetchone()
+            totals[xact] = trace_totals(alone if alone[0] else None)
+    return totals
+
+
 def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
                filter_text: str | None, limit: int, cursor: str | None,
                roots_only: bool) -> Page:
@@ -250,6 +277,7 @@ def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
             found = conn.execute(query, params).fetchall()
             averages = root_scores(conn, pid, [(root, row_id) for _, _, root, row_id in found
                                                if root is not None])
+            totals = root_totals(conn, pid, found)
         finally:
             conn.execute("COMMIT")
         raw = []
@@ -257,7 +285,8 @@ def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
             average = averages.get((root, row_id))
             if average is None:  # a root span without a root_span_id: a trace of one
                 average = with_score_averages([loads(data)])[0]["scores_avg"]
-            raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)}{tail}')
+            raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)},'
+                       f'"trace_totals":{dumps(totals[xact])}{tail}')
     next_cursor = str(found[-1][0]) if len(found) == limit else None
     return Page(None, next_cursor, raw=raw)
 
