@@ -47,6 +47,7 @@ from spanlog.server.http._guard import request_done, request_started
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
+from spanlog.server.http._time import parse_range
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.query import FilterError
@@ -312,6 +313,7 @@ def _fetch_args(source: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(roots, bool):
         raise BadRequest("roots_only: must be true or false")
     args["roots_only"] = roots
+    args["since"], args["until"] = parse_range(source)
     return args
 
 

@@ -105,8 +105,12 @@ class Store(ABC):
 
     @abstractmethod
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
-                    cursor: str | None = None, roots_only: bool = False) -> Page:
+                    cursor: str | None = None, roots_only: bool = False,
+                    since: float | None = None, until: float | None = None) -> Page:
         """Rows of a project, most recently updated first, optionally filtered.
+
+        ``since``/``until`` (Unix seconds) keep the spans that started in ``[since, until)``
+        (``started`` of ``_facts.py``); comment rows, which are no spans, are then left out.
 
         ``filter`` is a docs/protocol.md filter expression (:class:`BadRequest` when it does not
         parse); ``cursor`` continues a previous page. With ``roots_only`` only root spans

@@ -68,9 +68,10 @@ def row_fields(project_id: str) -> dict[str, str]:
 
 
 def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None,
-               roots_only: bool, project_id: str = "") -> FetchPlan:
+               roots_only: bool, project_id: str = "", since: float | None = None,
+               until: float | None = None) -> FetchPlan:
     """The SQL for one page of project ``pid`` (id ``project_id``), newest transaction
-    first."""
+    first; ``since``/``until`` keep the spans that started in that time range."""
     expr = None
     if filter_text is not None and filter_text.strip():
         try:
@@ -84,6 +85,14 @@ def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None
             where.append("r.is_root")
         if before is not None:
             where.append(f"r.xact < {params.add(before, 'bigint')}")
+        if since is not None or until is not None:
+            bounds = ["s.pid = r.pid", "s.id = r.id"]
+            if since is not None:
+                bounds.append(f"s.started >= {params.add(since, 'float8')}")
+            if until is not None:
+                bounds.append(f"s.started < {params.add(until, 'float8')}")
+            where.append(f"EXISTS (SELECT 1 FROM spanlog_spans AS s WHERE "
+                         f"{' AND '.join(bounds)})")
         return where
 
     # Each statement numbers its own parameters: PostgreSQL wants every one of them used.

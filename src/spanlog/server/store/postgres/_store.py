@@ -355,11 +355,13 @@ class PostgresStore(Store):
         await self._writer.write(resolved)
 
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
-                    cursor: str | None = None, roots_only: bool = False) -> Page:
+                    cursor: str | None = None, roots_only: bool = False,
+                    since: float | None = None, until: float | None = None) -> Page:
         """Rows of a project, most recently updated first, optionally filtered."""
         pid = await self._pid(project_id)
         limit = check_limit(limit)
-        plan = plan_fetch(pid, filter, limit, parse_cursor(cursor), roots_only, project_id)
+        plan = plan_fetch(pid, filter, limit, parse_cursor(cursor), roots_only, project_id,
+                          since, until)
         pool = self._pool
         if pool is None:
             raise Unavailable("the store is not running")

@@ -26,6 +26,7 @@ transaction id and the project's id. A ``roots_only`` page also carries ``scores
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 from dataclasses import dataclass, field
@@ -172,9 +173,11 @@ _COLUMNS = "r.xact, r.data, r.root_span_id, r.id"
 
 
 def build_query(conn: sqlite3.Connection, *, pid: int, filter_text: str | None, limit: int,
-                before: int | None, roots_only: bool,
-                project_id: str = "") -> tuple[str, list[Any]]:
-    """The SQL (and parameters) for one page: the plan is picked here.
+                before: int | None, roots_only: bool, project_id: str = "",
+                since: float | None = None, until: float | None = None
+                ) -> tuple[str, list[Any]]:
+    """The SQL (and parameters) for one page: the plan is picked here. ``since``/``until``
+    keep the spans that started in that range (their ``spans`` entry, found by ``xact``).
 
     The query yields ``(xact, data, root_span_id, id)`` per row, newest first.
     """
@@ -192,6 +195,11 @@ def build_query(conn: sqlite3.Connection, *, pid: int, filter_text: str | None, 
         where, params = list(part.where), list(part.params)
         if roots_only:
             where.append("r.is_root = 1")
+        if since is not None or until is not None:
+            where.append("EXISTS (SELECT 1 FROM spans AS s WHERE s.xact = r.xact AND "
+                         "s.started >= ? AND s.started < ?)")
+            params.extend([-math.inf if since is None else since,
+                           math.inf if until is None else until])
         if before is not None:
             where.extend(part.bounds)
             params.extend([before] * len(part.bounds))
@@ -258,13 +266,14 @@ def root_totals(conn: sqlite3.Connection, pid: int,
 
 def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
                filter_text: str | None, limit: int, cursor: str | None,
-               roots_only: bool) -> Page:
+               roots_only: bool, since: float | None = None,
+               until: float | None = None) -> Page:
     """One page of a project's rows, newest transaction first (runs on a reader thread)."""
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit: must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
     query, params = build_query(conn, pid=pid, filter_text=filter_text, limit=limit,
                                 before=parse_cursor(cursor), roots_only=roots_only,
-                                project_id=project_id)
+                                project_id=project_id, since=since, until=until)
     # Stored JSON is always a non-empty object without these fields: splice them in as text.
     tail = f',"project_id":{json.dumps(project_id)},"log_id":"g"}}'
     if not roots_only:

@@ -373,12 +373,13 @@ class SqliteStore(Store):
         await self._write(job, size=len(batch))
 
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
-                    cursor: str | None = None, roots_only: bool = False) -> Page:
+                    cursor: str | None = None, roots_only: bool = False,
+                    since: float | None = None, until: float | None = None) -> Page:
         """Rows of a project, most recently updated first, optionally filtered."""
         pid = await self._pid(project_id)
         return await self._scan(pid, partial(fetch_page, pid=pid, project_id=project_id,
                                         filter_text=filter, limit=limit, cursor=cursor,
-                                        roots_only=roots_only))
+                                        roots_only=roots_only, since=since, until=until))
 
     async def latest_xact(self, project_id: str) -> str | None:
         """The transaction id of the project's latest write (None while it has no rows)."""

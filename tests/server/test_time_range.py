@@ -1,0 +1,72 @@
+"""``since``/``until`` on fetch over HTTP: the forms a time takes, and clear errors."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+import uuid
+
+import pytest
+from spanlog_server_http import call
+
+from spanlog.server.http._time import parse_time
+from spanlog.server.store._errors import BadRequest
+
+
+def test_time_forms() -> None:
+    """Unix seconds (number or text), ISO-8601 with or without a zone (UTC), and spans of
+    time back from now."""
+    assert parse_time(1700000000, "since") == 1700000000.0
+    assert parse_time("1700000000.5", "since") == 1700000000.5
+    assert parse_time("2024-01-01T00:00:00Z", "since") == 1704067200.0
+    assert parse_time("2024-01-01T01:00:00+01:00", "since") == 1704067200.0
+    assert parse_time("2024-01-01 00:00:00", "since") == 1704067200.0
+    assert parse_time("15m", "since", now=10_000.0) == 10_000.0 - 900
+    assert parse_time("24h", "since", now=100_000.0) == 100_000.0 - 86_400
+    assert parse_time("7d", "since", now=1e6) == 1e6 - 7 * 86_400
+    assert parse_time(None, "since") is None
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("yesterday", "since: 'yesterday' is no time"),
+    (True, "since: must be a time"),
+    ([1], "since: must be a time"),
+    ("1e400", "since: '1e400' is out of range"),
+    ("nan", "since: 'nan' is out of range"),
+    ("3y", "since: '3y' is no time"),
+])
+def test_bad_times_are_named(value: object, message: str) -> None:
+    with pytest.raises(BadRequest, match=message.replace("(", r"\(")):
+        parse_time(value, "since")
+
+
+def test_fetch_in_a_range_over_http(collector) -> None:
+    """POST body and GET query string alike; bad ranges are 400s that say what is wrong."""
+    pid = collector.project_id(f"range-{uuid.uuid4().hex[:8]}")
+    now = time.time()
+    rows = [{"project_id": pid, "id": f"r{i}", "span_id": f"{i:016x}",
+             "root_span_id": f"{i:032x}", "metrics": {"start": now - age}}
+            for i, age in enumerate([30, 600, 7200, 3 * 86400])]
+    status, body = call(collector.url, "POST", "/logs3", {"rows": rows},
+                        token=collector.api_key)
+    assert status == 200, body
+
+    def fetch(**query: object) -> list[str]:
+        status, page = call(collector.url, "POST", f"/v1/project_logs/{pid}/fetch", query,
+                            token=collector.api_key)
+        assert status == 200, page
+        return [row["id"] for row in page["events"]]
+
+    assert fetch(since="5m") == ["r0"]
+    assert fetch(since="1h") == ["r1", "r0"]
+    assert fetch(since="1d", until="5m") == ["r2", "r1"]
+    assert fetch(since=now - 4 * 86400, until=now - 86400) == ["r3"]
+    query = urllib.parse.urlencode({"since": "1h", "roots_only": "true"})
+    status, page = call(collector.url, "GET", f"/v1/project_logs/{pid}/fetch?{query}",
+                        token=collector.api_key)
+    assert status == 200 and [r["id"] for r in page["events"]] == ["r1", "r0"]
+    for body, message in [({"since": "soon"}, "since: 'soon' is no time"),
+                          ({"since": "1h", "until": "2h"}, "until: must be after since")]:
+        status, answer = call(collector.url, "POST", f"/v1/project_logs/{pid}/fetch", body,
+                              token=collector.api_key)
+        assert status == 400 and answer["error"].startswith(message), answer
