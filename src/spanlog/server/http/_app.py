@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -47,12 +48,13 @@ from spanlog.server.http._guard import request_done, request_started
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
-from spanlog.server.http._time import parse_range
+from spanlog.server.http._time import parse_range, parse_time
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.query import FilterError
 from spanlog.server.rows._json import dumps
 from spanlog.server.rows._validate import InvalidRow
+from spanlog.server.store._aggregate import window
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import BadRequest, DiskFull, NotFound, Unavailable
 from spanlog.server.store._records import Project
@@ -321,16 +323,40 @@ async def fetch(request: web.Request) -> web.Response:
     """``POST|GET /v1/project_logs/{id}/fetch``: a page of rows, newest first."""
     access = await request_access(request)
     project = await request_project(request, access, request.match_info["project_id"])
-    if request.method == "GET":
-        source: dict[str, Any] = dict(request.query)
-    elif request.content_length == 0:
-        source = {}
-    else:
-        source = await _body(request)
+    source = await _query_source(request)
     page = await _unless_gone(request, request.app[STORE].fetch(project.id,
                                                                 **_fetch_args(source)))
     return web.Response(text=f'{{"events":{page.rows_json()},"cursor":{json.dumps(page.cursor)}}}',
                         content_type="application/json")
+
+
+async def _query_source(request: web.Request) -> dict[str, Any]:
+    """A read's arguments: the query string of a GET, else the JSON body (maybe empty)."""
+    if request.method == "GET":
+        return dict(request.query)
+    if request.content_length == 0:
+        return {}
+    return await _body(request)
+
+
+async def aggregate(request: web.Request) -> web.Response:
+    """``POST|GET /v1/project_logs/{id}/aggregate``: a project's figures over a time range,
+    in buckets (docs/protocol.md, "Aggregates")."""
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
+    source = await _query_source(request)
+    now = time.time()
+    bucket = source.get("bucket")
+    if isinstance(bucket, str):  # from a GET query string
+        try:
+            bucket = float(bucket)
+        except ValueError:
+            raise BadRequest(f"bucket: must be a number of seconds, got {bucket!r}") from None
+    win = window(parse_time(source.get("since"), "since", now),
+                 parse_time(source.get("until"), "until", now), bucket,
+                 source.get("split_by") or None, source.get("filter"), now)
+    result = await _unless_gone(request, request.app[STORE].aggregate(project.id, win))
+    return web.Response(text=dumps(result), content_type="application/json")
 
 
 async def trace(request: web.Request) -> web.Response:
@@ -393,6 +419,8 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_get("/v1/project_logs/{project_id}/fetch", fetch)
     app.router.add_post("/v1/project_logs/{project_id}/feedback", feedback)
     app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
+    app.router.add_post("/v1/project_logs/{project_id}/aggregate", aggregate)
+    app.router.add_get("/v1/project_logs/{project_id}/aggregate", aggregate)
     setup_otlp(app)  # OTLP/HTTP trace ingest (docs/otel.md)
     setup_viewer(app)  # the web viewer: pages, assets, live updates
     return app

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from spanlog.server.store._aggregate import Window
 from spanlog.server.store._records import ApiKey, Org, Page, Piece, Project
 
 # How long one read (a fetch or a trace) may run before it is stopped with QueryTooSlow
@@ -117,6 +118,12 @@ class Store(ABC):
         (``is_root``, ``rows/_model.py``) are listed, each with ``scores_avg`` over its whole trace
         (``subtree_averages``, ``_scores.py``), read for the whole page at once.
         """
+
+    @abstractmethod
+    async def aggregate(self, project_id: str, win: Window) -> dict[str, Any]:
+        """A project's figures over the time range of ``win``, in its buckets, optionally
+        split and filtered: the response of docs/protocol.md "Aggregates"
+        (``_aggregate.py`` has the rules and the SQL both engines run)."""
 
     @abstractmethod
     async def latest_xact(self, project_id: str) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any
 from spanlog.server.query import FilterError, includes_terms, index_terms, parse
 from spanlog.server.query._compile_postgres import Params, compile_postgres, containment
 from spanlog.server.rows._json import loads
+from spanlog.server.store._aggregate import Dialect, Window, assemble, statements
 from spanlog.server.store._errors import BadRequest
 from spanlog.server.store._facts import TOTALS_SQL, trace_totals
 from spanlog.server.store._scores import TraceLink, root_averages, roots_by_trace
@@ -204,3 +205,36 @@ async def root_scores(conn: Any, pid: int,
     for row_id, root, span_id, parents, scores in decoded:
         traces.setdefault(root, []).append((row_id, span_id, parents, scores))
     return root_averages(traces, wanted)
+
+
+_DIALECT = Dialect(
+    table="spanlog_spans", trace_key="coalesce(s.root_span_id, 'x' || s.id)",
+    tags_join="LEFT JOIN LATERAL jsonb_array_elements_text(s.tags) AS t(value) ON true",
+    scores_join="CROSS JOIN LATERAL jsonb_each_text(s.scores) AS sc(key, value)",
+    score_value="sc.value::float8",
+    bucket=lambda since, size: f"floor((s.started - {since}) / {size})::bigint",
+    in_traces=lambda traces: f"s.root_span_id = ANY({traces})",
+    placeholder=lambda n, kind: f"${n}::{kind}")
+
+
+async def aggregate(conn: Any, pid: int, project_id: str, win: Window) -> dict[str, Any]:
+    """A project's figures over ``win`` (``store._aggregate``), every statement in one
+    read-only snapshot."""
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        traces = None
+        if win.filter is not None:
+            try:
+                expr = parse(win.filter)
+            except FilterError as exc:
+                raise BadRequest(f"filter: {exc}") from None
+            params = Params([pid, win.since, win.until])
+            check = compile_postgres(expr, "r.data", params, row_fields(project_id))[0]
+            found = await conn.fetch(
+                "SELECT s.root_span_id FROM spanlog_spans AS s JOIN spanlog_rows AS r "
+                "ON r.pid = s.pid AND r.id = s.id WHERE s.pid = $1::bigint AND s.is_root = 1 "
+                "AND s.started >= $2::float8 AND s.started < $3::float8 "
+                f"AND s.root_span_id IS NOT NULL AND {check}", *params.values)
+            traces = [rec[0] for rec in found]
+        results = {name: [tuple(rec) for rec in await conn.fetch(sql, *params)]
+                   for name, (sql, params) in statements(_DIALECT, pid, win, traces).items()}
+    return assemble(win, results)

@@ -36,6 +36,7 @@ from spanlog.server.query import FilterError, covered_by_terms, includes_terms, 
 from spanlog.server.query._compile_sqlite import compile_sqlite
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._leaves import ARRAY, INDEXED_FIELDS
+from spanlog.server.store._aggregate import Dialect, Window, assemble, statements
 from spanlog.server.store._errors import BadRequest
 from spanlog.server.store._facts import TOTALS_SQL, trace_totals
 from spanlog.server.store._reading import (
@@ -309,3 +310,33 @@ def trace_rows(conn: sqlite3.Connection, *, pid: int, project_id: str,
     rows = [api_row(xact, data, project_id) for xact, data in found]
     rows.sort(key=trace_order)
     return rows
+
+
+_DIALECT = Dialect(
+    table="spans", trace_key="coalesce(s.root_span_id, 'x' || s.xact)",
+    tags_join="LEFT JOIN json_each(s.tags) AS t", scores_join="JOIN json_each(s.scores) AS sc",
+    score_value="sc.value",
+    bucket=lambda since, size: f"CAST((s.started - {since}) / {size} AS INTEGER)",
+    in_traces=lambda traces: f"s.root_span_id IN (SELECT value FROM json_each({traces}))",
+    placeholder=lambda n, kind: f"?{n}")
+
+
+def aggregate(conn: sqlite3.Connection, *, pid: int, project_id: str,
+              win: Window) -> dict[str, Any]:
+    """A project's figures over ``win`` (``store._aggregate``; runs on a reader thread)."""
+    traces = None
+    conn.execute("BEGIN")  # every statement from one snapshot
+    try:
+        if win.filter is not None:
+            check, params = _residual(_parse(win.filter), project_id)
+            found = conn.execute(
+                "SELECT s.root_span_id FROM spans AS s JOIN rows AS r ON r.xact = s.xact "
+                "WHERE s.pid = ? AND s.is_root = 1 AND s.started >= ? AND s.started < ? "
+                f"AND s.root_span_id IS NOT NULL AND ({check})",
+                (pid, win.since, win.until, *params)).fetchall()
+            traces = dumps([root for (root,) in found])
+        results = {name: conn.execute(sql, params).fetchall()
+                   for name, (sql, params) in statements(_DIALECT, pid, win, traces).items()}
+    finally:
+        conn.execute("COMMIT")
+    return assemble(win, results)
