@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,9 @@ from genai_prices.types import StartDateConstraint, TieredPrices
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import spanlog
+from spanlog._logger import set_current_logger
+from spanlog._otel_rows import OtelSpan, span_to_row
 from spanlog.server.rows import _cost
 from spanlog.server.rows._cost import format_cost, span_cost
 
@@ -298,6 +302,60 @@ def test_a_span_costs_what_the_databases_calculator_says(model, when, prompt, co
     want = database_cost(provider, name, when, prompt, completion, cache_read, cache_write)
     assert got == want or (got is not None and want is not None
                            and math.isclose(got, want, rel_tol=1e-9))
+
+
+def test_the_rows_spanlogs_sdk_stores_through_the_collector_are_priced(collector):
+    """What the SDK's log_llm sends for OpenAI's and Anthropic's usage objects, as the
+    collector stores it and hands it back."""
+    project = f"cost-{uuid.uuid4().hex[:10]}"
+    logger = spanlog.init_logger(project=project, api_url=collector.url,
+                                 api_key=collector.api_key, flush_linger=0.01)
+    try:
+        with spanlog.start_span("answer", type="task"):
+            with spanlog.llm_span("openai", model="gpt-4o", provider="openai") as call:
+                call.log(usage={"prompt_tokens": 1200, "completion_tokens": 300,
+                                "prompt_tokens_details": {"cached_tokens": 200}})
+            with spanlog.llm_span("anthropic", model="claude-sonnet-4-5",
+                                  provider="anthropic") as call:
+                call.log(usage={"input_tokens": 100, "output_tokens": 50,
+                                "cache_read_input_tokens": 5000,
+                                "cache_creation_input_tokens": 2000})
+        assert logger.flush(timeout=10)
+    finally:
+        logger.close(timeout=5)
+        set_current_logger(None)
+    rows = {row["span_attributes"]["name"]: row
+            for row in collector.wait_for_rows(3, project=project)}
+    start = rows["openai"]["metrics"]["start"]
+    openai = {key: per_token("openai", "gpt-4o", start, key)
+              for key in ("input_mtok", "cache_read_mtok", "output_mtok")}
+    assert span_cost(rows["openai"]) == pytest.approx(
+        1000 * openai["input_mtok"] + 200 * openai["cache_read_mtok"]
+        + 300 * openai["output_mtok"], rel=1e-12)
+    anthropic = {key: per_token("anthropic", "claude-sonnet-4-5", start, key)
+                 for key in ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok")}
+    assert span_cost(rows["anthropic"]) == pytest.approx(
+        100 * anthropic["input_mtok"] + 5000 * anthropic["cache_read_mtok"]
+        + 2000 * anthropic["cache_write_mtok"] + 50 * anthropic["output_mtok"], rel=1e-12)
+    assert span_cost(rows["answer"]) is None
+
+
+def test_opentelemetry_spans_are_priced_and_their_logged_cost_wins():
+    def otel_row(**attributes: Any) -> dict[str, Any]:
+        start = int(NOW * 1e9)
+        return span_to_row(OtelSpan(name="chat gpt-4o", trace_id="ab" * 16, span_id="cd" * 8,
+                                    start_time_unix_nano=start,
+                                    end_time_unix_nano=start + 10**9, attributes=attributes))
+
+    genai = {"gen_ai.operation.name": "chat", "gen_ai.system": "openai",
+             "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1200,
+             "gen_ai.usage.output_tokens": 300}
+    assert span_cost(otel_row(**genai)) == span_cost(llm_row(prompt_tokens=1200,
+                                                             completion_tokens=300))
+    openinference = {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o",
+                     "llm.token_count.prompt": 1200, "llm.token_count.completion": 300,
+                     "llm.cost.total": 0.5}
+    assert span_cost(otel_row(**openinference)) == 0.5
 
 
 @pytest.mark.parametrize(("value", "text"), [
