@@ -224,6 +224,8 @@ def test_a_bad_token_count_gives_no_cost(field, bad):
     llm_row(model="", prompt_tokens=1, completion_tokens=1),
     llm_row(model=None, prompt_tokens=1, completion_tokens=1),
     llm_row(provider=["openai"], prompt_tokens=1, completion_tokens=1),
+    # a name no model or provider has (genai-prices would strip these spaces and match)
+    llm_row(provider="openai" + " " * 300, prompt_tokens=1, completion_tokens=1),
     llm_row(start="yesterday", prompt_tokens=1, completion_tokens=1),
     llm_row(start=math.nan, prompt_tokens=1, completion_tokens=1),
     llm_row(start=-5.0, prompt_tokens=1, completion_tokens=1),

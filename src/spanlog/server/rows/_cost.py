@@ -35,6 +35,8 @@ __all__ = ["format_cost", "span_cost"]
 
 _DAY = 86_400.0
 _YEAR_10000 = 253_402_300_800.0  # what datetime can hold
+# No model or provider is named longer; the price cache holds on to the names it is given.
+_MAX_NAME = 256
 _MAX_INT = 2**53  # larger ints are no token count, and a float could not hold them exactly
 
 # The database's token prices these rates model, by the token count that pays them. A price
@@ -99,8 +101,8 @@ def span_cost(row: Mapping[str, Any]) -> float | None:
         return None
     model = metadata.get("model")
     provider = metadata.get("provider")
-    if not isinstance(model, str) or not model or not (provider is None
-                                                       or isinstance(provider, str)):
+    if not (isinstance(model, str) and 0 < len(model) <= _MAX_NAME and (
+            provider is None or isinstance(provider, str) and len(provider) <= _MAX_NAME)):
         return None
     prompt = _count(metrics.get("prompt_tokens"))
     # Embeddings report no completion; a chat call's usage always has both counts.
