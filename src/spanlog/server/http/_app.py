@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -52,6 +53,7 @@ from spanlog.server.http._time import parse_range, parse_time
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.query import FilterError
+from spanlog.server.rows._cost import load_prices
 from spanlog.server.rows._json import dumps
 from spanlog.server.rows._validate import InvalidRow
 from spanlog.server.store._aggregate import window
@@ -387,6 +389,9 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
 
     async def lifecycle(app: web.Application) -> Any:
         await store.start()
+        # Pricing an LLM span's row may happen on the event loop (rows prepared in-process):
+        # its database is imported ahead, off the loop.
+        threading.Thread(target=load_prices, name="spanlog-prices", daemon=True).start()
         try:
             await app[WORKERS].start()
         except BaseException:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["format_cost", "span_cost"]
+__all__ = ["format_cost", "load_prices", "span_cost"]
 
 _DAY = 86_400.0
 _YEAR_10000 = 253_402_300_800.0  # what datetime can hold
@@ -222,6 +222,15 @@ def _rates(provider: str | None, model: str, day: int) -> _Rates | _AskDatabase 
 
     # Zero tokens still pay a price per request, where the model has one.
     return _Rates(float(calculation.total_price), *(per_token(key) for key in _TOKEN_PRICES))
+
+
+def load_prices() -> None:
+    """Import the price database now (a few hundred ms), so that the first LLM span to
+    price does not wait for it; the collector does this on a thread as it starts."""
+    try:
+        import genai_prices  # noqa: F401
+    except ImportError:  # reported by the first estimate that needs it
+        pass
 
 
 def _database_price(provider: str | None, model: str, when: datetime, **usage: float) -> Any:
