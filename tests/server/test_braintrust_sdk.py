@@ -129,3 +129,14 @@ def test_row_over_request_limit_goes_through_overflow_upload(make_collector):
     _, page = call(server.url, "POST", f"/v1/project_logs/{project['id']}/fetch", {})
     [row] = page["events"]
     assert row["id"] == info["id"] and len(row["input"]) == 300_000 and row["output"] == "ok"
+
+
+@pytest.mark.parametrize(("mode", "feature", "path"), [
+    ("experiment", "experiments", "/v1/experiment"),
+    ("dataset", "datasets", "/v1/dataset"),
+])
+def test_call_not_served_raises_naming_it(collector, mode, feature, path):
+    """init and init_dataset raise the collector's 501 naming what spanlog does not serve."""
+    info = run_scenario(collector, f"bt-{mode}", mode)
+    assert "HTTP 501" in info["error"], info
+    assert f"spanlog does not serve {feature}: POST {path}" in info["error"]

@@ -1,5 +1,6 @@
 """The unmodified braintrust TypeScript SDK (npm ``braintrust``, pinned in
-tests/braintrust_node/package-lock.json) logs into a collector under Node (docs/typescript.md)."""
+tests/braintrust_node/package-lock.json) logs into a collector under Node (docs/typescript.md),
+and the calls a collector does not serve get an error that names them (docs/protocol.md)."""
 
 from __future__ import annotations
 
@@ -157,6 +158,18 @@ def test_metadata_filter_finds_the_rows(keyed, logged):
     assert len(keyed.fetch(project, "scores.recall > 0.4")) == 3
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "feature", "path"), [
+    ("experiment", "experiments", "/api/experiment/register"),
+    ("dataset", "datasets", "/api/dataset/register"),
+])
+def test_sdk_call_not_served_raises_naming_it(keyed, mode, feature, path):
+    """initExperiment and initDataset fail in the SDK with the collector's 501 naming them."""
+    info, _ = run_node(keyed.url, keyed.api_key, "ts-unsupported", mode)
+    assert info["error"] is not None and info["error"].startswith("501")
+    assert f"spanlog does not serve {feature}: POST {path}" in info["error"]
+
+
 # -- the endpoints, over HTTP ------------------------------------------------------------
 
 def test_project_register_gets_or_creates(collector):
@@ -199,3 +212,30 @@ def test_project_register_needs_a_key(collector):
     """Registration is refused without a key, like every other call."""
     status, answer = call(collector.url, "POST", "/api/project/register", {"project_name": "p"})
     assert status == 401 and "Authorization" in answer["error"]
+
+
+@pytest.mark.parametrize(("method", "path", "feature"), [
+    ("POST", "/v1/experiment", "experiments"),
+    ("POST", "/api/base_experiment/get_id", "experiments"),
+    ("POST", f"/v1/dataset/{uuid.uuid4()}/insert", "datasets"),
+    ("GET", "/v1/dataset_snapshot", "datasets"),
+    ("GET", "/xact-id", "datasets"),
+    ("GET", "/v1/prompt?project_name=p&slug=s", "prompts"),
+    ("POST", "/insert-functions", "functions"),
+    ("POST", "/function/invoke", "functions"),
+    ("POST", "/attachment", "attachments"),
+    ("POST", "/btql", "BTQL queries"),
+])
+def test_features_not_served_are_501_naming_them(collector, method, path, feature):
+    """Experiments, datasets, prompts, functions, attachments, BTQL: 501, never a success."""
+    status, answer = call(collector.url, method, path, {}, token=collector.api_key)
+    assert status == 501 and f"spanlog does not serve {feature}" in answer["error"], answer
+
+
+def test_served_routes_keep_their_answers(collector):
+    """The refusals claim no path the collector serves: a wrong method is still 405, an
+    unknown path still a plain 404."""
+    status, _ = call(collector.url, "GET", f"/v1/project_logs/{uuid.uuid4()}/insert")
+    assert status == 405
+    status, answer = call(collector.url, "GET", "/v1/no_such_thing")
+    assert status == 404 and "/v1/no_such_thing" in answer["error"]

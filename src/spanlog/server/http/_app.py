@@ -47,6 +47,7 @@ from spanlog.server.http._context import (
 )
 from spanlog.server.http._guard import request_done, request_started
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
+from spanlog.server.http._not_served import setup_not_served
 from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._time import parse_range, parse_time
@@ -461,4 +462,5 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_get("/v1/project_logs/{project_id}/aggregate", aggregate)
     setup_otlp(app)  # OTLP/HTTP trace ingest (docs/otel.md)
     setup_viewer(app)  # the web viewer: pages, assets, live updates
+    setup_not_served(app)  # experiments, datasets, prompts...: 501 naming the feature
     return app
