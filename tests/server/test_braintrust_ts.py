@@ -53,26 +53,30 @@ def run_node(url: str, api_key: str, project: str, mode: str) -> tuple[dict[str,
     return dict(json.loads(done.stdout.strip().splitlines()[-1])), done.stderr
 
 
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory, handle_of) -> Iterator[Any]:
-    """A collector with one key and a 100 kB request limit, for this module."""
+@pytest.fixture(scope="module", params=["keyed", "open"])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           handle_of) -> Iterator[Any]:
+    """A collector with a 100 kB request limit, for this module: with one key, or in open
+    mode (no key exists: any value of BRAINTRUST_API_KEY is let in, docs/typescript.md)."""
     db = tmp_path_factory.mktemp("bt-ts") / "spanlog.sqlite3"
     server = BackgroundCollector(str(db), settings=Settings(max_body_bytes=MAX_BODY)).start()
     try:
-        _, token = server.call(lambda: create_key(server.store, DEFAULT_ORG, name="ts"))
+        token = "any-value"
+        if request.param == "keyed":
+            _, token = server.call(lambda: create_key(server.store, DEFAULT_ORG, name="ts"))
         yield handle_of(server, token)
     finally:
         server.stop()
 
 
 @pytest.fixture(scope="module")
-def logged(keyed) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+def logged(served) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     """Run the scenario once; return its project, what it printed, the rows stored."""
     project = f"ts-{uuid.uuid4().hex[:8]}"
-    info, stderr = run_node(keyed.url, keyed.api_key, project, "traces")
+    info, stderr = run_node(served.url, served.api_key, project, "traces")
     assert stderr == "", stderr  # the SDK's warnings: a failed request, a dropped row
     # 3 traces of 4 spans, the resumed span, the by-id span, the big span, the comment row.
-    return project, info, keyed.wait_for_rows(16, project)
+    return project, info, served.wait_for_rows(16, project)
 
 
 def _by_name(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -148,14 +152,14 @@ def test_span_over_request_limit_arrives_through_overflow(logged):
 
 
 @pytest.mark.slow
-def test_metadata_filter_finds_the_rows(keyed, logged):
+def test_metadata_filter_finds_the_rows(served, logged):
     """The fetch API's metadata filter finds what the TypeScript SDK logged."""
     project, info, _ = logged
-    found = keyed.fetch(project, "metadata.user_id = 'user-2'")
+    found = served.fetch(project, "metadata.user_id = 'user-2'")
     assert sorted(r["span_attributes"]["name"] for r in found) == ["handle_request", "resumed"]
     assert {r["root_span_id"] for r in found} == {info["traces"][1]["root_span_id"]}
-    assert len(keyed.fetch(project, "metadata.app = 'ts'")) == 3
-    assert len(keyed.fetch(project, "scores.recall > 0.4")) == 3
+    assert len(served.fetch(project, "metadata.app = 'ts'")) == 3
+    assert len(served.fetch(project, "scores.recall > 0.4")) == 3
 
 
 @pytest.mark.slow
@@ -163,9 +167,9 @@ def test_metadata_filter_finds_the_rows(keyed, logged):
     ("experiment", "experiments", "/api/experiment/register"),
     ("dataset", "datasets", "/api/dataset/register"),
 ])
-def test_sdk_call_not_served_raises_naming_it(keyed, mode, feature, path):
+def test_sdk_call_not_served_raises_naming_it(served, mode, feature, path):
     """initExperiment and initDataset fail in the SDK with the collector's 501 naming them."""
-    info, _ = run_node(keyed.url, keyed.api_key, "ts-unsupported", mode)
+    info, _ = run_node(served.url, served.api_key, "ts-unsupported", mode)
     assert info["error"] is not None and info["error"].startswith("501")
     assert f"spanlog does not serve {feature}: POST {path}" in info["error"]
 
