@@ -1,16 +1,19 @@
-"""The logs table's trace totals (duration, LLM calls, tokens, cost, errors), in headless
-Chromium against a collector filled by the SDK (issue 20)."""
+"""The logs table's trace totals (duration, LLM calls, tokens, cost, errors) and its time
+range, in headless Chromium against a collector filled by the SDK (issue 20)."""
 
 from __future__ import annotations
 
 import re
 import time
+import urllib.parse
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
-from viewer_harness import Collector
+from viewer_harness import Collector, open_context, watch
 from viewer_traces import logger_for
 
 import spanlog
@@ -100,3 +103,128 @@ def test_totals_columns_cost_and_error_marker(viewer: Any, viewer_collector: Col
     expect(row.locator(".col-llm-calls")).to_have_text("")
     expect(row.locator(".col-tokens")).to_have_text("")
     expect(row.locator(".col-cost")).to_have_text("–")
+
+
+@pytest.fixture
+def spread(logger: spanlog.Logger) -> dict[str, str]:
+    """Traces started 10 days, 3 days, 3 hours and 10 minutes ago, logged in that order (so
+    listed the other way round): name -> root id."""
+    now = time.time()
+    ages = {"weeks_ago": 10 * 86400, "days_ago": 3 * 86400, "hours_ago": 3 * 3600,
+            "minutes_ago": 600}
+    ids = {name: log_trace(logger, name, now - age) for name, age in ages.items()}
+    assert logger.flush(10)
+    return ids
+
+
+def names(page: Any) -> Any:
+    return page.locator(f"{ROWS} .col-name a")
+
+
+def test_range_presets_narrow_the_table_and_stay_in_the_url(
+        viewer: Any, viewer_collector: Collector, project: tuple[str, str],
+        spread: dict[str, str]) -> None:
+    """Last hour / 24 hours / 7 days / all time fetch only traces started in that window, as
+    a relative since= in the URL that a reload keeps."""
+    _, pid = project
+    viewer.goto(f"{viewer_collector.url}/projects/{pid}")
+    expect(names(viewer)).to_have_text(["minutes_ago", "hours_ago", "days_ago", "weeks_ago"])
+    select = viewer.get_by_label("Time range")
+    select.select_option(label="Last hour")
+    expect(names(viewer)).to_have_text(["minutes_ago"])
+    expect(viewer).to_have_url(re.compile(r"\?since=1h$"))
+    viewer.reload()
+    expect(select).to_have_value("1h")
+    expect(names(viewer)).to_have_text(["minutes_ago"])
+    select.select_option(label="Last 24 hours")
+    expect(names(viewer)).to_have_text(["minutes_ago", "hours_ago"])
+    select.select_option(label="Last 7 days")
+    expect(names(viewer)).to_have_text(["minutes_ago", "hours_ago", "days_ago"])
+    expect(viewer).to_have_url(re.compile(r"\?since=7d$"))
+
+    # With a filter, both apply and both stay in the URL.
+    box = viewer.locator("#filter")
+    box.fill("input = 'hours_ago?'")
+    box.press("Enter")
+    expect(names(viewer)).to_have_text(["hours_ago"])
+    select.select_option(label="Last hour")
+    expect(viewer.locator("table.logs tbody")).to_contain_text(
+        "No traces match this filter in this time range.")
+    select.select_option(label="All time")
+    expect(names(viewer)).to_have_text(["hours_ago"])
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(viewer.url).query) == {
+        "filter": ["input = 'hours_ago?'"]}
+
+
+def test_custom_range_round_trips_through_the_url_in_local_time(
+        browser: Any, viewer_collector: Collector, project: tuple[str, str],
+        spread: dict[str, str]) -> None:
+    """A custom From/To (typed in the browser's local time) fetches that window, is kept in
+    the URL as UTC, and comes back into the inputs on reload; To before From is refused."""
+    _, pid = project
+    zone = "America/New_York"  # not UTC, so a local/UTC mix-up would show
+    context, problems = open_context(browser, viewer_collector, timezone_id=zone)
+    try:
+        page = watch(context.new_page(), problems)
+        page.goto(f"{viewer_collector.url}/projects/{pid}")
+        expect(names(page)).to_have_count(4)
+        page.get_by_label("Time range").select_option(label="Custom range…")
+        start = datetime.fromtimestamp(time.time() - 4 * 86400, timezone.utc).replace(
+            second=0, microsecond=0)
+        end = datetime.fromtimestamp(time.time() - 86400, timezone.utc).replace(
+            second=0, microsecond=0)
+        local = ZoneInfo(zone)
+        page.get_by_label("From").fill(start.astimezone(local).strftime("%Y-%m-%dT%H:%M"))
+        page.get_by_label("To").fill(end.astimezone(local).strftime("%Y-%m-%dT%H:%M"))
+        page.get_by_role("button", name="Apply range").click()
+        expect(names(page)).to_have_text(["days_ago"])
+        expect(page).to_have_url(re.compile(r"since=.*until="))
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)
+        assert query == {"since": [start.strftime("%Y-%m-%dT%H:%MZ")],
+                         "until": [end.strftime("%Y-%m-%dT%H:%MZ")]}
+
+        page.reload()
+        expect(page.get_by_label("Time range")).to_have_value("custom")
+        expect(page.get_by_label("From")).to_have_value(
+            start.astimezone(local).strftime("%Y-%m-%dT%H:%M"))
+        expect(names(page)).to_have_text(["days_ago"])
+
+        # To before From: said under the range, nothing fetched, the URL unchanged.
+        shown = page.url
+        page.get_by_label("From").fill(end.astimezone(local).strftime("%Y-%m-%dT%H:%M"))
+        page.get_by_label("To").fill(start.astimezone(local).strftime("%Y-%m-%dT%H:%M"))
+        page.get_by_role("button", name="Apply range").click()
+        error = page.locator("#range-error")
+        expect(error).to_have_text("“To” must be after “From”.")
+        expect(page.get_by_label("To")).to_have_attribute("aria-invalid", "true")
+        assert page.url == shown
+        expect(names(page)).to_have_text(["days_ago"])
+
+        # A time the collector cannot read (a hand-edited link): its 400, under the range.
+        status, message = viewer_collector.error_of(
+            "POST", f"/v1/project_logs/{pid}/fetch", {"roots_only": True, "since": "yesterday"})
+        assert status == 400
+        page.goto(f"{viewer_collector.url}/projects/{pid}?since=yesterday")
+        expect(error).to_have_text(message)
+        expect(page.get_by_label("From")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#filter-error")).to_be_hidden()
+        expect(names(page)).to_have_count(0)
+        problems.check()
+    finally:
+        context.close()
+
+
+def test_live_view_under_a_preset_keeps_its_window(
+        viewer: Any, viewer_collector: Collector, project: tuple[str, str],
+        logger: spanlog.Logger) -> None:
+    """Under "Last hour", a trace that starts now arrives live; one logged now that started
+    two hours ago stays out of the table."""
+    _, pid = project
+    viewer.goto(f"{viewer_collector.url}/projects/{pid}?since=1h")
+    expect(viewer.locator("table.logs tbody")).to_contain_text("No traces in this time range.")
+    expect(viewer.locator("#live")).to_be_visible()
+    log_trace(logger, "late_report", time.time() - 2 * 3600)
+    log_trace(logger, "fresh", time.time())
+    assert logger.flush(10)
+    expect(names(viewer)).to_have_text(["fresh"])
+    assert len(viewer_collector.fetch(pid, filter="input = 'late_report?'")) == 1

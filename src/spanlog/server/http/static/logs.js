@@ -1,5 +1,5 @@
 // The logs table of one project: root spans, most recently updated first, with a filter box
-// (kept in the URL), cursor paging, each trace's totals and score
+// and a time range (both kept in the URL), cursor paging, each trace's totals and score
 // averages (`trace_totals`, `scores_avg`: docs/protocol.md, "Trace totals") and live updates.
 
 import { ApiError, fetchLogs } from "./api.js";
@@ -7,6 +7,7 @@ import {
   cost, duration, h, preview, replace, scoreChip, shortTime, spanName, spanStart, spanType,
   tagChips,
 } from "./dom.js";
+import { agoSeconds, rangeControl } from "./range.js";
 
 const PAGE = 50;
 const COLUMNS = ["Time", "Name", "Input", "Output", "Duration", "LLM calls", "Tokens", "Cost", "Tags", "Scores"];
@@ -17,6 +18,8 @@ const isTrace = (row) => !(row && row.origin && row.comment);
 export function logsPage(main, projectId, params, ctx) {
   const controller = new AbortController();
   let filter = params.get("filter") || "";
+  let since = params.get("since") || "";
+  let until = params.get("until") || "";
   let rows = [];           // rows shown, in order
   let cursor = null;       // where the next page starts; null when there is none
   let exhausted = false;
@@ -47,6 +50,8 @@ export function logsPage(main, projectId, params, ctx) {
       ", ", h("code", {}, "error IS NOT NULL"), ". Press / to focus, j/k to move, Enter to open."),
     error);
 
+  const range = rangeControl({ since, until }, (next) => applyRange(next));
+
   const tbody = h("tbody", {});
   const table = h("table", { class: "logs", "aria-label": "Traces, most recently updated first" },
     h("thead", {}, h("tr", {}, COLUMNS.map((c) =>
@@ -56,7 +61,7 @@ export function logsPage(main, projectId, params, ctx) {
   const more = h("button", { type: "button", class: "more", onclick: () => loadMore(), hidden: true }, "Load older traces");
 
   replace(main, h("section", { class: "page logs-page" },
-    form, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
+    form, range.element, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
 
   function setFilterError(message) {
     if (message) {
@@ -139,8 +144,10 @@ export function logsPage(main, projectId, params, ctx) {
     if (activeIndex >= rows.length) activeIndex = Math.max(0, rows.length - 1);
     const focused = document.activeElement && tbody.contains(document.activeElement);
     if (rows.length === 0) {
+      const ranged = since || until ? " in this time range" : "";
       replace(tbody, h("tr", { class: "empty" }, h("td", { colspan: String(COLUMNS.length) },
-        filter ? "No traces match this filter." : "No traces yet. They appear here as they arrive.")));
+        filter ? `No traces match this filter${ranged}.`
+          : ranged ? `No traces${ranged}.` : "No traces yet. They appear here as they arrive.")));
     } else {
       replace(tbody, rows.map((row, i) => rowElement(row, i, freshIds.has(row.id))));
     }
@@ -167,19 +174,24 @@ export function logsPage(main, projectId, params, ctx) {
     // arrives late must not overwrite it.
     const mine = ++generation;
     try {
-      const page = await fetchLogs(projectId, { filter, limit: PAGE, rootsOnly: true }, controller.signal);
+      const page = await fetchLogs(projectId, { filter, since, until, limit: PAGE, rootsOnly: true }, controller.signal);
       if (mine !== generation) return;
       const full = page.events.length >= PAGE;
       page.events = page.events.filter(isTrace);
       setFilterError("");
+      range.showError("");
       ctx.clearError();
       const fresh = new Set();
       if (live && loaded) {
-        // Keep the older pages the user loaded; rows updated since move to the top.
+        // Keep the older pages the user loaded; rows updated since move to the top. Under a
+        // preset range ("24h") the window moves with now: rows that left it go.
         const seen = new Map(rows.map((r) => [r.id, r._xact_id]));
         for (const r of page.events) if (seen.get(r.id) !== r._xact_id) fresh.add(r.id);
         const ids = new Set(page.events.map((r) => r.id));
-        const older = rows.filter((r) => !ids.has(r.id));
+        const ago = agoSeconds(since);
+        const cutoff = ago === null ? null : new Date(Date.now() - ago * 1000);
+        const inWindow = (r) => !cutoff || !spanStart(r) || spanStart(r) >= cutoff;
+        const older = rows.filter((r) => !ids.has(r.id) && inWindow(r));
         rows = [...page.events, ...older];
         if (!older.length) {
           // Nothing older was loaded beyond this page: its cursor is the right one to go on.
@@ -196,7 +208,10 @@ export function logsPage(main, projectId, params, ctx) {
     } catch (err) {
       if (err.name === "AbortError" || mine !== generation) return;
       if (err instanceof ApiError && err.status === 400) {
-        setFilterError(err.message);
+        // The collector names the field: "since: ..." or "until: ..." is the range's.
+        const ofRange = /^(since|until)\b/.test(err.message);
+        range.showError(ofRange ? err.message : "");
+        setFilterError(ofRange ? "" : err.message);
         rows = [];
         exhausted = true;
         draw();
@@ -211,7 +226,7 @@ export function logsPage(main, projectId, params, ctx) {
     more.disabled = true;
     try {
       const mine = generation;
-      const page = await fetchLogs(projectId, { filter, limit: PAGE, cursor, rootsOnly: true }, controller.signal);
+      const page = await fetchLogs(projectId, { filter, since, until, limit: PAGE, cursor, rootsOnly: true }, controller.signal);
       if (mine !== generation) return;
       const full = page.events.length >= PAGE;
       page.events = page.events.filter(isTrace);
@@ -233,6 +248,15 @@ export function logsPage(main, projectId, params, ctx) {
     filter = value.trim();
     loaded = false;
     ctx.setQuery({ filter });
+    rememberUrl();
+    activeIndex = 0;
+    loadFirst();
+  }
+
+  function applyRange(next) {
+    ({ since, until } = next);
+    loaded = false;
+    ctx.setQuery({ since, until });
     rememberUrl();
     activeIndex = 0;
     loadFirst();
