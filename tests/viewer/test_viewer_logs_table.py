@@ -141,6 +141,14 @@ def test_range_presets_narrow_the_table_and_stay_in_the_url(
     select.select_option(label="Last 7 days")
     expect(names(viewer)).to_have_text(["minutes_ago", "hours_ago", "days_ago"])
     expect(viewer).to_have_url(re.compile(r"\?since=7d$"))
+    # A custom range starts from the preset's window: From is 7 days back, in local time.
+    select.select_option(label="Custom range…")
+    week_ago = datetime.fromtimestamp(time.time() - 7 * 86400)
+    expect(viewer.get_by_label("From")).to_have_value(
+        re.compile(f"^{week_ago:%Y-%m-%dT%H}:\\d\\d$"))
+    expect(viewer.get_by_label("From")).to_be_focused()
+    expect(names(viewer)).to_have_count(3)  # nothing applied yet
+    select.select_option(label="Last 7 days")
 
     # With a filter, both apply and both stay in the URL.
     box = viewer.locator("#filter")
