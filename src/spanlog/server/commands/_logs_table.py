@@ -5,10 +5,11 @@ and ``scores_avg``, docs/protocol.md "Trace totals")."""
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from spanlog.server.rows._cost import format_cost
 
 
 def _text(value: Any) -> str:
@@ -28,22 +29,6 @@ def _scores(scores: Any, fmt: str) -> str:
         return ""
     return " ".join(f"{k}={v:{fmt}}" if isinstance(v, (int, float)) else f"{k}=-"
                     for k, v in sorted(scores.items()))
-
-
-def format_cost(value: float | None) -> str:
-    """``value`` in US dollars: ``$12.34``, ``$0.50``, ``$0.0123``, ``<$0.000001``; "–" for
-    an unknown cost. (The same text as the viewer's; spanlog.server.rows._cost is to carry
-    this function for every command, when it does this one imports it from there.)"""
-    if value is None or not math.isfinite(value):
-        return "–"
-    sign, magnitude = ("-" if value < 0 else ""), abs(value)
-    if magnitude >= 1 or magnitude == 0:
-        return f"{sign}${magnitude:,.2f}"
-    if magnitude < 1e-6:
-        return f"{sign}<$0.000001"
-    # Three significant digits below a dollar (at least the cents): a fraction of a cent shows.
-    text = f"{magnitude:.{2 - math.floor(math.log10(magnitude))}f}".rstrip("0")
-    return f"{sign}${text}{'0' * max(0, 2 - len(text.partition('.')[2]))}"
 
 
 def _duration(seconds: Any) -> str:
