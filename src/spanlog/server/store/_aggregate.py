@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from spanlog.server.rows._json import dumps_internal, loads
@@ -47,6 +48,7 @@ PERCENTILES = (50, 95, 99)
 # What a cell counts, in the order of the rollup tables' columns.
 COUNTERS = ("traces", "errors", "failed_traces", "llm_calls", "prompt_tokens",
             "completion_tokens", "tokens", "cost", "priced", "unpriced_llm_calls")
+_ALL_KINDS = tuple(KINDS.values())
 _RATIO = 1.25
 _LOG_RATIO = math.log(_RATIO)
 
@@ -139,37 +141,54 @@ def _cell(cells: Cells, key: tuple[int, int, str]) -> Cell:
     return found
 
 
-def add_span(cells: Cells, slot: int, facts: tuple[Any, ...], kinds: Iterable[int],
+@lru_cache(maxsize=4096)
+def _group(value: Any) -> str:
+    """A group's key: its value as JSON ("null" for spans without one)."""
+    return dumps_internal(value)
+
+
+@lru_cache(maxsize=4096)
+def _tag_groups(tags: str | None) -> tuple[str, ...]:
+    return tuple(_group(tag) for tag in loads(tags)) if tags else ("null",)
+
+
+def add_span(cells: Cells, slot: int, facts: Sequence[Any], kinds: Iterable[int],
              sign: int = 1) -> None:
     """Add (``sign`` -1: take away) one span's figures (``_facts.FACT_COLUMNS`` values) to
     its cells of ``slot`` for each split kind of ``kinds``."""
     (is_root, started, ended, name, kind, model, prompt, completion, tokens, cost, error,
      scores, tags) = facts
     llm = kind == "llm"
-    deltas = (is_root, error, is_root and error, int(llm), prompt or 0, completion or 0,
-              tokens or 0, cost or 0.0, int(cost is not None), int(llm and cost is None))
+    deltas = [(i, sign * delta) for i, delta in enumerate((
+        is_root, error, is_root and error, int(llm), prompt or 0, completion or 0, tokens or 0,
+        cost or 0.0, int(cost is not None), int(llm and cost is None))) if delta]
     latency = None
     if is_root and ended is not None and started is not None and ended >= started:
         latency = latency_bin(ended - started)
     own = loads(scores).items() if scores else ()
     for kind_id in kinds:
         if kind_id == 0:
-            groups = ["null"]
+            groups: tuple[str, ...] = ("null",)
         elif kind_id == 1:
-            groups = [dumps_internal(model)]
+            groups = (_group(model),)
         elif kind_id == 2:
-            groups = [dumps_internal(name)]
+            groups = (_group(name),)
         else:
-            groups = [dumps_internal(tag) for tag in loads(tags)] if tags else ["null"]
+            groups = _tag_groups(tags)
         for group in groups:
-            counts, histogram, sums = _cell(cells, (slot, kind_id, group))
-            for i, delta in enumerate(deltas):
-                if delta:
-                    counts[i] += sign * delta
+            key = (slot, kind_id, group)
+            cell = cells.get(key)
+            if cell is None:
+                cell = cells[key] = ([0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0], {}, {})
+            counts, histogram, sums = cell
+            for i, delta in deltas:
+                counts[i] += delta
             if latency is not None:
                 histogram[latency] = histogram.get(latency, 0) + sign
             for score, value in own:
-                total = sums.setdefault(score, [0.0, 0])
+                total = sums.get(score)
+                if total is None:
+                    total = sums[score] = [0.0, 0]
                 total[0] += sign * value
                 total[1] += sign
 
@@ -183,8 +202,8 @@ def rollup_cells(added: Iterable[Sequence[Any]], removed: Iterable[Sequence[Any]
         for pid, *facts in entries:
             started = facts[1]
             if started is not None:
-                add_span(out.setdefault(pid, {}), math.floor(started / HOUR), tuple(facts),
-                         KINDS.values(), sign)
+                add_span(out.setdefault(pid, {}), math.floor(started / HOUR), facts, _ALL_KINDS,
+                         sign)
     return out
 
 
