@@ -6,6 +6,7 @@ import {
   duration, h, preview, replace, scoreChip, shortTime, spanName, spanSeconds, spanStart,
   spanTokens, spanType, tagChips,
 } from "./dom.js";
+import { downloadControl } from "./export.js";
 
 const PAGE = 50;
 const TRACE_FETCHES = 4;   // concurrent trace loads when rows come without scores_avg
@@ -57,7 +58,8 @@ export function logsPage(main, projectId, params, ctx) {
   const more = h("button", { type: "button", class: "more", onclick: () => loadMore(), hidden: true }, "Load older traces");
 
   replace(main, h("section", { class: "page logs-page" },
-    form, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
+    form, h("div", { class: "logs-tools" }, downloadControl(projectId, ctx.showError)),
+    h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
 
   function setFilterError(message) {
     if (message) {
