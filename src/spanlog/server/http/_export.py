@@ -22,14 +22,13 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from spanlog.server.http._context import STORE, request_access, request_project
 from spanlog.server.http._reads import client_gone, fetch_args, unless_gone
-from spanlog.server.rows._json import dumps
+from spanlog.server.rows._json import dumps_internal
 from spanlog.server.store._errors import BadRequest
 from spanlog.server.store._records import Page
 
@@ -62,18 +61,19 @@ ROOT_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _cell(row: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+def _cell(row: dict[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = row
-    for key in path:
-        if not isinstance(value, Mapping):
+    for key in path:  # decoded JSON: objects are dicts (no Mapping check, which is slow)
+        if type(value) is not dict:
             return ""
         value = value.get(key)
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if value is True or value is False:
         return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return dumps(value)
+    if type(value) is dict or type(value) is list:
+        # Compact JSON; a cell need not match json.dumps' text byte for byte.
+        return dumps_internal(value)
     return value
 
 
