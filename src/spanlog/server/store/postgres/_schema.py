@@ -23,6 +23,8 @@ Layout, and why:
 - ``spanlog_spans`` (version 3): what trace totals and aggregates need of each row that is a
   span (``store._facts``), written by the writer with the row, indexed by trace and by start
   time. Rows stored before version 3 get theirs in the migration (:func:`fill_spans`).
+- ``spanlog_project_settings`` (version 4): the settings a user set on a project, one JSON
+  object per project (``store._settings``).
 - ``spanlog_migrated``: how far ``spanlog migrate`` got for each SQLite source (resume).
 - Every table is prefixed ``spanlog_`` so the engine can share a database (and its
   ``search_path``) with other applications.
@@ -146,6 +148,10 @@ CREATE TABLE spanlog_spans (
     error smallint NOT NULL, scores jsonb, tags jsonb, PRIMARY KEY (pid, id));
 CREATE INDEX spanlog_spans_by_trace ON spanlog_spans (pid, root_span_id);
 CREATE INDEX spanlog_spans_by_start ON spanlog_spans (pid, started);
+"""),
+    (4, """
+CREATE TABLE spanlog_project_settings (
+    pid bigint PRIMARY KEY REFERENCES spanlog_projects (pid), settings jsonb NOT NULL);
 """),
 )
 

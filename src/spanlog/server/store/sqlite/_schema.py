@@ -34,6 +34,8 @@ Layout, and why:
 - ``spans``: what trace totals and aggregates need of each span (``store._facts``), one
   entry per row that is a span, keyed by the row's ``xact`` (rewritten with it). Indexed by
   trace, for a page of roots' totals, and by start time, for a time range.
+- ``project_settings``: the settings a user set on a project, one JSON object per project
+  (``store._settings``); created by any start that lacks it.
 - ``ids_recent``, ``ids_settled``: the id index, in two tiers (``_ids``), with the
   size of the first in ``meta.ids_recent``.
 - ``fields.path`` is a 64-bit hash of the leaf's path (see :func:`path_key`): the same in
@@ -108,6 +110,7 @@ CREATE TABLE IF NOT EXISTS rows (
     xact INTEGER PRIMARY KEY, pid INTEGER NOT NULL, id TEXT NOT NULL, root_span_id TEXT,
     is_root INTEGER NOT NULL, base TEXT, data TEXT NOT NULL, origin_id TEXT, capped INTEGER,
     links TEXT);
+CREATE TABLE IF NOT EXISTS project_settings (pid INTEGER PRIMARY KEY, settings TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS rows_by_project ON rows (pid);
 CREATE INDEX IF NOT EXISTS rows_by_trace ON rows (pid, root_span_id);
 {INDEX_SCHEMA}
