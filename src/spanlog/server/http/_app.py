@@ -49,6 +49,7 @@ from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._reads import fetch_args, unless_gone
+from spanlog.server.http._sessions import setup_sessions
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.query import FilterError
@@ -344,6 +345,7 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_post("/v1/project_logs/{project_id}/feedback", feedback)
     app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
     setup_export(app)  # rows as JSON Lines or CSV, streamed
+    setup_sessions(app)  # sessions and project settings
     setup_otlp(app)  # OTLP/HTTP trace ingest (docs/otel.md)
     setup_viewer(app)  # the web viewer: pages, assets, live updates
     return app
