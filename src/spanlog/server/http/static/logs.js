@@ -58,10 +58,11 @@ export function logsPage(main, projectId, params, ctx) {
   const more = h("button", { type: "button", class: "more", onclick: () => loadMore(), hidden: true }, "Load older traces");
 
   replace(main, h("section", { class: "page logs-page" },
-    form, h("div", { class: "logs-tools" },
+    // Before the filter: the filter box stays one Tab away from the table.
+    h("div", { class: "logs-tools" },
       h("a", { class: "sessions-link", href: `${base}/sessions`, "data-nav": true }, "Sessions"),
       downloadControl(projectId, ctx.showError)),
-    h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
+    form, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
 
   function setFilterError(message) {
     if (message) {
