@@ -70,3 +70,40 @@ def test_fetch_in_a_range_over_http(collector) -> None:
         status, answer = call(collector.url, "POST", f"/v1/project_logs/{pid}/fetch", body,
                               token=collector.api_key)
         assert status == 400 and answer["error"].startswith(message), answer
+
+
+def test_aggregate_over_http(collector) -> None:
+    """The aggregate endpoint by POST and GET, with relative times, and its errors."""
+    pid = collector.project_id(f"aggregate-{uuid.uuid4().hex[:8]}")
+    now = time.time()
+    rows = [{"project_id": pid, "id": f"r{i}", "span_id": f"{i:016x}",
+             "root_span_id": f"{i:032x}", "span_attributes": {"type": "llm"},
+             "metadata": {"model": "m"},
+             "metrics": {"start": now - 60 * i, "end": now - 60 * i + 2, "tokens": 5}}
+            for i in range(3)]
+    status, body = call(collector.url, "POST", "/logs3", {"rows": rows},
+                        token=collector.api_key)
+    assert status == 200, body
+    path = f"/v1/project_logs/{pid}/aggregate"
+    status, result = call(collector.url, "POST", path,
+                          {"since": "1h", "bucket": 600, "split_by": "model"},
+                          token=collector.api_key)
+    assert status == 200, result
+    # An hour in 10-minute buckets aligned to the clock: 6, or 7 with two partial ones.
+    assert result["buckets"][0] == result["since"] and result["split_by"] == "model"
+    assert len(result["buckets"]) == 7 if result["since"] % 600 else 6
+    (series,) = result["series"]
+    assert series["group"] == "m" and sum(series["llm_calls"]) == 3
+    assert result["summary"]["tokens"] == 15
+    assert result["summary"]["latency_p50"] == pytest.approx(2.0, rel=0.12)
+    query = urllib.parse.urlencode({"since": "2h", "until": "1h"})
+    status, result = call(collector.url, "GET", f"{path}?{query}", token=collector.api_key)
+    assert status == 200 and result["summary"]["traces"] == 0
+    for query_body, message in [({"bucket": "soon"}, "bucket: must be a number"),
+                                ({"split_by": "user"}, "split_by: must be one of"),
+                                ({"since": "1d", "bucket": 1}, "bucket: 1 s makes 8640"),
+                                ({"filter": "input LIKE"}, "filter:")]:
+        status, answer = call(collector.url, "GET",
+                              f"{path}?{urllib.parse.urlencode(query_body)}",
+                              token=collector.api_key)
+        assert status == 400 and answer["error"].startswith(message), answer

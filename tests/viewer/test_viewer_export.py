@@ -80,14 +80,19 @@ def test_download_every_span_as_jsonl(viewer: Any, viewer_collector: Collector,
 
 def test_a_refused_download_shows_the_error(viewer: Any, viewer_collector: Collector,
                                             project: tuple[str, str]) -> None:
-    """An export the collector refuses (a range it cannot read) says why in the banner."""
+    """An export the collector refuses (a key it no longer accepts) says why in the banner
+    and saves no file."""
     _, pid = project
     _log_traces(viewer_collector, pid, time.time())
-    viewer.goto(f"{viewer_collector.url}/projects/{pid}?since=whenever")
-    # Once the table has loaded, nothing clears the banner but the user.
+    viewer.goto(f"{viewer_collector.url}/projects/{pid}")
     expect(viewer.locator(ROWS).first).to_be_visible()
+    viewer.evaluate("localStorage.setItem('spanlog.apiKey', 'sl-not-a-key')")
+    downloads: list[Any] = []
+    viewer.on("download", lambda download: downloads.append(download))
     viewer.get_by_role("button", name="CSV").click()
-    expect(viewer.locator("#banner")).to_contain_text("since: 'whenever' is no time")
+    expect(viewer.locator("#banner")).to_contain_text("The collector refused this API key")
+    expect(viewer.get_by_role("button", name="CSV")).to_be_enabled()
+    assert downloads == []
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,15 +48,19 @@ from spanlog.server.http._context import (
 from spanlog.server.http._export import setup_export
 from spanlog.server.http._guard import request_done, request_started
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
+from spanlog.server.http._not_served import setup_not_served
 from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._reads import fetch_args, unless_gone
 from spanlog.server.http._sessions import setup_sessions
+from spanlog.server.http._time import parse_time
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.query import FilterError
+from spanlog.server.rows._cost import load_prices
 from spanlog.server.rows._json import dumps
 from spanlog.server.rows._validate import InvalidRow
+from spanlog.server.store._aggregate import window
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import BadRequest, DiskFull, NotFound, Unavailable
 from spanlog.server.store._records import Project
@@ -172,19 +178,50 @@ async def ping(request: web.Request) -> web.Response:
                               "org_id": access.org.id, "org_name": access.org.name})
 
 
+async def _project_named(request: web.Request, access: Access, name: Any,
+                         where: str) -> Project:
+    """The project called ``name`` (the request's field ``where``), created if missing."""
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest(f"{where}: must be a non-empty string")
+    access.check_name(name)
+    project = await request.app[STORE].project(access.org.id, name, create=True)
+    assert project is not None
+    return project
+
+
 async def create_project(request: web.Request) -> web.Response:
     """``POST /v1/project``: get or create a project by name."""
     access = await request_access(request)
     body = await _body(request, "name")
-    name, org_name = body["name"], body.get("org_name")
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest("body.name: must be a non-empty string")
+    org_name = body.get("org_name")
     if org_name is not None and org_name != access.org.name:
         raise Forbidden(f"this key belongs to organization {access.org.name!r}, "
                         f"not {org_name!r}")
-    access.check_name(name)
-    project = await request.app[STORE].project(access.org.id, name, create=True)
-    assert project is not None
+    project = await _project_named(request, access, body["name"], "body.name")
+    return web.json_response(project.to_json())
+
+
+async def register_project(request: web.Request) -> web.Response:
+    """``POST /api/project/register``: get or create a project by name, as
+    ``{"project": {...}}`` (the braintrust TypeScript SDK's ``initLogger``)."""
+    access = await request_access(request)
+    body = await _body(request, "project_name")
+    org_id = body.get("org_id")
+    if org_id is not None and org_id != access.org.id:
+        raise Forbidden(f"this key belongs to organization id {access.org.id!r}, "
+                        f"not {org_id!r}")
+    project = await _project_named(request, access, body["project_name"], "body.project_name")
+    return web.json_response({"project": project.to_json()})
+
+
+async def project_of_query(request: web.Request) -> web.Response:
+    """``GET /api/project?id=...``: one project (the braintrust TypeScript SDK's
+    ``initLogger`` given a ``projectId``)."""
+    access = await request_access(request)
+    project_id = request.query.get("id")
+    if not project_id:
+        raise BadRequest("query.id: the project's id is required (GET /api/project?id=...)")
+    project = await request_project(request, access, project_id)
     return web.json_response(project.to_json())
 
 
@@ -272,16 +309,40 @@ async def fetch(request: web.Request) -> web.Response:
     """``POST|GET /v1/project_logs/{id}/fetch``: a page of rows, newest first."""
     access = await request_access(request)
     project = await request_project(request, access, request.match_info["project_id"])
-    if request.method == "GET":
-        source: dict[str, Any] = dict(request.query)
-    elif request.content_length == 0:
-        source = {}
-    else:
-        source = await _body(request)
+    source = await _query_source(request)
     page = await unless_gone(request, request.app[STORE].fetch(project.id,
                                                                 **fetch_args(source)))
     return web.Response(text=f'{{"events":{page.rows_json()},"cursor":{json.dumps(page.cursor)}}}',
                         content_type="application/json")
+
+
+async def _query_source(request: web.Request) -> dict[str, Any]:
+    """A read's arguments: the query string of a GET, else the JSON body (maybe empty)."""
+    if request.method == "GET":
+        return dict(request.query)
+    if request.content_length == 0:
+        return {}
+    return await _body(request)
+
+
+async def aggregate(request: web.Request) -> web.Response:
+    """``POST|GET /v1/project_logs/{id}/aggregate``: a project's figures over a time range,
+    in buckets (docs/protocol.md, "Aggregates")."""
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
+    source = await _query_source(request)
+    now = time.time()
+    bucket = source.get("bucket")
+    if isinstance(bucket, str):  # from a GET query string
+        try:
+            bucket = float(bucket)
+        except ValueError:
+            raise BadRequest(f"bucket: must be a number of seconds, got {bucket!r}") from None
+    win = window(parse_time(source.get("since"), "since", now),
+                 parse_time(source.get("until"), "until", now), bucket,
+                 source.get("split_by") or None, source.get("filter"), now)
+    result = await unless_gone(request, request.app[STORE].aggregate(project.id, win))
+    return web.Response(text=dumps(result), content_type="application/json")
 
 
 async def trace(request: web.Request) -> web.Response:
@@ -312,6 +373,9 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
 
     async def lifecycle(app: web.Application) -> Any:
         await store.start()
+        # Pricing an LLM span's row may happen on the event loop (rows prepared in-process):
+        # its database is imported ahead, off the loop.
+        threading.Thread(target=load_prices, name="spanlog-prices", daemon=True).start()
         try:
             await app[WORKERS].start()
         except BaseException:
@@ -336,6 +400,8 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_post("/v1/project", create_project)
     app.router.add_get("/v1/project", list_projects)
     app.router.add_get("/v1/project/{project_id}", get_project)
+    app.router.add_post("/api/project/register", register_project)
+    app.router.add_get("/api/project", project_of_query)
     app.router.add_post("/logs3", logs3)
     app.router.add_post("/logs3/overflow", overflow_start)
     app.router.add_put("/logs3/overflow/{key}", overflow_upload)
@@ -344,8 +410,11 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_get("/v1/project_logs/{project_id}/fetch", fetch)
     app.router.add_post("/v1/project_logs/{project_id}/feedback", feedback)
     app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
+    app.router.add_post("/v1/project_logs/{project_id}/aggregate", aggregate)
+    app.router.add_get("/v1/project_logs/{project_id}/aggregate", aggregate)
     setup_export(app)  # rows as JSON Lines or CSV, streamed
     setup_sessions(app)  # sessions and project settings
     setup_otlp(app)  # OTLP/HTTP trace ingest (docs/otel.md)
     setup_viewer(app)  # the web viewer: pages, assets, live updates
+    setup_not_served(app)  # experiments, datasets, prompts...: 501 naming the feature
     return app

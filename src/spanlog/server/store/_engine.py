@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from spanlog.server.store._aggregate import Window
 from spanlog.server.store._records import ApiKey, Org, Page, Piece, Project
 from spanlog.server.store._sessions import SessionQuery
 
@@ -136,6 +137,12 @@ class Store(ABC):
         """A page of the project's sessions (``_sessions.py``), latest first, each with its
         trace count, first and last start and totals; and the cursor of the next page.
         Within the per-query time budget, like :meth:`fetch`."""
+
+    @abstractmethod
+    async def aggregate(self, project_id: str, win: Window) -> dict[str, Any]:
+        """A project's figures over the time range of ``win``, in its buckets, optionally
+        split and filtered: the response of docs/protocol.md "Aggregates"
+        (``_aggregate.py`` has the rules and the SQL both engines run)."""
 
     @abstractmethod
     async def latest_xact(self, project_id: str) -> str | None:

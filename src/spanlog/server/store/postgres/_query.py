@@ -26,8 +26,9 @@ from typing import Any
 from spanlog.server.query import FilterError, includes_terms, index_terms, parse
 from spanlog.server.query._compile_postgres import Params, compile_postgres, containment
 from spanlog.server.rows._json import loads
+from spanlog.server.store._aggregate import COUNTERS, Folder, Window
 from spanlog.server.store._errors import BadRequest
-from spanlog.server.store._facts import TOTALS_SQL, trace_totals
+from spanlog.server.store._facts import FACT_COLUMNS, TOTALS_SQL, trace_totals
 from spanlog.server.store._scores import TraceLink, root_averages, roots_by_trace
 
 MAX_LIMIT = 1000
@@ -204,3 +205,50 @@ async def root_scores(conn: Any, pid: int,
     for row_id, root, span_id, parents, scores in decoded:
         traces.setdefault(root, []).append((row_id, span_id, parents, scores))
     return root_averages(traces, wanted)
+
+
+_FACTS = ", ".join(FACT_COLUMNS)
+_CELL = "SELECT hour, kind, grp, {columns} FROM {table} WHERE pid = $1 AND kind = $2 AND " \
+        "hour >= $3 AND hour < $4"
+
+
+async def aggregate(conn: Any, pid: int, project_id: str, win: Window) -> dict[str, Any]:
+    """A project's figures over ``win`` (``store._aggregate``): the rollups' cells of its
+    whole hours, and the spans of the rest, every statement in one read-only snapshot."""
+    folder = Folder(win)
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        traces = None
+        if win.filter is not None:
+            try:
+                expr = parse(win.filter)
+            except FilterError as exc:
+                raise BadRequest(f"filter: {exc}") from None
+            params = Params([pid, win.since, win.until])
+            check = compile_postgres(expr, "r.data", params, row_fields(project_id))[0]
+            found = await conn.fetch(
+                "SELECT s.root_span_id FROM spanlog_spans AS s JOIN spanlog_rows AS r "
+                "ON r.pid = s.pid AND r.id = s.id WHERE s.pid = $1::bigint AND s.is_root = 1 "
+                "AND s.started >= $2::float8 AND s.started < $3::float8 "
+                f"AND s.root_span_id IS NOT NULL AND {check}", *params.values)
+            traces = [rec[0] for rec in found]
+        for since, until in folder.raw_ranges():
+            if traces is None:
+                spans = await conn.fetch(f"SELECT {_FACTS} FROM spanlog_spans WHERE pid = $1 "
+                                         "AND started >= $2 AND started < $3", pid, since, until)
+            else:
+                spans = await conn.fetch(
+                    f"SELECT {_FACTS} FROM spanlog_spans WHERE pid = $1 AND started >= $2 "
+                    "AND started < $3 AND root_span_id = ANY($4::text[])",
+                    pid, since, until, traces)
+            folder.spans(tuple(rec) for rec in spans)
+        hours = folder.rollup_hours()
+        if hours is not None:
+            for kind in folder.kinds:
+                args = (pid, kind, *hours)
+                folder.rollup_counts(tuple(rec) for rec in await conn.fetch(_CELL.format(
+                    columns=", ".join(COUNTERS), table="spanlog_rollup"), *args))
+                folder.rollup_latency(tuple(rec) for rec in await conn.fetch(_CELL.format(
+                    columns="bin, n", table="spanlog_rollup_latency"), *args))
+                folder.rollup_scores(tuple(rec) for rec in await conn.fetch(_CELL.format(
+                    columns="name, total, n", table="spanlog_rollup_scores"), *args))
+    return folder.result()

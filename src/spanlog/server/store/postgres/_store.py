@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._model import now_iso
+from spanlog.server.store._aggregate import Window
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import NotFound, QueryTooSlow, Unavailable
 from spanlog.server.store._reading import (
@@ -35,6 +36,7 @@ from spanlog.server.store._scores import with_score_averages
 from spanlog.server.store._sessions import SessionQuery
 from spanlog.server.store._settings import merged
 from spanlog.server.store.postgres._query import (
+    aggregate,
     check_limit,
     fetch_rows,
     plan_fetch,
@@ -445,6 +447,23 @@ class PostgresStore(Store):
         async def read() -> tuple[list[dict[str, Any]], str | None]:
             async with pool.acquire() as conn:
                 return await session_page(conn, pid, query)
+
+        try:
+            return await self._bounded(read)
+        except connection_errors() as exc:
+            raise Unavailable(f"the database is unreachable: {exc}") from None
+
+    async def aggregate(self, project_id: str, win: Window) -> dict[str, Any]:
+        """A project's figures over a time range, in buckets (``store._aggregate``)."""
+        pid = await self._pid(project_id)
+        pool = self._pool
+        if pool is None:
+            raise Unavailable("the store is not running")
+
+        async def read() -> dict[str, Any]:
+            async with pool.acquire() as conn:
+                return await aggregate(conn, pid, project_id, win)
+
         try:
             return await self._bounded(read)
         except connection_errors() as exc:

@@ -36,8 +36,9 @@ from spanlog.server.query import FilterError, covered_by_terms, includes_terms, 
 from spanlog.server.query._compile_sqlite import compile_sqlite
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._leaves import ARRAY, INDEXED_FIELDS
+from spanlog.server.store._aggregate import COUNTERS, Folder, Window
 from spanlog.server.store._errors import BadRequest
-from spanlog.server.store._facts import TOTALS_SQL, trace_totals
+from spanlog.server.store._facts import FACT_COLUMNS, TOTALS_SQL, trace_totals
 from spanlog.server.store._reading import (
     MAX_TRACE_SPANS,
     api_row,
@@ -309,3 +310,49 @@ def trace_rows(conn: sqlite3.Connection, *, pid: int, project_id: str,
     rows = [api_row(xact, data, project_id) for xact, data in found]
     rows.sort(key=trace_order)
     return rows
+
+
+_FACTS = ", ".join(FACT_COLUMNS)
+_CELL = "SELECT hour, kind, grp, {columns} FROM {table} WHERE pid = ? AND kind = ? AND " \
+        "hour >= ? AND hour < ?"
+
+
+def aggregate(conn: sqlite3.Connection, *, pid: int, project_id: str,
+              win: Window) -> dict[str, Any]:
+    """A project's figures over ``win`` (``store._aggregate``; runs on a reader thread): the
+    rollups' cells of its whole hours, and the spans of the rest, from one snapshot."""
+    folder = Folder(win)
+    conn.execute("BEGIN")
+    try:
+        traces = None
+        if win.filter is not None:
+            check, params = _residual(_parse(win.filter), project_id)
+            found = conn.execute(
+                "SELECT s.root_span_id FROM spans AS s JOIN rows AS r ON r.xact = s.xact "
+                "WHERE s.pid = ? AND s.is_root = 1 AND s.started >= ? AND s.started < ? "
+                f"AND s.root_span_id IS NOT NULL AND ({check})",
+                (pid, win.since, win.until, *params)).fetchall()
+            traces = dumps([root for (root,) in found])
+        for since, until in folder.raw_ranges():
+            if traces is None:
+                spans = conn.execute(f"SELECT {_FACTS} FROM spans WHERE pid = ? AND "
+                                     "started >= ? AND started < ?", (pid, since, until))
+            else:
+                spans = conn.execute(
+                    f"SELECT {_FACTS} FROM spans WHERE pid = ? AND started >= ? AND "
+                    "started < ? AND root_span_id IN (SELECT value FROM json_each(?))",
+                    (pid, since, until, traces))
+            folder.spans(spans)
+        hours = folder.rollup_hours()
+        if hours is not None:
+            for kind in folder.kinds:
+                args = (pid, kind, *hours)
+                folder.rollup_counts(conn.execute(_CELL.format(
+                    columns=", ".join(COUNTERS), table="rollup"), args))
+                folder.rollup_latency(conn.execute(_CELL.format(
+                    columns="bin, n", table="rollup_latency"), args))
+                folder.rollup_scores(conn.execute(_CELL.format(
+                    columns="name, total, n", table="rollup_scores"), args))
+    finally:
+        conn.execute("COMMIT")
+    return folder.result()

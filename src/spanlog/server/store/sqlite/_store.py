@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from spanlog.server.rows._model import now_iso
+from spanlog.server.store._aggregate import Window
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import (
     DiskFull,
@@ -36,7 +37,7 @@ from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece,
 from spanlog.server.store._sessions import SessionQuery
 from spanlog.server.store._settings import merged
 from spanlog.server.store.sqlite._pieces import prepare, prepare_rows, write_pieces
-from spanlog.server.store.sqlite._query import fetch_page, trace_rows
+from spanlog.server.store.sqlite._query import aggregate, fetch_page, trace_rows
 from spanlog.server.store.sqlite._schema import connect
 from spanlog.server.store.sqlite._sessions import session_page
 from spanlog.server.store.sqlite._upgrade import ensure_schema
@@ -410,6 +411,12 @@ class SqliteStore(Store):
         """A page of the project's sessions, latest first, and the next page's cursor."""
         pid = await self._pid(project_id)
         return await self._scan(pid, partial(session_page, pid=pid, query=query))
+
+    async def aggregate(self, project_id: str, win: Window) -> dict[str, Any]:
+        """A project's figures over a time range, in buckets (``store._aggregate``)."""
+        pid = await self._pid(project_id)
+        return await self._scan(pid, partial(aggregate, pid=pid, project_id=project_id,
+                                             win=win))
 
     async def latest_xact(self, project_id: str) -> str | None:
         """The transaction id of the project's latest write (None while it has no rows)."""
