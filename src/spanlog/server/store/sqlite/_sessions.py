@@ -20,7 +20,8 @@ def session_page(conn: sqlite3.Connection, pid: int,
                  query: SessionQuery) -> tuple[list[dict[str, Any]], str | None]:
     """A page of a project's sessions, latest first, and the cursor of the next page."""
     path = json_path(query.path)
-    where = ["r.pid = ?", "r.is_root = 1", "r.root_span_id IS NOT NULL",
+    # "+": not through rows_by_trace (every row of the project) but the roots' own index.
+    where = ["r.pid = ?", "r.is_root = 1", "+r.root_span_id IS NOT NULL",
              "json_type(r.data, ?) = 'text'", "s.started IS NOT NULL"]
     params: list[Any] = [path, pid, path]
     if query.since is not None or query.until is not None:
@@ -34,7 +35,8 @@ def session_page(conn: sqlite3.Connection, pid: int,
     if query.after is not None:
         having = "HAVING max(root_start) < ? OR (max(root_start) = ? AND sid < ?)"
         params += [query.after[0], query.after[0], query.after[1]]
-    # One more than the page: whether there is a next page.
+    # One more than the page: whether there is a next page. CROSS JOIN fixes the join order:
+    # the page's sessions, their roots, then each trace's spans by spans_by_trace.
     params += [query.limit + 1, pid]
     found = conn.execute(f"""
         WITH roots AS MATERIALIZED (
@@ -48,8 +50,8 @@ def session_page(conn: sqlite3.Connection, pid: int,
             FROM roots GROUP BY sid {having}
             ORDER BY last_start DESC, sid DESC LIMIT ?)
         SELECT page.sid, page.traces, page.first_start, page.last_start, {TOTALS_SQL}
-        FROM page JOIN roots ON roots.sid = page.sid
-            JOIN spans ON spans.pid = ? AND spans.root_span_id = roots.root
+        FROM page CROSS JOIN roots ON roots.sid = page.sid
+            CROSS JOIN spans ON spans.pid = ? AND spans.root_span_id = roots.root
         GROUP BY page.sid ORDER BY page.last_start DESC, page.sid DESC""",
                          params).fetchall()
     more = len(found) > query.limit
