@@ -103,6 +103,12 @@ async def test_sessions_group_traces_latest_first_with_totals(store: Store) -> N
     one, _ = await store.sessions(p.id, SessionQuery(SESSION, session_id="alpha"))
     assert one == [alpha]
     assert (await store.sessions(p.id, SessionQuery(SESSION, session_id="zeta")))[0] == []
+    known, _ = await store.sessions(p.id, SessionQuery(SESSION, session_id="alpha",
+                                                       traces=("t1", "t3")))
+    assert known == [alpha]
+    part, _ = await store.sessions(p.id, SessionQuery(SESSION, traces=("t3", "t4")))
+    assert [(s["session_id"], s["traces"], s["totals"]["tokens"]) for s in part] == [
+        ("gamma", 1, 10), ("alpha", 1, 7)]
     ranged, _ = await store.sessions(p.id, SessionQuery(SESSION, since=250.0, until=450.0))
     assert [(s["session_id"], s["traces"]) for s in ranged] == [("gamma", 1), ("alpha", 1)]
 

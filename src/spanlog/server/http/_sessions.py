@@ -74,14 +74,21 @@ async def get_session(request: web.Request) -> web.Response:
     session_id = request.match_info["session_id"]
     key, path = await _session_key(request, project.id)
     store = request.app[STORE]
-    found, _ = await unless_gone(request, store.sessions(
-        project.id, SessionQuery(path, limit=1, session_id=session_id)))
-    if not found:
-        raise NotFound(f"no session {session_id!r} in project {project.name!r} (no root span "
-                       f"with {key} = {session_id!r})")
+    # The traces first, through the filter's index; the summary then reads only their spans
+    # (every root of the project only when there are more traces than one read returns).
     page = await unless_gone(request, store.fetch(
         project.id, filter=session_filter(key, session_id), roots_only=True,
         limit=MAX_SESSION_TRACES))
+    ids = tuple(sorted({row["root_span_id"] for row in page.rows
+                        if isinstance(row.get("root_span_id"), str)}))
+    found: list[dict[str, Any]] = []
+    if ids:
+        found, _ = await unless_gone(request, store.sessions(project.id, SessionQuery(
+            path, limit=1, session_id=session_id,
+            traces=None if page.cursor is not None else ids)))
+    if not found:
+        raise NotFound(f"no session {session_id!r} in project {project.name!r} (no root span "
+                       f"with {key} = {session_id!r})")
     traces = sorted(page.rows, key=trace_order)
     return _json({"key": key, "session": found[0], "traces": traces,
                   "truncated": page.cursor is not None})

@@ -31,6 +31,9 @@ class SessionQuery:
     since: float | None = None
     until: float | None = None
     session_id: str | None = None  # only this session
+    # Only these traces (root_span_ids), when the caller knows them: read through the trace
+    # index instead of every root of the project.
+    traces: tuple[str, ...] | None = None
 
 
 def check_limit(limit: Any) -> int:

@@ -29,6 +29,8 @@ async def session_page(conn: Any, pid: int,
         where.append(f"s.started < {param(query.until)}::float8")
     if query.session_id is not None:
         where.append(f"r.data #>> $2::text[] = {param(query.session_id)}::text")
+    if query.traces is not None:
+        where.append(f"r.root_span_id = ANY({param(list(query.traces))}::text[])")
     having = ""
     if query.after is not None:
         last, sid = param(query.after[0]), param(query.after[1])

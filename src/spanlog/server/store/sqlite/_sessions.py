@@ -31,6 +31,9 @@ def session_page(conn: sqlite3.Connection, pid: int,
     if query.session_id is not None:
         where.append("json_extract(r.data, ?) = ?")
         params += [path, query.session_id]
+    if query.traces is not None:
+        where.append(f"r.root_span_id IN ({','.join('?' * len(query.traces))})")
+        params += query.traces
     having = ""
     if query.after is not None:
         having = "HAVING max(root_start) < ? OR (max(root_start) = ? AND sid < ?)"
