@@ -106,9 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it (key_...)")
     _add_database_args(revoke)
 
+    from spanlog.server.commands._export import add_export_command
     from spanlog.server.commands._migrate import add_migrate_command
 
     add_migrate_command(commands)
+    add_export_command(commands)
 
     demo = commands.add_parser("demo", help="start a collector with example traces in it")
     demo.add_argument("--port", type=int, default=DEFAULT_PORT,
@@ -347,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_keys(args))
     if args.command == "logs":
         return _logs(args)
-    if args.command == "migrate":
+    if args.command in ("migrate", "export"):
         result: int = args.run(args)
         return result
     return _demo(args)

@@ -318,3 +318,27 @@ def test_cli_arguments_are_checked(tmp_path: Path) -> None:
     assert main(["--from", f"sqlite:{tmp_path / 'x'}", "--to", "postgres:postgresql://h/db",
                  "--batch-rows", "0"]) == 2
 
+
+
+async def test_project_settings_are_copied(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """A project's session key set in SQLite is the same in PostgreSQL after a migrate."""
+    source = tmp_path / "settings.sqlite3"
+    await _fill(str(source), 10)
+    sqlite = SqliteStore(str(source))
+    await sqlite.start()
+    try:
+        org = await sqlite.org(DEFAULT_ORG)
+        assert org is not None
+        project = await sqlite.project(org.id, "Global")
+        assert project is not None
+        await sqlite.change_project_settings(project.id, {"session_key": "metadata.chat"})
+    finally:
+        await sqlite.close()
+    url = await new_database(pg_cluster)
+    assert (await migrate(str(source), url)).verified
+    postgres = PostgresStore(url)
+    await postgres.start()
+    try:
+        assert await postgres.project_settings(project.id) == {"session_key": "metadata.chat"}
+    finally:
+        await postgres.close()

@@ -130,7 +130,8 @@ def _open_source(path: str) -> sqlite3.Connection:
 
 async def _copy_identities(src: sqlite3.Connection, conn: Any,
                            report: Report) -> dict[int, tuple[int, str]]:
-    """Orgs, projects and keys; returns source pid -> (target pid, project name)."""
+    """Orgs, projects (and their settings) and keys; returns source pid -> (target pid,
+    project name)."""
     org_ids: dict[str, str] = {}
     for org_id, name, created in src.execute("SELECT id, name, created FROM orgs"):
         await conn.execute("INSERT INTO spanlog_orgs (id, name, created) VALUES ($1, $2, $3) "
@@ -154,6 +155,14 @@ async def _copy_identities(src: sqlite3.Connection, conn: Any,
                 "this source was migrated into before")
         pids[pid] = (int(found["pid"]), name)
         report.projects += 1
+    # A source written before project settings existed has no such table.
+    if src.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                   "name = 'project_settings'").fetchone():
+        for pid, settings in src.execute("SELECT pid, settings FROM project_settings"):
+            await conn.execute(
+                "INSERT INTO spanlog_project_settings (pid, settings) VALUES ($1, $2::jsonb) "
+                "ON CONFLICT (pid) DO UPDATE SET settings = excluded.settings",
+                pids[pid][0], settings)
     for key_id, token_hash, name, org_id, projects, created, revoked in src.execute(
             "SELECT id, hash, name, org_id, projects, created, revoked FROM api_keys"):
         await conn.execute(

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
@@ -45,12 +45,15 @@ from spanlog.server.http._context import (
     request_access,
     request_project,
 )
+from spanlog.server.http._export import setup_export
 from spanlog.server.http._guard import request_done, request_started
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server.http._not_served import setup_not_served
 from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
-from spanlog.server.http._time import parse_range, parse_time
+from spanlog.server.http._reads import fetch_args, unless_gone
+from spanlog.server.http._sessions import setup_sessions
+from spanlog.server.http._time import parse_time
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.query import FilterError
@@ -66,7 +69,6 @@ from spanlog.server.store._scores import with_score_averages
 log = logging.getLogger("spanlog.server")
 
 
-T = TypeVar("T")
 OPEN_HOSTS = web.AppKey[frozenset[str]]("open_hosts")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -303,63 +305,13 @@ async def feedback(request: web.Request) -> web.Response:
     return web.json_response({"status": "success"})
 
 
-# How often a handler waiting on a read checks that its client is still there.
-_GONE_CHECK = 0.25
-
-
-async def _unless_gone(request: web.Request, read: Awaitable[T]) -> T:
-    """Await a store read, cancelling it if the client disconnects meanwhile: the store then
-    stops the query, so nobody's abandoned work holds a reader (docs/collector.md)."""
-    task = asyncio.ensure_future(read)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=_GONE_CHECK)
-            if done:
-                return task.result()
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                task.cancel()
-                raise Unavailable("the client disconnected")
-    finally:
-        if not task.done():
-            task.cancel()
-
-
-def _fetch_args(source: dict[str, Any]) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    text = source.get("filter")
-    if text is not None and not isinstance(text, str):
-        raise BadRequest("filter: must be a string expression such as "
-                         "\"metadata.user_id = '1234'\"")
-    args["filter"] = text
-    limit = source.get("limit", 50)
-    if isinstance(limit, str):
-        try:
-            limit = int(limit)
-        except ValueError:
-            raise BadRequest(f"limit: must be an integer, got {limit!r}") from None
-    args["limit"] = limit
-    cursor = source.get("cursor")
-    if cursor is not None and not isinstance(cursor, str):
-        raise BadRequest("cursor: must be a string returned by a previous fetch")
-    args["cursor"] = cursor
-    roots = source.get("roots_only", False)
-    if isinstance(roots, str):  # from a GET query string
-        roots = {"1": True, "true": True, "0": False, "false": False}.get(roots.lower(), roots)
-    if not isinstance(roots, bool):
-        raise BadRequest("roots_only: must be true or false")
-    args["roots_only"] = roots
-    args["since"], args["until"] = parse_range(source)
-    return args
-
-
 async def fetch(request: web.Request) -> web.Response:
     """``POST|GET /v1/project_logs/{id}/fetch``: a page of rows, newest first."""
     access = await request_access(request)
     project = await request_project(request, access, request.match_info["project_id"])
     source = await _query_source(request)
-    page = await _unless_gone(request, request.app[STORE].fetch(project.id,
-                                                                **_fetch_args(source)))
+    page = await unless_gone(request, request.app[STORE].fetch(project.id,
+                                                                **fetch_args(source)))
     return web.Response(text=f'{{"events":{page.rows_json()},"cursor":{json.dumps(page.cursor)}}}',
                         content_type="application/json")
 
@@ -389,7 +341,7 @@ async def aggregate(request: web.Request) -> web.Response:
     win = window(parse_time(source.get("since"), "since", now),
                  parse_time(source.get("until"), "until", now), bucket,
                  source.get("split_by") or None, source.get("filter"), now)
-    result = await _unless_gone(request, request.app[STORE].aggregate(project.id, win))
+    result = await unless_gone(request, request.app[STORE].aggregate(project.id, win))
     return web.Response(text=dumps(result), content_type="application/json")
 
 
@@ -397,7 +349,7 @@ async def trace(request: web.Request) -> web.Response:
     """``GET /v1/project_logs/{id}/trace/{root_span_id}``: one trace with score averages."""
     access = await request_access(request)
     project = await request_project(request, access, request.match_info["project_id"])
-    rows = await _unless_gone(request, request.app[STORE].trace(
+    rows = await unless_gone(request, request.app[STORE].trace(
         project.id, request.match_info["root_span_id"]))
     # Averaging and encoding a big trace is CPU work: on a thread, never on the event loop
     # (docs/collector.md, "What it guarantees").
@@ -460,6 +412,8 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
     app.router.add_post("/v1/project_logs/{project_id}/aggregate", aggregate)
     app.router.add_get("/v1/project_logs/{project_id}/aggregate", aggregate)
+    setup_export(app)  # rows as JSON Lines or CSV, streamed
+    setup_sessions(app)  # sessions and project settings
     setup_otlp(app)  # OTLP/HTTP trace ingest (docs/otel.md)
     setup_viewer(app)  # the web viewer: pages, assets, live updates
     setup_not_served(app)  # experiments, datasets, prompts...: 501 naming the feature

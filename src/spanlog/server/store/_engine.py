@@ -14,6 +14,7 @@ from typing import Any
 
 from spanlog.server.store._aggregate import Window
 from spanlog.server.store._records import ApiKey, Org, Page, Piece, Project
+from spanlog.server.store._sessions import SessionQuery
 
 # How long one read (a fetch or a trace) may run before it is stopped with QueryTooSlow
 # (docs/collector.md, "What it guarantees"); ``spanlog serve --query-timeout`` changes it.
@@ -71,6 +72,17 @@ class Store(ABC):
         """Every project of ``org_id``, oldest first."""
 
     @abstractmethod
+    async def project_settings(self, project_id: str) -> dict[str, Any]:
+        """The settings set on project ``project_id`` (only those a user set; readers apply
+        ``_settings.with_defaults``); :class:`NotFound` when there is no such project."""
+
+    @abstractmethod
+    async def change_project_settings(self, project_id: str,
+                                      changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``changes`` (checked by ``_settings.check_settings``; a null removes) to the
+        project's settings, atomically; return the settings now set."""
+
+    @abstractmethod
     async def key_by_hash(self, token_hash: str) -> ApiKey | None:
         """The key whose secret token hashes to ``token_hash`` (revoked ones too), or None."""
 
@@ -118,6 +130,13 @@ class Store(ABC):
         (``is_root``, ``rows/_model.py``) are listed, each with ``scores_avg`` over its whole trace
         (``subtree_averages``, ``_scores.py``), read for the whole page at once.
         """
+
+    @abstractmethod
+    async def sessions(self, project_id: str,
+                       query: SessionQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the project's sessions (``_sessions.py``), latest first, each with its
+        trace count, first and last start and totals; and the cursor of the next page.
+        Within the per-query time budget, like :meth:`fetch`."""
 
     @abstractmethod
     async def aggregate(self, project_id: str, win: Window) -> dict[str, Any]:

@@ -98,3 +98,24 @@ export async function fetchTrace(projectId, rootSpanId, signal) {
 export async function sendFeedback(projectId, items) {
   return request("POST", `/v1/project_logs/${enc(projectId)}/feedback`, { feedback: items });
 }
+
+/** A page of the project's sessions, latest first: `{key, sessions, cursor}`. */
+export async function listSessions(projectId, { cursor, limit, since, until } = {}, signal) {
+  const query = new URLSearchParams();
+  if (limit) query.set("limit", String(limit));
+  if (cursor) query.set("cursor", cursor);
+  if (since) query.set("since", since);
+  if (until) query.set("until", until);
+  return request("GET", `/v1/project_logs/${enc(projectId)}/sessions?${query}`, undefined, signal);
+}
+
+/** One session: `{key, session, traces, truncated}`, its traces in start order. */
+export async function getSession(projectId, sessionId, signal) {
+  return request("GET", `/v1/project_logs/${enc(projectId)}/sessions/${enc(sessionId)}`,
+    undefined, signal);
+}
+
+/** Set project settings (`null` resets one); returns every setting. */
+export async function changeSettings(projectId, changes) {
+  return request("PATCH", `/v1/project/${enc(projectId)}/settings`, changes);
+}

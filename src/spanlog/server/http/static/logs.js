@@ -7,6 +7,7 @@ import {
   cost, duration, h, preview, replace, scoreChip, shortTime, spanName, spanStart, spanType,
   tagChips,
 } from "./dom.js";
+import { downloadControl } from "./export.js";
 import { agoSeconds, rangeControl } from "./range.js";
 
 const PAGE = 50;
@@ -61,6 +62,10 @@ export function logsPage(main, projectId, params, ctx) {
   const more = h("button", { type: "button", class: "more", onclick: () => loadMore(), hidden: true }, "Load older traces");
 
   replace(main, h("section", { class: "page logs-page" },
+    // Before the filter: the Tab order from the filter box to the table stays as it was.
+    h("div", { class: "logs-tools" },
+      h("a", { class: "sessions-link", href: `${base}/sessions`, "data-nav": true }, "Sessions"),
+      downloadControl(projectId, ctx.showError)),
     form, range.element, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
 
   function setFilterError(message) {

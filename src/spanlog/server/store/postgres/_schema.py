@@ -27,6 +27,8 @@ Layout, and why:
   per (project, split kind, hour, group) (``store._aggregate``), updated by every write in
   the same transaction (:func:`replace_spans`); additions commute, so collectors writing at
   once need no more than the row locks the upserts take.
+- ``spanlog_project_settings`` (version 4): the settings a user set on a project, one JSON
+  object per project (``store._settings``).
 - ``spanlog_migrated``: how far ``spanlog migrate`` got for each SQLite source (resume).
 - Every table is prefixed ``spanlog_`` so the engine can share a database (and its
   ``search_path``) with other applications.
@@ -165,6 +167,10 @@ CREATE TABLE spanlog_rollup_scores (
     pid bigint NOT NULL, kind smallint NOT NULL, hour bigint NOT NULL, grp text NOT NULL,
     name text NOT NULL, total double precision NOT NULL, n bigint NOT NULL,
     PRIMARY KEY (pid, kind, hour, grp, name));
+"""),
+    (4, """
+CREATE TABLE spanlog_project_settings (
+    pid bigint PRIMARY KEY REFERENCES spanlog_projects (pid), settings jsonb NOT NULL);
 """),
 )
 

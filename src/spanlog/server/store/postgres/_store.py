@@ -33,6 +33,8 @@ from spanlog.server.store._reading import (
 )
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
 from spanlog.server.store._scores import with_score_averages
+from spanlog.server.store._sessions import SessionQuery
+from spanlog.server.store._settings import merged
 from spanlog.server.store.postgres._query import (
     aggregate,
     check_limit,
@@ -42,6 +44,7 @@ from spanlog.server.store.postgres._query import (
     root_totals,
 )
 from spanlog.server.store.postgres._schema import SchemaTooNew, migrate
+from spanlog.server.store.postgres._sessions import session_page
 from spanlog.server.store.postgres._writer import PieceAt, Writer, connection_errors
 
 T = TypeVar("T")
@@ -298,6 +301,35 @@ class PostgresStore(Store):
             raise NotFound(f"project {project_id!r} not found")
         return self._projects[project_id][1]
 
+    async def project_settings(self, project_id: str) -> dict[str, Any]:
+        """The settings set on project ``project_id``."""
+        pid = await self._pid(project_id)
+        value = await self._query("fetchval", "SELECT settings::text FROM "
+                                  "spanlog_project_settings WHERE pid = $1", pid)
+        return dict(json.loads(value)) if value is not None else {}
+
+    async def change_project_settings(self, project_id: str,
+                                      changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply checked ``changes`` to the project's settings; return them."""
+        pid = await self._pid(project_id)
+        pool = self._pool
+        if pool is None:
+            raise Unavailable("the store is not running")
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                # The row lock (or, for a first setting, the insert) orders concurrent changes.
+                await conn.execute("INSERT INTO spanlog_project_settings (pid, settings) "
+                                   "VALUES ($1, '{}') ON CONFLICT (pid) DO NOTHING", pid)
+                stored = await conn.fetchval("SELECT settings::text FROM "
+                                             "spanlog_project_settings WHERE pid = $1 "
+                                             "FOR UPDATE", pid)
+                settings = merged(json.loads(stored), changes)
+                await conn.execute("UPDATE spanlog_project_settings SET settings = $2::jsonb "
+                                   "WHERE pid = $1", pid, json.dumps(settings))
+        except connection_errors() as exc:
+            raise Unavailable(f"the database is unreachable: {exc}") from None
+        return settings
+
     # -- keys --------------------------------------------------------------------------
 
     _KEY = ("SELECT k.id, k.name, k.org_id, o.name AS org_name, k.projects, k.created, "
@@ -403,6 +435,23 @@ class PostgresStore(Store):
                 raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)},'
                            f'"trace_totals":{dumps(totals[row["id"]])}{tail}')
         return Page(None, str(found[-1][0]) if len(found) == limit else None, raw=raw)
+
+    async def sessions(self, project_id: str,
+                       query: SessionQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the project's sessions, latest first, and the next page's cursor."""
+        pid = await self._pid(project_id)
+        pool = self._pool
+        if pool is None:
+            raise Unavailable("the store is not running")
+
+        async def read() -> tuple[list[dict[str, Any]], str | None]:
+            async with pool.acquire() as conn:
+                return await session_page(conn, pid, query)
+
+        try:
+            return await self._bounded(read)
+        except connection_errors() as exc:
+            raise Unavailable(f"the database is unreachable: {exc}") from None
 
     async def aggregate(self, project_id: str, win: Window) -> dict[str, Any]:
         """A project's figures over a time range, in buckets (``store._aggregate``)."""

@@ -37,6 +37,8 @@ Layout, and why:
 - ``rollup``, ``rollup_latency``, ``rollup_scores``: the ``spans`` figures summed per
   (project, split kind, hour, group) (``store._aggregate``), updated by every write, so that
   charting a week reads a few thousand cells instead of every span.
+- ``project_settings``: the settings a user set on a project, one JSON object per project
+  (``store._settings``); created by any start that lacks it.
 - ``ids_recent``, ``ids_settled``: the id index, in two tiers (``_ids``), with the
   size of the first in ``meta.ids_recent``.
 - ``fields.path`` is a 64-bit hash of the leaf's path (see :func:`path_key`): the same in
@@ -126,6 +128,7 @@ CREATE TABLE IF NOT EXISTS rows (
     xact INTEGER PRIMARY KEY, pid INTEGER NOT NULL, id TEXT NOT NULL, root_span_id TEXT,
     is_root INTEGER NOT NULL, base TEXT, data TEXT NOT NULL, origin_id TEXT, capped INTEGER,
     links TEXT);
+CREATE TABLE IF NOT EXISTS project_settings (pid INTEGER PRIMARY KEY, settings TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS rows_by_project ON rows (pid);
 CREATE INDEX IF NOT EXISTS rows_by_trace ON rows (pid, root_span_id);
 {INDEX_SCHEMA}
