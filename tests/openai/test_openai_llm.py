@@ -53,7 +53,8 @@ def test_traced_llm_function_with_log_llm(collector: Any, project: str) -> None:
     assert row["output"] == "HELLO BIG WORLD"
     assert row["metadata"]["model"] == "echo-1" and row["metadata"]["provider"] == "echo"
     metrics = row["metrics"]
-    assert (metrics["prompt_tokens"], metrics["completion_tokens"], metrics["tokens"]) == (3, 3, 6)
+    # Anthropic-style usage: the cache read counts in the prompt (3 + 1).
+    assert (metrics["prompt_tokens"], metrics["completion_tokens"], metrics["tokens"]) == (4, 3, 7)
     assert metrics["prompt_cached_tokens"] == 1
 
 
