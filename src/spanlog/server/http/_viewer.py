@@ -6,7 +6,8 @@ HTTP API. This module adds to the collector's app:
 
 - ``GET /``, ``GET /projects/{project_id}``, ``GET /projects/{project_id}/traces/{root}``:
   the single page (the script routes on the path, so every view has a shareable URL);
-- ``GET /static/{name}``: the assets;
+- ``GET /static/{name}``: the assets, ``static/vendor/<library>/`` included (third-party
+  code copied in unchanged, each with its license and a README naming version and source);
 - ``GET /v1/project_logs/{project_id}/live``: server-sent events telling the page the
   project's latest transaction id whenever it moves.
 
@@ -45,9 +46,11 @@ _CONTENT_TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
-# Assets live flat in one directory; anything else (dots, slashes) is refused before it can
-# reach the file system.
-_ASSET_NAME = re.compile(r"^[A-Za-z0-9_-]+\.(?:html|js|css|svg|png)$")
+# Assets live flat in one directory, vendored libraries one level down in vendor/<library>/;
+# anything else (a leading dot, "..", other slashes) is refused before it can reach the file
+# system: every dot must sit between two name characters.
+_ASSET_NAME = re.compile(
+    r"^(?:vendor/[a-z0-9-]+/)?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.(?:html|js|css|svg|png)$")
 
 # The page loads nothing from anywhere but the collector; saying so also guards against
 # logged content that somehow ends up interpreted as markup.
@@ -173,5 +176,5 @@ def setup_viewer(app: web.Application, *, latest: LatestXact | None = None,
     app.router.add_get("/", _page)
     app.router.add_get("/projects/{project_id}", _page)
     app.router.add_get("/projects/{project_id}/traces/{root_span_id}", _page)
-    app.router.add_get("/static/{name}", _asset)
+    app.router.add_get("/static/{name:.+}", _asset)
     app.router.add_get("/v1/project_logs/{project_id}/live", _live)
