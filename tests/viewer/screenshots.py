@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from playwright.sync_api import expect, sync_playwright
-from viewer_harness import CHROMIUM, CHROMIUM_ARGS, Collector, ViewerServer
+from viewer_harness import CHROMIUM, CHROMIUM_ARGS, Collector, serve_viewer
 from viewer_traces import log_support_trace, log_support_traces, logger_for
 
 MORE = [
@@ -32,26 +32,22 @@ MORE = [
 def main(out_dir: Path) -> None:
     """Write the two screenshots into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ViewerServer(str(Path(tmp) / "spanlog.sqlite3")).start()
-        try:
-            collector = Collector(server.url, server.api_key)
-            logger = logger_for(collector.url, collector.api_key, "support-bot")
-            now = time.time()
-            for i, (q, a, tags, meta, scores) in enumerate(MORE):
-                log_support_trace(logger, q, a, tags, meta, scores, now - 900 + i * 97)
-            traces = log_support_traces(logger, now)
-            logger.close(10)
-            pid = collector.project_id("support-bot")
-            shown = traces[0]
-            llm = shown.ids["chat.completions.create"]
-            collector.request("POST", f"/v1/project_logs/{pid}/feedback", {"feedback": [
-                {"id": llm, "scores": {"thumbs": 1}, "source": "app"},
-                {"id": llm, "comment": "Good answer; link the rotation doc next time.",
-                 "source": "app", "metadata": {"user": "dana@acme.dev"}}]})
-            shoot(collector, pid, shown.root_span_id, llm, out_dir)
-        finally:
-            server.stop()
+    with (tempfile.TemporaryDirectory() as tmp,
+          serve_viewer(str(Path(tmp) / "spanlog.sqlite3")) as collector):
+        logger = logger_for(collector.url, collector.api_key, "support-bot")
+        now = time.time()
+        for i, (q, a, tags, meta, scores) in enumerate(MORE):
+            log_support_trace(logger, q, a, tags, meta, scores, now - 900 + i * 97)
+        traces = log_support_traces(logger, now)
+        logger.close(10)
+        pid = collector.project_id("support-bot")
+        shown = traces[0]
+        llm = shown.ids["chat.completions.create"]
+        collector.request("POST", f"/v1/project_logs/{pid}/feedback", {"feedback": [
+            {"id": llm, "scores": {"thumbs": 1}, "source": "app"},
+            {"id": llm, "comment": "Good answer; link the rotation doc next time.",
+             "source": "app", "metadata": {"user": "dana@acme.dev"}}]})
+        shoot(collector, pid, shown.root_span_id, llm, out_dir)
 
 
 def shoot(collector: Collector, pid: str, root_span_id: str, span_id: str,
