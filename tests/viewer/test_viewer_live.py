@@ -221,7 +221,7 @@ async def test_every_module_the_page_imports_is_served(running: Running) -> None
             text = await resp.text()
         for target in re.findall(r'from "\./([\w/.-]+\.js)";', text):
             pending.append(posixpath.normpath(posixpath.join(posixpath.dirname(name), target)))
-    assert {"api.js", "logs.js", "trace.js", "json.js", "live.js"} <= seen
+    assert {"api.js", "logs.js", "trace.js", "json.js", "live.js", "summary.js"} <= seen
     for path in STATIC_DIR.rglob("*"):
         if path.suffix not in {".html", ".js", ".css", ".svg"}:
             continue  # not served (a vendored library's LICENSE and README)

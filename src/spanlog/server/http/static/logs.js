@@ -6,6 +6,7 @@ import {
   duration, h, preview, replace, scoreChip, shortTime, spanName, spanSeconds, spanStart,
   spanTokens, spanType, tagChips,
 } from "./dom.js";
+import { summaryPanel } from "./summary.js";
 
 const PAGE = 50;
 const TRACE_FETCHES = 4;   // concurrent trace loads when rows come without scores_avg
@@ -55,9 +56,10 @@ export function logsPage(main, projectId, params, ctx) {
     tbody);
   const status = h("p", { class: "muted small", role: "status", "aria-live": "polite" });
   const more = h("button", { type: "button", class: "more", onclick: () => loadMore(), hidden: true }, "Load older traces");
+  const summary = summaryPanel(projectId);
 
   replace(main, h("section", { class: "page logs-page" },
-    form, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
+    summary.element, form, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
 
   function setFilterError(message) {
     if (message) {
@@ -183,6 +185,7 @@ export function logsPage(main, projectId, params, ctx) {
     // Only the latest request may draw: an older answer (say, for the previous filter) that
     // arrives late must not overwrite it.
     const mine = ++generation;
+    summary.refresh();
     try {
       const page = await fetchLogs(projectId, { filter, limit: PAGE, rootsOnly: true }, controller.signal);
       if (mine !== generation) return;
@@ -296,6 +299,7 @@ export function logsPage(main, projectId, params, ctx) {
   return {
     destroy() {
       controller.abort();
+      summary.destroy();
       document.removeEventListener("keydown", onKey);
     },
     onLive() {
