@@ -186,7 +186,7 @@ async def test_stream_checks_the_key_and_the_project(running: Running) -> None:
 
 async def test_pages_and_assets_are_served_safely(running: Running) -> None:
     """Every view URL serves the page (with a strict CSP); assets get JavaScript/CSS types."""
-    for path in ("/", "/projects/abc", "/projects/abc/traces/def"):
+    for path in ("/", "/projects/abc", "/projects/abc/traces/def", "/projects/abc/monitor"):
         async with running.session.get(running.url + path) as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"].startswith("text/html")
@@ -221,7 +221,8 @@ async def test_every_module_the_page_imports_is_served(running: Running) -> None
             text = await resp.text()
         for target in re.findall(r'from "\./([\w/.-]+\.js)";', text):
             pending.append(posixpath.normpath(posixpath.join(posixpath.dirname(name), target)))
-    assert {"api.js", "logs.js", "trace.js", "json.js", "live.js", "summary.js"} <= seen
+    assert {"api.js", "logs.js", "trace.js", "json.js", "live.js", "summary.js", "monitor.js",
+            "vendor/uplot/uPlot.esm.js"} <= seen
     for path in STATIC_DIR.rglob("*"):
         if path.suffix not in {".html", ".js", ".css", ".svg"}:
             continue  # not served (a vendored library's LICENSE and README)

@@ -4,8 +4,9 @@ The viewer is plain HTML, CSS and ES modules under ``static/`` (no build step, n
 fetched from outside the collector); the browser reads logs only through the collector's
 HTTP API. This module adds to the collector's app:
 
-- ``GET /``, ``GET /projects/{project_id}``, ``GET /projects/{project_id}/traces/{root}``:
-  the single page (the script routes on the path, so every view has a shareable URL);
+- ``GET /``, ``GET /projects/{project_id}``, ``GET /projects/{project_id}/traces/{root}``,
+  ``GET /projects/{project_id}/monitor``: the single page (the script routes on the path,
+  so every view has a shareable URL);
 - ``GET /static/{name}``: the assets, ``static/vendor/<library>/`` included (third-party
   code copied in unchanged, each with its license and a README naming version and source);
 - ``GET /v1/project_logs/{project_id}/live``: server-sent events telling the page the
@@ -176,5 +177,6 @@ def setup_viewer(app: web.Application, *, latest: LatestXact | None = None,
     app.router.add_get("/", _page)
     app.router.add_get("/projects/{project_id}", _page)
     app.router.add_get("/projects/{project_id}/traces/{root_span_id}", _page)
+    app.router.add_get("/projects/{project_id}/monitor", _page)
     app.router.add_get("/static/{name:.+}", _asset)
     app.router.add_get("/v1/project_logs/{project_id}/live", _live)
