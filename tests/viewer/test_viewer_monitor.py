@@ -82,6 +82,7 @@ def test_monitor_draws_each_chart_per_split_group_without_csp_violations(
     # Root spans have no model: traces count in the "(no model)" group only.
     expect(legend(viewer, "traces")).to_have_text(["(no model) 4"])
     expect(legend(viewer, "llm_calls")).to_have_text(["gpt-4o-mini 4"])
+    expect(viewer.get_by_role("img", name="LLM calls per 1m 00s bucket, by model")).to_be_visible()
     tokens = {g: f"{sum(s['tokens']):,}" for g, s in groups.items()}
     expect(legend(viewer, "tokens")).to_have_text(
         [f"gpt-4o-mini {tokens['gpt-4o-mini']}", f"(no model) {tokens[None]}"], ignore_case=False)

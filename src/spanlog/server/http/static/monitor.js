@@ -275,7 +275,9 @@ export function monitorPage(main, projectId, params, ctx) {
         else value.textContent = chart.total ? totalOf(chart, line, state.data) : "";
       });
     }
-    const target = h("div", { class: "plot" });
+    // The canvas says nothing to a screen reader; the legend below it carries the figures.
+    const target = h("div", { class: "plot", role: "img",
+      "aria-label": `${chart.title} per ${duration(data.bucket)} bucket${split ? `, by ${split}` : ""}` });
     figure.append(target, h("ul", { class: "legend" }, items.map((i) => i.item)));
     showValues(null);
     const plot = new uPlot(opts, [data.buckets, ...lines.map((l) => l.values)], target);
