@@ -104,7 +104,7 @@ export function monitorPage(main, projectId, params, ctx) {
   rangeSelect.value = preset ? (since || DEFAULT_SINCE) : CUSTOM;
   const from = h("input", { id: "monitor-from", type: "datetime-local", value: localInput(since) });
   const to = h("input", { id: "monitor-to", type: "datetime-local", value: localInput(until) });
-  const custom = h("span", { class: "range-custom", hidden: preset },
+  const custom = h("span", { class: "monitor-custom", hidden: preset },
     h("label", { for: "monitor-from" }, "From"), from, h("label", { for: "monitor-to" }, "To"), to,
     h("button", { type: "submit" }, "Apply range"));
   const splitSelect = h("select", { id: "monitor-split", name: "split" },
