@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from spanlog.server.store._aggregate import window
 from spanlog.server.store._engine import Store
 from spanlog.server.store._records import Piece, Project
 from spanlog.server.store.postgres._store import PostgresStore
@@ -126,7 +127,8 @@ async def test_bad_metric_values_count_as_missing(store: Store) -> None:
 async def test_rows_stored_by_an_older_spanlog_get_totals(
         engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """A database written before trace totals existed (SQLite index version 5; PostgreSQL
-    schema version 2) gets them for every stored row when a collector opens it."""
+    schema version 2) gets them, and the aggregates' rollups, for every stored row when a
+    collector opens it."""
     store: Store
     if engine == "sqlite":
         path = str(tmp_path / "old.sqlite3")
@@ -141,7 +143,8 @@ async def test_rows_stored_by_an_older_spanlog_get_totals(
     await store.close()
     if engine == "sqlite":
         conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("DROP TABLE spans")
+        for table in ("spans", "rollup", "rollup_latency", "rollup_scores"):
+            conn.execute(f"DROP TABLE {table}")
         conn.execute("UPDATE meta SET value = 5 WHERE key = 'index_version'")
         conn.close()
         store = SqliteStore(path)
@@ -149,7 +152,8 @@ async def test_rows_stored_by_an_older_spanlog_get_totals(
         import asyncpg
         conn_pg = await asyncpg.connect(url)
         try:
-            await conn_pg.execute("DROP TABLE spanlog_spans; "
+            await conn_pg.execute("DROP TABLE spanlog_spans, spanlog_rollup, "
+                                  "spanlog_rollup_latency, spanlog_rollup_scores; "
                                   "DELETE FROM spanlog_schema WHERE version = 3")
         finally:
             await conn_pg.close()
@@ -157,5 +161,8 @@ async def test_rows_stored_by_an_older_spanlog_get_totals(
     await store.start()
     try:
         assert (await roots(store, p))["t1-root"] == EXPECTED
+        # The rollups too: an hourly aggregate over whole hours reads only them.
+        summary = (await store.aggregate(p.id, window(0, 3600, 3600, None, None, 0)))["summary"]
+        assert (summary["traces"], summary["llm_calls"], summary["tokens"]) == (1, 2, 130)
     finally:
         await store.close()

@@ -62,10 +62,11 @@ def shoot(collector: Collector, pid: str, root_span_id: str, span_id: str,
                 f"try {{ localStorage.setItem('spanlog.apiKey', "
                 f"{json.dumps(collector.api_key)}); }} catch (e) {{}}")
             page = context.new_page()
-            page.goto(f"{collector.url}/projects/{pid}")
+            page.goto(f"{collector.url}/projects/{pid}?since=24h")
             rows = page.locator("table.logs tbody tr[data-id]")
             expect(rows).to_have_count(7)
             expect(rows.first.locator(".score").first).to_be_visible()
+            expect(page.locator(".err-mark")).to_have_text("2 errors")
             expect(page.locator("#live")).to_be_visible()
             rows.nth(1).focus()
             page.screenshot(path=str(out_dir / "logs-table.png"))

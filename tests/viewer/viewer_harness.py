@@ -92,10 +92,12 @@ class PageProblems:
         assert not self.errors, f"errors in the page: {self.errors}"
 
 
-def open_context(browser: Any, collector: Collector, *,
-                 with_key: bool = True) -> tuple[Any, PageProblems]:
-    """A browser context that knows the API key (unless told not to) and records problems."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+def open_context(browser: Any, collector: Collector, *, with_key: bool = True,
+                 timezone_id: str | None = None) -> tuple[Any, PageProblems]:
+    """A browser context that knows the API key (unless told not to) and records problems;
+    ``timezone_id`` (e.g. "America/New_York") sets the browser's local time zone."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900},
+                                  timezone_id=timezone_id)
     context.set_default_timeout(TIMEOUT_MS)
     problems = PageProblems()
     if with_key:

@@ -33,7 +33,7 @@ from typing import Any, TextIO
 from spanlog.server.rows._json import loads
 from spanlog.server.rows._model import now_iso
 from spanlog.server.store._facts import span_facts
-from spanlog.server.store.postgres._schema import DELETE_SPANS, INSERT_SPANS, span_columns
+from spanlog.server.store.postgres._schema import replace_spans
 
 BATCH_ROWS = 2000
 _ID_CHUNK = 20_000
@@ -218,10 +218,7 @@ async def _copy_batch(conn: Any, source: str, rows: list[tuple[Any, ...]], offse
         async with conn.transaction():
             # The rows copied (not those a collector has written since): their span entries.
             copied = [(rec["pid"], rec["id"]) for rec in await conn.fetch(_INSERT, *cols)]
-            await conn.execute(DELETE_SPANS, [k[0] for k in copied], [k[1] for k in copied])
-            entries = [spans[k] for k in copied if k in spans]
-            if entries:
-                await conn.execute(INSERT_SPANS, *span_columns(entries))
+            await replace_spans(conn, copied, [spans[k] for k in copied if k in spans])
             await conn.execute("UPDATE spanlog_migrated SET last_xact = $2, updated = $3 "
                                "WHERE source = $1", source, rows[-1][0], now_iso())
     except asyncpg.DataError as exc:

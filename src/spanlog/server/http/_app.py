@@ -47,6 +47,7 @@ from spanlog.server.http._context import (
 )
 from spanlog.server.http._guard import request_done, request_started
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
+from spanlog.server.http._not_served import setup_not_served
 from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._time import parse_range, parse_time
@@ -175,19 +176,50 @@ async def ping(request: web.Request) -> web.Response:
                               "org_id": access.org.id, "org_name": access.org.name})
 
 
+async def _project_named(request: web.Request, access: Access, name: Any,
+                         where: str) -> Project:
+    """The project called ``name`` (the request's field ``where``), created if missing."""
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest(f"{where}: must be a non-empty string")
+    access.check_name(name)
+    project = await request.app[STORE].project(access.org.id, name, create=True)
+    assert project is not None
+    return project
+
+
 async def create_project(request: web.Request) -> web.Response:
     """``POST /v1/project``: get or create a project by name."""
     access = await request_access(request)
     body = await _body(request, "name")
-    name, org_name = body["name"], body.get("org_name")
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest("body.name: must be a non-empty string")
+    org_name = body.get("org_name")
     if org_name is not None and org_name != access.org.name:
         raise Forbidden(f"this key belongs to organization {access.org.name!r}, "
                         f"not {org_name!r}")
-    access.check_name(name)
-    project = await request.app[STORE].project(access.org.id, name, create=True)
-    assert project is not None
+    project = await _project_named(request, access, body["name"], "body.name")
+    return web.json_response(project.to_json())
+
+
+async def register_project(request: web.Request) -> web.Response:
+    """``POST /api/project/register``: get or create a project by name, as
+    ``{"project": {...}}`` (the braintrust TypeScript SDK's ``initLogger``)."""
+    access = await request_access(request)
+    body = await _body(request, "project_name")
+    org_id = body.get("org_id")
+    if org_id is not None and org_id != access.org.id:
+        raise Forbidden(f"this key belongs to organization id {access.org.id!r}, "
+                        f"not {org_id!r}")
+    project = await _project_named(request, access, body["project_name"], "body.project_name")
+    return web.json_response({"project": project.to_json()})
+
+
+async def project_of_query(request: web.Request) -> web.Response:
+    """``GET /api/project?id=...``: one project (the braintrust TypeScript SDK's
+    ``initLogger`` given a ``projectId``)."""
+    access = await request_access(request)
+    project_id = request.query.get("id")
+    if not project_id:
+        raise BadRequest("query.id: the project's id is required (GET /api/project?id=...)")
+    project = await request_project(request, access, project_id)
     return web.json_response(project.to_json())
 
 
@@ -416,6 +448,8 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_post("/v1/project", create_project)
     app.router.add_get("/v1/project", list_projects)
     app.router.add_get("/v1/project/{project_id}", get_project)
+    app.router.add_post("/api/project/register", register_project)
+    app.router.add_get("/api/project", project_of_query)
     app.router.add_post("/logs3", logs3)
     app.router.add_post("/logs3/overflow", overflow_start)
     app.router.add_put("/logs3/overflow/{key}", overflow_upload)
@@ -428,4 +462,5 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_get("/v1/project_logs/{project_id}/aggregate", aggregate)
     setup_otlp(app)  # OTLP/HTTP trace ingest (docs/otel.md)
     setup_viewer(app)  # the web viewer: pages, assets, live updates
+    setup_not_served(app)  # experiments, datasets, prompts...: 501 naming the feature
     return app

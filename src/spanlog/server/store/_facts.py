@@ -22,7 +22,6 @@ Comment rows are not spans and have no facts.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -38,28 +37,26 @@ Facts = tuple[Any, ...]
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int:
+        return float(value) if -1e300 < value < 1e300 else None
+    return None
 
 
 def _count(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
-        return None
-    count = int(value)
-    return count if 0 <= count < 2**63 else None
+    kind = type(value)
+    if kind is int:
+        return value if 0 <= value < 2**63 else None
+    if kind is float and value.is_integer() and 0 <= value < 2**63:
+        return int(value)
+    return None
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _created(row: Mapping[str, Any]) -> float | None:
+def _created(row: dict[str, Any]) -> float | None:
     created = row.get("created")
-    if not isinstance(created, str):
+    if type(created) is not str:
         return None
     try:
         return datetime.fromisoformat(created).timestamp()
@@ -67,18 +64,22 @@ def _created(row: Mapping[str, Any]) -> float | None:
         return None
 
 
-def span_facts(row: Mapping[str, Any]) -> Facts | None:
+_EMPTY: dict[str, Any] = {}
+
+
+def span_facts(row: dict[str, Any]) -> Facts | None:
     """The values of :data:`FACT_COLUMNS` for stored row ``row``; None for a comment row."""
-    if comment_target(row) is not None:
+    if row.get("comment") is not None and comment_target(row) is not None:
         return None
     metrics = row.get("metrics")
-    if not isinstance(metrics, Mapping):
-        metrics = {}
+    if type(metrics) is not dict:
+        metrics = _EMPTY
     attributes = row.get("span_attributes")
-    if not isinstance(attributes, Mapping):
-        attributes = {}
+    if type(attributes) is not dict:
+        attributes = _EMPTY
     metadata = row.get("metadata")
-    model = _text(metadata.get("model")) if isinstance(metadata, Mapping) else None
+    model = metadata.get("model") if type(metadata) is dict else None
+    name, kind = attributes.get("name"), attributes.get("type")
     started = _number(metrics.get("start"))
     if started is None:
         started = _created(row)
@@ -87,20 +88,23 @@ def span_facts(row: Mapping[str, Any]) -> Facts | None:
     tokens = _count(metrics.get("tokens"))
     if tokens is None and prompt is not None and completion is not None:
         tokens = prompt + completion
+    # Only an LLM span, or one whose client logged a cost, can have one.
+    cost = span_cost(row) if kind == "llm" or "estimated_cost" in metrics \
+        or "cost" in metrics else None
+    own = labels = None
     scores = row.get("scores")
-    own = None
-    if isinstance(scores, Mapping):
-        numeric = {name: float(value) for name, value in scores.items()
+    if type(scores) is dict and scores:
+        numeric = {key: float(value) for key, value in scores.items()
                    if _number(value) is not None}
         own = dumps_internal(numeric) if numeric else None
     tags = row.get("tags")
-    labels = None
-    if isinstance(tags, list):
-        strings = [tag for tag in tags if isinstance(tag, str)]
+    if type(tags) is list and tags:
+        strings = [tag for tag in tags if type(tag) is str]
         labels = dumps_internal(strings) if strings else None
     return (int(is_root(row)), started, _number(metrics.get("end")),
-            _text(attributes.get("name")), _text(attributes.get("type")), model, prompt,
-            completion, tokens, span_cost(row), int(row.get("error") is not None), own, labels)
+            name if type(name) is str else None, kind if type(kind) is str else None,
+            model if type(model) is str else None, prompt, completion, tokens, cost,
+            int(row.get("error") is not None), own, labels)
 
 
 # What a trace's totals are made of, as SQL over its ``spans`` entries (both engines).

@@ -72,13 +72,18 @@ export async function getProject(projectId, signal) {
   return request("GET", `/v1/project/${enc(projectId)}`, undefined, signal);
 }
 
-/** One page of rows: `{events, cursor}`, most recently updated first. */
-export async function fetchLogs(projectId, { filter, limit, cursor, rootsOnly } = {}, signal) {
+/**
+ * One page of rows: `{events, cursor}`, most recently updated first. `since` and `until`
+ * are passed as given (Unix seconds, ISO-8601, or "24h" back from now: docs/protocol.md).
+ */
+export async function fetchLogs(projectId, { filter, limit, cursor, rootsOnly, since, until } = {}, signal) {
   const body = {};
   if (filter) body.filter = filter;
   if (limit) body.limit = limit;
   if (cursor) body.cursor = cursor;
   if (rootsOnly) body.roots_only = true;
+  if (since) body.since = since;
+  if (until) body.until = until;
   const data = await request("POST", `/v1/project_logs/${enc(projectId)}/fetch`, body, signal);
   return { events: (data && data.events) || [], cursor: (data && data.cursor) || null };
 }

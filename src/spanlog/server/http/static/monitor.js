@@ -33,21 +33,23 @@ const CONDITIONS = {
 const count = (v) => (typeof v === "number" ? v.toLocaleString("en-US") : "–");
 const seconds = (v) => (typeof v === "number" ? duration(v) : "–");
 
-/** The charts of an aggregate: title, which series fields, how to show a value, and whether
- * a group's values add up over the range (then the legend shows the total). */
+/** The charts of an aggregate: title; the series fields drawn, each [field, label suffix,
+ * line style]; how to show a value; whether a group's values add up over the range (then
+ * the legend shows the total). */
 function chartsOf(data) {
   const scoreNames = new Set();
   for (const s of data.series) for (const name of Object.keys(s.scores || {})) scoreNames.add(name);
   return [
-    { id: "traces", title: "Traces", fields: [["traces", ""]], format: count, total: true },
-    { id: "errors", title: "Errors", fields: [["errors", ""]], format: count, total: true },
+    { id: "traces", title: "Traces", fields: [["traces"]], format: count, total: true },
+    { id: "errors", title: "Errors", format: count, total: true,
+      fields: [["failed_traces", "failed traces", ""], ["errors", "failed spans", "dashed"]] },
     { id: "latency", title: "Root latency", format: seconds, total: false,
-      fields: [["latency_p50", "p50"], ["latency_p95", "p95"], ["latency_p99", "p99"]] },
-    { id: "llm_calls", title: "LLM calls", fields: [["llm_calls", ""]], format: count, total: true },
-    { id: "tokens", title: "Tokens", fields: [["tokens", ""]], format: count, total: true },
-    { id: "cost", title: "Cost", fields: [["cost", ""]], format: cost, total: true },
+      fields: [["latency_p50", "p50", ""], ["latency_p95", "p95", "dashed"], ["latency_p99", "p99", "dotted"]] },
+    { id: "llm_calls", title: "LLM calls", fields: [["llm_calls"]], format: count, total: true },
+    { id: "tokens", title: "Tokens", fields: [["tokens"]], format: count, total: true },
+    { id: "cost", title: "Cost", fields: [["cost"]], format: cost, total: true },
     ...[...scoreNames].sort().map((name) => ({
-      id: `score-${name}`, title: `Score: ${name}`, fields: [[(s) => (s.scores || {})[name], ""]],
+      id: `score-${name}`, title: `Score: ${name}`, fields: [[(s) => (s.scores || {})[name]]],
       format: percent, total: false })),
   ];
 }
@@ -203,13 +205,15 @@ export function monitorPage(main, projectId, params, ctx) {
       const dy = Math.abs(plot.valToPos(v, "y") - plot.cursor.top);
       if (dy <= PICK_PX && (!best || dy < best.dy)) best = { dy, line: lines[i - 1] };
     }
+    // Buckets are aligned to their size, the first and last clipped to the range.
     const start = data.buckets[idx];
+    const end = idx + 1 < data.buckets.length ? data.buckets[idx + 1] : data.until;
     const conditions = [];
     if (filter) conditions.push(`(${filter})`);
     const group = best ? best.line.group : null;
     if (split && group !== null && group !== undefined) conditions.push(CONDITIONS[split](group));
     ctx.navigate(logsHref({
-      since: isoTime(start), until: isoTime(Math.min(start + data.bucket, data.until)),
+      since: isoTime(start), until: isoTime(end),
       filter: conditions.join(" AND "),
     }));
   }
@@ -218,15 +222,15 @@ export function monitorPage(main, projectId, params, ctx) {
   function linesOf(chart, data, colors) {
     const lines = [];
     for (const s of data.series) {
-      for (const [field, suffix] of chart.fields) {
+      for (const [field, suffix, style] of chart.fields) {
         const values = typeof field === "function"
           ? data.buckets.map((_, i) => (field(s) || [])[i] ?? null) : s[field];
         if (!values || !values.some((v) => typeof v === "number" && v !== 0)) continue;
         const label = [groupLabel(s.group), suffix].filter(Boolean).join(" ") || chart.title;
-        // A group keeps its colour on every chart; latency's percentiles differ by dash.
+        // A group keeps its colour on every chart; its lines in one chart differ by style.
         const key = `${s.group}`;
         if (!colors.has(key)) colors.set(key, colors.size);
-        lines.push({ group: s.group, label, values, color: colors.get(key), suffix });
+        lines.push({ group: s.group, label, values, color: colors.get(key), style });
       }
     }
     return lines;
@@ -241,7 +245,7 @@ export function monitorPage(main, projectId, params, ctx) {
       figure.append(h("p", { class: "muted small chart-empty" }, "Nothing in this range."));
       return { figure, update: () => {}, destroy: () => {} };
     }
-    const dash = { p50: [], p95: [6, 3], p99: [2, 3] };
+    const dash = { dashed: [6, 3], dotted: [2, 3] };
     const css = getComputedStyle(document.documentElement);
     const ink = css.getPropertyValue("--muted").trim() || "#676a73";
     const rule = css.getPropertyValue("--line").trim() || "#e2e2de";
@@ -254,13 +258,13 @@ export function monitorPage(main, projectId, params, ctx) {
       axes: [{ ...axis }, { ...axis, size: 76, values: (u, ticks) => ticks.map((v) => chart.format(v)) }],
       series: [{}, ...lines.map((line) => ({
         label: line.label, stroke: COLORS[line.color % COLORS.length], width: 2,
-        dash: dash[line.suffix] || [], points: { show: true, size: 5 }, spanGaps: false,
+        dash: dash[line.style] || [], points: { show: true, size: 5 }, spanGaps: false,
       }))],
       hooks: { setCursor: [(u) => showValues(u.cursor.idx)] },
     };
     const items = lines.map((line) => {
       const value = h("b", {});
-      const swatch = `swatch c${line.color % COLORS.length}${line.suffix ? ` dash-${line.suffix}` : ""}`;
+      const swatch = `swatch c${line.color % COLORS.length}${line.style ? ` ${line.style}` : ""}`;
       const item = h("li", {}, h("span", { class: swatch, "aria-hidden": "true" }),
         h("span", { class: "legend-label" }, line.label), " ", value);
       return { item, value };

@@ -6,10 +6,11 @@
 import { fetchAggregate } from "./api.js";
 import { cost, duration, h, percent, replace } from "./dom.js";
 
-/** A total cost: "–" when unknown, "≥ $1.20" when some LLM calls have no known price. */
+/** A total cost: "–" when unknown, "≥$1.20" (as the logs table writes it) when some LLM
+ * calls have no known price. */
 export function costText(value, unpriced) {
   if (typeof value !== "number") return "–";
-  return unpriced > 0 ? `≥ ${cost(value)}` : cost(value);
+  return unpriced > 0 ? `≥${cost(value)}` : cost(value);
 }
 
 /** The figures of an aggregate's `summary` as a definition list. */
@@ -23,7 +24,7 @@ export function summaryList(summary) {
     ["Latency p50", latency(summary.latency_p50), "Root span duration, median"],
     ["Latency p99", latency(summary.latency_p99), "Root span duration, 99th percentile"],
     ["Error rate", percent(summary.error_rate),
-      `${summary.errors} of ${summary.traces} trace${summary.traces === 1 ? "" : "s"} failed`],
+      `${summary.failed_traces} of ${summary.traces} trace${summary.traces === 1 ? "" : "s"} failed`],
     ...Object.entries(summary.scores || {}).sort(([a], [b]) => a.localeCompare(b))
       .map(([name, value]) => [name, percent(value), `${name}: average over the spans that have it`]),
   ];

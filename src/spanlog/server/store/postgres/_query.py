@@ -26,9 +26,9 @@ from typing import Any
 from spanlog.server.query import FilterError, includes_terms, index_terms, parse
 from spanlog.server.query._compile_postgres import Params, compile_postgres, containment
 from spanlog.server.rows._json import loads
-from spanlog.server.store._aggregate import Dialect, Window, assemble, statements
+from spanlog.server.store._aggregate import COUNTERS, Folder, Window
 from spanlog.server.store._errors import BadRequest
-from spanlog.server.store._facts import TOTALS_SQL, trace_totals
+from spanlog.server.store._facts import FACT_COLUMNS, TOTALS_SQL, trace_totals
 from spanlog.server.store._scores import TraceLink, root_averages, roots_by_trace
 
 MAX_LIMIT = 1000
@@ -207,19 +207,15 @@ async def root_scores(conn: Any, pid: int,
     return root_averages(traces, wanted)
 
 
-_DIALECT = Dialect(
-    table="spanlog_spans", trace_key="coalesce(s.root_span_id, 'x' || s.id)",
-    tags_join="LEFT JOIN LATERAL jsonb_array_elements_text(s.tags) AS t(value) ON true",
-    scores_join="CROSS JOIN LATERAL jsonb_each_text(s.scores) AS sc(key, value)",
-    score_value="sc.value::float8",
-    bucket=lambda since, size: f"floor((s.started - {since}) / {size})::bigint",
-    in_traces=lambda traces: f"s.root_span_id = ANY({traces})",
-    placeholder=lambda n, kind: f"${n}::{kind}")
+_FACTS = ", ".join(FACT_COLUMNS)
+_CELL = "SELECT hour, kind, grp, {columns} FROM {table} WHERE pid = $1 AND kind = $2 AND " \
+        "hour >= $3 AND hour < $4"
 
 
 async def aggregate(conn: Any, pid: int, project_id: str, win: Window) -> dict[str, Any]:
-    """A project's figures over ``win`` (``store._aggregate``), every statement in one
-    read-only snapshot."""
+    """A project's figures over ``win`` (``store._aggregate``): the rollups' cells of its
+    whole hours, and the spans of the rest, every statement in one read-only snapshot."""
+    folder = Folder(win)
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
         traces = None
         if win.filter is not None:
@@ -235,6 +231,24 @@ async def aggregate(conn: Any, pid: int, project_id: str, win: Window) -> dict[s
                 "AND s.started >= $2::float8 AND s.started < $3::float8 "
                 f"AND s.root_span_id IS NOT NULL AND {check}", *params.values)
             traces = [rec[0] for rec in found]
-        results = {name: [tuple(rec) for rec in await conn.fetch(sql, *params)]
-                   for name, (sql, params) in statements(_DIALECT, pid, win, traces).items()}
-    return assemble(win, results)
+        for since, until in folder.raw_ranges():
+            if traces is None:
+                spans = await conn.fetch(f"SELECT {_FACTS} FROM spanlog_spans WHERE pid = $1 "
+                                         "AND started >= $2 AND started < $3", pid, since, until)
+            else:
+                spans = await conn.fetch(
+                    f"SELECT {_FACTS} FROM spanlog_spans WHERE pid = $1 AND started >= $2 "
+                    "AND started < $3 AND root_span_id = ANY($4::text[])",
+                    pid, since, until, traces)
+            folder.spans(tuple(rec) for rec in spans)
+        hours = folder.rollup_hours()
+        if hours is not None:
+            for kind in folder.kinds:
+                args = (pid, kind, *hours)
+                folder.rollup_counts(tuple(rec) for rec in await conn.fetch(_CELL.format(
+                    columns=", ".join(COUNTERS), table="spanlog_rollup"), *args))
+                folder.rollup_latency(tuple(rec) for rec in await conn.fetch(_CELL.format(
+                    columns="bin, n", table="spanlog_rollup_latency"), *args))
+                folder.rollup_scores(tuple(rec) for rec in await conn.fetch(_CELL.format(
+                    columns="name, total, n", table="spanlog_rollup_scores"), *args))
+    return folder.result()

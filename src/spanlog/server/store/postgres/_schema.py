@@ -23,6 +23,10 @@ Layout, and why:
 - ``spanlog_spans`` (version 3): what trace totals and aggregates need of each row that is a
   span (``store._facts``), written by the writer with the row, indexed by trace and by start
   time. Rows stored before version 3 get theirs in the migration (:func:`fill_spans`).
+- ``spanlog_rollup``, ``_rollup_latency``, ``_rollup_scores`` (version 3): those figures summed
+  per (project, split kind, hour, group) (``store._aggregate``), updated by every write in
+  the same transaction (:func:`replace_spans`); additions commute, so collectors writing at
+  once need no more than the row locks the upserts take.
 - ``spanlog_migrated``: how far ``spanlog migrate`` got for each SQLite source (resume).
 - Every table is prefixed ``spanlog_`` so the engine can share a database (and its
   ``search_path``) with other applications.
@@ -40,6 +44,7 @@ from typing import Any
 
 from spanlog.server.rows._json import loads
 from spanlog.server.rows._model import now_iso
+from spanlog.server.store._aggregate import COUNTERS, rollup_cells, rollup_rows
 from spanlog.server.store._facts import FACT_COLUMNS, span_facts
 
 log = logging.getLogger("spanlog.server")
@@ -146,6 +151,20 @@ CREATE TABLE spanlog_spans (
     error smallint NOT NULL, scores jsonb, tags jsonb, PRIMARY KEY (pid, id));
 CREATE INDEX spanlog_spans_by_trace ON spanlog_spans (pid, root_span_id);
 CREATE INDEX spanlog_spans_by_start ON spanlog_spans (pid, started);
+CREATE TABLE spanlog_rollup (
+    pid bigint NOT NULL, kind smallint NOT NULL, hour bigint NOT NULL, grp text NOT NULL,
+    traces bigint NOT NULL, errors bigint NOT NULL, failed_traces bigint NOT NULL,
+    llm_calls bigint NOT NULL, prompt_tokens bigint NOT NULL,
+    completion_tokens bigint NOT NULL, tokens bigint NOT NULL, cost double precision NOT NULL,
+    priced bigint NOT NULL, unpriced_llm_calls bigint NOT NULL,
+    PRIMARY KEY (pid, kind, hour, grp));
+CREATE TABLE spanlog_rollup_latency (
+    pid bigint NOT NULL, kind smallint NOT NULL, hour bigint NOT NULL, grp text NOT NULL,
+    bin integer NOT NULL, n bigint NOT NULL, PRIMARY KEY (pid, kind, hour, grp, bin));
+CREATE TABLE spanlog_rollup_scores (
+    pid bigint NOT NULL, kind smallint NOT NULL, hour bigint NOT NULL, grp text NOT NULL,
+    name text NOT NULL, total double precision NOT NULL, n bigint NOT NULL,
+    PRIMARY KEY (pid, kind, hour, grp, name));
 """),
 )
 
@@ -208,6 +227,58 @@ def span_columns(entries: list[tuple[Any, ...]]) -> list[list[Any]]:
         [[] for _ in SPAN_COLUMNS]
 
 
+_REMOVED = ("SELECT s.pid, " + ", ".join(f"s.{c}" for c in FACT_COLUMNS)
+            + " FROM spanlog_spans AS s JOIN unnest($1::bigint[], $2::text[]) AS d(pid, id) "
+            "ON s.pid = d.pid AND s.id = d.id")
+_UPSERT_ROLLUP = (
+    f"INSERT INTO spanlog_rollup (pid, hour, kind, grp, {', '.join(COUNTERS)}) "
+    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], "
+    + ", ".join(f"${i}::{'float8' if c == 'cost' else 'bigint'}[]"
+                for i, c in enumerate(COUNTERS, start=5))
+    + ") ON CONFLICT (pid, kind, hour, grp) DO UPDATE SET "
+    + ", ".join(f"{c} = spanlog_rollup.{c} + excluded.{c}" for c in COUNTERS))
+_UPSERT_LATENCY = (
+    "INSERT INTO spanlog_rollup_latency (pid, hour, kind, grp, bin, n) SELECT * FROM "
+    "unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::integer[], "
+    "$6::bigint[]) ON CONFLICT (pid, kind, hour, grp, bin) DO UPDATE SET "
+    "n = spanlog_rollup_latency.n + excluded.n")
+_UPSERT_SCORES = (
+    "INSERT INTO spanlog_rollup_scores (pid, hour, kind, grp, name, total, n) SELECT * FROM "
+    "unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::text[], "
+    "$6::float8[], $7::bigint[]) ON CONFLICT (pid, kind, hour, grp, name) DO UPDATE SET "
+    "total = spanlog_rollup_scores.total + excluded.total, "
+    "n = spanlog_rollup_scores.n + excluded.n")
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+async def replace_spans(conn: Any, keys: list[tuple[int, str]],
+                        entries: list[tuple[Any, ...]]) -> None:
+    """Replace the ``spanlog_spans`` entries of rows ``keys`` (pid, id) with ``entries``
+    (:data:`SPAN_COLUMNS` values), and the rollups with them: the figures of the entries
+    removed taken away, those of the entries added added (in key order, so that writers
+    upserting the same cells queue instead of deadlocking)."""
+    removed: list[Any] = []
+    if keys:
+        args = ([k[0] for k in keys], [k[1] for k in keys])
+        removed = [tuple(rec) for rec in await conn.fetch(_REMOVED, *args)]
+        if removed:
+            await conn.execute(DELETE_SPANS, *args)
+    if entries:
+        await conn.execute(INSERT_SPANS, *span_columns(entries))
+    added = [(entry[0], *entry[3:]) for entry in entries]
+    for pid, cells in sorted(rollup_cells(added, removed).items()):
+        counts, latency, scores = rollup_rows(pid, cells)
+        if counts:
+            await conn.execute(_UPSERT_ROLLUP, *_columns(counts, 4 + len(COUNTERS)))
+        if latency:
+            await conn.execute(_UPSERT_LATENCY, *_columns(latency, 6))
+        if scores:
+            await conn.execute(_UPSERT_SCORES, *_columns(scores, 7))
+
+
 async def fill_spans(conn: Any) -> None:
     """Give every stored row that is a span its ``spanlog_spans`` entry (migration 3), with a
     progress line every few seconds."""
@@ -230,8 +301,7 @@ async def fill_spans(conn: Any) -> None:
             facts = span_facts(loads(rec["data"]))
             if facts is not None:
                 entries.append((rec["pid"], rec["id"], rec["root_span_id"], *facts))
-        if entries:
-            await conn.execute(INSERT_SPANS, *span_columns(entries))
+        await replace_spans(conn, [], entries)
         after = (batch[-1]["pid"], batch[-1]["id"])
         done += len(batch)
         if time.monotonic() - last >= _PROGRESS_EVERY:

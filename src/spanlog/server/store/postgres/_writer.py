@@ -44,7 +44,7 @@ from spanlog.server.rows._model import is_root
 from spanlog.server.store._comments import link_comment, link_waiting, waiting_comments
 from spanlog.server.store._errors import BadRequest, Unavailable
 from spanlog.server.store._facts import span_facts
-from spanlog.server.store.postgres._schema import DELETE_SPANS, INSERT_SPANS, span_columns
+from spanlog.server.store.postgres._schema import replace_spans
 
 log = logging.getLogger("spanlog.server")
 
@@ -155,7 +155,7 @@ async def apply_batch(conn: Any, pieces: Sequence[PieceAt]) -> None:
     gone = [k for k in changed if current[k] is None and k in old]
     if gone:
         await conn.execute(_DELETE, [k[0] for k in gone], [k[1] for k in gone])
-        await conn.execute(DELETE_SPANS, [k[0] for k in gone], [k[1] for k in gone])
+        await replace_spans(conn, gone, [])
     kept = [k for k in changed if current[k] is not None]
     if not kept:
         return
@@ -185,17 +185,13 @@ async def apply_batch(conn: Any, pieces: Sequence[PieceAt]) -> None:
 
 async def _write_spans(conn: Any, updates: list[tuple[Key, int, StoredRow]],
                        inserts: list[tuple[Key, int, StoredRow]]) -> None:
-    """Replace the ``spanlog_spans`` entries of the rows just written."""
-    if updates:
-        await conn.execute(DELETE_SPANS, [k[0] for k, _, _ in updates],
-                           [k[1] for k, _, _ in updates])
+    """Replace the ``spanlog_spans`` entries (and rollups) of the rows just written."""
     entries = []
     for (pid, row_id), _, stored in (*updates, *inserts):
         facts = span_facts(stored.data)
         if facts is not None:
             entries.append((pid, row_id, stored.data.get("root_span_id"), *facts))
-    if entries:
-        await conn.execute(INSERT_SPANS, *span_columns(entries))
+    await replace_spans(conn, [key for key, _, _ in updates], entries)
 
 
 async def _link_comments(conn: Any, old: dict[Key, StoredRow],

@@ -32,8 +32,9 @@ from spanlog._merge import is_merge
 from spanlog.server.rows._apply import Replace, StoredRow, apply_piece, prepare_replace
 from spanlog.server.rows._json import dumps, dumps_internal, loads
 from spanlog.server.rows._model import comment_target, is_root
+from spanlog.server.store._aggregate import COUNTERS, rollup_cells, rollup_rows
 from spanlog.server.store._comments import link_comment, link_waiting, waiting_comments
-from spanlog.server.store._facts import Facts, span_facts
+from spanlog.server.store._facts import FACT_COLUMNS, Facts, span_facts
 from spanlog.server.store._records import Piece
 from spanlog.server.store._scores import trace_links
 from spanlog.server.store.sqlite._ids import ROW_IDS, forget
@@ -375,18 +376,59 @@ def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
     _insert(txn, add_rows, add_ids, add_spans, postings)
 
 
+_UPSERT_ROLLUP = (
+    f"INSERT INTO rollup (pid, hour, kind, grp, {', '.join(COUNTERS)}) "
+    f"VALUES ({', '.join('?' * (4 + len(COUNTERS)))}) ON CONFLICT (pid, kind, hour, grp) "
+    f"DO UPDATE SET {', '.join(f'{c} = {c} + excluded.{c}' for c in COUNTERS)}")
+_UPSERT_LATENCY = (
+    "INSERT INTO rollup_latency (pid, hour, kind, grp, bin, n) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (pid, kind, hour, grp, bin) DO UPDATE SET n = n + excluded.n")
+_UPSERT_SCORES = (
+    "INSERT INTO rollup_scores (pid, hour, kind, grp, name, total, n) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pid, kind, hour, grp, name) "
+    "DO UPDATE SET total = total + excluded.total, n = n + excluded.n")
+
+
+def removed_spans(conn: sqlite3.Connection, xacts: list[tuple[int]]) -> list[tuple[Any, ...]]:
+    """``(pid, *facts)`` of the ``spans`` entries of rows ``xacts`` (about to be replaced)."""
+    out: list[tuple[Any, ...]] = []
+    columns = ", ".join(("pid", *FACT_COLUMNS))
+    for start in range(0, len(xacts), _ID_CHUNK):
+        chunk = [x for (x,) in xacts[start:start + _ID_CHUNK]]
+        out.extend(conn.execute(f"SELECT {columns} FROM spans WHERE xact IN "
+                                f"({','.join('?' * len(chunk))})", chunk))
+    return out
+
+
+def update_rollups(conn: sqlite3.Connection, added: Iterable[Sequence[Any]],
+                   removed: Iterable[Sequence[Any]]) -> None:
+    """Add the figures of the spans ``added`` to the rollups and take away those of the
+    spans ``removed`` (each ``(pid, *facts)``, see ``store._aggregate``)."""
+    for pid, cells in rollup_cells(added, removed).items():
+        counts, latency, scores = rollup_rows(pid, cells)
+        conn.executemany(_UPSERT_ROLLUP, counts)
+        conn.executemany(_UPSERT_LATENCY, latency)
+        conn.executemany(_UPSERT_SCORES, scores)
+
+
 def _insert(txn: Txn, add_rows: list[Any], add_ids: list[Any], add_spans: list[Any],
-            postings: Postings) -> None:
+            postings: Postings, removed: Sequence[Sequence[Any]] = ()) -> None:
     """Insert a job's new rows (``ROW_COLUMNS`` flat), their id entries (pid, id, xact flat,
-    see ``_ids``), their ``spans`` entries (``SPAN_COLUMNS`` flat) and its postings."""
+    see ``_ids``), their ``spans`` entries (``SPAN_COLUMNS`` flat), with the rollups of
+    those and of the ``removed`` spans they replace, and its postings."""
     if add_rows:
         insert_many(txn.conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
                     add_rows)
         insert_many(txn.conn, "INSERT INTO ids_recent (pid, id, xact)", 3, add_ids)
         txn.recent_ids += len(add_ids) // 3
-    if add_spans:
-        insert_many(txn.conn, f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)})",
-                    len(SPAN_COLUMNS), add_spans)
+    if add_spans or removed:
+        width = len(SPAN_COLUMNS)
+        insert_many(txn.conn, f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)})", width,
+                    add_spans)
+        # (pid, *facts) of each span added: SPAN_COLUMNS without xact and root_span_id.
+        added = (add_spans[i + 1:i + 2] + add_spans[i + 3:i + width]
+                 for i in range(0, len(add_spans), width))
+        update_rollups(txn.conn, added, removed)
     if postings:
         insert_postings(txn, postings)
 
@@ -463,8 +505,10 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
         if facts is not None:
             add_spans.extend((xact, pid, data.get("root_span_id"), *facts))
     _prepared_postings(leaves, pids, xacts, postings)
+    removed: list[tuple[Any, ...]] = []
     if drop_rows:
+        removed = removed_spans(conn, drop_rows)
         conn.executemany("DELETE FROM rows WHERE xact = ?", drop_rows)
         conn.executemany("DELETE FROM spans WHERE xact = ?", drop_rows)
         txn.recent_ids -= forget(conn, drop_keys)
-    _insert(txn, add_rows, add_ids, add_spans, postings)
+    _insert(txn, add_rows, add_ids, add_spans, postings, removed)

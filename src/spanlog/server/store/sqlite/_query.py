@@ -36,9 +36,9 @@ from spanlog.server.query import FilterError, covered_by_terms, includes_terms, 
 from spanlog.server.query._compile_sqlite import compile_sqlite
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._leaves import ARRAY, INDEXED_FIELDS
-from spanlog.server.store._aggregate import Dialect, Window, assemble, statements
+from spanlog.server.store._aggregate import COUNTERS, Folder, Window
 from spanlog.server.store._errors import BadRequest
-from spanlog.server.store._facts import TOTALS_SQL, trace_totals
+from spanlog.server.store._facts import FACT_COLUMNS, TOTALS_SQL, trace_totals
 from spanlog.server.store._reading import (
     MAX_TRACE_SPANS,
     api_row,
@@ -312,21 +312,19 @@ def trace_rows(conn: sqlite3.Connection, *, pid: int, project_id: str,
     return rows
 
 
-_DIALECT = Dialect(
-    table="spans", trace_key="coalesce(s.root_span_id, 'x' || s.xact)",
-    tags_join="LEFT JOIN json_each(s.tags) AS t", scores_join="JOIN json_each(s.scores) AS sc",
-    score_value="sc.value",
-    bucket=lambda since, size: f"CAST((s.started - {since}) / {size} AS INTEGER)",
-    in_traces=lambda traces: f"s.root_span_id IN (SELECT value FROM json_each({traces}))",
-    placeholder=lambda n, kind: f"?{n}")
+_FACTS = ", ".join(FACT_COLUMNS)
+_CELL = "SELECT hour, kind, grp, {columns} FROM {table} WHERE pid = ? AND kind = ? AND " \
+        "hour >= ? AND hour < ?"
 
 
 def aggregate(conn: sqlite3.Connection, *, pid: int, project_id: str,
               win: Window) -> dict[str, Any]:
-    """A project's figures over ``win`` (``store._aggregate``; runs on a reader thread)."""
-    traces = None
-    conn.execute("BEGIN")  # every statement from one snapshot
+    """A project's figures over ``win`` (``store._aggregate``; runs on a reader thread): the
+    rollups' cells of its whole hours, and the spans of the rest, from one snapshot."""
+    folder = Folder(win)
+    conn.execute("BEGIN")
     try:
+        traces = None
         if win.filter is not None:
             check, params = _residual(_parse(win.filter), project_id)
             found = conn.execute(
@@ -335,8 +333,26 @@ def aggregate(conn: sqlite3.Connection, *, pid: int, project_id: str,
                 f"AND s.root_span_id IS NOT NULL AND ({check})",
                 (pid, win.since, win.until, *params)).fetchall()
             traces = dumps([root for (root,) in found])
-        results = {name: conn.execute(sql, params).fetchall()
-                   for name, (sql, params) in statements(_DIALECT, pid, win, traces).items()}
+        for since, until in folder.raw_ranges():
+            if traces is None:
+                spans = conn.execute(f"SELECT {_FACTS} FROM spans WHERE pid = ? AND "
+                                     "started >= ? AND started < ?", (pid, since, until))
+            else:
+                spans = conn.execute(
+                    f"SELECT {_FACTS} FROM spans WHERE pid = ? AND started >= ? AND "
+                    "started < ? AND root_span_id IN (SELECT value FROM json_each(?))",
+                    (pid, since, until, traces))
+            folder.spans(spans)
+        hours = folder.rollup_hours()
+        if hours is not None:
+            for kind in folder.kinds:
+                args = (pid, kind, *hours)
+                folder.rollup_counts(conn.execute(_CELL.format(
+                    columns=", ".join(COUNTERS), table="rollup"), args))
+                folder.rollup_latency(conn.execute(_CELL.format(
+                    columns="bin, n", table="rollup_latency"), args))
+                folder.rollup_scores(conn.execute(_CELL.format(
+                    columns="name, total, n", table="rollup_scores"), args))
     finally:
         conn.execute("COMMIT")
-    return assemble(win, results)
+    return folder.result()

@@ -34,6 +34,9 @@ Layout, and why:
 - ``spans``: what trace totals and aggregates need of each span (``store._facts``), one
   entry per row that is a span, keyed by the row's ``xact`` (rewritten with it). Indexed by
   trace, for a page of roots' totals, and by start time, for a time range.
+- ``rollup``, ``rollup_latency``, ``rollup_scores``: the ``spans`` figures summed per
+  (project, split kind, hour, group) (``store._aggregate``), updated by every write, so that
+  charting a week reads a few thousand cells instead of every span.
 - ``ids_recent``, ``ids_settled``: the id index, in two tiers (``_ids``), with the
   size of the first in ``meta.ids_recent``.
 - ``fields.path`` is a 64-bit hash of the leaf's path (see :func:`path_key`): the same in
@@ -85,6 +88,21 @@ CREATE TABLE IF NOT EXISTS spans (
     error INTEGER NOT NULL, scores TEXT, tags TEXT);
 CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (pid, root_span_id);
 CREATE INDEX IF NOT EXISTS spans_by_start ON spans (pid, started);
+CREATE TABLE IF NOT EXISTS rollup (
+    pid INTEGER NOT NULL, kind INTEGER NOT NULL, hour INTEGER NOT NULL, grp TEXT NOT NULL,
+    traces INTEGER NOT NULL, errors INTEGER NOT NULL, failed_traces INTEGER NOT NULL,
+    llm_calls INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, tokens INTEGER NOT NULL, cost REAL NOT NULL,
+    priced INTEGER NOT NULL, unpriced_llm_calls INTEGER NOT NULL,
+    PRIMARY KEY (pid, kind, hour, grp)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_latency (
+    pid INTEGER NOT NULL, kind INTEGER NOT NULL, hour INTEGER NOT NULL, grp TEXT NOT NULL,
+    bin INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (pid, kind, hour, grp, bin))
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_scores (
+    pid INTEGER NOT NULL, kind INTEGER NOT NULL, hour INTEGER NOT NULL, grp TEXT NOT NULL,
+    name TEXT NOT NULL, total REAL NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (pid, kind, hour, grp, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ids_recent (
     pid INTEGER NOT NULL, id TEXT NOT NULL, xact INTEGER NOT NULL, PRIMARY KEY (pid, id))
     WITHOUT ROWID;

@@ -33,7 +33,13 @@ from spanlog.server.store._facts import span_facts
 from spanlog.server.store._scores import trace_links
 from spanlog.server.store.sqlite._ids import ROW_IDS
 from spanlog.server.store.sqlite._leaf_keys import leaf_keys
-from spanlog.server.store.sqlite._pieces import Postings, add_leaves, insert_many, insert_postings
+from spanlog.server.store.sqlite._pieces import (
+    Postings,
+    add_leaves,
+    insert_many,
+    insert_postings,
+    update_rollups,
+)
 from spanlog.server.store.sqlite._schema import INDEX_VERSION, SCHEMA, SPAN_COLUMNS
 from spanlog.server.store.sqlite._writer import Txn
 
@@ -161,7 +167,8 @@ def _fill_spans(conn: sqlite3.Connection) -> None:
     if total:
         log.warning("spanlog: computing trace totals for %d rows for this spanlog version "
                     "(once)", total)
-    conn.execute("DROP TABLE IF EXISTS spans")
+    for table in ("spans", "rollup", "rollup_latency", "rollup_scores"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     after = done = 0
@@ -171,12 +178,15 @@ def _fill_spans(conn: sqlite3.Connection) -> None:
         if not batch:
             break
         params: list[object] = []
+        added = []
         for xact, pid, root, text in batch:
             facts = span_facts(loads(text))
             if facts is not None:
                 params.extend((xact, pid, root, *facts))
+                added.append((pid, *facts))
         insert_many(conn, f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)})", len(SPAN_COLUMNS),
                     params)
+        update_rollups(conn, added, ())
         after = batch[-1][0]
         done += len(batch)
         if time.monotonic() - last >= _PROGRESS_EVERY:
