@@ -97,7 +97,7 @@ def test_monitor_draws_each_chart_per_split_group_without_csp_violations(
     figures = viewer.locator(".monitor-page .figure")
     expect(figures.filter(has_text="Traces")).to_have_text("Traces4")
     expect(figures.filter(has_text="Error rate")).to_have_text("Error rate25%")
-    expect(viewer.locator("#monitor-range")).to_have_value("1h")
+    expect(viewer.locator("#range")).to_have_value("1h")
     expect(viewer.locator("#monitor-split")).to_have_value("model")
     assert viewer.evaluate("window.__csp") == []
 
@@ -125,35 +125,37 @@ def test_monitor_range_and_split_round_trip_through_the_url(
     """Presets, a custom range and the split go into the URL, and the URL brings them back."""
     _, pid = project
     viewer.goto(f"{viewer_collector.url}/projects/{pid}/monitor")
-    expect(viewer.locator("#monitor-range")).to_have_value("24h")
+    expect(viewer.locator("#range")).to_have_value("24h")
     expect(viewer.locator("#monitor-split")).to_have_value("")
     expect(legend(viewer, "traces")).to_have_text(["Traces 4"])
-    viewer.select_option("#monitor-range", "7d")
+    viewer.select_option("#range", "7d")
     expect(viewer).to_have_url(re.compile(r"[?&]since=7d(&|$)"))
     viewer.select_option("#monitor-split", "tag")
     expect(viewer).to_have_url(re.compile(r"[?&]split=tag(&|$)"))
     expect(legend(viewer, "traces")).to_have_text(["billing 1", "prod 3", "staging 1"])
     viewer.reload()
-    expect(viewer.locator("#monitor-range")).to_have_value("7d")
+    expect(viewer.locator("#range")).to_have_value("7d")
     expect(viewer.locator("#monitor-split")).to_have_value("tag")
     expect(legend(viewer, "traces")).to_have_text(["billing 1", "prod 3", "staging 1"])
 
     # A custom range from the datetime-local inputs (local time) goes into the URL as UTC.
     start = math.floor(time.time() / 3600) * 3600 - 3600
     local = lambda t: datetime.fromtimestamp(t).strftime("%Y-%m-%dT%H:%M")  # noqa: E731
-    viewer.select_option("#monitor-range", "custom")
-    viewer.fill("#monitor-from", local(start))
-    viewer.fill("#monitor-to", local(start + 3 * 3600))
+    viewer.select_option("#range", "custom")
+    viewer.fill("#range-from", local(start))
+    viewer.fill("#range-to", local(start + 3 * 3600))
     viewer.get_by_role("button", name="Apply range").click()
-    query = urllib.parse.urlencode({"since": iso(start), "until": iso(start + 3 * 3600)})
+    # (the picker writes whole minutes without seconds: 2026-12-07T16:00Z)
+    minute = lambda t: iso(t).replace(":00Z", "Z")  # noqa: E731
+    query = urllib.parse.urlencode({"since": minute(start), "until": minute(start + 3 * 3600)})
     expect(viewer).to_have_url(re.compile(re.escape(query.partition("&")[2])))
-    assert query_of(viewer.url) == {"since": [iso(start)], "until": [iso(start + 3 * 3600)],
-                                    "split": ["tag"]}
+    assert query_of(viewer.url) == {"since": [minute(start)],
+                                    "until": [minute(start + 3 * 3600)], "split": ["tag"]}
     expect(legend(viewer, "traces")).to_have_text(["billing 1", "prod 3", "staging 1"])
     viewer.reload()
-    expect(viewer.locator("#monitor-range")).to_have_value("custom")
-    expect(viewer.locator("#monitor-from")).to_have_value(local(start))
-    expect(viewer.locator("#monitor-to")).to_have_value(local(start + 3 * 3600))
+    expect(viewer.locator("#range")).to_have_value("custom")
+    expect(viewer.locator("#range-from")).to_have_value(local(start))
+    expect(viewer.locator("#range-to")).to_have_value(local(start + 3 * 3600))
     expect(viewer.locator("#monitor-split")).to_have_value("tag")
     # The logs table link keeps the range.
     expect(viewer.get_by_role("link", name="Logs table")).to_have_attribute(

@@ -8,12 +8,10 @@
 import uPlot from "./vendor/uplot/uPlot.esm.js";
 import { ApiError, fetchAggregate } from "./api.js";
 import { cost, duration, h, percent, replace } from "./dom.js";
+import { rangeControl } from "./range.js";
 import { costText, summaryList } from "./summary.js";
 
-const PRESETS = [["1h", "Last hour"], ["24h", "Last 24 hours"], ["7d", "Last 7 days"]];
 const DEFAULT_SINCE = "24h";
-const CUSTOM = "custom";
-const AGO = /^\d{1,6}[smhdw]$/;  // a time back from now, as the API reads it
 const SPLITS = [["", "None"], ["model", "Model"], ["name", "Span name"], ["tag", "Tag"]];
 // The palette of series, in order; style.css gives the legend swatches `.c0` ... the same.
 const COLORS = ["#3157d5", "#d9480f", "#2b8a3e", "#ae3ec9", "#f08c00", "#1098ad", "#c2255c", "#5c940d"];
@@ -54,22 +52,15 @@ function chartsOf(data) {
   ];
 }
 
-/** A `since`/`until` for the URL and the API: ISO-8601 UTC. */
+/** A bucket's edge for the logs table's URL: ISO-8601 UTC. */
 const isoTime = (unixSeconds) => new Date(unixSeconds * 1000).toISOString().replace(".000Z", "Z");
-
-const pad = (n) => String(n).padStart(2, "0");
-/** A `since`/`until` as a datetime-local input shows it (local time), or "". */
-function localInput(value) {
-  if (!value || AGO.test(value)) return "";
-  const d = /^-?\d+(\.\d+)?$/.test(value) ? new Date(Number(value) * 1000) : new Date(value);
-  if (Number.isNaN(d.getTime())) return "";
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
 
 export function monitorPage(main, projectId, params, ctx) {
   const controller = new AbortController();
-  let since = params.get("since") || "";
   let until = params.get("until") || "";
+  // Without a range in the URL, the last 24 hours (with only an end, the endpoint's default:
+  // the 24 hours before it).
+  let since = params.get("since") || (until ? "" : DEFAULT_SINCE);
   let split = params.get("split") || "";
   const filter = params.get("filter") || "";
   let generation = 0;
@@ -94,28 +85,16 @@ export function monitorPage(main, projectId, params, ctx) {
     return base + queryOf({ filter, since, until, ...extra });
   }
 
-  // The range: a preset back from now (kept relative in the URL, `since=24h`) or a custom
-  // range from two datetime-local inputs (kept as ISO-8601 UTC).
-  const presets = PRESETS.slice();
-  // A relative `since` typed into the URL ("30m") is kept as its own choice.
-  if (!until && AGO.test(since) && !presets.some(([v]) => v === since)) presets.push([since, `Last ${since}`]);
-  const preset = !until && (!since || presets.some(([v]) => v === since));
-  const rangeSelect = h("select", { id: "monitor-range", name: "range" },
-    presets.map(([value, label]) => h("option", { value }, label)),
-    h("option", { value: CUSTOM }, "Custom range…"));
-  rangeSelect.value = preset ? (since || DEFAULT_SINCE) : CUSTOM;
-  const from = h("input", { id: "monitor-from", type: "datetime-local", value: localInput(since) });
-  const to = h("input", { id: "monitor-to", type: "datetime-local", value: localInput(until) });
-  const custom = h("span", { class: "monitor-custom", hidden: preset },
-    h("label", { for: "monitor-from" }, "From"), from, h("label", { for: "monitor-to" }, "To"), to,
-    h("button", { type: "submit" }, "Apply range"));
+  const range = rangeControl({ since, until }, (next) => {
+    ({ since, until } = next);
+    applyView();
+  }, { allTime: false });
   const splitSelect = h("select", { id: "monitor-split", name: "split" },
     SPLITS.map(([value, label]) => h("option", { value }, label)));
   splitSelect.value = SPLITS.some(([v]) => v === split) ? split : "";
   const problem = h("p", { class: "filter-error", role: "alert", hidden: true });
-  const form = h("form", { class: "monitor-controls", onsubmit: applyCustom },
-    h("label", { for: "monitor-range" }, "Time range"), rangeSelect, custom,
-    h("label", { for: "monitor-split" }, "Split by"), splitSelect);
+  const controls = h("div", { class: "monitor-controls" }, range.element,
+    h("div", { class: "filter-row" }, h("label", { for: "monitor-split" }, "Split by"), splitSelect));
   const logsLink = h("a", { href: logsHref(), "data-nav": true, class: "monitor-logs" }, "Logs table");
   const filterNote = filter
     ? h("p", { class: "muted small" }, "Traces matching ", h("code", {}, filter), " · ",
@@ -127,7 +106,7 @@ export function monitorPage(main, projectId, params, ctx) {
 
   replace(main, h("section", { class: "page monitor-page" },
     h("div", { class: "monitor-head" }, h("h1", {}, "Monitor"), logsLink),
-    form, problem, filterNote, status, summary, grid));
+    controls, problem, filterNote, status, summary, grid));
 
   function setProblem(message) {
     problem.textContent = message || "";
@@ -138,35 +117,6 @@ export function monitorPage(main, projectId, params, ctx) {
     ctx.setQuery({ since, until, split });
     logsLink.setAttribute("href", logsHref());
     load();
-  }
-
-  rangeSelect.addEventListener("change", () => {
-    custom.hidden = rangeSelect.value !== CUSTOM;
-    if (rangeSelect.value === CUSTOM) {
-      from.focus();
-      return;
-    }
-    since = rangeSelect.value;
-    until = "";
-    setProblem("");
-    applyView();
-  });
-
-  function applyCustom(event) {
-    event.preventDefault();
-    if (!from.value) {
-      setProblem("Choose a start (From) for a custom range.");
-      return;
-    }
-    if (to.value && new Date(to.value) <= new Date(from.value)) {
-      setProblem("“To” must be after “From”.");
-      return;
-    }
-    setProblem("");
-    // datetime-local values have no zone: Date reads them as local time, as the user meant.
-    since = isoTime(new Date(from.value).getTime() / 1000);
-    until = to.value ? isoTime(new Date(to.value).getTime() / 1000) : "";
-    applyView();
   }
 
   splitSelect.addEventListener("change", () => {
@@ -335,11 +285,11 @@ export function monitorPage(main, projectId, params, ctx) {
   async function load() {
     const mine = ++generation;
     try {
-      const data = await fetchAggregate(projectId, {
-        since: since || DEFAULT_SINCE, until, splitBy: split, filter,
-      }, controller.signal);
+      const data = await fetchAggregate(projectId, { since, until, splitBy: split, filter },
+        controller.signal);
       if (mine !== generation) return;
       setProblem("");
+      range.showError("");
       ctx.clearError();
       draw(data);
     } catch (err) {
@@ -347,8 +297,14 @@ export function monitorPage(main, projectId, params, ctx) {
       destroyCharts();
       replace(summary);
       status.textContent = "";
-      if (err instanceof ApiError && err.status === 400) setProblem(err.message);
-      else ctx.showError(err);
+      // The collector names the field: a range's error goes under the picker.
+      if (err instanceof ApiError && err.status === 400 && /^(since|until)\b/.test(err.message)) {
+        range.showError(err.message);
+      } else if (err instanceof ApiError && err.status === 400) {
+        setProblem(err.message);
+      } else {
+        ctx.showError(err);
+      }
     }
   }
 
