@@ -1,7 +1,8 @@
 """Take the README's viewer screenshots: ``python3 tests/viewer/screenshots.py [OUT_DIR]``.
 
 Starts a collector on a free port, logs the support-bot traces with the SDK, adds feedback,
-and saves ``logs-table.png`` and ``trace.png`` (default: ``docs/``) with headless Chromium.
+and saves ``logs-table.png``, ``trace.png`` and ``monitor.png`` (default: ``docs/``) with
+headless Chromium.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ MORE = [
 
 
 def main(out_dir: Path) -> None:
-    """Write the two screenshots into ``out_dir``."""
+    """Write the three screenshots into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with (tempfile.TemporaryDirectory() as tmp,
           serve_viewer(str(Path(tmp) / "spanlog.sqlite3")) as collector):
@@ -76,6 +77,13 @@ def shoot(collector: Collector, pid: str, root_span_id: str, span_id: str,
             expect(detail.locator(".comments")).to_be_visible()
             page.mouse.move(0, 0)
             page.screenshot(path=str(out_dir / "trace.png"))
+            # The last 20 minutes hold every trace; split by tag, so groups show.
+            page.set_viewport_size({"width": 1360, "height": 1000})
+            page.goto(f"{collector.url}/projects/{pid}/monitor?since=20m&split=tag")
+            expect(page.locator('.chart[data-chart="traces"] canvas').first).to_be_visible()
+            expect(page.locator('.chart[data-chart="traces"] .legend li')).to_have_count(3)
+            page.mouse.move(0, 0)
+            page.screenshot(path=str(out_dir / "monitor.png"))
         finally:
             browser.close()
 

@@ -95,6 +95,19 @@ export async function fetchTrace(projectId, rootSpanId, signal) {
   return (data && data.spans) || [];
 }
 
+/**
+ * A project's figures over a time range (docs/protocol.md, "Aggregates"): `{buckets, series,
+ * summary, since, until, bucket}`. `splitBy`: "model", "name", "tag" or nothing.
+ */
+export async function fetchAggregate(projectId, { since, until, splitBy, filter } = {}, signal) {
+  const body = {};
+  if (since) body.since = since;
+  if (until) body.until = until;
+  if (splitBy) body.split_by = splitBy;
+  if (filter) body.filter = filter;
+  return request("POST", `/v1/project_logs/${enc(projectId)}/aggregate`, body, signal);
+}
+
 export async function sendFeedback(projectId, items) {
   return request("POST", `/v1/project_logs/${enc(projectId)}/feedback`, { feedback: items });
 }

@@ -4,6 +4,7 @@
 import { ApiError, getKey, getProject, setKey } from "./api.js";
 import { h, replace } from "./dom.js";
 import { followProject } from "./live.js";
+import { monitorPage } from "./monitor.js";
 import { projectsPage } from "./projects.js";
 import { logsPage } from "./logs.js";
 import { sessionPage, sessionsPage } from "./sessions.js";
@@ -23,6 +24,9 @@ const projectNames = new Map();
 /** The route for a location: which page and its parameters. */
 function route(url) {
   const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  if (parts[0] === "projects" && parts[2] === "monitor" && parts.length === 3) {
+    return { page: "monitor", projectId: parts[1] };
+  }
   if (parts[0] === "projects" && parts.length === 2) {
     return { page: "logs", projectId: parts[1] };
   }
@@ -131,6 +135,8 @@ async function render() {
     page = sessionPage(main, r.projectId, r.sessionId, params, ctx);
   } else if (r.page === "trace") {
     page = tracePage(main, r.projectId, r.rootSpanId, params, ctx);
+  } else if (r.page === "monitor") {
+    page = monitorPage(main, r.projectId, params, ctx);
   } else {
     page = projectsPage(main, ctx);
   }

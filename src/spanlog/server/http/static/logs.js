@@ -9,6 +9,7 @@ import {
 } from "./dom.js";
 import { downloadControl } from "./export.js";
 import { agoSeconds, rangeControl } from "./range.js";
+import { summaryPanel } from "./summary.js";
 
 const PAGE = 50;
 const COLUMNS = ["Time", "Name", "Input", "Output", "Duration", "LLM calls", "Tokens", "Cost", "Tags", "Scores"];
@@ -60,13 +61,14 @@ export function logsPage(main, projectId, params, ctx) {
     tbody);
   const status = h("p", { class: "muted small", role: "status", "aria-live": "polite" });
   const more = h("button", { type: "button", class: "more", onclick: () => loadMore(), hidden: true }, "Load older traces");
+  const summary = summaryPanel(projectId);
 
   replace(main, h("section", { class: "page logs-page" },
     // Before the filter: the Tab order from the filter box to the table stays as it was.
     h("div", { class: "logs-tools" },
       h("a", { class: "sessions-link", href: `${base}/sessions`, "data-nav": true }, "Sessions"),
       downloadControl(projectId, ctx.showError)),
-    form, range.element, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
+    summary.element, form, range.element, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
 
   function setFilterError(message) {
     if (message) {
@@ -178,6 +180,7 @@ export function logsPage(main, projectId, params, ctx) {
     // Only the latest request may draw: an older answer (say, for the previous filter) that
     // arrives late must not overwrite it.
     const mine = ++generation;
+    summary.refresh();
     try {
       const page = await fetchLogs(projectId, { filter, since, until, limit: PAGE, rootsOnly: true }, controller.signal);
       if (mine !== generation) return;
@@ -306,6 +309,7 @@ export function logsPage(main, projectId, params, ctx) {
   return {
     destroy() {
       controller.abort();
+      summary.destroy();
       document.removeEventListener("keydown", onKey);
     },
     onLive() {

@@ -44,10 +44,11 @@ function utcText(value) {
 /**
  * The range picker for `{since, until}` as the URL has them. A preset applies at once; a
  * custom range once "Apply range" finds it valid. Either way `onChange({since, until})`.
+ * `allTime: false` leaves out "All time" (the monitor charts a bounded range).
  * Returns `{element, showError(message, field)}` (an empty message clears it).
  */
-export function rangeControl({ since, until }, onChange) {
-  const options = PRESETS.slice();
+export function rangeControl({ since, until }, onChange, { allTime = true } = {}) {
+  const options = PRESETS.filter(([value]) => allTime || value);
   // A relative `since` typed into the URL ("30m") is kept as its own choice.
   if (!until && agoSeconds(since) !== null && !options.some(([v]) => v === since)) {
     options.push([since, `Last ${since}`]);
