@@ -17,12 +17,25 @@ from viewer_harness import (
     open_context,
     watch,
 )
+from viewer_traces import logger_for
+
+import spanlog
 
 
 @pytest.fixture(scope="session")
 def viewer_collector(collector: Any) -> Collector:
     """The session's collector (its app serves the viewer), as the viewer tests call it."""
     return Collector(collector.url, collector.api_key)
+
+
+@pytest.fixture
+def logger(viewer_collector: Collector, project: tuple[str, str]) -> Iterator[spanlog.Logger]:
+    """An SDK logger for the test's project, closed afterwards."""
+    logger = logger_for(viewer_collector.url, viewer_collector.api_key, project[0])
+    try:
+        yield logger
+    finally:
+        logger.close(10)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import time
 import urllib.parse
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,22 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 from viewer_harness import Collector, open_context, watch
-from viewer_traces import logger_for
 
 import spanlog
 
 ROWS = "table.logs tbody tr[data-id]"
 UNKNOWN_MODEL = "acme-internal-7b"  # no price database knows it
-
-
-@pytest.fixture
-def logger(viewer_collector: Collector, project: tuple[str, str]) -> Iterator[spanlog.Logger]:
-    """An SDK logger for the test's project, closed afterwards."""
-    logger = logger_for(viewer_collector.url, viewer_collector.api_key, project[0])
-    try:
-        yield logger
-    finally:
-        logger.close(10)
 
 
 def log_trace(logger: spanlog.Logger, name: str, start: float,

@@ -6,14 +6,13 @@ import math
 import re
 import time
 import urllib.parse
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 from viewer_harness import Collector, open_context
-from viewer_traces import QUESTIONS, LoggedTrace, log_support_traces, logger_for
+from viewer_traces import QUESTIONS, LoggedTrace, log_support_traces
 
 import spanlog
 from spanlog.server.rows._cost import format_cost
@@ -21,16 +20,6 @@ from spanlog.server.rows._cost import format_cost
 # Records every Content-Security-Policy violation of the page, from the first document on.
 CSP_WATCH = ("window.__csp = []; document.addEventListener('securitypolicyviolation', "
              "(e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));")
-
-
-@pytest.fixture
-def logger(viewer_collector: Collector, project: tuple[str, str]) -> Iterator[spanlog.Logger]:
-    """An SDK logger for the test's project, closed afterwards."""
-    logger = logger_for(viewer_collector.url, viewer_collector.api_key, project[0])
-    try:
-        yield logger
-    finally:
-        logger.close(10)
 
 
 @pytest.fixture

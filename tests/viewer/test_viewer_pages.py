@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,22 +15,11 @@ from viewer_traces import (
     LoggedTrace,
     log_support_trace,
     log_support_traces,
-    logger_for,
 )
 
 import spanlog
 
 ROWS = "table.logs tbody tr[data-id]"
-
-
-@pytest.fixture
-def logger(viewer_collector: Collector, project: tuple[str, str]) -> Iterator[spanlog.Logger]:
-    """An SDK logger for the test's project, closed afterwards."""
-    logger = logger_for(viewer_collector.url, viewer_collector.api_key, project[0])
-    try:
-        yield logger
-    finally:
-        logger.close(10)
 
 
 @pytest.fixture
