@@ -11,7 +11,9 @@ The request's key and scope apply as on ``/logs3``; the project is the ``x-bt-pa
 
 A span that cannot be a row is counted into the response's ``partial_success``
 (``rejected_spans`` and an ``error_message`` naming the first few) while the rest of the batch
-is stored; a body that cannot be decoded at all is a 400 that says why. gRPC is not served.
+is stored; a body that cannot be decoded at all is a 400 that says why. Every failure on these
+paths (4xx, 5xx) carries a ``google.rpc.Status``, as OTLP/HTTP says (:func:`failure`). gRPC is
+not served.
 """
 
 from __future__ import annotations
@@ -424,6 +426,29 @@ async def export_traces(request: web.Request) -> web.Response:
         pieces = await bind_rows(store, access, batch, where="spans")
         await store.write(pieces, None)
     return _response(protobuf, rejected)
+
+
+# google.rpc.Code of each HTTP status (gRPC's own mapping). OTLP/HTTP does not use
+# Status.code: clients only record it, for troubleshooting.
+_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 408: 4, 413: 8, 415: 3, 429: 8,
+              500: 13, 503: 14, 507: 8}
+_RPC_UNKNOWN = 2
+
+
+def failure(request: web.Request, status: int, message: str,
+            headers: dict[str, str] | None = None) -> web.Response:
+    """A failure answer of the OTLP paths: a ``google.rpc.Status`` carrying ``message``, in
+    the request's encoding (OTLP/HTTP, "Failures"): protobuf for a protobuf request, else
+    JSON (the proto3 JSON form, ``{"code": 3, "message": "..."}``)."""
+    code = _RPC_CODES.get(status, _RPC_UNKNOWN)
+    if request.content_type.lower() in PROTOBUF_TYPES:
+        from google.rpc.status_pb2 import Status
+
+        return web.Response(body=Status(code=code, message=message).SerializeToString(),
+                            status=status, headers=headers,
+                            content_type="application/x-protobuf")
+    return web.json_response({"code": code, "message": message}, status=status,
+                             headers=headers)
 
 
 def setup_otlp(app: web.Application) -> None:
