@@ -27,9 +27,10 @@ from aiohttp import web
 
 from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan, OtelSpanError, span_to_row
 from spanlog.server.http._body import BadBody, parse_json, read_bytes
-from spanlog.server.http._context import SETTINGS, STORE, request_access
+from spanlog.server.http._context import BUDGET, SETTINGS, STORE, WORKERS, request_access
 from spanlog.server.http._ingest import RowBatch, bind_rows
 from spanlog.server.rows._validate import InvalidRow, validate_row
+from spanlog.server.store._engine import PrepareRows
 from spanlog.server.store._errors import BadRequest
 
 PATHS = ("/otel/v1/traces", "/v1/traces")
@@ -376,10 +377,21 @@ def spans_to_batch(spans: list[tuple[str, Any]], project_id: str | None,
     return RowBatch(routes, ids, rows), rejected
 
 
-def _decode(raw: bytes, protobuf: bool) -> list[tuple[str, Any]]:
+def decode_spans(raw: bytes, protobuf: bool, project_id: str | None,
+                 project_name: str | None, prepare_rows: PrepareRows | None = None,
+                 ) -> tuple[RowBatch, list[str]]:
+    """The rows of an OTLP request's spans and why each refused one was refused: the CPU
+    work of a request, pure, so an ingest worker process runs it (with the store's
+    ``prepare_rows``) as it does /logs3 bodies (see ``_workers``). BadBody for a body that
+    cannot be decoded at all."""
     if not raw:
-        return []  # an empty request is valid OTLP: no spans
-    return _spans_from_protobuf(raw) if protobuf else _spans_from_json(raw)
+        spans: list[tuple[str, Any]] = []  # an empty request is valid OTLP: no spans
+    else:
+        spans = _spans_from_protobuf(raw) if protobuf else _spans_from_json(raw)
+    batch, rejected = spans_to_batch(spans, project_id, project_name)
+    if prepare_rows is not None and batch.rows:
+        batch.rows, batch.prepared = prepare_rows(batch.rows)  # type: ignore[arg-type]
+    return batch, rejected
 
 
 def _response(protobuf: bool, rejected: list[str]) -> web.Response:
@@ -419,12 +431,13 @@ async def export_traces(request: web.Request) -> web.Response:
             text=f"Content-Type {content_type!r}: OTLP/HTTP takes application/x-protobuf or "
                  "application/json (gRPC is not served)")
     project_id, project_name = parent_route(request.headers.get("x-bt-parent"))
-    raw = await read_bytes(request, request.app[SETTINGS].max_body_bytes)
-    batch, rejected = spans_to_batch(_decode(raw, protobuf), project_id, project_name)
-    if batch.rows:
+    raw = await read_bytes(request, request.app[SETTINGS].max_body_bytes, request.app[BUDGET])
+    batch, rejected = await request.app[WORKERS].run(decode_spans, raw, protobuf, project_id,
+                                                     project_name)
+    if batch.ids:
         store = request.app[STORE]
         pieces = await bind_rows(store, access, batch, where="spans")
-        await store.write(pieces, None)
+        await store.write(pieces, batch.prepared)
     return _response(protobuf, rejected)
 
 
