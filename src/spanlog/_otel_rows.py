@@ -865,6 +865,18 @@ _CONVENTION_MARKS = (
     ("openllmetry", ("traceloop.", "llm.request.type", "llm.usage.total_tokens")),
 )
 
+
+def _by_root(marks: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, list[tuple[str, str]]]:
+    """``(convention, mark)`` pairs by the mark's first dotted part."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name, names in marks:
+        for mark in names:
+            out.setdefault(mark.partition(".")[0], []).append((name, mark))
+    return out
+
+
+_MARKS_BY_ROOT = _by_root(_CONVENTION_MARKS)  # every root of them is under _MAPPED_ROOTS
+
 # Where a row field may come from: what the source needs (any one of these attribute keys,
 # prefixes ending in a dot, or ``event:<name>`` for a span event) and how it reads the value
 # (None when the span has none). The needs only spare calls: without them a source finds
@@ -1396,9 +1408,12 @@ def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict
         ("links", span.dropped_links_count)) if count}
     if dropped:
         otel["dropped"] = dropped
-    names = [*attrs.mapped, *(event.name for event in events)]
-    conventions = [name for name, marks in _CONVENTION_MARKS
-                   if any(k.startswith(marks) for k in names)]
+    found = set()
+    for key in [*attrs.mapped, *(event.name for event in events)]:
+        for name, mark in _MARKS_BY_ROOT.get(key.partition(".")[0], ()):
+            if key.startswith(mark):
+                found.add(name)
+    conventions = [name for name, _ in _CONVENTION_MARKS if name in found]
     if conventions:
         otel["conventions"] = conventions
     if attrs.moved:
