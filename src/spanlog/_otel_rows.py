@@ -20,6 +20,11 @@ The rules, in short:
 - a span that cannot be a row (bad ids, no times, end before start, values JSON cannot hold)
   raises :class:`OtelSpanError`, naming what is wrong, for the caller to count into OTLP's
   ``partial_success``.
+
+It runs once per span on the SDK's flush thread and in the collector's ingest, so it reads a
+span's attributes in one pass (:class:`_Attributes`), asks only the sources whose attributes
+are there, and skips the conventions for a span with none of their attributes.
+tests/test_otel_rows_golden.py pins its output.
 """
 
 from __future__ import annotations
