@@ -5,7 +5,8 @@ both need the GIL: per ingested row the event loop spent about 60 CPU-µs in Pyt
 decoding, validation, encoding, the index walk) and the writer about 15, so ingest stopped at
 what one core could do while the other idled in part. With workers, the event loop reads a
 request's bytes and hands them to a worker process, which runs
-:func:`~spanlog.server.http._ingest.decode_rows` with the store's ``prepare_rows``; what comes back
+:func:`~spanlog.server.http._ingest.decode_rows` (for an OTLP export,
+:func:`~spanlog.server.http._otlp.decode_spans`) with the store's ``prepare_rows``; what comes back
 is a few strings and small tuples per row (the stored JSON text, its digest, the index leaves
 grouped per value), far cheaper to unpickle than the rows' dicts, and a request of new rows
 goes into SQLite from that text without ever being decoded in the serving process.
