@@ -2,7 +2,8 @@
 
 Handlers only translate HTTP to :class:`~spanlog.server.store._engine.Store` calls;
 everything they need from the engine goes through that interface, so either engine serves.
-Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status docs/protocol.md gives.
+Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status docs/protocol.md gives;
+on the OTLP paths it is the ``google.rpc.Status`` OTLP/HTTP prescribes instead (docs/otel.md).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from spanlog.server.http._export import setup_export
 from spanlog.server.http._guard import request_done, request_started
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
 from spanlog.server.http._not_served import setup_not_served
+from spanlog.server.http._otlp import PATHS as OTLP_PATHS
+from spanlog.server.http._otlp import failure as otlp_failure
 from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
 from spanlog.server.http._reads import fetch_args, unless_gone
@@ -73,13 +76,17 @@ OPEN_HOSTS = web.AppKey[frozenset[str]]("open_hosts")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def _error(request: web.Request, status: int, message: str,
+           headers: dict[str, str] | None = None) -> web.Response:
+    if request.path in OTLP_PATHS:
+        return otlp_failure(request, status, message, headers)
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a JSON error with docs/protocol.md's status."""
+    """Turn every failure into a JSON error with docs/protocol.md's status (a
+    ``google.rpc.Status`` on the OTLP paths)."""
     request_started(request)
     try:
         return await _answer(request, handler)
@@ -104,35 +111,38 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except (InvalidRow, BadRequest, BadBody, FilterError) as exc:
         # FilterError: a filter that parses but that the engine cannot run (docs/filters.md).
-        return _error(400, f"filter: {exc}" if isinstance(exc, FilterError) else str(exc))
+        return _error(request, 400,
+                      f"filter: {exc}" if isinstance(exc, FilterError) else str(exc))
     except Unauthorized as exc:
-        return _error(401, str(exc), {"WWW-Authenticate": "Bearer"})
+        return _error(request, 401, str(exc), {"WWW-Authenticate": "Bearer"})
     except Forbidden as exc:
-        return _error(403, str(exc))
+        return _error(request, 403, str(exc))
     except NotFound as exc:
-        return _error(404, str(exc))
+        return _error(request, 404, str(exc))
     except BodyTooLarge as exc:
-        return _error(413, str(exc))
+        return _error(request, 413, str(exc))
     except UnsupportedEncoding as exc:
-        return _error(415, str(exc))
+        return _error(request, 415, str(exc))
     except BodyTimeout as exc:
-        response = _error(408, str(exc))
+        response = _error(request, 408, str(exc))
         response.force_close()
         return response
     except DiskFull as exc:
-        return _error(507, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))})
+        return _error(request, 507, str(exc),
+                      {"Retry-After": str(max(1, round(exc.retry_after)))})
     except Unavailable as exc:
-        return _error(503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))})
+        return _error(request, 503, str(exc),
+                      {"Retry-After": str(max(1, round(exc.retry_after)))})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         reason = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else None
         message = reason or f"{exc.reason}: {request.method} {request.path}"
-        return _error(exc.status, message, {k: v for k, v in exc.headers.items()
-                                            if k.lower() in ("allow", "retry-after")})
+        return _error(request, exc.status, message, {
+            k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")})
     except Exception:
         log.exception("spanlog: internal error on %s %s", request.method, request.path)
-        return _error(500, f"internal error on {request.method} {request.path}")
+        return _error(request, 500, f"internal error on {request.method} {request.path}")
 
 
 async def _body(request: web.Request, *required: str) -> dict[str, Any]:
