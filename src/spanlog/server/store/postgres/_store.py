@@ -39,7 +39,12 @@ from spanlog.server.store.postgres._query import (
     root_scores,
 )
 from spanlog.server.store.postgres._schema import SchemaTooNew, migrate
-from spanlog.server.store.postgres._writer import PieceAt, Writer, connection_errors
+from spanlog.server.store.postgres._writer import (
+    PieceAt,
+    Writer,
+    connection_errors,
+    unavailable,
+)
 
 T = TypeVar("T")
 _INSTALL = "python3 -m pip install -e '.[postgres]'"
@@ -187,7 +192,7 @@ class PostgresStore(Store):
             async with pool.acquire() as conn:
                 return await getattr(conn, method)(sql, *args)
         except connection_errors() as exc:
-            raise Unavailable(f"the database is unreachable: {exc}") from None
+            raise unavailable(exc) from None
 
     async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
         """A fetch or trace read, cancelled when it runs past ``query_timeout``
@@ -379,7 +384,7 @@ class PostgresStore(Store):
         try:
             found = await self._bounded(read)
         except connection_errors() as exc:
-            raise Unavailable(f"the database is unreachable: {exc}") from None
+            raise unavailable(exc) from None
         # jsonb's text is a non-empty object without these fields: splice them in as text,
         # so the API can answer without decoding and re-encoding every row.
         tail = f',"project_id":{json.dumps(project_id)},"log_id":"g"}}'
