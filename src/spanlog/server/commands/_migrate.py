@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from spanlog.server.rows._model import now_iso
+from spanlog.server.store.postgres._numbers import to_jsonb
 
 BATCH_ROWS = 2000
 _ID_CHUNK = 20_000
@@ -204,7 +205,7 @@ async def _copy_batch(conn: Any, source: str, rows: list[tuple[Any, ...]], offse
     cols: list[list[Any]] = [[], [], [], [], [], [], []]
     for xact, pid, row_id, root, is_root, base, data in rows:
         for col, value in zip(cols, (pids[pid][0], row_id, offset + xact, root, bool(is_root),
-                                     base, data), strict=True):
+                                     base, to_jsonb(data)), strict=True):
             col.append(value)
     try:
         async with conn.transaction():

@@ -20,6 +20,8 @@ Layout, and why:
   migrate`` included, fills it without knowing of it). A partial index holds only the
   comments still waiting for their target's trace: a row that gets its first
   ``root_span_id`` finds its waiting comments there (see ``_writer``).
+- Numbers (version 3): ``jsonb`` keeps a number's value, not its text; ``_numbers`` writes
+  and reads them so that a row comes back with the number text SQLite gives.
 - ``spanlog_migrated``: how far ``spanlog migrate`` got for each SQLite source (resume).
 - Every table is prefixed ``spanlog_`` so the engine can share a database (and its
   ``search_path``) with other applications.
@@ -38,16 +40,23 @@ from spanlog.server.rows._model import now_iso
 # pg_advisory_xact_lock key for schema changes ("spanlog" in ASCII, as a bigint).
 SCHEMA_LOCK = 0x7370616E6C6F67
 
-# Python's json.dumps renders floats below 1e-4 as "1e-05"; numeric renders "0.00001".
-# Applied to the numbers of jsonb text, this gives back what Python writes for the value.
+# The text Python's json.dumps writes for a number of jsonb text (see ``_numbers``): a float
+# below 1e-4 is "1e-05" where numeric writes "0.00001", and a float from 1e16 up, stored as
+# "10000000000000000.0000" (version 3 on; older rows hold an integer there), is "1e+16".
+# Exponents take at least two digits (before version 3, three-digit ones lost their last).
 _PY_NUMBER = r"""
 CREATE OR REPLACE FUNCTION spanlog_py_number(t text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
     SELECT CASE
         WHEN t ~ '^-?0\.0000' AND t ~ '[1-9]' THEN (
             SELECT m[1] || m[3] || CASE WHEN m[4] <> '' THEN '.' || m[4] ELSE '' END
-                   || 'e-' || lpad((length(m[2]) + 1)::text, 2, '0')
+                   || 'e-' || CASE WHEN length(m[2]) < 9 THEN '0' ELSE '' END
+                   || (length(m[2]) + 1)::text
             FROM regexp_match(t, '^(-?)0\.(0*)([1-9])([0-9]*)$') AS m)
+        WHEN t ~ '^-?[0-9]{17,}\.0000$' THEN (
+            SELECT m[1] || m[2] || CASE WHEN m[3] <> '' THEN '.' || m[3] ELSE '' END
+                   || 'e+' || (length(m[2] || m[3] || m[4]) - 1)::text
+            FROM regexp_match(t, '^(-?)([1-9])([0-9]*?)(0*)\.0000$') AS m)
         ELSE t END
 $fn$;
 """
@@ -129,6 +138,8 @@ UPDATE spanlog_rows AS r SET root_span_id = p.root, xact = ids.first + p.n,
              ELSE '{}' END)
 FROM pending AS p, ids WHERE r.pid = p.pid AND r.id = p.id;
 """),
+    # Floats from 1e16 up are stored positionally with four zero decimals (``_numbers``).
+    (3, _PY_NUMBER),
 )
 
 LATEST = MIGRATIONS[-1][0]

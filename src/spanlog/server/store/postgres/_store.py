@@ -32,6 +32,7 @@ from spanlog.server.store._reading import (
 )
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
 from spanlog.server.store._scores import with_score_averages
+from spanlog.server.store.postgres._numbers import from_jsonb
 from spanlog.server.store.postgres._query import (
     check_limit,
     fetch_rows,
@@ -389,7 +390,7 @@ class PostgresStore(Store):
         # so the API can answer without decoding and re-encoding every row.
         tail = f',"project_id":{json.dumps(project_id)},"log_id":"g"}}'
         if not roots_only:
-            raw = [f'{data[:-1]},"_xact_id":"{xact}"{tail}' for xact, data in found]
+            raw = [f'{from_jsonb(data)[:-1]},"_xact_id":"{xact}"{tail}' for xact, data in found]
         else:
             raw = []
             for (xact, data), row in zip(found, decoded, strict=True):
@@ -397,7 +398,8 @@ class PostgresStore(Store):
                 average = averages.get((root, row["id"])) if isinstance(root, str) else None
                 if average is None:  # a root span without a root_span_id: a trace of one
                     average = with_score_averages([row])[0]["scores_avg"]
-                raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)}'
+                raw.append(f'{from_jsonb(data)[:-1]},"_xact_id":"{xact}",'
+                           f'"scores_avg":{dumps(average)}'
                            f'{tail}')
         return Page(None, str(found[-1][0]) if len(found) == limit else None, raw=raw)
 

@@ -42,6 +42,7 @@ from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._model import is_root
 from spanlog.server.store._comments import link_comment, link_waiting, waiting_comments
 from spanlog.server.store._errors import BadRequest, DiskFull, Unavailable
+from spanlog.server.store.postgres._numbers import to_jsonb
 
 log = logging.getLogger("spanlog.server")
 
@@ -125,7 +126,7 @@ def _columns(items: list[tuple[Key, int, StoredRow]]) -> list[list[Any]]:
     for (pid, row_id), xact, stored in items:
         data = stored.data
         try:
-            text = stored.text or dumps(data)
+            text = to_jsonb(stored.text or dumps(data))
         except ValueError as exc:  # NaN or infinity somewhere in the row
             raise BadRequest(f"row {row_id!r}: {exc}") from None
         for col, value in zip(cols, (pid, row_id, xact, data.get("root_span_id"),
