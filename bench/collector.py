@@ -113,13 +113,15 @@ def trace_rows(rng: random.Random, start: float) -> list[dict[str, Any]]:
     return rows
 
 
-def generate(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
-    """``n`` rows of realistic traces, deterministic for a seed."""
+def generate(n: int, seed: int = 1, days: float | None = None) -> Iterator[dict[str, Any]]:
+    """``n`` rows of realistic traces, deterministic for a seed: a trace every 0.05 s from a
+    day ago, or spread evenly over the last ``days``."""
     rng = random.Random(seed)
-    start = time.time() - 86_400
+    step = 0.01 if days is None else days * 86_400 / n
+    start = time.time() - (86_400 if days is None else days * 86_400)
     made = 0
     while made < n:
-        for row in trace_rows(rng, start + made * 0.01):
+        for row in trace_rows(rng, start + made * step):
             if made >= n:
                 return
             yield row
@@ -342,7 +344,8 @@ async def _build(db: str, rows: int, batch: int) -> float:
         started = time.perf_counter()
         pending: list[Piece] = []
         writes: list[asyncio.Task[None]] = []
-        for row in generate(rows, seed=3):
+        # Over a week: what the monitor query (a week in hourly buckets) reads.
+        for row in generate(rows, seed=3, days=7):
             pending.append(Piece(project_id, row))
             if len(pending) >= batch:
                 writes.append(asyncio.ensure_future(store.write(pending)))
@@ -411,16 +414,25 @@ async def _time_queries(url: str, repeat: int, pid: int) -> dict[str, Any]:
             # Informational: inequality filters scan newest first and stop at the page size.
             "inequality_scan_50": ("POST", base + "/fetch",
                                    {"limit": 50, "filter": "metrics.tokens > 1000"}),
+            # A page of 50 traces with their averages and totals.
             "roots_only_50": ("POST", base + "/fetch", {"limit": 50, "roots_only": True}),
+            # The monitor page: a week in hourly buckets, split by model.
+            "monitor_week_hourly_by_model": (
+                "POST", base + "/aggregate",
+                {"since": "7d", "bucket": 3600, "split_by": "model"}),
+            # The summary beside the logs table: the last 24 hours, with a filter.
+            "summary_day_filtered": ("POST", base + "/aggregate",
+                                     {"since": "24h", "filter": COMMON_FILTER}),
             "one_id": ("POST", base + "/fetch", {"limit": 50, "filter": f"id = '{old_id}'"}),
         }
         out: dict[str, Any] = {"loadavg_before": _load()}
         for name, (method, path, body) in cases.items():
             reply = await call(method, path, body)
-            found = len(reply.get("events", reply.get("spans", [])))
+            found = len(reply.get("events", reply.get("spans", reply.get("buckets", []))))
             assert found, f"{name} found nothing: the benchmark would time an empty answer"
             if body and body.get("roots_only"):
-                assert all("scores_avg" in r for r in reply["events"]), "roots without averages"
+                assert all("scores_avg" in r and "trace_totals" in r for r in reply["events"]), \
+                    "roots without averages or totals"
             times = []
             cpu_before = _tree_cpu_seconds(pid)
             for _ in range(repeat):

@@ -158,7 +158,7 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorHan
         server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # a class: module fixtures may use it too
 def handle_of() -> type[CollectorHandle]:
     """Wrap a collector a test started itself: ``handle_of(server, token)``."""
     return CollectorHandle

@@ -52,7 +52,8 @@ def _post(url: str, body: dict[str, Any]) -> Any:
 
 
 def test_demo_stores_example_traces_serves_them_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    """The demo logs its example through the SDK, prints where to look, and stops on SIGINT."""
+    """The demo logs its example through the SDK, prints where to look (the demo project's
+    logs in the viewer, a CLI line), and stops on SIGINT."""
     data_dir = tmp_path / "demo"
     proc = subprocess.Popen(
         [sys.executable, "-m", "spanlog.cli", "demo", "--port", "0", "--data-dir",
@@ -73,6 +74,12 @@ def test_demo_stores_example_traces_serves_them_and_stops_on_ctrl_c(tmp_path: Pa
         assert sorted(comments) == ["Exactly what I needed", "Weekends are not covered"]
         assert any(r.get("error") for r in rows)  # the failing request is recorded
         assert (data_dir / "spanlog.sqlite3").exists()  # what `spanlog serve --data-dir` opens
+        # The viewer line opens the demo project's logs table (app.js: /projects/<id>).
+        viewer = re.search(r"viewer: +(\S+)", out).group(1)  # type: ignore[union-attr]
+        assert viewer == f"{url}/projects/{project['id']}", out
+        with urllib.request.urlopen(viewer, timeout=10) as page:
+            assert page.headers["Content-Type"].startswith("text/html")
+            assert b'src="/static/app.js"' in page.read()
         # The CLI line the demo prints works as printed.
         cli = re.search(r"CLI: +spanlog (logs .*)", out).group(1)  # type: ignore[union-attr]
         shown = subprocess.run([sys.executable, "-m", "spanlog.cli", *shlex.split(cli)],

@@ -9,16 +9,20 @@ OpenLLMetry (semconv_ai) and braintrust's OTel attribute reference.
 
 from __future__ import annotations
 
+import ast
 import base64
 import dataclasses
 import json
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spanlog import _otel_rows
 from spanlog._ids import row_id_for
 from spanlog._merge import merge_into
 from spanlog._otel_rows import (
@@ -931,6 +935,20 @@ def test_a_span_of_no_ai_convention_keeps_everything_in_metadata() -> None:
         "trace_state": "rojo=00f067aa0ba902b7", "flags": 1,
         "dropped": {"attributes": 3, "events": 1}}
     stored_shape(row)
+
+
+def test_every_attribute_the_conventions_read_is_under_a_mapped_root() -> None:
+    """A span skips the conventions when no attribute is under _MAPPED_ROOTS (or in
+    _MAPPED_KEYS): every dotted attribute name in the module's code must be under one, except
+    the exception event's and error.type, which span_to_row reads itself."""
+    source = Path(_otel_rows.__file__).read_text()
+    names = {node.value for node in ast.walk(ast.parse(source))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and re.fullmatch(r"[a-z_]+\.([A-Za-z_0-9]+\.?)*", node.value)}
+    roots = {name.split(".")[0] for name in names} - {"exception", "error"}
+    assert len(names) > 100 and roots <= _otel_rows._MAPPED_ROOTS
+    row = span_to_row(make({"metadata": '{"customer": "acme"}'}))  # the one undotted key
+    assert row["metadata"]["customer"] == "acme" and "metadata" in _otel_rows._MAPPED_KEYS
 
 
 def test_attribute_values_are_typed_as_sent() -> None:

@@ -367,7 +367,7 @@ def _anthropic(name: str) -> Callable[[Run], None]:
         assert row["metadata"] == {"provider": "anthropic", "model": "claude-sonnet-5-5"}
         metrics = row["metrics"]
         assert (metrics["prompt_tokens"], metrics["completion_tokens"], metrics["tokens"],
-                metrics["prompt_cached_tokens"]) == (4, 5, 9, 2), metrics
+                metrics["prompt_cached_tokens"]) == (6, 5, 11, 2), metrics  # 4 + 2 cached
         if name.endswith("stream"):
             assert 0 <= metrics["time_to_first_token"] <= metrics["end"] - metrics["start"]
     return check

@@ -97,21 +97,16 @@ def log_example(logger: spanlog.Logger) -> list[str]:
 
 
 
-def _fetch(url: str, project_id: str) -> list[dict[str, Any]]:
+def _fetch(url: str, project_id: str, roots_only: bool = False) -> list[dict[str, Any]]:
+    """The project's rows; ``roots_only``: one root per trace, with its ``scores_avg`` and
+    ``trace_totals`` (docs/protocol.md)."""
+    body = {"limit": 1000, "roots_only": roots_only}
     req = urllib.request.Request(f"{url}/v1/project_logs/{project_id}/fetch",
-                                 data=json.dumps({"limit": 1000}).encode(), method="POST",
+                                 data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         events: list[dict[str, Any]] = json.loads(resp.read())["events"]
         return events
-
-
-def _trace(url: str, project_id: str, root_span_id: str) -> list[dict[str, Any]]:
-    """The trace's spans, root first, each with ``scores_avg`` over itself and descendants."""
-    req = urllib.request.Request(f"{url}/v1/project_logs/{project_id}/trace/{root_span_id}")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        spans: list[dict[str, Any]] = json.loads(resp.read())["spans"]
-    return sorted(spans, key=lambda span: bool(span.get("span_parents")))
 
 
 def _project_id(url: str) -> str:
@@ -154,20 +149,19 @@ def _run(url: str, db_path: str) -> int:
     delivered = logger.flush(timeout=10)
     project_id = _project_id(url)
     rows = _fetch(url, project_id)
+    root_rows = [r for r in _fetch(url, project_id, roots_only=True) if "comment" not in r]
     took = time.perf_counter() - started
-    root_rows = [r for r in rows if not r.get("span_parents") and "comment" not in r]
     print(f"spanlog demo: collector at {url} (database {db_path})")
     print(f"  logged {len(roots)} requests in {took:.2f}s: {len(rows)} rows stored in "
           f"{len(root_rows)} traces of project {PROJECT!r}"
           + ("" if delivered else " (some rows were not delivered: see the warnings above)"))
     for row in root_rows:
         question = (row.get("input") or {}).get("question")
-        averages = _trace(url, project_id, row["root_span_id"])[0].get("scores_avg") or {}
-        scores = ", ".join(f"{k}={v:g}" for k, v in sorted(averages.items()))
-        state = "error" if _trace_failed(rows, row) else "ok"
+        scores = ", ".join(f"{k}={v:g}" for k, v in sorted(row["scores_avg"].items()))
+        state = "error" if row["trace_totals"]["errors"] else "ok"
         print(f"  - {question!r:38} {state:5} {scores or 'no scores yet'}")
     print()
-    print(f"  viewer:  {url}/")
+    print(f"  viewer:  {url}/projects/{project_id}")
     print(f"  CLI:     spanlog logs {PROJECT} --url {url} "
           "--filter \"metadata.user_id = 'u-1001'\"")
     print(f"  log more: spanlog.init_logger(project={PROJECT!r}, api_url={url!r})")
@@ -183,8 +177,3 @@ def _run(url: str, db_path: str) -> int:
         signal.signal(signal.SIGTERM, previous)
     print("spanlog demo stopped", flush=True)
     return 0 if delivered else 1
-
-
-def _trace_failed(rows: list[dict[str, Any]], root: dict[str, Any]) -> bool:
-    return any(r.get("error") for r in rows if r.get("root_span_id") == root.get("root_span_id"))
-

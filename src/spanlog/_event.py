@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._rules import METRIC_RULE, SCORE_RULE, is_number, is_score, is_tag
 from ._serialize import snapshot
 
 FIELDS = ("input", "output", "expected", "error", "scores", "metadata", "metrics", "tags",
@@ -62,8 +63,8 @@ def check_scores(scores: Any, where: str) -> dict[str, float | int | None] | Non
         if isinstance(score, bool):
             out[name] = int(score)
             continue
-        if not isinstance(score, (int, float)) or not 0 <= score <= 1:  # NaN fails 0 <= x
-            raise ValueError(f"{where}: scores[{name!r}] must be a number in [0, 1] or None, "
+        if not is_score(score):
+            raise ValueError(f"{where}: scores[{name!r}] must be {SCORE_RULE} or None, "
                              f"got {score!r}")
         out[name] = score if type(score) in (int, float) else float(score)
     return out
@@ -93,7 +94,7 @@ def check_tags(tags: Any, where: str) -> list[str] | None:
                          f"{type(tags).__name__}")
     out: list[str] = []
     for tag in tags:
-        if not isinstance(tag, str):
+        if not is_tag(tag):
             raise ValueError(f"{where}: tags must be strings, got {tag!r}")
         if tag not in out:
             out.append(tag)
@@ -111,9 +112,8 @@ def check_metrics(metrics: Any, where: str) -> dict[str, float | int | None] | N
     for name, value in metrics.items():
         if not isinstance(name, str):
             raise ValueError(f"{where}: metric names must be strings, got {name!r}")
-        if value is not None and (isinstance(value, bool)
-                                  or not isinstance(value, (int, float))):
-            raise ValueError(f"{where}: metrics[{name!r}] must be a number, got {value!r}")
+        if value is not None and not is_number(value):
+            raise ValueError(f"{where}: metrics[{name!r}] must be {METRIC_RULE}, got {value!r}")
         # JSON has no NaN or infinity and the collector wants numbers here: an unmeasurable
         # metric is null.
         out[name] = value if value is None or value - value == 0 else None

@@ -43,6 +43,10 @@ _HEADLINE = {
     "cache_read_input_tokens": "prompt_cached_tokens",
     "cache_creation_input_tokens": "prompt_cache_creation_tokens",
 }
+# Anthropic's input_tokens leaves out the tokens read from and written to its cache, which
+# every other provider's prompt count includes: they are added back (as braintrust's SDK does),
+# so that prompt_tokens means the same whoever reported it.
+_BESIDE_PROMPT = ("cache_read_input_tokens", "cache_creation_input_tokens")
 
 # ``input_tokens_details.cached_tokens`` becomes ``prompt_cached_tokens``, and so on.
 _DETAIL_PREFIX = {
@@ -81,7 +85,8 @@ def usage_metrics(usage: Any) -> dict[str, float]:
     the provider calls them; ``*_tokens_details`` entries become ``prompt_<kind>`` or
     ``completion_<kind>`` (``prompt_cached_tokens``, ``completion_reasoning_tokens``). Unknown
     numeric ``*_tokens`` fields are kept under their own name; ``tokens`` is filled in as the
-    sum when only the two parts are given.
+    sum when only the two parts are given. ``prompt_tokens`` always counts cached prompt
+    tokens in (Anthropic's ``input_tokens`` does not: its cache counts are added).
     """
     fields = _as_mapping(usage)
     metrics: dict[str, float] = {}
@@ -100,6 +105,10 @@ def usage_metrics(usage: Any) -> dict[str, float]:
                 metrics[_HEADLINE[key]] = value
             elif key.endswith("tokens"):
                 metrics[key] = value
+    if "input_tokens" in fields and "prompt_tokens" in metrics:
+        for key in _BESIDE_PROMPT:
+            if _number(fields.get(key)):
+                metrics["prompt_tokens"] += fields[key]
     if "tokens" not in metrics and "prompt_tokens" in metrics and "completion_tokens" in metrics:
         metrics["tokens"] = metrics["prompt_tokens"] + metrics["completion_tokens"]
     return metrics

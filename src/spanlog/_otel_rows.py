@@ -20,6 +20,11 @@ The rules, in short:
 - a span that cannot be a row (bad ids, no times, end before start, values JSON cannot hold)
   raises :class:`OtelSpanError`, naming what is wrong, for the caller to count into OTLP's
   ``partial_success``.
+
+It runs once per span on the SDK's flush thread and in the collector's ingest, so it reads a
+span's attributes in one pass (:class:`_Attributes`), asks only the sources whose attributes
+are there, and skips the conventions for a span with none of their attributes.
+tests/test_otel_rows_golden.py pins its output.
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ class OtelSpanError(ValueError):
     """A span that cannot become a row; ``str()`` names the field and what is wrong with it."""
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass's __init__ costs about three times as much, paid once per
+# span on the SDK's flush thread and in the collector's ingest (nothing changes them).
+@dataclass
 class OtelEvent:
     """A span event: a name, a time (Unix nanoseconds) and attributes."""
 
@@ -54,7 +61,7 @@ class OtelEvent:
     dropped_attributes_count: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class OtelLink:
     """A link to another span: its ids (bytes or hex), trace state and attributes."""
 
@@ -65,7 +72,7 @@ class OtelLink:
     dropped_attributes_count: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class OtelSpan:
     """One finished OTel span as plain values, however it was decoded.
 
@@ -139,13 +146,21 @@ def _clean(value: Any, where: str, depth: int = 0) -> Any:
     raise OtelSpanError(f"{where}: unsupported value of type {type(value).__name__}")
 
 
+# Values _clean returns as they are: most attribute values, checked without a call.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _clean_attributes(attributes: Any, where: str) -> dict[str, Any]:
     if attributes is None:
         return {}
     if not isinstance(attributes, Mapping):
         raise OtelSpanError(f"{where}: must be a mapping of key to value, got "
                             f"{type(attributes).__name__}")
-    cleaned: dict[str, Any] = _clean(attributes, where)
+    cleaned: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if not isinstance(key, str):
+            raise OtelSpanError(f"{where}: key {key!r} is not a string")
+        cleaned[key] = value if type(value) in _PLAIN else _clean(value, f"{where}[{key!r}]", 1)
     return cleaned
 
 
@@ -158,12 +173,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(name)
 
 
+# One decoder for every call (json.loads with an argument builds a new one each time).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _parse_json(value: Any) -> tuple[bool, Any]:
     """``(True, decoded)`` for a string holding JSON (no NaN/Infinity), else ``(False, None)``."""
     if not isinstance(value, str):
         return False, None
     try:
-        return True, json.loads(value, parse_constant=_reject_constant)
+        return True, _DECODER.decode(value)
     except (ValueError, RecursionError):
         return False, None
 
@@ -251,28 +270,77 @@ def _seconds(nanos: int) -> float:
     return nanos / 1e9
 
 
+_last_second = (0, "1970-01-01T00:00:00")  # spans come in bursts: most share their second
+
+
 def _iso(nanos: int) -> str:
     """Unix nanoseconds as ``created`` is written (ISO-8601 UTC, microseconds, ``+00:00``)."""
+    global _last_second
     whole, rest = divmod(nanos, 1_000_000_000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{rest // 1000:06d}+00:00"
+    second, text = _last_second  # one tuple: threads may race here, never see a torn pair
+    if second != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _last_second = (whole, text)
+    return f"{text}.{rest // 1000:06d}+00:00"
 
 
 # ---- reading attributes ---------------------------------------------------------------------
+
+# The prefixes the mapping lists attributes under (``prefix.<rest>``): _Attributes groups the
+# keys under them in one pass, so a lookup by prefix never scans all the attributes.
+_PREFIXES = frozenset({
+    "braintrust.input.", "braintrust.output.", "braintrust.metadata.", "braintrust.metrics.",
+    "braintrust.scores.", "braintrust.span_attributes.", "gen_ai.prompt.", "gen_ai.completion.",
+    "gen_ai.request.", "gen_ai.usage.", "llm.input_messages.", "llm.output_messages.",
+    "llm.prompts.", "llm.choices.", "ai.telemetry.metadata.",
+})
+_PREFIX_ROOTS = frozenset(prefix.split(".")[0] for prefix in _PREFIXES)
+# The dotted heads that lead to a prefix without being one ("ai.telemetry.").
+_PREFIX_PARENTS = frozenset(prefix[:i + 1] for prefix in _PREFIXES
+                            for i in range(len(prefix) - 1) if prefix[i] == ".") - _PREFIXES
+# The first part of every dotted attribute the conventions read, and the undotted ones they
+# read (tests/test_otel_rows.py checks this module's keys against both): a span with none of
+# them is spared the mapping.
+_MAPPED_ROOTS = frozenset({"gen_ai", "llm", "openinference", "embedding", "input", "output",
+                           "tag", "ai", "traceloop", "braintrust"})
+_MAPPED_KEYS = frozenset({"metadata"})
+
 
 class _Attributes:
     """A span's attributes, and which of them were *moved* into a row field (and where).
 
     A moved attribute leaves ``metadata.attributes``; an attribute only *read* (a model name,
     a token count) stays there as well. An attribute is moved only when all of its value
-    landed in the row.
+    landed in the row. ``mapped`` lists the keys the conventions may read and ``groups``
+    the keys under each of :data:`_PREFIXES` (with its trailing dot) that has any, both in the
+    attributes' order.
     """
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
+        self.get: Callable[[str], Any] = values.get
         self.moved: dict[str, str] = {}
-
-    def get(self, key: str) -> Any:
-        return self.values.get(key)
+        self.mapped: list[str] = []
+        groups: dict[str, list[str]] = {}
+        for key in values:
+            dot = key.find(".")
+            if dot < 0:
+                if key in _MAPPED_KEYS:
+                    self.mapped.append(key)
+                continue
+            root = key[:dot]
+            if root not in _MAPPED_ROOTS:
+                continue
+            self.mapped.append(key)
+            if root not in _PREFIX_ROOTS:
+                continue
+            while (dot := key.find(".", dot + 1)) >= 0:
+                head = key[:dot + 1]
+                if head in _PREFIXES:
+                    groups.setdefault(head, []).append(key)
+                if head not in _PREFIX_PARENTS:
+                    break
+        self.groups = groups
 
     def move(self, keys: Iterable[str], target: str) -> None:
         for key in keys:
@@ -282,20 +350,26 @@ class _Attributes:
         """The list flattened under ``prefix.<n>.<path>`` (OpenInference's and OpenLLMetry's
         way of sending lists of objects), rebuilt, and the keys it was built from."""
         head = prefix + "."
+        assert head in _PREFIXES, head
         entries = []
-        for key, value in self.values.items():
-            if key.startswith(head):
-                rest = key[len(head):].split(".")
-                if len(rest) >= 2 and _is_index(rest[0]):
-                    entries.append((key, rest, value))
+        for key in self.groups.get(head, ()):
+            rest = key[len(head):].split(".")
+            if len(rest) >= 2 and _is_index(rest[0]):
+                entries.append((key, rest, self.values[key]))
+        if not entries:
+            return [], []
         items, used = _unflatten(entries)
         return (items if isinstance(items, list) else []), used
 
     def prefixed(self, prefix: str) -> list[tuple[str, str, Any]]:
         """``(key, rest, value)`` for every attribute named ``prefix.<rest>``."""
         head = prefix + "."
-        return [(key, key[len(head):], value) for key, value in self.values.items()
-                if key.startswith(head) and len(key) > len(head)]
+        assert head in _PREFIXES, head
+        keys = self.groups.get(head)
+        if keys is None:
+            return []
+        values = self.values
+        return [(key, key[len(head):], values[key]) for key in keys if len(key) > len(head)]
 
 
 class _Node(dict):  # type: ignore[type-arg]
@@ -606,6 +680,8 @@ _MESSAGE_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "us
                    "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
 _CHOICE_EVENT = "gen_ai.choice"
 _DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+# The span events the conventions read.
+_MAPPED_EVENTS = frozenset({*_MESSAGE_EVENTS, _CHOICE_EVENT, _DETAILS_EVENT})
 _EVENT_BODY_KEYS = ("gen_ai.event.content", "content", "role", "tool_calls", "id", "message",
                     "index", "finish_reason")
 
@@ -774,6 +850,7 @@ _METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("completion_audio_tokens", ("llm.token_count.completion_details.audio",)),
     ("estimated_cost", ("llm.cost.total",)),
 )
+_METRIC_KEYS = frozenset(key for _, keys in _METRICS for key in keys)
 # Seconds to first token <- (attribute, divisor to seconds).
 _FIRST_TOKEN = (("gen_ai.response.time_to_first_chunk", 1), ("ai.response.msToFirstChunk", 1000),
                 ("ai.stream.msToFirstChunk", 1000))
@@ -793,7 +870,23 @@ _CONVENTION_MARKS = (
     ("openllmetry", ("traceloop.", "llm.request.type", "llm.usage.total_tokens")),
 )
 
-Source = Callable[["_Mapper"], Any]
+
+def _by_root(marks: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, list[tuple[str, str]]]:
+    """``(convention, mark)`` pairs by the mark's first dotted part."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name, names in marks:
+        for mark in names:
+            out.setdefault(mark.partition(".")[0], []).append((name, mark))
+    return out
+
+
+_MARKS_BY_ROOT = _by_root(_CONVENTION_MARKS)  # every root of them is under _MAPPED_ROOTS
+
+# Where a row field may come from: what the source needs (any one of these attribute keys,
+# prefixes ending in a dot, or ``event:<name>`` for a span event) and how it reads the value
+# (None when the span has none). The needs only spare calls: without them a source finds
+# nothing, so it is not asked.
+Source = tuple[tuple[str, ...], Callable[["_Mapper"], Any]]
 
 
 def _lookup(table: Mapping[str, str], value: Any) -> str | None:
@@ -804,12 +897,27 @@ def _is_span_type(value: Any) -> bool:
     return isinstance(value, str) and value in _SPAN_TYPES
 
 
+@dataclass
+class _Fields:
+    """What the conventions put in a row: nothing, for a span of none of them."""
+
+    span_attributes: dict[str, Any] = field(default_factory=dict)  # type and declared ones
+    metrics: dict[str, Any] = field(default_factory=dict)
+    found: dict[str, Any] = field(default_factory=dict)  # input, output, expected
+    scores: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    project: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # model and the user's metadata
+
+
 class _Mapper:
     """Everything :func:`span_to_row` works out from one span's attributes and events."""
 
     def __init__(self, attrs: _Attributes, events: list[_Event]) -> None:
         self.a = attrs
         self.events = events
+        # What the span has, in the words of Source's needs.
+        self.present = {*attrs.mapped, *attrs.groups, *(_event(e.name) for e in events)}
 
     # -- helpers: each source returns a value, or None when it does not apply --------------
 
@@ -837,11 +945,33 @@ class _Mapper:
         return convert(items)
 
     def _first(self, sources: Iterable[Source]) -> _Present | None:
-        for source in sources:
-            value = source(self)
+        present = self.present
+        for needs, read in sources:
+            if present.isdisjoint(needs):
+                continue
+            value = read(self)
             if value is not None:
                 return value if isinstance(value, _Present) else _Present(value)
         return None
+
+    def fields(self) -> _Fields:
+        """Everything the conventions put in the row (in this order: a key moved by two
+        readers is listed under the first one's field)."""
+        declared = self.span_attributes()
+        span_type = self.span_type(declared.get("type"))
+        span_attributes = {} if span_type is None else {"type": span_type}
+        span_attributes.update(declared)
+        metrics = self.metrics()
+        found = {}
+        for name, sources in (("input", _INPUT_SOURCES), ("output", _OUTPUT_SOURCES),
+                              ("expected", _EXPECTED_SOURCES)):
+            value = self._first(sources)
+            if value is not None:
+                found[name] = value.value
+        scores, tags, project = self.scores(), self.tags(), self.project()
+        metadata = self.model_metadata()
+        metadata.update(self.user_metadata())
+        return _Fields(span_attributes, metrics, found, scores, tags, project, metadata)
 
     # -- span type ---------------------------------------------------------------------------
 
@@ -869,33 +999,21 @@ class _Mapper:
         if get("gen_ai.tool.name") is not None and "gen_ai.operation.name" not in self.a.values:
             return "tool"
         if (any(get(k) is not None for k in ("gen_ai.request.model", "gen_ai.response.model"))
-                or any(k.startswith("gen_ai.usage.") for k in self.a.values)
+                or "gen_ai.usage." in self.a.groups
                 or self.a.indexed("gen_ai.prompt")[0]):
             return "llm"
         return None
-
-    # -- input, output, expected ---------------------------------------------------------
-
-    def input(self) -> _Present | None:
-        return self._first(_INPUT_SOURCES)
-
-    def output(self) -> _Present | None:
-        return self._first(_OUTPUT_SOURCES)
-
-    def expected(self) -> _Present | None:
-        return self._first((
-            lambda m: m._json_attr("braintrust.expected_json", "expected"),
-            lambda m: m._take("braintrust.expected", "expected", _Present),
-        ))
 
     # -- metadata, metrics, scores, tags -------------------------------------------------
 
     def model_metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        get = self.a.get
         for name, keys in (("model", _MODEL), ("provider", _PROVIDER)):
             for key in keys:
-                if isinstance(self.a.get(key), str):
-                    out[name] = self.a.get(key)
+                value = get(key)
+                if isinstance(value, str):
+                    out[name] = value
                     break
         for _, name, value in self.a.prefixed("gen_ai.request"):
             if name != "model" and "." not in name and name not in RESERVED_METADATA_KEYS:
@@ -924,11 +1042,14 @@ class _Mapper:
 
     def metrics(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, keys in _METRICS:
-            for key in keys:
-                if _number(self.a.get(key)):
-                    out[name] = self.a.get(key)
-                    break
+        if not self.present.isdisjoint(_METRIC_KEYS):
+            get = self.a.get
+            for name, keys in _METRICS:
+                for key in keys:
+                    value = get(key)
+                    if value is not None and _number(value):
+                        out[name] = value
+                        break
         if "ai.usage.tokens" in self.a.values and _number(out.get("tokens")):
             out.setdefault("prompt_tokens", out["tokens"])  # embeddings: input tokens only
         for key, divisor in _FIRST_TOKEN:
@@ -1075,31 +1196,63 @@ def _completions(items: list[Any]) -> Any:
     return texts[0] if len(texts) == 1 else texts
 
 
+def _event(name: str) -> str:
+    """How a Source names the span event ``name`` in its needs."""
+    return "event:" + name
+
+
+def _json(key: str, target: str) -> Source:
+    """A JSON string attribute, decoded (not there when it is not JSON)."""
+    return (key,), lambda m: m._json_attr(key, target)
+
+
+def _attr(key: str, target: str, convert: Callable[[Any], Any]) -> Source:
+    """An attribute's value through ``convert`` (None: not taken)."""
+    return (key,), lambda m: m._take(key, target, convert)
+
+
+def _listed(prefix: str, target: str, convert: Callable[[list[Any]], Any]) -> Source:
+    """The list flattened under ``prefix.<n>.*``, through ``convert``."""
+    return (prefix + ".",), lambda m: m._indexed(prefix, target, convert)
+
+
 def _oi_value(key: str, mime_key: str, target: str) -> Source:
-    return lambda m: m._take(key, target, lambda v: _Present(_mime_value(v, m.a.get(mime_key))))
+    return (key,), lambda m: m._take(
+        key, target, lambda v: _Present(_mime_value(v, m.a.get(mime_key))))
 
 
 def _parsed(key: str, target: str) -> Source:
     """A JSON string attribute, decoded; a string that is not JSON as it is."""
-    return lambda m: m._take(key, target, lambda v: _Present(_maybe_json(v)))
+    return _attr(key, target, lambda v: _Present(_maybe_json(v)))
+
+
+def _oi_messages(items: list[Any]) -> list[Any]:
+    return [_oi_message(item) for item in items]
+
+
+def _openllmetry_messages(items: list[Any]) -> list[Any]:
+    return [_openllmetry_message(item) for item in items]
+
+
+def _as_sent(items: list[Any]) -> list[Any]:
+    return items
 
 
 _INPUT_SOURCES: tuple[Source, ...] = (
-    lambda m: m._json_attr("braintrust.input_json", "input"),
-    lambda m: m._take("braintrust.input", "input", _Present),
-    lambda m: m._indexed("braintrust.input", "input", lambda items: items),
-    _genai_input,
-    lambda m: m._indexed("llm.input_messages", "input",
-                         lambda items: [_oi_message(i) for i in items]),
-    lambda m: m._take("ai.prompt.messages", "input", _ai_messages),
-    lambda m: m._take("ai.prompt", "input", _ai_prompt),
-    lambda m: m._indexed("gen_ai.prompt", "input",
-                         lambda items: [_openllmetry_message(i) for i in items]),
-    lambda m: m._json_attr("gen_ai.prompt_json", "input"),
-    lambda m: m._take("gen_ai.prompt", "input", _Present),
-    _genai_event_input,
-    lambda m: _events_messages(m.events, _MESSAGE_EVENTS, "input"),
-    lambda m: m._indexed("llm.prompts", "input", _completions),
+    _json("braintrust.input_json", "input"),
+    _attr("braintrust.input", "input", _Present),
+    _listed("braintrust.input", "input", _as_sent),
+    (("gen_ai.input.messages", "gen_ai.system_instructions"), _genai_input),
+    _listed("llm.input_messages", "input", _oi_messages),
+    _attr("ai.prompt.messages", "input", _ai_messages),
+    _attr("ai.prompt", "input", _ai_prompt),
+    _listed("gen_ai.prompt", "input", _openllmetry_messages),
+    _json("gen_ai.prompt_json", "input"),
+    _attr("gen_ai.prompt", "input", _Present),
+    ((_event(_DETAILS_EVENT),), _genai_event_input),
+    (tuple(map(_event, _MESSAGE_EVENTS)),
+     lambda m: _events_messages(m.events, _MESSAGE_EVENTS, "input")),
+    _listed("llm.prompts", "input", _completions),
     _parsed("gen_ai.tool.call.arguments", "input"),
     _parsed("ai.toolCall.args", "input"),
     _parsed("ai.toolCall.input", "input"),
@@ -1108,26 +1261,30 @@ _INPUT_SOURCES: tuple[Source, ...] = (
 )
 
 _OUTPUT_SOURCES: tuple[Source, ...] = (
-    lambda m: m._json_attr("braintrust.output_json", "output"),
-    lambda m: m._take("braintrust.output", "output", _Present),
-    lambda m: m._indexed("braintrust.output", "output", lambda items: items),
-    lambda m: m._take("gen_ai.output.messages", "output", _genai_messages),
-    lambda m: m._indexed("llm.output_messages", "output",
-                         lambda items: [_oi_message(i) for i in items]),
+    _json("braintrust.output_json", "output"),
+    _attr("braintrust.output", "output", _Present),
+    _listed("braintrust.output", "output", _as_sent),
+    _attr("gen_ai.output.messages", "output", _genai_messages),
+    _listed("llm.output_messages", "output", _oi_messages),
     _parsed("ai.response.object", "output"),
-    _ai_output,
-    lambda m: m._indexed("gen_ai.completion", "output",
-                         lambda items: [_openllmetry_message(i) for i in items]),
-    lambda m: m._json_attr("gen_ai.completion_json", "output"),
-    lambda m: m._take("gen_ai.completion", "output", _Present),
-    lambda m: _details_event(m, "gen_ai.output.messages", "output", _genai_messages),
-    lambda m: _events_messages(m.events, (_CHOICE_EVENT,), "output"),
-    lambda m: m._indexed("llm.choices", "output", _completions),
+    (("ai.response.text", "ai.response.toolCalls"), _ai_output),
+    _listed("gen_ai.completion", "output", _openllmetry_messages),
+    _json("gen_ai.completion_json", "output"),
+    _attr("gen_ai.completion", "output", _Present),
+    ((_event(_DETAILS_EVENT),),
+     lambda m: _details_event(m, "gen_ai.output.messages", "output", _genai_messages)),
+    ((_event(_CHOICE_EVENT),), lambda m: _events_messages(m.events, (_CHOICE_EVENT,), "output")),
+    _listed("llm.choices", "output", _completions),
     _parsed("gen_ai.tool.call.result", "output"),
     _parsed("ai.toolCall.result", "output"),
     _parsed("ai.toolCall.output", "output"),
     _oi_value("output.value", "output.mime_type", "output"),
     _parsed("traceloop.entity.output", "output"),
+)
+
+_EXPECTED_SOURCES: tuple[Source, ...] = (
+    _json("braintrust.expected_json", "expected"),
+    _attr("braintrust.expected", "expected", _Present),
 )
 
 
@@ -1165,17 +1322,15 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
     resource = _clean_attributes(span.resource_attributes, "resource_attributes")
     scope_attributes = _clean_attributes(span.scope_attributes, "scope_attributes")
     links = [_link(link, i) for i, link in enumerate(span.links)]
-    mapper = _Mapper(attrs, events)
+    if attrs.mapped or any(event.name in _MAPPED_EVENTS for event in events):
+        fields = _Mapper(attrs, events).fields()
+    else:
+        fields = _Fields()  # most spans of an application: HTTP, database, its own functions
 
-    declared = mapper.span_attributes()
     span_attributes: dict[str, Any] = {"name": span.name}
-    span_type = mapper.span_type(declared.get("type"))
-    if span_type is not None:
-        span_attributes["type"] = span_type
-    span_attributes.update(declared)
-
+    span_attributes.update(fields.span_attributes)
     metrics: dict[str, Any] = {"start": _seconds(start), "end": _seconds(end)}
-    metrics.update(mapper.metrics())
+    metrics.update(fields.metrics)
 
     row: dict[str, Any] = {
         "id": row_id_for(trace_id, span_id),
@@ -1187,26 +1342,19 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
         "span_attributes": span_attributes,
         "metrics": metrics,
     }
-    for name, find in (("input", mapper.input), ("output", mapper.output),
-                       ("expected", mapper.expected)):
-        found = find()
-        if found is not None:
-            row[name] = found.value
+    row.update(fields.found)
     if status == "ERROR":
         error = _error_text(span.status_message, events)
         if not error and isinstance(attrs.get("error.type"), str):
             error = attrs.get("error.type")
         row["error"] = error or "ERROR"
-    scores = mapper.scores()
-    if scores:
-        row["scores"] = scores
-    tags = mapper.tags()
-    if tags:
-        row["tags"] = tags
-    row.update(mapper.project())
+    if fields.scores:
+        row["scores"] = fields.scores
+    if fields.tags:
+        row["tags"] = fields.tags
+    row.update(fields.project)
 
-    metadata = mapper.model_metadata()
-    metadata.update(mapper.user_metadata())
+    metadata = fields.metadata
     kept = {k: v for k, v in attrs.values.items() if k not in attrs.moved}
     if kept:
         metadata["attributes"] = kept
@@ -1265,9 +1413,12 @@ def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict
         ("links", span.dropped_links_count)) if count}
     if dropped:
         otel["dropped"] = dropped
-    names = [*attrs.values, *(event.name for event in events)]
-    conventions = [name for name, marks in _CONVENTION_MARKS
-                   if any(k.startswith(marks) for k in names)]
+    found = set()
+    for key in [*attrs.mapped, *(event.name for event in events)]:
+        for name, mark in _MARKS_BY_ROOT.get(key.partition(".")[0], ()):
+            if key.startswith(mark):
+                found.add(name)
+    conventions = [name for name, _ in _CONVENTION_MARKS if name in found]
     if conventions:
         otel["conventions"] = conventions
     if attrs.moved:

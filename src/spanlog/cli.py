@@ -77,7 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("project", nargs="?", default="Global", help="project name (default Global)")
     logs.add_argument("--filter", default=None, help="filter, e.g. \"metadata.user_id = '42'\"")
     logs.add_argument("--limit", type=int, default=20, help="rows to print (default 20)")
-    logs.add_argument("--roots-only", action="store_true", help="only the root span of traces")
+    logs.add_argument("--roots-only", action="store_true",
+                      help="one row per trace (its root span) with the trace's totals and "
+                           "score averages")
+    logs.add_argument("--since", default=None, metavar="TIME",
+                      help="only spans started at or after TIME: Unix seconds, ISO-8601 "
+                           "(2026-01-31T12:00:00Z), or 15m, 24h, 7d back from now")
+    logs.add_argument("--until", default=None, metavar="TIME",
+                      help="only spans started before TIME (same forms as --since)")
     logs.add_argument("--json", action="store_true", help="one JSON row per line")
     logs.add_argument("--url", default=None,
                       help=f"collector URL (default $SPANLOG_API_URL or {DEFAULT_API_URL})")
@@ -99,9 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it (key_...)")
     _add_database_args(revoke)
 
+    from spanlog.server.commands._export import add_export_command
     from spanlog.server.commands._migrate import add_migrate_command
 
     add_migrate_command(commands)
+    add_export_command(commands)
 
     demo = commands.add_parser("demo", help="start a collector with example traces in it")
     demo.add_argument("--port", type=int, default=DEFAULT_PORT,
@@ -292,8 +301,9 @@ def _logs(args: argparse.Namespace) -> int:
         if not found:
             return _fail(f"no project named {args.project!r} at {url}")
         body: dict[str, Any] = {"limit": min(args.limit, 1000), "roots_only": args.roots_only}
-        if args.filter:
-            body["filter"] = args.filter
+        for field in ("filter", "since", "until"):
+            if getattr(args, field):
+                body[field] = getattr(args, field)
         rows: list[dict[str, Any]] = []
         while len(rows) < args.limit:
             page = _call(url, key, "POST", f"/v1/project_logs/{found[0]['id']}/fetch", body)
@@ -311,7 +321,7 @@ def _logs(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
     else:
-        print(format_table(rows))
+        print(format_table(rows, traces=args.roots_only))
     return 0
 
 
@@ -339,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_keys(args))
     if args.command == "logs":
         return _logs(args)
-    if args.command == "migrate":
+    if args.command in ("migrate", "export"):
         result: int = args.run(args)
         return result
     return _demo(args)

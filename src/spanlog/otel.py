@@ -130,22 +130,24 @@ def plain_span(span: ReadableSpan) -> OtelSpan:
     parent = span.parent
     status = span.status
     scope = span.instrumentation_scope
+    # The span has ended: its attributes no longer change, and span_to_row copies what it
+    # keeps, so they are passed as they are, not copied here first.
     return OtelSpan(
         name=span.name,
-        trace_id=f"{context.trace_id:032x}",
-        span_id=f"{context.span_id:016x}",
-        parent_span_id=f"{parent.span_id:016x}" if parent is not None else None,
+        trace_id=context.trace_id.to_bytes(16, "big"),
+        span_id=context.span_id.to_bytes(8, "big"),
+        parent_span_id=parent.span_id.to_bytes(8, "big") if parent is not None else None,
         start_time_unix_nano=span.start_time or 0,
         end_time_unix_nano=span.end_time or span.start_time or 0,
         kind=span.kind.name,
         status_code=status.status_code.name,
         status_message=status.description or "",
-        attributes=dict(span.attributes or {}),
-        events=tuple(OtelEvent(event.name, event.timestamp, dict(event.attributes or {}))
-                     for event in span.events),
-        links=tuple(OtelLink(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}",
-                             dict(link.attributes or {})) for link in span.links),
-        resource_attributes=dict(span.resource.attributes) if span.resource else {},
+        attributes=span.attributes or {},
+        events=[OtelEvent(event.name, event.timestamp, event.attributes or {})
+                for event in span.events],
+        links=[OtelLink(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}",
+                        link.attributes or {}) for link in span.links],
+        resource_attributes=span.resource.attributes if span.resource else {},
         scope_name=scope.name if scope is not None else "",
         scope_version=(scope.version or "") if scope is not None else "",
     )

@@ -53,7 +53,8 @@ def test_traced_llm_function_with_log_llm(collector: Any, project: str) -> None:
     assert row["output"] == "HELLO BIG WORLD"
     assert row["metadata"]["model"] == "echo-1" and row["metadata"]["provider"] == "echo"
     metrics = row["metrics"]
-    assert (metrics["prompt_tokens"], metrics["completion_tokens"], metrics["tokens"]) == (3, 3, 6)
+    # Anthropic-style usage: the cache read counts in the prompt (3 + 1).
+    assert (metrics["prompt_tokens"], metrics["completion_tokens"], metrics["tokens"]) == (4, 3, 7)
     assert metrics["prompt_cached_tokens"] == 1
 
 
@@ -129,10 +130,12 @@ def test_usage_metrics_normalises_provider_spellings() -> None:
     assert usage_metrics(responses) == {"prompt_tokens": 7, "completion_tokens": 3,
                                         "tokens": 10, "prompt_cached_tokens": 0,
                                         "completion_reasoning_tokens": 1}
+    # Anthropic's input_tokens leaves its cache reads and writes out: prompt_tokens counts
+    # them in, as every other provider's prompt count does.
     anthropic = {"input_tokens": 12, "output_tokens": 8, "cache_read_input_tokens": 6,
                  "cache_creation_input_tokens": 2, "service_tier": "standard"}
-    assert usage_metrics(anthropic) == {"prompt_tokens": 12, "completion_tokens": 8,
-                                        "tokens": 20, "prompt_cached_tokens": 6,
+    assert usage_metrics(anthropic) == {"prompt_tokens": 20, "completion_tokens": 8,
+                                        "tokens": 28, "prompt_cached_tokens": 6,
                                         "prompt_cache_creation_tokens": 2}
     gemini = {"prompt_token_count": 3, "candidates_token_count": 4, "total_token_count": 7}
     assert usage_metrics(gemini) == {"prompt_tokens": 3, "completion_tokens": 4, "tokens": 7}

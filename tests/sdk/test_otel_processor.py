@@ -170,3 +170,44 @@ def test_spans_in_a_thread_nest_through_bind_context(
     rows = _by_name(collector.fetch(project=project))
     assert rows["otel-in-thread"]["span_parents"] == [root.span_id]
     assert rows["spanlog-in-thread"]["span_parents"] == [rows["otel-in-thread"]["span_id"]]
+
+
+def test_the_processor_converts_a_span_as_the_collectors_otlp_endpoint_does() -> None:
+    """An ended SDK span's events, links, status, resource and scope give the same row from
+    plain_span as from the OTLP protobuf the OTel exporter would send for it."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Link, Status, StatusCode
+
+    from spanlog._otel_rows import span_to_row
+    from spanlog.otel import plain_span
+    from spanlog.server.http._otlp import _spans_from_protobuf
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "convert"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("convert-tests", "2.0")
+    with tracer.start_as_current_span("other") as other:
+        pass
+    with tracer.start_as_current_span("root"):
+        with tracer.start_as_current_span("chat", links=[Link(other.get_span_context(), {
+                "why": "retry"})], attributes={"gen_ai.operation.name": "chat",
+                                               "gen_ai.request.model": "m", "tags": ("a", "b"),
+                                               "ratio": 0.5}) as span:
+            span.add_event("gen_ai.user.message", {"content": "hi"})
+            span.record_exception(ValueError("bad value"))
+            span.set_status(Status(StatusCode.ERROR, "failed"))
+    provider.shutdown()
+    ended = [s for s in memory.get_finished_spans() if s.name == "chat"]
+    [decoded] = [span for _, span in _spans_from_protobuf(encode_spans(ended).SerializeToString())]
+    mine, sent = span_to_row(plain_span(ended[0])), span_to_row(decoded)
+    for otel_only in ("flags", "trace_state"):  # what OTLP carries and the SDK span keeps apart
+        sent["metadata"]["otel"].pop(otel_only, None)
+    assert mine == sent
+    assert mine["error"].startswith("failed") and "bad value" in mine["error"]
+    assert mine["input"] == [{"role": "user", "content": "hi"}]
+    assert mine["metadata"]["links"][0]["attributes"] == {"why": "retry"}
+    assert mine["metadata"]["attributes"]["tags"] == ["a", "b"]
+    assert mine["metadata"]["resource"]["service.name"] == "convert"

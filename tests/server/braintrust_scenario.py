@@ -2,8 +2,10 @@
 
 Usage: python braintrust_scenario.py URL API_KEY PROJECT MODE
 MODE "flush" flushes explicitly; "atexit" relies on the SDK's exit-time flush; "big" logs
-one span larger than the collector's request limit (the SDK's overflow upload path).
-Prints one JSON object describing what was logged (ids to look for) on stdout.
+one span larger than the collector's request limit (the SDK's overflow upload path);
+"resume" continues a span from its export() and logs through a logger given the project's id;
+"dataset" and "experiment" make a call the collector does not serve.
+Prints one JSON object describing what was logged (ids to look for, or the error) on stdout.
 """
 
 from __future__ import annotations
@@ -19,6 +21,30 @@ def main() -> None:
     url, api_key, project, mode = sys.argv[1:5]
     logger = braintrust.init_logger(project=project, api_key=api_key, app_url=url,
                                     async_flush=True)
+    if mode in ("dataset", "experiment"):
+        try:
+            made = (braintrust.init_dataset(project=project, name="golden", api_key=api_key,
+                                            app_url=url) if mode == "dataset" else
+                    braintrust.init(project=project, experiment="nightly", api_key=api_key,
+                                    app_url=url))
+            print(json.dumps({"error": None, "id": made.id}))
+        except Exception as exc:  # the SDK's error, reported to the test
+            print(json.dumps({"error": str(exc)}))
+        return
+    if mode == "resume":
+        with logger.start_span(name="origin") as origin:
+            exported = origin.export()
+        with braintrust.start_span(name="resumed", parent=exported) as resumed:
+            resumed.log(output="resumed")
+        by_id = braintrust.init_logger(project_id=logger.id, api_key=api_key, app_url=url,
+                                       set_current=False)
+        with by_id.start_span(name="by_id") as other:
+            other.log(output="a")
+        by_id.flush()
+        logger.flush()
+        print(json.dumps({"span_id": origin.span_id, "root_span_id": origin.root_span_id,
+                          "by_id": other.id}))
+        return
     if mode == "big":
         with logger.start_span(name="huge", type="llm") as span:
             span.log(input="x" * 300_000, output="ok")

@@ -129,3 +129,26 @@ def test_row_over_request_limit_goes_through_overflow_upload(make_collector):
     _, page = call(server.url, "POST", f"/v1/project_logs/{project['id']}/fetch", {})
     [row] = page["events"]
     assert row["id"] == info["id"] and len(row["input"]) == 300_000 and row["output"] == "ok"
+
+
+def test_exported_span_and_logger_by_project_id(collector):
+    """A span continued from another's export() joins its trace under it; a logger given
+    the project's id logs into that project."""
+    project = f"bt-resume-{uuid.uuid4().hex[:8]}"
+    info = run_scenario(collector, project, "resume")
+    rows = collector.wait_for_rows(3, project)
+    resumed = by_name(rows, "resumed")
+    assert resumed["root_span_id"] == info["root_span_id"]
+    assert resumed["span_parents"] == [info["span_id"]] and resumed["output"] == "resumed"
+    assert by_name(rows, "by_id")["id"] == info["by_id"]
+
+
+@pytest.mark.parametrize(("mode", "feature", "path"), [
+    ("experiment", "experiments", "/v1/experiment"),
+    ("dataset", "datasets", "/v1/dataset"),
+])
+def test_call_not_served_raises_naming_it(collector, mode, feature, path):
+    """init and init_dataset raise the collector's 501 naming what spanlog does not serve."""
+    info = run_scenario(collector, f"bt-{mode}", mode)
+    assert "HTTP 501" in info["error"], info
+    assert f"spanlog does not serve {feature}: POST {path}" in info["error"]

@@ -8,7 +8,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from spanlog_server_http import call, start_serve
 
@@ -93,3 +96,77 @@ def test_serve_refuses_a_database_from_a_newer_spanlog(tmp_path: Path):
                            "--db", str(db)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "index version 99" in proc.stderr and "upgrade spanlog" in proc.stderr
+
+
+def _span(pid: str, trace: str, n: int, parent: int | None, start: float, **fields: Any
+          ) -> dict[str, Any]:
+    """A span row of trace ``trace`` (one hex digit), span ``n``, under span ``parent``."""
+    metrics = {"start": start, "end": start + 1, **fields.pop("metrics", {})}
+    return {"id": f"{trace}-{n}", "project_id": pid, "span_id": f"{trace}{n:015x}",
+            "root_span_id": trace * 32,
+            "span_parents": None if parent is None else [f"{trace}{parent:015x}"],
+            "metrics": metrics, **fields}
+
+
+def test_logs_roots_only_prints_trace_totals_and_averages(collector):
+    """`spanlog logs --roots-only` prints each trace's duration, LLM calls, tokens, cost and
+    errors, and its score averages rather than the root's own scores; --json keeps the API's
+    fields."""
+    pid = collector.project_id("cli-totals")
+    now = time.time() - 60
+    rows = [
+        _span(pid, "a", 1, None, now, input="plan a trip", output="done",
+              span_attributes={"name": "plan_trip", "type": "task"}, scores={"accuracy": 0.5},
+              metrics={"end": now + 2.5}),
+        _span(pid, "a", 2, 1, now + 0.1, span_attributes={"name": "chat", "type": "llm"},
+              metadata={"model": "acme-internal-7b"},
+              metrics={"tokens": 300, "estimated_cost": 0.0123}),
+        _span(pid, "a", 3, 1, now + 0.2, span_attributes={"name": "chat", "type": "llm"},
+              metadata={"model": "acme-internal-7b"}, metrics={"tokens": 50}),
+        _span(pid, "a", 4, 1, now + 0.3, span_attributes={"name": "lookup", "type": "tool"},
+              error="KeyError: 'x'"),
+        _span(pid, "a", 5, 1, now + 0.4, span_attributes={"name": "grade", "type": "score"},
+              scores={"accuracy": 1.0}),
+        _span(pid, "b", 1, None, now + 10, input="hello",
+              span_attributes={"name": "greet", "type": "task"}),
+    ]
+    assert call(collector.url, "POST", "/logs3", {"rows": rows}, token=collector.api_key)[0] == 200
+    env = {"SPANLOG_API_URL": collector.url, "SPANLOG_API_KEY": collector.api_key,
+           "COLUMNS": "200"}
+    table = logs("cli-totals", "--roots-only", env=env)
+    assert table.returncode == 0, table.stderr
+    header, *lines = table.stdout.splitlines()
+    assert header.split()[:9] == ["CREATED", "NAME", "DURATION", "LLM", "TOKENS", "COST",
+                                  "ERRORS", "SCORES", "(AVG)"]
+    assert [line.split()[2:] for line in lines] == [
+        ["greet", "1.00s", "0", "0", "–", "0", "hello"],
+        ["plan_trip", "2.50s", "2", "350", "≥$0.0123", "1", "accuracy=0.75", "plan", "a",
+         "trip", "done"]]
+    as_json = logs("cli-totals", "--roots-only", "--json", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    trip = json.loads(as_json.stdout.splitlines()[1])
+    assert trip["scores"] == {"accuracy": 0.5} and trip["scores_avg"] == {"accuracy": 0.75}
+    assert trip["trace_totals"]["unpriced_llm_calls"] == 1
+
+
+def test_logs_since_and_until_limit_by_start_time(collector):
+    """--since and --until keep the spans started in [since, until), in any form the API
+    takes; a time it cannot read exits 2 naming the flag's field."""
+    pid = collector.project_id("cli-range")
+    now = time.time()
+    rows = [_span(pid, "c", 1, None, now - 3 * 3600, input="hours ago"),
+            _span(pid, "d", 1, None, now - 600, input="minutes ago")]
+    assert call(collector.url, "POST", "/logs3", {"rows": rows}, token=collector.api_key)[0] == 200
+    env = {"SPANLOG_API_URL": collector.url, "SPANLOG_API_KEY": collector.api_key}
+
+    def inputs(*args: str) -> list[str]:
+        shown = logs("cli-range", "--json", *args, env=env)
+        assert shown.returncode == 0, shown.stderr
+        return [json.loads(line)["input"] for line in shown.stdout.splitlines()]
+
+    assert inputs() == ["minutes ago", "hours ago"]
+    assert inputs("--since", "1h") == ["minutes ago"]
+    iso = datetime.fromtimestamp(now - 3600, timezone.utc).isoformat()
+    assert inputs("--since", str(now - 4 * 3600), "--until", iso) == ["hours ago"]
+    bad = logs("cli-range", "--since", "yesterday", env=env)
+    assert bad.returncode == 2 and "400: since: 'yesterday' is no time" in bad.stderr

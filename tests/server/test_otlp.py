@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from google.rpc.status_pb2 import Status
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -91,6 +92,23 @@ def _rows(url: str, token: str | None, project: str = PROJECT) -> list[dict[str,
     return list(page["events"])
 
 
+def _failure(url: str, path: str, raw: bytes | None, headers: dict[str, str],
+             method: str = "POST") -> tuple[int, str, int, str]:
+    """A request the collector refuses: its status, the answer's content type, and the
+    ``google.rpc.Status`` code and message, decoded in the encoding the answer declares."""
+    reply = requests.request(method, url + path, data=raw, headers=headers, timeout=10)
+    assert reply.status_code >= 400, reply.text
+    content_type = reply.headers["Content-Type"].split(";")[0]
+    if content_type == "application/x-protobuf":
+        status = Status.FromString(reply.content)
+        assert not status.details
+        return reply.status_code, content_type, status.code, status.message
+    assert content_type == "application/json", content_type
+    decoded = reply.json()
+    assert set(decoded) == {"code", "message"}, decoded
+    return reply.status_code, content_type, decoded["code"], decoded["message"]
+
+
 @pytest.fixture
 def keyed(make_collector) -> Iterator[tuple[BackgroundCollector, str]]:
     server = make_collector()
@@ -164,10 +182,12 @@ def test_wrong_key_is_401(keyed, caplog):
         result = _exporter(server.url, "sl-wrong", responses=responses).export(_finished_spans())
     assert result == SpanExportResult.FAILURE
     assert responses.seen[-1].status_code == 401
-    status, body = call(server.url, "POST", "/otel/v1/traces",
-                        raw=encode_spans(_finished_spans()).SerializeToString(),
-                        headers={"Content-Type": "application/x-protobuf"})
-    assert status == 401 and "Authorization" in body["error"]
+    assert responses.seen[-1].headers["WWW-Authenticate"] == "Bearer"
+    status, content_type, code, message = _failure(
+        server.url, "/otel/v1/traces", encode_spans(_finished_spans()).SerializeToString(),
+        {"Content-Type": "application/x-protobuf"})
+    assert (status, content_type, code) == (401, "application/x-protobuf", 16)  # UNAUTHENTICATED
+    assert "Authorization" in message
 
 
 def test_scope_and_project_header(keyed):
@@ -179,12 +199,12 @@ def test_scope_and_project_header(keyed):
     assert status == 200
     assert len(_rows(server.url, token, "Global")) == 2
     _, scoped = server.call(lambda: create_key(server.store, "acme", projects=["prod"]))
-    status, body = call(server.url, "POST", "/v1/traces", raw=raw,
-                        headers={**headers, "Authorization": f"Bearer {scoped}"})
-    assert status == 403 and "Global" in body["error"]
-    status, body = call(server.url, "POST", "/v1/traces", raw=raw,
-                        headers={**headers, "x-bt-parent": "experiment_id:1"})
-    assert status == 400 and "x-bt-parent" in body["error"]
+    status, _, code, message = _failure(server.url, "/v1/traces", raw,
+                                        {**headers, "Authorization": f"Bearer {scoped}"})
+    assert (status, code) == (403, 7) and "Global" in message  # PERMISSION_DENIED
+    status, _, code, message = _failure(server.url, "/v1/traces", raw,
+                                        {**headers, "x-bt-parent": "experiment_id:1"})
+    assert (status, code) == (400, 3) and "x-bt-parent" in message  # INVALID_ARGUMENT
 
 
 def _json_request(trace_id: str = "5B8EFFF798038103D269B633813FC60C") -> dict[str, Any]:
@@ -243,18 +263,19 @@ def test_otlp_json_request(make_collector):
     assert row["metadata"]["events"][0]["name"] == "tick"
 
 
-@pytest.mark.parametrize(("content_type", "raw", "status", "words"), [
-    ("application/x-protobuf", b"\xff\xff\xff", 400, "protobuf"),
-    ("application/json", b"{not json", 400, "invalid JSON"),
-    ("application/json", b'{"resourceSpans": 3}', 400, "resourceSpans"),
-    ("application/xml", b"<a/>", 415, "application/x-protobuf"),
+@pytest.mark.parametrize(("content_type", "raw", "status", "words", "answer_type"), [
+    ("application/x-protobuf", b"\xff\xff\xff", 400, "protobuf", "application/x-protobuf"),
+    ("application/json", b"{not json", 400, "invalid JSON", "application/json"),
+    ("application/json", b'{"resourceSpans": 3}', 400, "resourceSpans", "application/json"),
+    ("application/xml", b"<a/>", 415, "application/x-protobuf", "application/json"),
 ])
-def test_undecodable_bodies(make_collector, content_type, raw, status, words):
-    """A body that cannot be decoded is a 400 (415 for a media type OTLP does not use)."""
+def test_undecodable_bodies(make_collector, content_type, raw, status, words, answer_type):
+    """A body that cannot be decoded is a 400 (415 for a media type OTLP does not use),
+    answered with a google.rpc.Status in the request's encoding (JSON for other types)."""
     server = make_collector()
-    got, body = call(server.url, "POST", "/otel/v1/traces", raw=raw,
-                     headers={"Content-Type": content_type})
-    assert got == status and words in body["error"], body
+    got, got_type, code, message = _failure(server.url, "/otel/v1/traces", raw,
+                                            {"Content-Type": content_type})
+    assert (got, got_type, code) == (status, answer_type, 3) and words in message, message
 
 
 def test_empty_export_and_size_cap(make_collector):
@@ -267,10 +288,10 @@ def test_empty_export_and_size_cap(make_collector):
     status, body = call(server.url, "POST", "/v1/traces", raw=gzip.compress(big),
                         headers={"Content-Type": "application/json",
                                  "Content-Encoding": "gzip"})
-    assert status == 413 and "decompressed" in body["error"]
+    assert status == 413 and "decompressed" in body["message"] and body["code"] == 8
     status, body = call(server.url, "POST", "/v1/traces", raw=big,
                         headers={"Content-Type": "application/json"})
-    assert status == 413
+    assert status == 413 and body["code"] == 8  # RESOURCE_EXHAUSTED
 
 
 def test_deeply_nested_json_value_is_refused_with_its_place(make_collector):
@@ -286,7 +307,21 @@ def test_deeply_nested_json_value_is_refused_with_its_place(make_collector):
     status, reply = call(server.url, "POST", "/otel/v1/traces", raw=json.dumps(body).encode(),
                          headers={"Content-Type": "application/json"})
     assert status == 400, reply
-    assert "resourceSpans[0]" in reply["error"] and "64 levels" in reply["error"]
+    assert "resourceSpans[0]" in reply["message"] and "64 levels" in reply["message"]
+
+
+def test_failures_of_the_otlp_paths_only_are_google_rpc_status(make_collector):
+    """Every failure answer on the OTLP paths is a google.rpc.Status, the router's as well
+    (405, with its Allow header); the rest of the API keeps {"error": ...}."""
+    server = make_collector()
+    status, content_type, code, message = _failure(
+        server.url, "/otel/v1/traces", None, {"Accept": "application/x-protobuf"}, "GET")
+    assert (status, content_type, code) == (405, "application/json", 12)  # UNIMPLEMENTED
+    assert "/otel/v1/traces" in message
+    assert requests.get(server.url + "/v1/traces", timeout=10).headers["Allow"] == "POST"
+    status, body = call(server.url, "POST", "/logs3", raw=b"{not json",
+                        headers={"Content-Type": "application/json"})
+    assert status == 400 and set(body) == {"error"}
 
 
 def test_environment_setup_of_the_readme(keyed, monkeypatch):

@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from spanlog_server_http import call, start_serve
 
 from spanlog.server.http._context import WORKERS, Settings
@@ -127,6 +133,49 @@ def test_workers_refuse_bad_bodies_with_the_same_words(pair, raw):
     assert got == expected
     assert got[0] in (400, 404) and got[1]["error"]
     assert pooled.fetch("p") == []
+
+
+def _otel_spans() -> list[ReadableSpan]:
+    """An agent span around two GenAI chat spans, and a span that ends before it starts."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "workers-test"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test.workers")
+    with tracer.start_as_current_span("invoke_agent", attributes={
+            "gen_ai.operation.name": "invoke_agent"}):
+        for turn in range(2):
+            with tracer.start_as_current_span("chat", attributes={
+                    "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                    "gen_ai.usage.input_tokens": 10 + turn, "gen_ai.usage.output_tokens": 2,
+                    "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [
+                        {"type": "text", "content": f"question {turn} ✓"}]}])}):
+                pass
+        backwards = tracer.start_span("backwards")
+        backwards.end(end_time=backwards.start_time - 1)  # type: ignore[operator]
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def test_otlp_spans_decoded_in_a_worker_are_stored_as_in_the_serving_process(pair):
+    """OTLP exports are decoded and mapped in the workers too: same answers (partial
+    success, a google.rpc.Status for an undecodable body), same stored rows."""
+    plain, pooled = pair
+    raw = encode_spans(_otel_spans()).SerializeToString()
+    answers = []
+    for handle in (plain, pooled):
+        got = []
+        for body in (raw, raw, b"\xff\xff\xff"):
+            reply = requests.post(handle.url + "/otel/v1/traces", data=body, timeout=10, headers={
+                "Content-Type": "application/x-protobuf", "Authorization": "Bearer any",
+                "x-bt-parent": "project_name:otlp-work"})
+            got.append((reply.status_code, reply.content))
+        answers.append((got, _comparable(handle.fetch("otlp-work"))))
+    assert answers[0] == answers[1]
+    got, rows = answers[1]
+    assert [status for status, _ in got] == [200, 200, 400]
+    assert b"rejected" in got[0][1] and b"protobuf" in got[2][1]
+    assert sorted(r["span_attributes"]["name"] for r in rows) == ["chat", "chat", "invoke_agent"]
+    assert {r["metrics"].get("prompt_tokens") for r in rows} == {None, 10, 11}
 
 
 def test_a_killed_worker_costs_no_request(tmp_path: Path, handle_of: Any):

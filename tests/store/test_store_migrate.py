@@ -83,7 +83,7 @@ async def _stores(sqlite_path: Path, url: str) -> tuple[Store, Store]:
 
 
 async def _same_answers(sqlite_path: Path, url: str) -> None:
-    """Both stores give identical pages, filters, traces and keys."""
+    """Both stores give identical pages, root listings, filters, traces and keys."""
     sqlite, postgres = await _stores(sqlite_path, url)
     try:
         for org_name in (DEFAULT_ORG, "acme"):
@@ -104,6 +104,13 @@ async def _same_answers(sqlite_path: Path, url: str) -> None:
                         c = await sqlite.fetch(project.id, filter=text, cursor=a.cursor)
                         d = await postgres.fetch(project.id, filter=text, cursor=b.cursor)
                         assert c.rows == d.rows
+                # Root listings carry trace totals: the copied rows have their span entries.
+                a = await sqlite.fetch(project.id, roots_only=True, limit=100)
+                b = await postgres.fetch(project.id, roots_only=True, limit=100)
+                assert a.rows == b.rows
+                for r in a.rows[:5]:
+                    trace = await postgres.trace(project.id, r["root_span_id"])
+                    assert r["trace_totals"]["spans"] == len(trace)
                 root = (await postgres.fetch(project.id, limit=1)).rows[0]["root_span_id"]
                 assert await sqlite.trace(project.id, root) == await postgres.trace(project.id,
                                                                                     root)
@@ -311,3 +318,27 @@ def test_cli_arguments_are_checked(tmp_path: Path) -> None:
     assert main(["--from", f"sqlite:{tmp_path / 'x'}", "--to", "postgres:postgresql://h/db",
                  "--batch-rows", "0"]) == 2
 
+
+
+async def test_project_settings_are_copied(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """A project's session key set in SQLite is the same in PostgreSQL after a migrate."""
+    source = tmp_path / "settings.sqlite3"
+    await _fill(str(source), 10)
+    sqlite = SqliteStore(str(source))
+    await sqlite.start()
+    try:
+        org = await sqlite.org(DEFAULT_ORG)
+        assert org is not None
+        project = await sqlite.project(org.id, "Global")
+        assert project is not None
+        await sqlite.change_project_settings(project.id, {"session_key": "metadata.chat"})
+    finally:
+        await sqlite.close()
+    url = await new_database(pg_cluster)
+    assert (await migrate(str(source), url)).verified
+    postgres = PostgresStore(url)
+    await postgres.start()
+    try:
+        assert await postgres.project_settings(project.id) == {"session_key": "metadata.chat"}
+    finally:
+        await postgres.close()

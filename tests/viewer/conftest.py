@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,34 +14,28 @@ from viewer_harness import (
     CHROMIUM_ARGS,
     TIMEOUT_MS,
     Collector,
-    ViewerServer,
     open_context,
     watch,
 )
+from viewer_traces import logger_for
 
-
-def _serves_viewer(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/static/app.js", timeout=5) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+import spanlog
 
 
 @pytest.fixture(scope="session")
-def viewer_collector(request: pytest.FixtureRequest,
-                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
-    """The shared collector when its app serves the viewer, else one of our own."""
-    shared = request.getfixturevalue("collector")
-    if _serves_viewer(shared.url):
-        yield Collector(shared.url, shared.api_key)
-        return
-    server = ViewerServer(str(Path(tmp_path_factory.mktemp("viewer")) / "spanlog.sqlite3"))
-    server.start()
+def viewer_collector(collector: Any) -> Collector:
+    """The session's collector (its app serves the viewer), as the viewer tests call it."""
+    return Collector(collector.url, collector.api_key)
+
+
+@pytest.fixture
+def logger(viewer_collector: Collector, project: tuple[str, str]) -> Iterator[spanlog.Logger]:
+    """An SDK logger for the test's project, closed afterwards."""
+    logger = logger_for(viewer_collector.url, viewer_collector.api_key, project[0])
     try:
-        yield Collector(server.url, server.api_key)
+        yield logger
     finally:
-        server.stop()
+        logger.close(10)
 
 
 @pytest.fixture

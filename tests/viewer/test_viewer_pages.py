@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,22 +15,11 @@ from viewer_traces import (
     LoggedTrace,
     log_support_trace,
     log_support_traces,
-    logger_for,
 )
 
 import spanlog
 
 ROWS = "table.logs tbody tr[data-id]"
-
-
-@pytest.fixture
-def logger(viewer_collector: Collector, project: tuple[str, str]) -> Iterator[spanlog.Logger]:
-    """An SDK logger for the test's project, closed afterwards."""
-    logger = logger_for(viewer_collector.url, viewer_collector.api_key, project[0])
-    try:
-        yield logger
-    finally:
-        logger.close(10)
 
 
 @pytest.fixture
@@ -47,7 +35,8 @@ def logs_url(collector: Collector, project_id: str) -> str:
 def test_logs_table_lists_traces_newest_first_with_their_columns(
         viewer: Any, viewer_collector: Collector, project: tuple[str, str],
         support: list[LoggedTrace]) -> None:
-    """One row per trace, newest first: time, name, previews, duration, tokens, tags, averages."""
+    """One row per trace, newest first: time, name, previews, the trace's duration, LLM calls
+    and tokens, tags, score averages."""
     name, pid = project
     viewer.goto(logs_url(viewer_collector, pid))
     rows = viewer.locator(ROWS)
@@ -60,7 +49,9 @@ def test_logs_table_lists_traces_newest_first_with_their_columns(
     expect(oldest.locator(".col-input")).to_contain_text("rotate my API key")
     expect(oldest.locator(".col-output")).to_contain_text("Create a second key")
     expect(oldest.locator(".col-duration")).to_have_text("1.84s")
-    expect(oldest.locator(".col-tokens")).to_have_text("450")
+    # Totals over the trace's spans: the LLM call's 450 tokens and the embedding's 14.
+    expect(oldest.locator(".col-tokens")).to_have_text("464")
+    expect(oldest.locator(".col-llm-calls")).to_have_text("1")
     expect(oldest.locator(".col-tags")).to_have_text("prod")
     expect(oldest.locator(".col-time time")).to_have_text(re.compile(r"\d\d:\d\d"))
     # Scores live on child score spans; the table shows their average over each trace.
@@ -68,7 +59,7 @@ def test_logs_table_lists_traces_newest_first_with_their_columns(
     expect(oldest.locator(".col-scores")).to_contain_text("helpfulness 100%")
     failed = rows.nth(len(QUESTIONS) - 1 - 1)
     expect(failed.locator(".col-output")).to_contain_text("RateLimitError")
-    expect(failed.locator(".err-mark")).to_be_visible()
+    expect(failed.locator(".err-mark")).to_have_text("2 errors")  # the LLM call and the root
 
 
 def test_logs_table_pages_by_cursor(viewer: Any, viewer_collector: Collector,
@@ -345,8 +336,7 @@ def test_keyboard_moves_opens_and_closes(viewer: Any, viewer_collector: Collecto
     viewer.goto(f"{logs_url(viewer_collector, pid)}?filter=tags%20includes%20'prod'")
     rows = viewer.locator(ROWS)
     expect(rows).to_have_count(3)
-    clear = viewer.get_by_role("button", name="Clear")
-    clear.focus()
+    viewer.get_by_label("Time range").focus()  # the last control above the table
     viewer.keyboard.press("Tab")
     expect(rows.nth(0)).to_be_focused()  # the table is one tab stop
     viewer.keyboard.press("j")

@@ -1,15 +1,19 @@
-"""Test harness for the viewer: a collector that serves it, API calls, and Chromium pages."""
+"""Test harness for the viewer: API calls to the collector that serves it, and Chromium pages."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from spanlog.server.http._auth import create_key
+from spanlog.server.http._runner import BackgroundCollector
+from spanlog.server.store._records import DEFAULT_ORG
 
 CHROMIUM = os.environ.get("SPANLOG_CHROMIUM", "/usr/bin/chromium")
 # Flags for a sandboxless container with no network but loopback: nothing may phone home.
@@ -17,74 +21,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 10_000
-
-
-class ViewerServer:
-    """A collector app with the viewer on 127.0.0.1, on its own loop in a thread."""
-
-    def __init__(self, db_path: str) -> None:
-        self.db_path = db_path
-        self.url = ""
-        self.api_key = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    def start(self) -> ViewerServer:
-        self._thread = threading.Thread(target=self._main, name="viewer-collector", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise TimeoutError("viewer collector did not start within 30s")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-            self._thread.join(30)
-            assert not self._thread.is_alive(), "viewer collector did not stop within 30s"
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._serve(loop))
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-
-    async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
-        from aiohttp import web
-
-        from spanlog.server.http._app import create_app
-        from spanlog.server.http._auth import create_key
-        from spanlog.server.http._viewer import LIVE_STREAMS, setup_viewer
-        from spanlog.server.store._records import DEFAULT_ORG
-        from spanlog.server.store.sqlite._store import SqliteStore
-
-        self._stopping = asyncio.Event()
-        store = SqliteStore(self.db_path)
-        app = create_app(store)
-        if LIVE_STREAMS not in app:  # until the collector's app factory adds it itself
-            setup_viewer(app)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = runner.addresses[0][1]
-            self.url = f"http://127.0.0.1:{port}"
-            _, self.api_key = await create_key(store, DEFAULT_ORG, name="viewer-tests")
-            self._loop = loop
-            self._ready.set()
-            await self._stopping.wait()
-        finally:
-            await runner.cleanup()
 
 
 @dataclass
@@ -133,6 +69,17 @@ class Collector:
                                  f"/v1/project_logs/{project_id}/trace/{root_span_id}")["spans"])
 
 
+@contextmanager
+def serve_viewer(db_path: str) -> Iterator[Collector]:
+    """A collector (which serves the viewer) on a free 127.0.0.1 port, with one key."""
+    server = BackgroundCollector(db_path).start()
+    try:
+        _, token = server.call(lambda: create_key(server.store, DEFAULT_ORG, name="viewer"))
+        yield Collector(server.url, token)
+    finally:
+        server.stop()
+
+
 class PageProblems:
     """What went wrong inside the page: uncaught errors, console errors, outside requests."""
 
@@ -145,10 +92,12 @@ class PageProblems:
         assert not self.errors, f"errors in the page: {self.errors}"
 
 
-def open_context(browser: Any, collector: Collector, *,
-                 with_key: bool = True) -> tuple[Any, PageProblems]:
-    """A browser context that knows the API key (unless told not to) and records problems."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+def open_context(browser: Any, collector: Collector, *, with_key: bool = True,
+                 timezone_id: str | None = None) -> tuple[Any, PageProblems]:
+    """A browser context that knows the API key (unless told not to) and records problems;
+    ``timezone_id`` (e.g. "America/New_York") sets the browser's local time zone."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900},
+                                  timezone_id=timezone_id)
     context.set_default_timeout(TIMEOUT_MS)
     problems = PageProblems()
     if with_key:

@@ -88,8 +88,7 @@ def log_support_trace(logger: spanlog.Logger, question: str, answer: str, tags: 
                                 scores={name: value})
         done(score, t + 1.804 + i * 0.005)
     if error is None:
-        root.log(output=answer, metrics={"prompt_tokens": 412, "completion_tokens": 38,
-                                         "tokens": 450})
+        root.log(output=answer)
     else:
         root.log(error=error)
     out.ids[root.name] = root.id

@@ -30,8 +30,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from spanlog.server.rows._json import loads
 from spanlog.server.rows._model import now_iso
+from spanlog.server.store._facts import span_facts
 from spanlog.server.store.postgres._numbers import to_jsonb
+from spanlog.server.store.postgres._schema import replace_spans
 
 BATCH_ROWS = 2000
 _ID_CHUNK = 20_000
@@ -128,7 +131,8 @@ def _open_source(path: str) -> sqlite3.Connection:
 
 async def _copy_identities(src: sqlite3.Connection, conn: Any,
                            report: Report) -> dict[int, tuple[int, str]]:
-    """Orgs, projects and keys; returns source pid -> (target pid, project name)."""
+    """Orgs, projects (and their settings) and keys; returns source pid -> (target pid,
+    project name)."""
     org_ids: dict[str, str] = {}
     for org_id, name, created in src.execute("SELECT id, name, created FROM orgs"):
         await conn.execute("INSERT INTO spanlog_orgs (id, name, created) VALUES ($1, $2, $3) "
@@ -152,6 +156,14 @@ async def _copy_identities(src: sqlite3.Connection, conn: Any,
                 "this source was migrated into before")
         pids[pid] = (int(found["pid"]), name)
         report.projects += 1
+    # A source written before project settings existed has no such table.
+    if src.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                   "name = 'project_settings'").fetchone():
+        for pid, settings in src.execute("SELECT pid, settings FROM project_settings"):
+            await conn.execute(
+                "INSERT INTO spanlog_project_settings (pid, settings) VALUES ($1, $2::jsonb) "
+                "ON CONFLICT (pid) DO UPDATE SET settings = excluded.settings",
+                pids[pid][0], settings)
     for key_id, token_hash, name, org_id, projects, created, revoked in src.execute(
             "SELECT id, hash, name, org_id, projects, created, revoked FROM api_keys"):
         await conn.execute(
@@ -195,6 +207,7 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::boo
 ON CONFLICT (pid, id) DO UPDATE SET xact = excluded.xact, root_span_id = excluded.root_span_id,
     is_root = excluded.is_root, base = excluded.base, data = excluded.data
 WHERE spanlog_rows.xact < excluded.xact
+RETURNING pid, id
 """
 
 
@@ -203,13 +216,19 @@ async def _copy_batch(conn: Any, source: str, rows: list[tuple[Any, ...]], offse
     import asyncpg
 
     cols: list[list[Any]] = [[], [], [], [], [], [], []]
+    spans: dict[tuple[int, str], tuple[Any, ...]] = {}
     for xact, pid, row_id, root, is_root, base, data in rows:
         for col, value in zip(cols, (pids[pid][0], row_id, offset + xact, root, bool(is_root),
                                      base, to_jsonb(data)), strict=True):
             col.append(value)
+        facts = span_facts(loads(data))
+        if facts is not None:
+            spans[(pids[pid][0], row_id)] = (pids[pid][0], row_id, root, *facts)
     try:
         async with conn.transaction():
-            await conn.execute(_INSERT, *cols)
+            # The rows copied (not those a collector has written since): their span entries.
+            copied = [(rec["pid"], rec["id"]) for rec in await conn.fetch(_INSERT, *cols)]
+            await replace_spans(conn, copied, [spans[k] for k in copied if k in spans])
             await conn.execute("UPDATE spanlog_migrated SET last_xact = $2, updated = $3 "
                                "WHERE source = $1", source, rows[-1][0], now_iso())
     except asyncpg.DataError as exc:

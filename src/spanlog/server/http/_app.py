@@ -2,7 +2,8 @@
 
 Handlers only translate HTTP to :class:`~spanlog.server.store._engine.Store` calls;
 everything they need from the engine goes through that interface, so either engine serves.
-Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status docs/protocol.md gives.
+Every error is JSON ``{"error": "<what is wrong, where>"}`` with the status docs/protocol.md gives;
+on the OTLP paths it is the ``google.rpc.Status`` OTLP/HTTP prescribes instead (docs/otel.md).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
@@ -44,15 +47,24 @@ from spanlog.server.http._context import (
     request_access,
     request_project,
 )
+from spanlog.server.http._export import setup_export
 from spanlog.server.http._guard import request_done, request_started
 from spanlog.server.http._ingest import RowBatch, bind_rows, feedback_pieces
+from spanlog.server.http._not_served import setup_not_served
+from spanlog.server.http._otlp import PATHS as OTLP_PATHS
+from spanlog.server.http._otlp import failure as otlp_failure
 from spanlog.server.http._otlp import setup_otlp
 from spanlog.server.http._overflow import OverflowUploads
+from spanlog.server.http._reads import fetch_args, unless_gone
+from spanlog.server.http._sessions import setup_sessions
+from spanlog.server.http._time import parse_time
 from spanlog.server.http._viewer import setup_viewer
 from spanlog.server.http._workers import IngestWorkers
 from spanlog.server.query import FilterError
+from spanlog.server.rows._cost import load_prices
 from spanlog.server.rows._json import dumps
 from spanlog.server.rows._validate import InvalidRow
+from spanlog.server.store._aggregate import window
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import BadRequest, DiskFull, NotFound, Unavailable
 from spanlog.server.store._records import Project
@@ -61,18 +73,21 @@ from spanlog.server.store._scores import with_score_averages
 log = logging.getLogger("spanlog.server")
 
 
-T = TypeVar("T")
 OPEN_HOSTS = web.AppKey[frozenset[str]]("open_hosts")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def _error(request: web.Request, status: int, message: str,
+           headers: dict[str, str] | None = None) -> web.Response:
+    if request.path in OTLP_PATHS:
+        return otlp_failure(request, status, message, headers)
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a JSON error with docs/protocol.md's status."""
+    """Turn every failure into a JSON error with docs/protocol.md's status (a
+    ``google.rpc.Status`` on the OTLP paths)."""
     request_started(request)
     try:
         return await _answer(request, handler)
@@ -98,35 +113,38 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except (InvalidRow, BadRequest, BadBody, FilterError) as exc:
         # FilterError: a filter that parses but that the engine cannot run (docs/filters.md).
-        return _error(400, f"filter: {exc}" if isinstance(exc, FilterError) else str(exc))
+        return _error(request, 400,
+                      f"filter: {exc}" if isinstance(exc, FilterError) else str(exc))
     except Unauthorized as exc:
-        return _error(401, str(exc), {"WWW-Authenticate": "Bearer"})
+        return _error(request, 401, str(exc), {"WWW-Authenticate": "Bearer"})
     except Forbidden as exc:
-        return _error(403, str(exc))
+        return _error(request, 403, str(exc))
     except NotFound as exc:
-        return _error(404, str(exc))
+        return _error(request, 404, str(exc))
     except BodyTooLarge as exc:
-        return _error(413, str(exc))
+        return _error(request, 413, str(exc))
     except UnsupportedEncoding as exc:
-        return _error(415, str(exc))
+        return _error(request, 415, str(exc))
     except BodyTimeout as exc:
-        response = _error(408, str(exc))
+        response = _error(request, 408, str(exc))
         response.force_close()
         return response
     except DiskFull as exc:
-        return _error(507, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))})
+        return _error(request, 507, str(exc),
+                      {"Retry-After": str(max(1, round(exc.retry_after)))})
     except Unavailable as exc:
-        return _error(503, str(exc), {"Retry-After": str(max(1, round(exc.retry_after)))})
+        return _error(request, 503, str(exc),
+                      {"Retry-After": str(max(1, round(exc.retry_after)))})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         reason = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else None
         message = reason or f"{exc.reason}: {request.method} {request.path}"
-        return _error(exc.status, message, {k: v for k, v in exc.headers.items()
-                                            if k.lower() in ("allow", "retry-after")})
+        return _error(request, exc.status, message, {
+            k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")})
     except Exception:
         log.exception("spanlog: internal error on %s %s", request.method, request.path)
-        return _error(500, f"internal error on {request.method} {request.path}")
+        return _error(request, 500, f"internal error on {request.method} {request.path}")
 
 
 async def _body(request: web.Request, *required: str) -> dict[str, Any]:
@@ -172,19 +190,50 @@ async def ping(request: web.Request) -> web.Response:
                               "org_id": access.org.id, "org_name": access.org.name})
 
 
+async def _project_named(request: web.Request, access: Access, name: Any,
+                         where: str) -> Project:
+    """The project called ``name`` (the request's field ``where``), created if missing."""
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest(f"{where}: must be a non-empty string")
+    access.check_name(name)
+    project = await request.app[STORE].project(access.org.id, name, create=True)
+    assert project is not None
+    return project
+
+
 async def create_project(request: web.Request) -> web.Response:
     """``POST /v1/project``: get or create a project by name."""
     access = await request_access(request)
     body = await _body(request, "name")
-    name, org_name = body["name"], body.get("org_name")
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest("body.name: must be a non-empty string")
+    org_name = body.get("org_name")
     if org_name is not None and org_name != access.org.name:
         raise Forbidden(f"this key belongs to organization {access.org.name!r}, "
                         f"not {org_name!r}")
-    access.check_name(name)
-    project = await request.app[STORE].project(access.org.id, name, create=True)
-    assert project is not None
+    project = await _project_named(request, access, body["name"], "body.name")
+    return web.json_response(project.to_json())
+
+
+async def register_project(request: web.Request) -> web.Response:
+    """``POST /api/project/register``: get or create a project by name, as
+    ``{"project": {...}}`` (the braintrust TypeScript SDK's ``initLogger``)."""
+    access = await request_access(request)
+    body = await _body(request, "project_name")
+    org_id = body.get("org_id")
+    if org_id is not None and org_id != access.org.id:
+        raise Forbidden(f"this key belongs to organization id {access.org.id!r}, "
+                        f"not {org_id!r}")
+    project = await _project_named(request, access, body["project_name"], "body.project_name")
+    return web.json_response({"project": project.to_json()})
+
+
+async def project_of_query(request: web.Request) -> web.Response:
+    """``GET /api/project?id=...``: one project (the braintrust TypeScript SDK's
+    ``initLogger`` given a ``projectId``)."""
+    access = await request_access(request)
+    project_id = request.query.get("id")
+    if not project_id:
+        raise BadRequest("query.id: the project's id is required (GET /api/project?id=...)")
+    project = await request_project(request, access, project_id)
     return web.json_response(project.to_json())
 
 
@@ -268,76 +317,51 @@ async def feedback(request: web.Request) -> web.Response:
     return web.json_response({"status": "success"})
 
 
-# How often a handler waiting on a read checks that its client is still there.
-_GONE_CHECK = 0.25
-
-
-async def _unless_gone(request: web.Request, read: Awaitable[T]) -> T:
-    """Await a store read, cancelling it if the client disconnects meanwhile: the store then
-    stops the query, so nobody's abandoned work holds a reader (docs/collector.md)."""
-    task = asyncio.ensure_future(read)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=_GONE_CHECK)
-            if done:
-                return task.result()
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                task.cancel()
-                raise Unavailable("the client disconnected")
-    finally:
-        if not task.done():
-            task.cancel()
-
-
-def _fetch_args(source: dict[str, Any]) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    text = source.get("filter")
-    if text is not None and not isinstance(text, str):
-        raise BadRequest("filter: must be a string expression such as "
-                         "\"metadata.user_id = '1234'\"")
-    args["filter"] = text
-    limit = source.get("limit", 50)
-    if isinstance(limit, str):
-        try:
-            limit = int(limit)
-        except ValueError:
-            raise BadRequest(f"limit: must be an integer, got {limit!r}") from None
-    args["limit"] = limit
-    cursor = source.get("cursor")
-    if cursor is not None and not isinstance(cursor, str):
-        raise BadRequest("cursor: must be a string returned by a previous fetch")
-    args["cursor"] = cursor
-    roots = source.get("roots_only", False)
-    if isinstance(roots, str):  # from a GET query string
-        roots = {"1": True, "true": True, "0": False, "false": False}.get(roots.lower(), roots)
-    if not isinstance(roots, bool):
-        raise BadRequest("roots_only: must be true or false")
-    args["roots_only"] = roots
-    return args
-
-
 async def fetch(request: web.Request) -> web.Response:
     """``POST|GET /v1/project_logs/{id}/fetch``: a page of rows, newest first."""
     access = await request_access(request)
     project = await request_project(request, access, request.match_info["project_id"])
-    if request.method == "GET":
-        source: dict[str, Any] = dict(request.query)
-    elif request.content_length == 0:
-        source = {}
-    else:
-        source = await _body(request)
-    page = await _unless_gone(request, request.app[STORE].fetch(project.id,
-                                                                **_fetch_args(source)))
+    source = await _query_source(request)
+    page = await unless_gone(request, request.app[STORE].fetch(project.id,
+                                                                **fetch_args(source)))
     return web.Response(text=f'{{"events":{page.rows_json()},"cursor":{json.dumps(page.cursor)}}}',
                         content_type="application/json")
+
+
+async def _query_source(request: web.Request) -> dict[str, Any]:
+    """A read's arguments: the query string of a GET, else the JSON body (maybe empty)."""
+    if request.method == "GET":
+        return dict(request.query)
+    if request.content_length == 0:
+        return {}
+    return await _body(request)
+
+
+async def aggregate(request: web.Request) -> web.Response:
+    """``POST|GET /v1/project_logs/{id}/aggregate``: a project's figures over a time range,
+    in buckets (docs/protocol.md, "Aggregates")."""
+    access = await request_access(request)
+    project = await request_project(request, access, request.match_info["project_id"])
+    source = await _query_source(request)
+    now = time.time()
+    bucket = source.get("bucket")
+    if isinstance(bucket, str):  # from a GET query string
+        try:
+            bucket = float(bucket)
+        except ValueError:
+            raise BadRequest(f"bucket: must be a number of seconds, got {bucket!r}") from None
+    win = window(parse_time(source.get("since"), "since", now),
+                 parse_time(source.get("until"), "until", now), bucket,
+                 source.get("split_by") or None, source.get("filter"), now)
+    result = await unless_gone(request, request.app[STORE].aggregate(project.id, win))
+    return web.Response(text=dumps(result), content_type="application/json")
 
 
 async def trace(request: web.Request) -> web.Response:
     """``GET /v1/project_logs/{id}/trace/{root_span_id}``: one trace with score averages."""
     access = await request_access(request)
     project = await request_project(request, access, request.match_info["project_id"])
-    rows = await _unless_gone(request, request.app[STORE].trace(
+    rows = await unless_gone(request, request.app[STORE].trace(
         project.id, request.match_info["root_span_id"]))
     # Averaging and encoding a big trace is CPU work: on a thread, never on the event loop
     # (docs/collector.md, "What it guarantees").
@@ -361,6 +385,9 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
 
     async def lifecycle(app: web.Application) -> Any:
         await store.start()
+        # Pricing an LLM span's row may happen on the event loop (rows prepared in-process):
+        # its database is imported ahead, off the loop.
+        threading.Thread(target=load_prices, name="spanlog-prices", daemon=True).start()
         try:
             await app[WORKERS].start()
         except BaseException:
@@ -385,6 +412,8 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_post("/v1/project", create_project)
     app.router.add_get("/v1/project", list_projects)
     app.router.add_get("/v1/project/{project_id}", get_project)
+    app.router.add_post("/api/project/register", register_project)
+    app.router.add_get("/api/project", project_of_query)
     app.router.add_post("/logs3", logs3)
     app.router.add_post("/logs3/overflow", overflow_start)
     app.router.add_put("/logs3/overflow/{key}", overflow_upload)
@@ -393,6 +422,11 @@ def create_app(store: Store, settings: Settings | None = None) -> web.Applicatio
     app.router.add_get("/v1/project_logs/{project_id}/fetch", fetch)
     app.router.add_post("/v1/project_logs/{project_id}/feedback", feedback)
     app.router.add_get("/v1/project_logs/{project_id}/trace/{root_span_id}", trace)
+    app.router.add_post("/v1/project_logs/{project_id}/aggregate", aggregate)
+    app.router.add_get("/v1/project_logs/{project_id}/aggregate", aggregate)
+    setup_export(app)  # rows as JSON Lines or CSV, streamed
+    setup_sessions(app)  # sessions and project settings
     setup_otlp(app)  # OTLP/HTTP trace ingest (docs/otel.md)
     setup_viewer(app)  # the web viewer: pages, assets, live updates
+    setup_not_served(app)  # experiments, datasets, prompts...: 501 naming the feature
     return app

@@ -11,7 +11,9 @@ The request's key and scope apply as on ``/logs3``; the project is the ``x-bt-pa
 
 A span that cannot be a row is counted into the response's ``partial_success``
 (``rejected_spans`` and an ``error_message`` naming the first few) while the rest of the batch
-is stored; a body that cannot be decoded at all is a 400 that says why. gRPC is not served.
+is stored; a body that cannot be decoded at all is a 400 that says why. Every failure on these
+paths (4xx, 5xx) carries a ``google.rpc.Status``, as OTLP/HTTP says (:func:`failure`). gRPC is
+not served.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from aiohttp import web
 
 from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan, OtelSpanError, span_to_row
 from spanlog.server.http._body import BadBody, parse_json, read_bytes
-from spanlog.server.http._context import SETTINGS, STORE, request_access
+from spanlog.server.http._context import BUDGET, SETTINGS, STORE, WORKERS, request_access
 from spanlog.server.http._ingest import RowBatch, bind_rows
 from spanlog.server.rows._validate import InvalidRow, validate_row
+from spanlog.server.store._engine import PrepareRows
 from spanlog.server.store._errors import BadRequest
 
 PATHS = ("/otel/v1/traces", "/v1/traces")
@@ -374,10 +377,21 @@ def spans_to_batch(spans: list[tuple[str, Any]], project_id: str | None,
     return RowBatch(routes, ids, rows), rejected
 
 
-def _decode(raw: bytes, protobuf: bool) -> list[tuple[str, Any]]:
+def decode_spans(raw: bytes, protobuf: bool, project_id: str | None,
+                 project_name: str | None, prepare_rows: PrepareRows | None = None,
+                 ) -> tuple[RowBatch, list[str]]:
+    """The rows of an OTLP request's spans and why each refused one was refused: the CPU
+    work of a request, pure, so an ingest worker process runs it (with the store's
+    ``prepare_rows``) as it does /logs3 bodies (see ``_workers``). BadBody for a body that
+    cannot be decoded at all."""
     if not raw:
-        return []  # an empty request is valid OTLP: no spans
-    return _spans_from_protobuf(raw) if protobuf else _spans_from_json(raw)
+        spans: list[tuple[str, Any]] = []  # an empty request is valid OTLP: no spans
+    else:
+        spans = _spans_from_protobuf(raw) if protobuf else _spans_from_json(raw)
+    batch, rejected = spans_to_batch(spans, project_id, project_name)
+    if prepare_rows is not None and batch.rows:
+        batch.rows, batch.prepared = prepare_rows(batch.rows)  # type: ignore[arg-type]
+    return batch, rejected
 
 
 def _response(protobuf: bool, rejected: list[str]) -> web.Response:
@@ -417,13 +431,37 @@ async def export_traces(request: web.Request) -> web.Response:
             text=f"Content-Type {content_type!r}: OTLP/HTTP takes application/x-protobuf or "
                  "application/json (gRPC is not served)")
     project_id, project_name = parent_route(request.headers.get("x-bt-parent"))
-    raw = await read_bytes(request, request.app[SETTINGS].max_body_bytes)
-    batch, rejected = spans_to_batch(_decode(raw, protobuf), project_id, project_name)
-    if batch.rows:
+    raw = await read_bytes(request, request.app[SETTINGS].max_body_bytes, request.app[BUDGET])
+    batch, rejected = await request.app[WORKERS].run(decode_spans, raw, protobuf, project_id,
+                                                     project_name)
+    if batch.ids:
         store = request.app[STORE]
         pieces = await bind_rows(store, access, batch, where="spans")
-        await store.write(pieces, None)
+        await store.write(pieces, batch.prepared)
     return _response(protobuf, rejected)
+
+
+# google.rpc.Code of each HTTP status (gRPC's own mapping). OTLP/HTTP does not use
+# Status.code: clients only record it, for troubleshooting.
+_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 408: 4, 413: 8, 415: 3, 429: 8,
+              500: 13, 503: 14, 507: 8}
+_RPC_UNKNOWN = 2
+
+
+def failure(request: web.Request, status: int, message: str,
+            headers: dict[str, str] | None = None) -> web.Response:
+    """A failure answer of the OTLP paths: a ``google.rpc.Status`` carrying ``message``, in
+    the request's encoding (OTLP/HTTP, "Failures"): protobuf for a protobuf request, else
+    JSON (the proto3 JSON form, ``{"code": 3, "message": "..."}``)."""
+    code = _RPC_CODES.get(status, _RPC_UNKNOWN)
+    if request.content_type.lower() in PROTOBUF_TYPES:
+        from google.rpc.status_pb2 import Status
+
+        return web.Response(body=Status(code=code, message=message).SerializeToString(),
+                            status=status, headers=headers,
+                            content_type="application/x-protobuf")
+    return web.json_response({"code": code, "message": message}, status=status,
+                             headers=headers)
 
 
 def setup_otlp(app: web.Application) -> None:

@@ -4,11 +4,15 @@ The viewer is plain HTML, CSS and ES modules under ``static/`` (no build step, n
 fetched from outside the collector); the browser reads logs only through the collector's
 HTTP API. This module adds to the collector's app:
 
-- ``GET /``, ``GET /projects/{project_id}``, ``GET /projects/{project_id}/traces/{root}``:
-  the single page (the script routes on the path, so every view has a shareable URL);
+- ``GET /``, ``GET /projects/{project_id}``, ``GET /projects/{project_id}/traces/{root}``,
+  ``GET /projects/{project_id}/sessions[/{session_id}]``: the single page (the script routes
+  on the path, so every view has a shareable URL);
 - ``GET /static/{name}``: the assets;
 - ``GET /v1/project_logs/{project_id}/live``: server-sent events telling the page the
-  project's latest transaction id whenever it moves.
+  project's latest transaction id whenever it moves;
+- ``GET /projects/{project_id}/monitor``: the single page too (the monitor's charts);
+- ``GET /static/vendor/{library}/{name}``: third-party code copied in unchanged, each
+  library with its license and a README naming its version and source.
 
 The live stream polls the store for each connection rather than listening to this process's
 writes, so a page sees rows written through any collector sharing the database.
@@ -45,9 +49,11 @@ _CONTENT_TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
-# Assets live flat in one directory; anything else (dots, slashes) is refused before it can
-# reach the file system.
-_ASSET_NAME = re.compile(r"^[A-Za-z0-9_-]+\.(?:html|js|css|svg|png)$")
+# Assets live flat in one directory, vendored libraries one level down in vendor/<library>/;
+# anything else (a leading dot, "..", other slashes) is refused before it can reach the file
+# system: every dot must sit between two name characters.
+_ASSET_NAME = re.compile(
+    r"^(?:vendor/[a-z0-9-]+/)?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.(?:html|js|css|svg|png)$")
 
 # The page loads nothing from anywhere but the collector; saying so also guards against
 # logged content that somehow ends up interpreted as markup.
@@ -91,6 +97,8 @@ async def _page(request: web.Request) -> web.FileResponse:
 async def _asset(request: web.Request) -> web.FileResponse:
     """One file from ``static/``, by name."""
     name = request.match_info["name"]
+    if "library" in request.match_info:
+        name = f"vendor/{request.match_info['library']}/{name}"
     if not _ASSET_NAME.fullmatch(name):
         raise web.HTTPNotFound(text=json.dumps({"error": f"no asset {name!r}"}),
                                content_type="application/json")
@@ -173,5 +181,9 @@ def setup_viewer(app: web.Application, *, latest: LatestXact | None = None,
     app.router.add_get("/", _page)
     app.router.add_get("/projects/{project_id}", _page)
     app.router.add_get("/projects/{project_id}/traces/{root_span_id}", _page)
+    app.router.add_get("/projects/{project_id}/sessions", _page)
+    app.router.add_get("/projects/{project_id}/sessions/{session_id}", _page)
     app.router.add_get("/static/{name}", _asset)
     app.router.add_get("/v1/project_logs/{project_id}/live", _live)
+    app.router.add_get("/projects/{project_id}/monitor", _page)
+    app.router.add_get("/static/vendor/{library}/{name}", _asset)

@@ -5,7 +5,8 @@ both need the GIL: per ingested row the event loop spent about 60 CPU-µs in Pyt
 decoding, validation, encoding, the index walk) and the writer about 15, so ingest stopped at
 what one core could do while the other idled in part. With workers, the event loop reads a
 request's bytes and hands them to a worker process, which runs
-:func:`~spanlog.server.http._ingest.decode_rows` with the store's ``prepare_rows``; what comes back
+:func:`~spanlog.server.http._ingest.decode_rows` (for an OTLP export,
+:func:`~spanlog.server.http._otlp.decode_spans`) with the store's ``prepare_rows``; what comes back
 is a few strings and small tuples per row (the stored JSON text, its digest, the index leaves
 grouped per value), far cheaper to unpickle than the rows' dicts, and a request of new rows
 goes into SQLite from that text without ever being decoded in the serving process.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import gc
 import logging
 import multiprocessing
@@ -26,8 +28,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 from spanlog.server.http._ingest import RowBatch, decode_rows
 from spanlog.server.http._tuning import GC_THRESHOLDS
@@ -35,6 +39,7 @@ from spanlog.server.store._engine import PrepareRows
 
 log = logging.getLogger("spanlog.server")
 
+T = TypeVar("T")
 WORKER_NICENESS = 10
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -129,14 +134,19 @@ class IngestWorkers:
     async def decode(self, raw: bytes, field: str, project_id: str | None = None,
                      source: str = "body") -> RowBatch:
         """:func:`decode_rows` of ``raw``, in a worker process when there are any."""
+        return await self.run(decode_rows, raw, field, project_id, source=source)
+
+    async def run(self, decode: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``decode(*args, **kwargs)``, a pure function of a request's body, in a worker
+        process when there are any: there it also gets ``prepare_rows=`` the store's."""
         pool = self._pool
         if pool is None:
             # In the serving process the rows stay dicts; the store prepares them itself.
-            return decode_rows(raw, field, project_id, None, source)
+            return decode(*args, **kwargs)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(pool, decode_rows, raw, field, project_id,
-                                              self._prepare_rows, source)
+            return await loop.run_in_executor(pool, functools.partial(
+                decode, *args, prepare_rows=self._prepare_rows, **kwargs))
         except BrokenProcessPool:
             # A worker died (killed, out of memory): every request it held lands here. Start
             # a new pool once, and decode this request here rather than fail it.
@@ -144,7 +154,7 @@ class IngestWorkers:
                 log.warning("spanlog: an ingest worker process died; starting new ones")
                 self._pool = self._new_pool()
                 pool.shutdown(wait=False, cancel_futures=True)
-            return decode_rows(raw, field, project_id, None, source)
+            return decode(*args, **kwargs)
 
     def pids(self) -> list[int]:
         """The worker processes' ids (empty without workers)."""

@@ -7,10 +7,10 @@ trust types. Errors name the row's index in its request and the offending field,
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from spanlog._merge import IS_MERGE, MERGE_PATHS
+from spanlog._rules import METRIC_RULE, SCORE_RULE, is_number, is_score, is_tag
 
 # docs/protocol.md's span types, plus the rest of the braintrust SDK's SpanTypeAttribute enum
 # (0.48.1): its users may log those, and rejecting them would drop whole batches.
@@ -51,15 +51,6 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-_EXACT_NUMBERS = frozenset({int, float})
-
-
-def _is_number(value: Any) -> bool:
-    # The exact types first: that is what decoded JSON holds, and one lookup.
-    return type(value) in _EXACT_NUMBERS or (isinstance(value, (int, float))
-                                             and not isinstance(value, bool))
-
-
 # Every check below runs for every incoming row, on the event loop: each takes the row's
 # location and the field's name apart and joins them only for an error message.
 
@@ -85,16 +76,16 @@ def _check_scores(where: str, name: str, value: Any) -> None:
     for key, score in (value or {}).items():
         if score is None:
             continue
-        if not _is_number(score) or not (0 <= score <= 1) or math.isnan(score):
-            raise InvalidRow(f"{where}.{name}.{key}: must be a number in [0, 1] or null, "
+        if not is_score(score):
+            raise InvalidRow(f"{where}.{name}.{key}: must be {SCORE_RULE} or null, "
                              f"got {_describe(score)}")
 
 
 def _check_metrics(where: str, name: str, value: Any) -> None:
     _check_object(where, name, value)
     for key, metric in (value or {}).items():
-        if metric is not None and not _is_number(metric):
-            raise InvalidRow(f"{where}.{name}.{key}: must be a number or null, "
+        if metric is not None and not is_number(metric):
+            raise InvalidRow(f"{where}.{name}.{key}: must be {METRIC_RULE} or null, "
                              f"got {_describe(metric)}")
 
 
@@ -104,7 +95,7 @@ def _check_tags(where: str, name: str, value: Any) -> None:
     if not isinstance(value, list):
         raise InvalidRow(f"{where}.{name}: must be a list of strings, got {_describe(value)}")
     for i, tag in enumerate(value):
-        if not isinstance(tag, str):
+        if not is_tag(tag):
             raise InvalidRow(f"{where}.{name}[{i}]: must be a string, got {_describe(tag)}")
 
 

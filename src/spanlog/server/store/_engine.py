@@ -12,7 +12,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from spanlog.server.store._aggregate import Window
 from spanlog.server.store._records import ApiKey, Org, Page, Piece, Project
+from spanlog.server.store._sessions import SessionQuery
 
 # How long one read (a fetch or a trace) may run before it is stopped with QueryTooSlow
 # (docs/collector.md, "What it guarantees"); ``spanlog serve --query-timeout`` changes it.
@@ -70,6 +72,17 @@ class Store(ABC):
         """Every project of ``org_id``, oldest first."""
 
     @abstractmethod
+    async def project_settings(self, project_id: str) -> dict[str, Any]:
+        """The settings set on project ``project_id`` (only those a user set; readers apply
+        ``_settings.with_defaults``); :class:`NotFound` when there is no such project."""
+
+    @abstractmethod
+    async def change_project_settings(self, project_id: str,
+                                      changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``changes`` (checked by ``_settings.check_settings``; a null removes) to the
+        project's settings, atomically; return the settings now set."""
+
+    @abstractmethod
     async def key_by_hash(self, token_hash: str) -> ApiKey | None:
         """The key whose secret token hashes to ``token_hash`` (revoked ones too), or None."""
 
@@ -105,14 +118,31 @@ class Store(ABC):
 
     @abstractmethod
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
-                    cursor: str | None = None, roots_only: bool = False) -> Page:
+                    cursor: str | None = None, roots_only: bool = False,
+                    since: float | None = None, until: float | None = None) -> Page:
         """Rows of a project, most recently updated first, optionally filtered.
+
+        ``since``/``until`` (Unix seconds) keep the spans that started in ``[since, until)``
+        (``started`` of ``_facts.py``); comment rows, which are no spans, are then left out.
 
         ``filter`` is a docs/protocol.md filter expression (:class:`BadRequest` when it does not
         parse); ``cursor`` continues a previous page. With ``roots_only`` only root spans
         (``is_root``, ``rows/_model.py``) are listed, each with ``scores_avg`` over its whole trace
         (``subtree_averages``, ``_scores.py``), read for the whole page at once.
         """
+
+    @abstractmethod
+    async def sessions(self, project_id: str,
+                       query: SessionQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the project's sessions (``_sessions.py``), latest first, each with its
+        trace count, first and last start and totals; and the cursor of the next page.
+        Within the per-query time budget, like :meth:`fetch`."""
+
+    @abstractmethod
+    async def aggregate(self, project_id: str, win: Window) -> dict[str, Any]:
+        """A project's figures over the time range of ``win``, in its buckets, optionally
+        split and filtered: the response of docs/protocol.md "Aggregates"
+        (``_aggregate.py`` has the rules and the SQL both engines run)."""
 
     @abstractmethod
     async def latest_xact(self, project_id: str) -> str | None:

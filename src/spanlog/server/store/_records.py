@@ -88,6 +88,10 @@ class Page:
 
     def rows_json(self) -> str:
         """The rows as one JSON array."""
+        return "[" + ",".join(self.lines()) + "]"
+
+    def lines(self) -> list[str]:
+        """Each row as JSON text on one line (JSON text has no raw newline)."""
         if self._raw is not None:
-            return "[" + ",".join(self._raw) + "]"
-        return dumps(self.rows)
+            return self._raw
+        return [dumps(row) for row in self.rows]

@@ -72,13 +72,18 @@ export async function getProject(projectId, signal) {
   return request("GET", `/v1/project/${enc(projectId)}`, undefined, signal);
 }
 
-/** One page of rows: `{events, cursor}`, most recently updated first. */
-export async function fetchLogs(projectId, { filter, limit, cursor, rootsOnly } = {}, signal) {
+/**
+ * One page of rows: `{events, cursor}`, most recently updated first. `since` and `until`
+ * are passed as given (Unix seconds, ISO-8601, or "24h" back from now: docs/protocol.md).
+ */
+export async function fetchLogs(projectId, { filter, limit, cursor, rootsOnly, since, until } = {}, signal) {
   const body = {};
   if (filter) body.filter = filter;
   if (limit) body.limit = limit;
   if (cursor) body.cursor = cursor;
   if (rootsOnly) body.roots_only = true;
+  if (since) body.since = since;
+  if (until) body.until = until;
   const data = await request("POST", `/v1/project_logs/${enc(projectId)}/fetch`, body, signal);
   return { events: (data && data.events) || [], cursor: (data && data.cursor) || null };
 }
@@ -90,6 +95,40 @@ export async function fetchTrace(projectId, rootSpanId, signal) {
   return (data && data.spans) || [];
 }
 
+/**
+ * A project's figures over a time range (docs/protocol.md, "Aggregates"): `{buckets, series,
+ * summary, since, until, bucket}`. `splitBy`: "model", "name", "tag" or nothing.
+ */
+export async function fetchAggregate(projectId, { since, until, splitBy, filter } = {}, signal) {
+  const body = {};
+  if (since) body.since = since;
+  if (until) body.until = until;
+  if (splitBy) body.split_by = splitBy;
+  if (filter) body.filter = filter;
+  return request("POST", `/v1/project_logs/${enc(projectId)}/aggregate`, body, signal);
+}
+
 export async function sendFeedback(projectId, items) {
   return request("POST", `/v1/project_logs/${enc(projectId)}/feedback`, { feedback: items });
+}
+
+/** A page of the project's sessions, latest first: `{key, sessions, cursor}`. */
+export async function listSessions(projectId, { cursor, limit, since, until } = {}, signal) {
+  const query = new URLSearchParams();
+  if (limit) query.set("limit", String(limit));
+  if (cursor) query.set("cursor", cursor);
+  if (since) query.set("since", since);
+  if (until) query.set("until", until);
+  return request("GET", `/v1/project_logs/${enc(projectId)}/sessions?${query}`, undefined, signal);
+}
+
+/** One session: `{key, session, traces, truncated}`, its traces in start order. */
+export async function getSession(projectId, sessionId, signal) {
+  return request("GET", `/v1/project_logs/${enc(projectId)}/sessions/${enc(sessionId)}`,
+    undefined, signal);
+}
+
+/** Set project settings (`null` resets one); returns every setting. */
+export async function changeSettings(projectId, changes) {
+  return request("PATCH", `/v1/project/${enc(projectId)}/settings`, changes);
 }

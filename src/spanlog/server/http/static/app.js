@@ -4,8 +4,10 @@
 import { ApiError, getKey, getProject, setKey } from "./api.js";
 import { h, replace } from "./dom.js";
 import { followProject } from "./live.js";
+import { monitorPage } from "./monitor.js";
 import { projectsPage } from "./projects.js";
 import { logsPage } from "./logs.js";
+import { sessionPage, sessionsPage } from "./sessions.js";
 import { tracePage } from "./trace.js";
 
 const main = document.getElementById("main");
@@ -22,8 +24,15 @@ const projectNames = new Map();
 /** The route for a location: which page and its parameters. */
 function route(url) {
   const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  if (parts[0] === "projects" && parts[2] === "monitor" && parts.length === 3) {
+    return { page: "monitor", projectId: parts[1] };
+  }
   if (parts[0] === "projects" && parts.length === 2) {
     return { page: "logs", projectId: parts[1] };
+  }
+  if (parts[0] === "projects" && parts[2] === "sessions" && parts.length <= 4) {
+    return parts.length === 3 ? { page: "sessions", projectId: parts[1] }
+      : { page: "session", projectId: parts[1], sessionId: parts[3] };
   }
   if (parts[0] === "projects" && parts[2] === "traces" && parts.length === 4) {
     return { page: "trace", projectId: parts[1], rootSpanId: parts[3] };
@@ -120,8 +129,14 @@ async function render() {
   replace(main);
   if (r.page === "logs") {
     page = logsPage(main, r.projectId, params, ctx);
+  } else if (r.page === "sessions") {
+    page = sessionsPage(main, r.projectId, params, ctx);
+  } else if (r.page === "session") {
+    page = sessionPage(main, r.projectId, r.sessionId, params, ctx);
   } else if (r.page === "trace") {
     page = tracePage(main, r.projectId, r.rootSpanId, params, ctx);
+  } else if (r.page === "monitor") {
+    page = monitorPage(main, r.projectId, params, ctx);
   } else {
     page = projectsPage(main, ctx);
   }

@@ -109,6 +109,22 @@ export function duration(seconds) {
   return `${m}m ${String(s).padStart(2, "0")}s`;
 }
 
+/**
+ * US dollars as the collector's command line writes them: $12.34, $0.50, $0.0123 (three
+ * significant digits below a dollar, so a fraction of a cent still shows); "–" when unknown.
+ */
+export function cost(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "–";
+  const sign = value < 0 ? "-" : "";
+  const magnitude = Math.abs(value);
+  if (magnitude >= 1 || magnitude === 0) {
+    return `${sign}$${magnitude.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  }
+  if (magnitude < 1e-6) return `${sign}<$0.000001`;
+  const [whole, fraction] = magnitude.toFixed(2 - Math.floor(Math.log10(magnitude))).split(".");
+  return `${sign}$${whole}.${fraction.replace(/0+$/, "").padEnd(2, "0")}`;
+}
+
 /** A span's duration in seconds from its metrics, or null while it is still open. */
 export function spanSeconds(row) {
   const m = (row && row.metrics) || {};

@@ -1,14 +1,18 @@
 // The logs table of one project: root spans, most recently updated first, with a filter box
-// (kept in the URL), cursor paging, per-trace score averages and live updates.
+// and a time range (both kept in the URL), cursor paging, each trace's totals and score
+// averages (`trace_totals`, `scores_avg`: docs/protocol.md, "Trace totals") and live updates.
 
-import { ApiError, fetchLogs, fetchTrace } from "./api.js";
+import { ApiError, fetchLogs } from "./api.js";
 import {
-  duration, h, preview, replace, scoreChip, shortTime, spanName, spanSeconds, spanStart,
-  spanTokens, spanType, tagChips,
+  cost, duration, h, preview, replace, scoreChip, shortTime, spanName, spanStart, spanType,
+  tagChips,
 } from "./dom.js";
+import { downloadControl } from "./export.js";
+import { agoSeconds, rangeControl } from "./range.js";
+import { summaryPanel } from "./summary.js";
 
 const PAGE = 50;
-const TRACE_FETCHES = 4;   // concurrent trace loads when rows come without scores_avg
+const COLUMNS = ["Time", "Name", "Input", "Output", "Duration", "LLM calls", "Tokens", "Cost", "Tags", "Scores"];
 
 // Comment rows have no parents but are no traces; a collector may still list them as roots.
 const isTrace = (row) => !(row && row.origin && row.comment);
@@ -16,6 +20,8 @@ const isTrace = (row) => !(row && row.origin && row.comment);
 export function logsPage(main, projectId, params, ctx) {
   const controller = new AbortController();
   let filter = params.get("filter") || "";
+  let since = params.get("since") || "";
+  let until = params.get("until") || "";
   let rows = [];           // rows shown, in order
   let cursor = null;       // where the next page starts; null when there is none
   let exhausted = false;
@@ -23,7 +29,6 @@ export function logsPage(main, projectId, params, ctx) {
   let refreshing = null;
   let loaded = false;
   let generation = 0;      // whether a first page arrived (before that nothing is "new")
-  const averages = new Map();   // root_span_id -> {xact, scores}
   const base = `/projects/${encodeURIComponent(projectId)}`;
 
   ctx.setCrumbs([["Projects", "/"], [projectId, null]]);
@@ -47,17 +52,23 @@ export function logsPage(main, projectId, params, ctx) {
       ", ", h("code", {}, "error IS NOT NULL"), ". Press / to focus, j/k to move, Enter to open."),
     error);
 
+  const range = rangeControl({ since, until }, (next) => applyRange(next));
+
   const tbody = h("tbody", {});
   const table = h("table", { class: "logs", "aria-label": "Traces, most recently updated first" },
-    h("thead", {}, h("tr", {},
-      ["Time", "Name", "Input", "Output", "Duration", "Tokens", "Tags", "Scores"].map((c) =>
-        h("th", { scope: "col", class: `col-${c.toLowerCase()}` }, c)))),
+    h("thead", {}, h("tr", {}, COLUMNS.map((c) =>
+      h("th", { scope: "col", class: `col-${c.toLowerCase().replace(" ", "-")}` }, c)))),
     tbody);
   const status = h("p", { class: "muted small", role: "status", "aria-live": "polite" });
   const more = h("button", { type: "button", class: "more", onclick: () => loadMore(), hidden: true }, "Load older traces");
+  const summary = summaryPanel(projectId);
 
   replace(main, h("section", { class: "page logs-page" },
-    form, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
+    // Before the filter: the Tab order from the filter box to the table stays as it was.
+    h("div", { class: "logs-tools" },
+      h("a", { class: "sessions-link", href: `${base}/sessions`, "data-nav": true }, "Sessions"),
+      downloadControl(projectId, ctx.showError)),
+    summary.element, form, range.element, h("div", { class: "table-wrap" }, table), h("div", { class: "table-foot" }, status, more)));
 
   function setFilterError(message) {
     if (message) {
@@ -86,30 +97,35 @@ export function logsPage(main, projectId, params, ctx) {
     ctx.navigate(traceHref(row));
   }
 
-  function rowScores(row) {
-    if (row.scores_avg && typeof row.scores_avg === "object") return row.scores_avg;
-    const known = averages.get(row.root_span_id);
-    if (known) return known.scores;
-    return row.scores || null;
-  }
-
   function scoreCell(row) {
-    const scores = rowScores(row);
-    if (!scores) return null;
+    const scores = row.scores_avg;
+    if (!scores || typeof scores !== "object") return null;
     return Object.entries(scores).filter(([, v]) => v !== null && v !== undefined)
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([name, value]) => scoreChip(name, value, `${name}: average over the trace`));
   }
 
+  // "–" for an unknown cost; "≥" when some LLM calls have no known price (a lower bound).
+  function costCell(totals) {
+    const unpriced = totals.unpriced_llm_calls;
+    const calls = `${unpriced} LLM call${unpriced === 1 ? "" : "s"}`;
+    if (totals.estimated_cost === null) {
+      return h("span", { class: "muted", title: unpriced ? `cost unknown: no price for ${calls}` : "no cost known" }, "–");
+    }
+    if (!unpriced) return cost(totals.estimated_cost);
+    return h("span", { title: `at least: no price for ${calls}` }, `≥${cost(totals.estimated_cost)}`);
+  }
+
   function rowElement(row, index, fresh) {
-    const seconds = spanSeconds(row);
-    const tokens = spanTokens(row);
+    const totals = row.trace_totals || {};
+    const errors = totals.errors || 0;
+    const errorText = `${errors} error${errors === 1 ? "" : "s"}`;
     const started = spanStart(row);
     const tr = h("tr", {
       tabindex: index === activeIndex ? "0" : "-1",
       class: fresh ? "fresh" : null,
       dataset: { rootSpanId: row.root_span_id || "", id: row.id || "" },
-      "aria-label": `${spanName(row)}, ${shortTime(started)}`,
+      "aria-label": `${spanName(row)}, ${shortTime(started)}${errors ? `, ${errorText}` : ""}`,
       onclick: (e) => { if (!e.target.closest("a")) open(row); },
       onfocus: () => setActive(index, false),
     },
@@ -117,13 +133,15 @@ export function logsPage(main, projectId, params, ctx) {
     h("td", { class: "col-name" },
       h("a", { href: traceHref(row), "data-nav": true, tabindex: "-1" }, spanName(row)),
       spanType(row) ? h("span", { class: `type type-${spanType(row)}` }, spanType(row)) : null,
-      row.error !== undefined && row.error !== null ? h("span", { class: "err-mark", title: "error" }, "error") : null),
+      errors ? h("span", { class: "err-mark", title: `${errorText} in this trace` }, errorText) : null),
     h("td", { class: "col-input" }, h("span", { class: "preview" }, preview(row.input))),
     h("td", { class: "col-output" }, (row.output === undefined || row.output === null) && row.error
       ? h("span", { class: "preview error" }, preview(row.error))
       : h("span", { class: "preview" }, preview(row.output))),
-    h("td", { class: "col-duration num" }, seconds === null ? h("span", { class: "muted" }, "running") : duration(seconds)),
-    h("td", { class: "col-tokens num" }, tokens === null ? "" : tokens.toLocaleString()),
+    h("td", { class: "col-duration num" }, typeof totals.duration === "number" ? duration(totals.duration) : h("span", { class: "muted" }, "running")),
+    h("td", { class: "col-llm-calls num" }, totals.llm_calls ? totals.llm_calls.toLocaleString() : ""),
+    h("td", { class: "col-tokens num" }, totals.tokens ? totals.tokens.toLocaleString() : ""),
+    h("td", { class: "col-cost num" }, costCell(totals)),
     h("td", { class: "col-tags" }, tagChips(row.tags)),
     h("td", { class: "col-scores" }, scoreCell(row)));
     return tr;
@@ -133,8 +151,10 @@ export function logsPage(main, projectId, params, ctx) {
     if (activeIndex >= rows.length) activeIndex = Math.max(0, rows.length - 1);
     const focused = document.activeElement && tbody.contains(document.activeElement);
     if (rows.length === 0) {
-      replace(tbody, h("tr", { class: "empty" }, h("td", { colspan: "8" },
-        filter ? "No traces match this filter." : "No traces yet. They appear here as they arrive.")));
+      const ranged = since || until ? " in this time range" : "";
+      replace(tbody, h("tr", { class: "empty" }, h("td", { colspan: String(COLUMNS.length) },
+        filter ? `No traces match this filter${ranged}.`
+          : ranged ? `No traces${ranged}.` : "No traces yet. They appear here as they arrive.")));
     } else {
       replace(tbody, rows.map((row, i) => rowElement(row, i, freshIds.has(row.id))));
     }
@@ -156,49 +176,32 @@ export function logsPage(main, projectId, params, ctx) {
     }
   }
 
-  // Traces whose rows came without per-trace averages: load each trace once per change of
-  // its root row and average from there (a collector that sends scores_avg skips this).
-  async function fillAverages(list) {
-    const todo = list.filter((row) => !row.scores_avg && row.root_span_id
-      && (!averages.has(row.root_span_id) || averages.get(row.root_span_id).xact !== row._xact_id));
-    const work = todo.slice();
-    async function worker() {
-      while (work.length && !controller.signal.aborted) {
-        const row = work.shift();
-        try {
-          const spans = await fetchTrace(projectId, row.root_span_id, controller.signal);
-          const root = spans.find((s) => !s.span_parents || s.span_parents.length === 0) || spans[0];
-          averages.set(row.root_span_id, { xact: row._xact_id, scores: (root && (root.scores_avg || root.scores)) || null });
-        } catch {
-          return;
-        }
-      }
-    }
-    if (!todo.length) return;
-    await Promise.all(Array.from({ length: TRACE_FETCHES }, worker));
-    if (!controller.signal.aborted) draw();
-  }
-
   async function loadFirst({ live = false } = {}) {
     // Only the latest request may draw: an older answer (say, for the previous filter) that
     // arrives late must not overwrite it.
     const mine = ++generation;
+    summary.refresh();
     try {
-      const page = await fetchLogs(projectId, { filter, limit: PAGE, rootsOnly: true }, controller.signal);
+      const page = await fetchLogs(projectId, { filter, since, until, limit: PAGE, rootsOnly: true }, controller.signal);
       if (mine !== generation) return;
       const full = page.events.length >= PAGE;
       page.events = page.events.filter(isTrace);
       setFilterError("");
+      range.showError("");
       ctx.clearError();
       const fresh = new Set();
       if (live && loaded) {
-        // Keep the older pages the user loaded; rows updated since move to the top.
+        // Keep the older pages the user loaded; rows updated since move to the top. Under a
+        // preset range ("24h") the window moves with now: rows that left it go.
         const seen = new Map(rows.map((r) => [r.id, r._xact_id]));
         for (const r of page.events) if (seen.get(r.id) !== r._xact_id) fresh.add(r.id);
         const ids = new Set(page.events.map((r) => r.id));
-        const covered = rows.every((r) => ids.has(r.id));
-        rows = [...page.events, ...rows.filter((r) => !ids.has(r.id))];
-        if (covered) {
+        const ago = agoSeconds(since);
+        const cutoff = ago === null ? null : new Date(Date.now() - ago * 1000);
+        const inWindow = (r) => !cutoff || !spanStart(r) || spanStart(r) >= cutoff;
+        const older = rows.filter((r) => !ids.has(r.id) && inWindow(r));
+        rows = [...page.events, ...older];
+        if (!older.length) {
           // Nothing older was loaded beyond this page: its cursor is the right one to go on.
           cursor = page.cursor;
           exhausted = !full || !page.cursor;
@@ -210,11 +213,13 @@ export function logsPage(main, projectId, params, ctx) {
       }
       loaded = true;
       draw(fresh);
-      fillAverages(rows);
     } catch (err) {
       if (err.name === "AbortError" || mine !== generation) return;
       if (err instanceof ApiError && err.status === 400) {
-        setFilterError(err.message);
+        // The collector names the field: "since: ..." or "until: ..." is the range's.
+        const ofRange = /^(since|until)\b/.test(err.message);
+        range.showError(ofRange ? err.message : "");
+        setFilterError(ofRange ? "" : err.message);
         rows = [];
         exhausted = true;
         draw();
@@ -229,7 +234,7 @@ export function logsPage(main, projectId, params, ctx) {
     more.disabled = true;
     try {
       const mine = generation;
-      const page = await fetchLogs(projectId, { filter, limit: PAGE, cursor, rootsOnly: true }, controller.signal);
+      const page = await fetchLogs(projectId, { filter, since, until, limit: PAGE, cursor, rootsOnly: true }, controller.signal);
       if (mine !== generation) return;
       const full = page.events.length >= PAGE;
       page.events = page.events.filter(isTrace);
@@ -240,7 +245,6 @@ export function logsPage(main, projectId, params, ctx) {
       exhausted = !full || !page.cursor;
       draw();
       if (rows.length > before) setActive(before);
-      fillAverages(rows);
     } catch (err) {
       ctx.showError(err);
     } finally {
@@ -252,6 +256,15 @@ export function logsPage(main, projectId, params, ctx) {
     filter = value.trim();
     loaded = false;
     ctx.setQuery({ filter });
+    rememberUrl();
+    activeIndex = 0;
+    loadFirst();
+  }
+
+  function applyRange(next) {
+    ({ since, until } = next);
+    loaded = false;
+    ctx.setQuery({ since, until });
     rememberUrl();
     activeIndex = 0;
     loadFirst();
@@ -296,6 +309,7 @@ export function logsPage(main, projectId, params, ctx) {
   return {
     destroy() {
       controller.abort();
+      summary.destroy();
       document.removeEventListener("keydown", onKey);
     },
     onLive() {

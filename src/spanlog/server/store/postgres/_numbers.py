@@ -19,7 +19,7 @@ digits are those of a Python float's shortest repr, so this is exactly the text 
 ``spanlog_py_number`` (``_schema``) does the same in SQL, for filters that match a number's
 text. Values are unchanged throughout, so containment and comparisons need nothing.
 Negative zero is the one float ``numeric`` cannot hold: it comes back as ``0.0``; and a float
-from 1e16 up stored before this rewrite (schema version 2 and older) stays an integer.
+from 1e16 up stored before this rewrite (schema version 4 and older) stays an integer.
 """
 
 from __future__ import annotations

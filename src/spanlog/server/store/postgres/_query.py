@@ -26,7 +26,9 @@ from typing import Any
 from spanlog.server.query import FilterError, includes_terms, index_terms, parse
 from spanlog.server.query._compile_postgres import Params, compile_postgres, containment
 from spanlog.server.rows._json import loads
+from spanlog.server.store._aggregate import COUNTERS, Folder, Window
 from spanlog.server.store._errors import BadRequest
+from spanlog.server.store._facts import FACT_COLUMNS, TOTALS_SQL, trace_totals
 from spanlog.server.store._scores import TraceLink, root_averages, roots_by_trace
 
 MAX_LIMIT = 1000
@@ -67,9 +69,10 @@ def row_fields(project_id: str) -> dict[str, str]:
 
 
 def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None,
-               roots_only: bool, project_id: str = "") -> FetchPlan:
+               roots_only: bool, project_id: str = "", since: float | None = None,
+               until: float | None = None) -> FetchPlan:
     """The SQL for one page of project ``pid`` (id ``project_id``), newest transaction
-    first."""
+    first; ``since``/``until`` keep the spans that started in that time range."""
     expr = None
     if filter_text is not None and filter_text.strip():
         try:
@@ -83,6 +86,14 @@ def plan_fetch(pid: int, filter_text: str | None, limit: int, before: int | None
             where.append("r.is_root")
         if before is not None:
             where.append(f"r.xact < {params.add(before, 'bigint')}")
+        if since is not None or until is not None:
+            bounds = ["s.pid = r.pid", "s.id = r.id"]
+            if since is not None:
+                bounds.append(f"s.started >= {params.add(since, 'float8')}")
+            if until is not None:
+                bounds.append(f"s.started < {params.add(until, 'float8')}")
+            where.append(f"EXISTS (SELECT 1 FROM spanlog_spans AS s WHERE "
+                         f"{' AND '.join(bounds)})")
         return where
 
     # Each statement numbers its own parameters: PostgreSQL wants every one of them used.
@@ -162,6 +173,24 @@ FROM spanlog_rows AS r WHERE r.pid = $1 AND r.root_span_id = ANY($2::text[])
 """
 
 
+async def root_totals(conn: Any, pid: int, roots: list[tuple[str | None, str]]
+                      ) -> dict[str, dict[str, Any]]:
+    """``trace_totals`` of a page's roots ``(root_span_id, id)`` by row id: ONE grouped read
+    of their traces' ``spanlog_spans`` entries (a root without a ``root_span_id`` is a trace
+    of one: its own entry)."""
+    traces = sorted({root for root, _ in roots if root is not None})
+    alone = [row_id for root, row_id in roots if root is None]
+    found = await conn.fetch(
+        f"SELECT root_span_id AS key, {TOTALS_SQL} FROM spanlog_spans "
+        "WHERE pid = $1 AND root_span_id = ANY($2::text[]) GROUP BY root_span_id "
+        f"UNION ALL SELECT id, {TOTALS_SQL} FROM spanlog_spans "
+        "WHERE pid = $1 AND id = ANY($3::text[]) AND root_span_id IS NULL GROUP BY id",
+        pid, traces, alone)
+    by_key = {rec[0]: tuple(rec)[1:] for rec in found}
+    return {row_id: trace_totals(by_key.get(root if root is not None else row_id))
+            for root, row_id in roots}
+
+
 async def root_scores(conn: Any, pid: int,
                       roots: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, float]]:
     """``scores_avg`` of a page's roots ``(root_span_id, id)``: ONE statement reads what
@@ -176,3 +205,50 @@ async def root_scores(conn: Any, pid: int,
     for row_id, root, span_id, parents, scores in decoded:
         traces.setdefault(root, []).append((row_id, span_id, parents, scores))
     return root_averages(traces, wanted)
+
+
+_FACTS = ", ".join(FACT_COLUMNS)
+_CELL = "SELECT hour, kind, grp, {columns} FROM {table} WHERE pid = $1 AND kind = $2 AND " \
+        "hour >= $3 AND hour < $4"
+
+
+async def aggregate(conn: Any, pid: int, project_id: str, win: Window) -> dict[str, Any]:
+    """A project's figures over ``win`` (``store._aggregate``): the rollups' cells of its
+    whole hours, and the spans of the rest, every statement in one read-only snapshot."""
+    folder = Folder(win)
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        traces = None
+        if win.filter is not None:
+            try:
+                expr = parse(win.filter)
+            except FilterError as exc:
+                raise BadRequest(f"filter: {exc}") from None
+            params = Params([pid, win.since, win.until])
+            check = compile_postgres(expr, "r.data", params, row_fields(project_id))[0]
+            found = await conn.fetch(
+                "SELECT s.root_span_id FROM spanlog_spans AS s JOIN spanlog_rows AS r "
+                "ON r.pid = s.pid AND r.id = s.id WHERE s.pid = $1::bigint AND s.is_root = 1 "
+                "AND s.started >= $2::float8 AND s.started < $3::float8 "
+                f"AND s.root_span_id IS NOT NULL AND {check}", *params.values)
+            traces = [rec[0] for rec in found]
+        for since, until in folder.raw_ranges():
+            if traces is None:
+                spans = await conn.fetch(f"SELECT {_FACTS} FROM spanlog_spans WHERE pid = $1 "
+                                         "AND started >= $2 AND started < $3", pid, since, until)
+            else:
+                spans = await conn.fetch(
+                    f"SELECT {_FACTS} FROM spanlog_spans WHERE pid = $1 AND started >= $2 "
+                    "AND started < $3 AND root_span_id = ANY($4::text[])",
+                    pid, since, until, traces)
+            folder.spans(tuple(rec) for rec in spans)
+        hours = folder.rollup_hours()
+        if hours is not None:
+            for kind in folder.kinds:
+                args = (pid, kind, *hours)
+                folder.rollup_counts(tuple(rec) for rec in await conn.fetch(_CELL.format(
+                    columns=", ".join(COUNTERS), table="spanlog_rollup"), *args))
+                folder.rollup_latency(tuple(rec) for rec in await conn.fetch(_CELL.format(
+                    columns="bin, n", table="spanlog_rollup_latency"), *args))
+                folder.rollup_scores(tuple(rec) for rec in await conn.fetch(_CELL.format(
+                    columns="name, total, n", table="spanlog_rollup_scores"), *args))
+    return folder.result()

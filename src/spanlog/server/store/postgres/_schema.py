@@ -20,7 +20,16 @@ Layout, and why:
   migrate`` included, fills it without knowing of it). A partial index holds only the
   comments still waiting for their target's trace: a row that gets its first
   ``root_span_id`` finds its waiting comments there (see ``_writer``).
-- Numbers (version 3): ``jsonb`` keeps a number's value, not its text; ``_numbers`` writes
+- ``spanlog_spans`` (version 3): what trace totals and aggregates need of each row that is a
+  span (``store._facts``), written by the writer with the row, indexed by trace and by start
+  time. Rows stored before version 3 get theirs in the migration (:func:`fill_spans`).
+- ``spanlog_rollup``, ``_rollup_latency``, ``_rollup_scores`` (version 3): those figures summed
+  per (project, split kind, hour, group) (``store._aggregate``), updated by every write in
+  the same transaction (:func:`replace_spans`); additions commute, so collectors writing at
+  once need no more than the row locks the upserts take.
+- ``spanlog_project_settings`` (version 4): the settings a user set on a project, one JSON
+  object per project (``store._settings``).
+- Numbers (version 5): ``jsonb`` keeps a number's value, not its text; ``_numbers`` writes
   and reads them so that a row comes back with the number text SQLite gives.
 - ``spanlog_migrated``: how far ``spanlog migrate`` got for each SQLite source (resume).
 - Every table is prefixed ``spanlog_`` so the engine can share a database (and its
@@ -33,17 +42,24 @@ once and recorded in ``spanlog_schema``; a database migrated by a newer spanlog 
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
+from spanlog.server.rows._json import loads
 from spanlog.server.rows._model import now_iso
+from spanlog.server.store._aggregate import COUNTERS, rollup_cells, rollup_rows
+from spanlog.server.store._facts import FACT_COLUMNS, span_facts
+
+log = logging.getLogger("spanlog.server")
 
 # pg_advisory_xact_lock key for schema changes ("spanlog" in ASCII, as a bigint).
 SCHEMA_LOCK = 0x7370616E6C6F67
 
 # The text Python's json.dumps writes for a number of jsonb text (see ``_numbers``): a float
 # below 1e-4 is "1e-05" where numeric writes "0.00001", and a float from 1e16 up, stored as
-# "10000000000000000.0000" (version 3 on; older rows hold an integer there), is "1e+16".
-# Exponents take at least two digits (before version 3, three-digit ones lost their last).
+# "10000000000000000.0000" (version 5 on; older rows hold an integer there), is "1e+16".
+# Exponents take at least two digits (before version 5, three-digit ones lost their last).
 _PY_NUMBER = r"""
 CREATE OR REPLACE FUNCTION spanlog_py_number(t text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
@@ -138,8 +154,35 @@ UPDATE spanlog_rows AS r SET root_span_id = p.root, xact = ids.first + p.n,
              ELSE '{}' END)
 FROM pending AS p, ids WHERE r.pid = p.pid AND r.id = p.id;
 """),
+    (3, """
+CREATE TABLE spanlog_spans (
+    pid bigint NOT NULL, id text NOT NULL, root_span_id text, is_root smallint NOT NULL,
+    started double precision, ended double precision, name text, type text, model text,
+    prompt_tokens bigint, completion_tokens bigint, tokens bigint, cost double precision,
+    error smallint NOT NULL, scores jsonb, tags jsonb, PRIMARY KEY (pid, id));
+CREATE INDEX spanlog_spans_by_trace ON spanlog_spans (pid, root_span_id);
+CREATE INDEX spanlog_spans_by_start ON spanlog_spans (pid, started);
+CREATE TABLE spanlog_rollup (
+    pid bigint NOT NULL, kind smallint NOT NULL, hour bigint NOT NULL, grp text NOT NULL,
+    traces bigint NOT NULL, errors bigint NOT NULL, failed_traces bigint NOT NULL,
+    llm_calls bigint NOT NULL, prompt_tokens bigint NOT NULL,
+    completion_tokens bigint NOT NULL, tokens bigint NOT NULL, cost double precision NOT NULL,
+    priced bigint NOT NULL, unpriced_llm_calls bigint NOT NULL,
+    PRIMARY KEY (pid, kind, hour, grp));
+CREATE TABLE spanlog_rollup_latency (
+    pid bigint NOT NULL, kind smallint NOT NULL, hour bigint NOT NULL, grp text NOT NULL,
+    bin integer NOT NULL, n bigint NOT NULL, PRIMARY KEY (pid, kind, hour, grp, bin));
+CREATE TABLE spanlog_rollup_scores (
+    pid bigint NOT NULL, kind smallint NOT NULL, hour bigint NOT NULL, grp text NOT NULL,
+    name text NOT NULL, total double precision NOT NULL, n bigint NOT NULL,
+    PRIMARY KEY (pid, kind, hour, grp, name));
+"""),
+    (4, """
+CREATE TABLE spanlog_project_settings (
+    pid bigint PRIMARY KEY REFERENCES spanlog_projects (pid), settings jsonb NOT NULL);
+"""),
     # Floats from 1e16 up are stored positionally with four zero decimals (``_numbers``).
-    (3, _PY_NUMBER),
+    (5, _PY_NUMBER),
 )
 
 LATEST = MIGRATIONS[-1][0]
@@ -172,7 +215,113 @@ async def migrate(conn: Any) -> list[int]:
             if version in done:
                 continue
             await conn.execute(sql)
+            if version == 3:
+                await fill_spans(conn)
             await conn.execute("INSERT INTO spanlog_schema (version, applied) VALUES ($1, $2)",
                                version, now_iso())
             ran.append(version)
         return ran
+
+
+# The `spanlog_spans` columns, and an insert of many entries given column by column.
+SPAN_COLUMNS = ("pid", "id", "root_span_id", *FACT_COLUMNS)
+_SPAN_TYPES = ("bigint", "text", "text", "smallint", "float8", "float8", "text", "text", "text",
+               "bigint", "bigint", "bigint", "float8", "smallint", "jsonb", "jsonb")
+INSERT_SPANS = (
+    f"INSERT INTO spanlog_spans ({', '.join(SPAN_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_SPAN_TYPES, start=1)) + ")")
+DELETE_SPANS = """
+DELETE FROM spanlog_spans AS s USING unnest($1::bigint[], $2::text[]) AS d(pid, id)
+WHERE s.pid = d.pid AND s.id = d.id
+"""
+_FILL_BATCH = 2000
+_PROGRESS_EVERY = 10.0
+
+
+def span_columns(entries: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """:data:`INSERT_SPANS`'s arguments for ``entries`` (each :data:`SPAN_COLUMNS` values)."""
+    return [list(column) for column in zip(*entries, strict=True)] if entries else \
+        [[] for _ in SPAN_COLUMNS]
+
+
+_REMOVED = ("SELECT s.pid, " + ", ".join(f"s.{c}" for c in FACT_COLUMNS)
+            + " FROM spanlog_spans AS s JOIN unnest($1::bigint[], $2::text[]) AS d(pid, id) "
+            "ON s.pid = d.pid AND s.id = d.id")
+_UPSERT_ROLLUP = (
+    f"INSERT INTO spanlog_rollup (pid, hour, kind, grp, {', '.join(COUNTERS)}) "
+    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], "
+    + ", ".join(f"${i}::{'float8' if c == 'cost' else 'bigint'}[]"
+                for i, c in enumerate(COUNTERS, start=5))
+    + ") ON CONFLICT (pid, kind, hour, grp) DO UPDATE SET "
+    + ", ".join(f"{c} = spanlog_rollup.{c} + excluded.{c}" for c in COUNTERS))
+_UPSERT_LATENCY = (
+    "INSERT INTO spanlog_rollup_latency (pid, hour, kind, grp, bin, n) SELECT * FROM "
+    "unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::integer[], "
+    "$6::bigint[]) ON CONFLICT (pid, kind, hour, grp, bin) DO UPDATE SET "
+    "n = spanlog_rollup_latency.n + excluded.n")
+_UPSERT_SCORES = (
+    "INSERT INTO spanlog_rollup_scores (pid, hour, kind, grp, name, total, n) SELECT * FROM "
+    "unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::text[], "
+    "$6::float8[], $7::bigint[]) ON CONFLICT (pid, kind, hour, grp, name) DO UPDATE SET "
+    "total = spanlog_rollup_scores.total + excluded.total, "
+    "n = spanlog_rollup_scores.n + excluded.n")
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+async def replace_spans(conn: Any, keys: list[tuple[int, str]],
+                        entries: list[tuple[Any, ...]]) -> None:
+    """Replace the ``spanlog_spans`` entries of rows ``keys`` (pid, id) with ``entries``
+    (:data:`SPAN_COLUMNS` values), and the rollups with them: the figures of the entries
+    removed taken away, those of the entries added added (in key order, so that writers
+    upserting the same cells queue instead of deadlocking)."""
+    removed: list[Any] = []
+    if keys:
+        args = ([k[0] for k in keys], [k[1] for k in keys])
+        removed = [tuple(rec) for rec in await conn.fetch(_REMOVED, *args)]
+        if removed:
+            await conn.execute(DELETE_SPANS, *args)
+    if entries:
+        await conn.execute(INSERT_SPANS, *span_columns(entries))
+    added = [(entry[0], *entry[3:]) for entry in entries]
+    for pid, cells in sorted(rollup_cells(added, removed).items()):
+        counts, latency, scores = rollup_rows(pid, cells)
+        if counts:
+            await conn.execute(_UPSERT_ROLLUP, *_columns(counts, 4 + len(COUNTERS)))
+        if latency:
+            await conn.execute(_UPSERT_LATENCY, *_columns(latency, 6))
+        if scores:
+            await conn.execute(_UPSERT_SCORES, *_columns(scores, 7))
+
+
+async def fill_spans(conn: Any) -> None:
+    """Give every stored row that is a span its ``spanlog_spans`` entry (migration 3), with a
+    progress line every few seconds."""
+    total = await conn.fetchval("SELECT count(*) FROM spanlog_rows")
+    if not total:
+        return
+    log.warning("spanlog: computing trace totals for %d rows for this spanlog version (once)",
+                total)
+    started = last = time.monotonic()
+    after: tuple[int, str] = (-1, "")
+    done = 0
+    while True:
+        batch = await conn.fetch(
+            "SELECT pid, id, root_span_id, data::text AS data FROM spanlog_rows "
+            "WHERE (pid, id) > ($1, $2) ORDER BY pid, id LIMIT $3", *after, _FILL_BATCH)
+        if not batch:
+            break
+        entries = []
+        for rec in batch:
+            facts = span_facts(loads(rec["data"]))
+            if facts is not None:
+                entries.append((rec["pid"], rec["id"], rec["root_span_id"], *facts))
+        await replace_spans(conn, [], entries)
+        after = (batch[-1]["pid"], batch[-1]["id"])
+        done += len(batch)
+        if time.monotonic() - last >= _PROGRESS_EVERY:
+            last = time.monotonic()
+            log.warning("spanlog: trace totals: %d of %d rows", done, total)
+    log.warning("spanlog: trace totals computed in %.1fs", time.monotonic() - started)

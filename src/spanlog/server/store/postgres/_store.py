@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._model import now_iso
+from spanlog.server.store._aggregate import Window
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import NotFound, QueryTooSlow, Unavailable
 from spanlog.server.store._reading import (
@@ -32,14 +33,19 @@ from spanlog.server.store._reading import (
 )
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
 from spanlog.server.store._scores import with_score_averages
+from spanlog.server.store._sessions import SessionQuery
+from spanlog.server.store._settings import merged
 from spanlog.server.store.postgres._numbers import from_jsonb
 from spanlog.server.store.postgres._query import (
+    aggregate,
     check_limit,
     fetch_rows,
     plan_fetch,
     root_scores,
+    root_totals,
 )
 from spanlog.server.store.postgres._schema import SchemaTooNew, migrate
+from spanlog.server.store.postgres._sessions import session_page
 from spanlog.server.store.postgres._writer import (
     PieceAt,
     Writer,
@@ -301,6 +307,35 @@ class PostgresStore(Store):
             raise NotFound(f"project {project_id!r} not found")
         return self._projects[project_id][1]
 
+    async def project_settings(self, project_id: str) -> dict[str, Any]:
+        """The settings set on project ``project_id``."""
+        pid = await self._pid(project_id)
+        value = await self._query("fetchval", "SELECT settings::text FROM "
+                                  "spanlog_project_settings WHERE pid = $1", pid)
+        return dict(json.loads(value)) if value is not None else {}
+
+    async def change_project_settings(self, project_id: str,
+                                      changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply checked ``changes`` to the project's settings; return them."""
+        pid = await self._pid(project_id)
+        pool = self._pool
+        if pool is None:
+            raise Unavailable("the store is not running")
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                # The row lock (or, for a first setting, the insert) orders concurrent changes.
+                await conn.execute("INSERT INTO spanlog_project_settings (pid, settings) "
+                                   "VALUES ($1, '{}') ON CONFLICT (pid) DO NOTHING", pid)
+                stored = await conn.fetchval("SELECT settings::text FROM "
+                                             "spanlog_project_settings WHERE pid = $1 "
+                                             "FOR UPDATE", pid)
+                settings = merged(json.loads(stored), changes)
+                await conn.execute("UPDATE spanlog_project_settings SET settings = $2::jsonb "
+                                   "WHERE pid = $1", pid, json.dumps(settings))
+        except connection_errors() as exc:
+            raise Unavailable(f"the database is unreachable: {exc}") from None
+        return settings
+
     # -- keys --------------------------------------------------------------------------
 
     _KEY = ("SELECT k.id, k.name, k.org_id, o.name AS org_name, k.projects, k.created, "
@@ -360,19 +395,22 @@ class PostgresStore(Store):
         await self._writer.write(resolved)
 
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
-                    cursor: str | None = None, roots_only: bool = False) -> Page:
+                    cursor: str | None = None, roots_only: bool = False,
+                    since: float | None = None, until: float | None = None) -> Page:
         """Rows of a project, most recently updated first, optionally filtered."""
         pid = await self._pid(project_id)
         limit = check_limit(limit)
-        plan = plan_fetch(pid, filter, limit, parse_cursor(cursor), roots_only, project_id)
+        plan = plan_fetch(pid, filter, limit, parse_cursor(cursor), roots_only, project_id,
+                          since, until)
         pool = self._pool
         if pool is None:
             raise Unavailable("the store is not running")
         averages: dict[tuple[str, str], dict[str, float]] = {}
+        totals: dict[str, dict[str, Any]] = {}
         decoded: list[dict[str, Any]] = []
 
         async def read() -> list[Any]:
-            nonlocal averages, decoded
+            nonlocal averages, totals, decoded
             async with pool.acquire() as conn:
                 found = await fetch_rows(conn, plan, limit)
                 if roots_only and found:
@@ -380,6 +418,8 @@ class PostgresStore(Store):
                     averages = await root_scores(conn, pid, [
                         (row["root_span_id"], row["id"]) for row in decoded
                         if isinstance(row.get("root_span_id"), str)])
+                    totals = await root_totals(conn, pid, [
+                        (row.get("root_span_id"), row["id"]) for row in decoded])
                 return list(found)
 
         try:
@@ -399,9 +439,42 @@ class PostgresStore(Store):
                 if average is None:  # a root span without a root_span_id: a trace of one
                     average = with_score_averages([row])[0]["scores_avg"]
                 raw.append(f'{from_jsonb(data)[:-1]},"_xact_id":"{xact}",'
-                           f'"scores_avg":{dumps(average)}'
-                           f'{tail}')
+                           f'"scores_avg":{dumps(average)},'
+                           f'"trace_totals":{dumps(totals[row["id"]])}{tail}')
         return Page(None, str(found[-1][0]) if len(found) == limit else None, raw=raw)
+
+    async def sessions(self, project_id: str,
+                       query: SessionQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the project's sessions, latest first, and the next page's cursor."""
+        pid = await self._pid(project_id)
+        pool = self._pool
+        if pool is None:
+            raise Unavailable("the store is not running")
+
+        async def read() -> tuple[list[dict[str, Any]], str | None]:
+            async with pool.acquire() as conn:
+                return await session_page(conn, pid, query)
+
+        try:
+            return await self._bounded(read)
+        except connection_errors() as exc:
+            raise Unavailable(f"the database is unreachable: {exc}") from None
+
+    async def aggregate(self, project_id: str, win: Window) -> dict[str, Any]:
+        """A project's figures over a time range, in buckets (``store._aggregate``)."""
+        pid = await self._pid(project_id)
+        pool = self._pool
+        if pool is None:
+            raise Unavailable("the store is not running")
+
+        async def read() -> dict[str, Any]:
+            async with pool.acquire() as conn:
+                return await aggregate(conn, pid, project_id, win)
+
+        try:
+            return await self._bounded(read)
+        except connection_errors() as exc:
+            raise Unavailable(f"the database is unreachable: {exc}") from None
 
     async def latest_xact(self, project_id: str) -> str | None:
         """The transaction id of the project's latest write (None while it has no rows)."""

@@ -12,7 +12,8 @@ One transaction, in this order, so that several collectors on one database stay 
    Every writer locks in the same order, so two writers cannot deadlock on rows.
 2. Merge in Python with :func:`spanlog.server.rows._apply.apply_piece`, exactly as SQLite does.
 3. Take ids from ``spanlog_counter`` (its row lock is held until commit, so ids are handed
-   out in commit order; see ``_schema``), then update and insert the rows.
+   out in commit order; see ``_schema``), then update and insert the rows, and replace
+   their ``spanlog_spans`` entries (``store._facts``).
    Comment rows are placed in their target's trace (``store._comments.link_comment``) only
    after the counter is taken: holding it, this transaction sees every earlier writer's commit,
    so a comment and its target written at once through two collectors cannot both miss
@@ -42,7 +43,9 @@ from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._model import is_root
 from spanlog.server.store._comments import link_comment, link_waiting, waiting_comments
 from spanlog.server.store._errors import BadRequest, DiskFull, Unavailable
+from spanlog.server.store._facts import span_facts
 from spanlog.server.store.postgres._numbers import to_jsonb
+from spanlog.server.store.postgres._schema import replace_spans
 
 log = logging.getLogger("spanlog.server")
 
@@ -161,6 +164,7 @@ async def apply_batch(conn: Any, pieces: Sequence[PieceAt]) -> None:
     gone = [k for k in changed if current[k] is None and k in old]
     if gone:
         await conn.execute(_DELETE, [k[0] for k in gone], [k[1] for k in gone])
+        await replace_spans(conn, gone, [])
     kept = [k for k in changed if current[k] is not None]
     if not kept:
         return
@@ -185,6 +189,18 @@ async def apply_batch(conn: Any, pieces: Sequence[PieceAt]) -> None:
         status = await conn.execute(_INSERT, *_columns(inserts))
         if int(status.split()[-1]) != len(inserts):
             raise _Conflict()
+    await _write_spans(conn, updates, inserts)
+
+
+async def _write_spans(conn: Any, updates: list[tuple[Key, int, StoredRow]],
+                       inserts: list[tuple[Key, int, StoredRow]]) -> None:
+    """Replace the ``spanlog_spans`` entries (and rollups) of the rows just written."""
+    entries = []
+    for (pid, row_id), _, stored in (*updates, *inserts):
+        facts = span_facts(stored.data)
+        if facts is not None:
+            entries.append((pid, row_id, stored.data.get("root_span_id"), *facts))
+    await replace_spans(conn, [key for key, _, _ in updates], entries)
 
 
 async def _link_comments(conn: Any, old: dict[Key, StoredRow],

@@ -16,6 +16,8 @@ and their index entries. Ingest speed is decided here, on the one writer thread,
 - Index entries are grouped per (field, value) for the whole job (:func:`add_leaves`), so
   a value shared by many rows of the job costs one insert (see ``postings`` in
   ``_schema``); a rewritten row's old entries are left to match nothing.
+- A row that is a span also gets its ``spans`` entry (``store._facts``), computed with its
+  leaves and moved with its ``xact``.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from spanlog._merge import is_merge
 from spanlog.server.rows._apply import Replace, StoredRow, apply_piece, prepare_replace
 from spanlog.server.rows._json import dumps, dumps_internal, loads
 from spanlog.server.rows._model import comment_target, is_root
+from spanlog.server.store._aggregate import COUNTERS, rollup_cells, rollup_rows
 from spanlog.server.store._comments import link_comment, link_waiting, waiting_comments
+from spanlog.server.store._facts import FACT_COLUMNS, Facts, span_facts
 from spanlog.server.store._records import Piece
 from spanlog.server.store._scores import trace_links
 from spanlog.server.store.sqlite._ids import ROW_IDS, forget
 from spanlog.server.store.sqlite._leaf_keys import leaf_keys
-from spanlog.server.store.sqlite._schema import EPOCH_BITS, ROW_COLUMNS
+from spanlog.server.store.sqlite._schema import EPOCH_BITS, ROW_COLUMNS, SPAN_COLUMNS
 from spanlog.server.store.sqlite._writer import Txn
 
 _ID_CHUNK = 500  # ids per `IN (...)` lookup, well under SQLite's bound-parameter limit
@@ -64,6 +68,7 @@ class Transfer(NamedTuple):
     stamped: bool  # Replace.stamped
     capped: bool
     links: str
+    facts: Facts | None
     # What the `rows` columns need of it besides the above.
     root_span_id: Any
     is_root: bool
@@ -80,6 +85,7 @@ class Prepared:
     replace: Replace
     capped: bool
     links: str
+    facts: Facts | None
 
 
 def add_leaves(group: Leaves, keys: list[tuple[int, Any]], n: int) -> None:
@@ -102,7 +108,7 @@ def _prepare_one(row: dict[str, Any]) -> tuple[Prepared, list[tuple[int, Any]]] 
         return None  # folded onto what is stored, in the transaction
     replace = prepare_replace(row)
     keys, capped = leaf_keys(replace.data)
-    return Prepared(replace, capped, trace_links(replace.data)), keys
+    return Prepared(replace, capped, trace_links(replace.data), span_facts(replace.data)), keys
 
 
 def prepare(pieces: Sequence[Piece]) -> Leaves:
@@ -144,6 +150,7 @@ def prepare_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None
         data = replace.data
         transfers.append(Transfer(data["id"], replace.text or dumps(data), replace.digest,
                                   replace.stamped, prepared.capped, prepared.links,
+                                  prepared.facts,
                                   data.get("root_span_id"), is_root(data),
                                   comment_target(data)))
     return out, (transfers, leaves)
@@ -157,7 +164,8 @@ def adopt(pieces: Sequence[Piece], transfers: list[Transfer | None]) -> None:
             data = loads(transfer.text)
             piece.row = data
             piece.prepared = Prepared(Replace(data, transfer.digest, transfer.text,
-                                              transfer.stamped), transfer.capped, transfer.links)
+                                              transfer.stamped), transfer.capped, transfer.links,
+                                    transfer.facts)
 
 
 @lru_cache(maxsize=64)
@@ -351,6 +359,7 @@ def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
     what :func:`write_pieces` would do for them, without decoding a row."""
     add_rows: list[Any] = []
     add_ids: list[Any] = []
+    add_spans: list[Any] = []
     xacts: list[int | None] = []
     for (pid, row_id), transfer in zip(keys, transfers, strict=True):
         assert transfer is not None
@@ -360,19 +369,66 @@ def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
                          transfer.digest, transfer.text, None, 1 if transfer.capped else None,
                          transfer.links))
         add_ids.extend((pid, row_id, xact))
+        if transfer.facts is not None:
+            add_spans.extend((xact, pid, transfer.root_span_id, *transfer.facts))
     postings: Postings = {}
     _prepared_postings(leaves, pids, xacts, postings)
-    _insert(txn, add_rows, add_ids, postings)
+    _insert(txn, add_rows, add_ids, add_spans, postings)
 
 
-def _insert(txn: Txn, add_rows: list[Any], add_ids: list[Any], postings: Postings) -> None:
+_UPSERT_ROLLUP = (
+    f"INSERT INTO rollup (pid, hour, kind, grp, {', '.join(COUNTERS)}) "
+    f"VALUES ({', '.join('?' * (4 + len(COUNTERS)))}) ON CONFLICT (pid, kind, hour, grp) "
+    f"DO UPDATE SET {', '.join(f'{c} = {c} + excluded.{c}' for c in COUNTERS)}")
+_UPSERT_LATENCY = (
+    "INSERT INTO rollup_latency (pid, hour, kind, grp, bin, n) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (pid, kind, hour, grp, bin) DO UPDATE SET n = n + excluded.n")
+_UPSERT_SCORES = (
+    "INSERT INTO rollup_scores (pid, hour, kind, grp, name, total, n) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pid, kind, hour, grp, name) "
+    "DO UPDATE SET total = total + excluded.total, n = n + excluded.n")
+
+
+def removed_spans(conn: sqlite3.Connection, xacts: list[tuple[int]]) -> list[tuple[Any, ...]]:
+    """``(pid, *facts)`` of the ``spans`` entries of rows ``xacts`` (about to be replaced)."""
+    out: list[tuple[Any, ...]] = []
+    columns = ", ".join(("pid", *FACT_COLUMNS))
+    for start in range(0, len(xacts), _ID_CHUNK):
+        chunk = [x for (x,) in xacts[start:start + _ID_CHUNK]]
+        out.extend(conn.execute(f"SELECT {columns} FROM spans WHERE xact IN "
+                                f"({','.join('?' * len(chunk))})", chunk))
+    return out
+
+
+def update_rollups(conn: sqlite3.Connection, added: Iterable[Sequence[Any]],
+                   removed: Iterable[Sequence[Any]]) -> None:
+    """Add the figures of the spans ``added`` to the rollups and take away those of the
+    spans ``removed`` (each ``(pid, *facts)``, see ``store._aggregate``)."""
+    for pid, cells in rollup_cells(added, removed).items():
+        counts, latency, scores = rollup_rows(pid, cells)
+        conn.executemany(_UPSERT_ROLLUP, counts)
+        conn.executemany(_UPSERT_LATENCY, latency)
+        conn.executemany(_UPSERT_SCORES, scores)
+
+
+def _insert(txn: Txn, add_rows: list[Any], add_ids: list[Any], add_spans: list[Any],
+            postings: Postings, removed: Sequence[Sequence[Any]] = ()) -> None:
     """Insert a job's new rows (``ROW_COLUMNS`` flat), their id entries (pid, id, xact flat,
-    see ``_ids``) and its postings."""
+    see ``_ids``), their ``spans`` entries (``SPAN_COLUMNS`` flat), with the rollups of
+    those and of the ``removed`` spans they replace, and its postings."""
     if add_rows:
         insert_many(txn.conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
                     add_rows)
         insert_many(txn.conn, "INSERT INTO ids_recent (pid, id, xact)", 3, add_ids)
         txn.recent_ids += len(add_ids) // 3
+    if add_spans or removed:
+        width = len(SPAN_COLUMNS)
+        insert_many(txn.conn, f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)})", width,
+                    add_spans)
+        # (pid, *facts) of each span added: SPAN_COLUMNS without xact and root_span_id.
+        added = (add_spans[i + 1:i + 2] + add_spans[i + 3:i + width]
+                 for i in range(0, len(add_spans), width))
+        update_rollups(txn.conn, added, removed)
     if postings:
         insert_postings(txn, postings)
 
@@ -419,6 +475,7 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
     drop_keys: list[Key] = []
     add_rows: list[Any] = []
     add_ids: list[Any] = []
+    add_spans: list[Any] = []
     postings: Postings = {}
     xacts: list[int | None] = [None] * len(pieces)  # of the pieces stored as prepared
     for key in changed:
@@ -436,17 +493,22 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
         prepared = pieces[at].prepared if at is not None else None
         if at is not None and prepared is not None and data is prepared.replace.data:
             xacts[at] = xact
-            capped, links = prepared.capped, prepared.links
+            capped, links, facts = prepared.capped, prepared.links, prepared.facts
         else:  # merged in this job: walk it again
             row_leaves, capped = leaf_keys(data)
-            links = trace_links(data)
+            links, facts = trace_links(data), span_facts(data)
             add_leaves(postings.setdefault(pid, {}), row_leaves, xact)
         add_rows.extend((xact, pid, row_id, data.get("root_span_id"), int(is_root(data)),
                          stored.base_digest, stored.text or dumps(data), comment_target(data),
                          1 if capped else None, links))
         add_ids.extend((pid, row_id, xact))
+        if facts is not None:
+            add_spans.extend((xact, pid, data.get("root_span_id"), *facts))
     _prepared_postings(leaves, pids, xacts, postings)
+    removed: list[tuple[Any, ...]] = []
     if drop_rows:
+        removed = removed_spans(conn, drop_rows)
         conn.executemany("DELETE FROM rows WHERE xact = ?", drop_rows)
+        conn.executemany("DELETE FROM spans WHERE xact = ?", drop_rows)
         txn.recent_ids -= forget(conn, drop_keys)
-    _insert(txn, add_rows, add_ids, postings)
+    _insert(txn, add_rows, add_ids, add_spans, postings, removed)

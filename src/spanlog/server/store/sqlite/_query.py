@@ -18,13 +18,15 @@ Plans, cheapest first (a page is always "newest ``xact`` first, stop at ``limit`
 
 The filter is re-checked on candidates unless the index answers it exactly. ``_xact_id`` and
 ``project_id`` are not in the stored JSON; the residual check maps them to the row's
-transaction id and the project's id. A ``roots_only`` page also carries ``scores_avg`` for
-each root, from one read of all its traces (:func:`root_scores`).
+transaction id and the project's id. A ``roots_only`` page also carries ``scores_avg`` and
+``trace_totals`` for each root, from one read of all its traces (:func:`root_scores`,
+:func:`root_totals`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 from dataclasses import dataclass, field
@@ -34,7 +36,9 @@ from spanlog.server.query import FilterError, covered_by_terms, includes_terms, 
 from spanlog.server.query._compile_sqlite import compile_sqlite
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._leaves import ARRAY, INDEXED_FIELDS
+from spanlog.server.store._aggregate import COUNTERS, Folder, Window
 from spanlog.server.store._errors import BadRequest
+from spanlog.server.store._facts import FACT_COLUMNS, TOTALS_SQL, trace_totals
 from spanlog.server.store._reading import (
     MAX_TRACE_SPANS,
     api_row,
@@ -170,9 +174,11 @@ _COLUMNS = "r.xact, r.data, r.root_span_id, r.id"
 
 
 def build_query(conn: sqlite3.Connection, *, pid: int, filter_text: str | None, limit: int,
-                before: int | None, roots_only: bool,
-                project_id: str = "") -> tuple[str, list[Any]]:
-    """The SQL (and parameters) for one page: the plan is picked here.
+                before: int | None, roots_only: bool, project_id: str = "",
+                since: float | None = None, until: float | None = None
+                ) -> tuple[str, list[Any]]:
+    """The SQL (and parameters) for one page: the plan is picked here. ``since``/``until``
+    keep the spans that started in that range (their ``spans`` entry, found by ``xact``).
 
     The query yields ``(xact, data, root_span_id, id)`` per row, newest first.
     """
@@ -190,6 +196,11 @@ def build_query(conn: sqlite3.Connection, *, pid: int, filter_text: str | None, 
         where, params = list(part.where), list(part.params)
         if roots_only:
             where.append("r.is_root = 1")
+        if since is not None or until is not None:
+            where.append("EXISTS (SELECT 1 FROM spans AS s WHERE s.xact = r.xact AND "
+                         "s.started >= ? AND s.started < ?)")
+            params.extend([-math.inf if since is None else since,
+                           math.inf if until is None else until])
         if before is not None:
             where.extend(part.bounds)
             params.extend([before] * len(part.bounds))
@@ -229,15 +240,41 @@ def root_scores(conn: sqlite3.Connection, pid: int,
     return root_averages(traces, wanted)
 
 
+def root_totals(conn: sqlite3.Connection, pid: int,
+                found: list[tuple[int, str, str | None, str]]) -> dict[int, dict[str, Any]]:
+    """``trace_totals`` of the page's roots ``(xact, data, root_span_id, id)`` by xact: one
+    grouped read of their traces' ``spans`` entries (a root without a ``root_span_id`` is a
+    trace of one: its own entry)."""
+    traces = sorted({root for _, _, root, _ in found if root is not None})
+    by_trace: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(traces), MAX_LIMIT):
+        chunk = traces[start:start + MAX_LIMIT]
+        marks = ",".join("?" * len(chunk))
+        for root, *values in conn.execute(
+                f"SELECT root_span_id, {TOTALS_SQL} FROM spans WHERE pid = ? AND "
+                f"root_span_id IN ({marks}) GROUP BY root_span_id", (pid, *chunk)):
+            by_trace[root] = tuple(values)
+    totals: dict[int, dict[str, Any]] = {}
+    for xact, _, root, _ in found:
+        if root is not None:
+            totals[xact] = trace_totals(by_trace.get(root))
+        else:
+            alone = conn.execute(f"SELECT {TOTALS_SQL} FROM spans WHERE xact = ?",
+                                 (xact,)).fetchone()
+            totals[xact] = trace_totals(alone if alone[0] else None)
+    return totals
+
+
 def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
                filter_text: str | None, limit: int, cursor: str | None,
-               roots_only: bool) -> Page:
+               roots_only: bool, since: float | None = None,
+               until: float | None = None) -> Page:
     """One page of a project's rows, newest transaction first (runs on a reader thread)."""
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit: must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
     query, params = build_query(conn, pid=pid, filter_text=filter_text, limit=limit,
                                 before=parse_cursor(cursor), roots_only=roots_only,
-                                project_id=project_id)
+                                project_id=project_id, since=since, until=until)
     # Stored JSON is always a non-empty object without these fields: splice them in as text.
     tail = f',"project_id":{json.dumps(project_id)},"log_id":"g"}}'
     if not roots_only:
@@ -250,6 +287,7 @@ def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
             found = conn.execute(query, params).fetchall()
             averages = root_scores(conn, pid, [(root, row_id) for _, _, root, row_id in found
                                                if root is not None])
+            totals = root_totals(conn, pid, found)
         finally:
             conn.execute("COMMIT")
         raw = []
@@ -257,7 +295,8 @@ def fetch_page(conn: sqlite3.Connection, *, pid: int, project_id: str,
             average = averages.get((root, row_id))
             if average is None:  # a root span without a root_span_id: a trace of one
                 average = with_score_averages([loads(data)])[0]["scores_avg"]
-            raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)}{tail}')
+            raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)},'
+                       f'"trace_totals":{dumps(totals[xact])}{tail}')
     next_cursor = str(found[-1][0]) if len(found) == limit else None
     return Page(None, next_cursor, raw=raw)
 
@@ -271,3 +310,49 @@ def trace_rows(conn: sqlite3.Connection, *, pid: int, project_id: str,
     rows = [api_row(xact, data, project_id) for xact, data in found]
     rows.sort(key=trace_order)
     return rows
+
+
+_FACTS = ", ".join(FACT_COLUMNS)
+_CELL = "SELECT hour, kind, grp, {columns} FROM {table} WHERE pid = ? AND kind = ? AND " \
+        "hour >= ? AND hour < ?"
+
+
+def aggregate(conn: sqlite3.Connection, *, pid: int, project_id: str,
+              win: Window) -> dict[str, Any]:
+    """A project's figures over ``win`` (``store._aggregate``; runs on a reader thread): the
+    rollups' cells of its whole hours, and the spans of the rest, from one snapshot."""
+    folder = Folder(win)
+    conn.execute("BEGIN")
+    try:
+        traces = None
+        if win.filter is not None:
+            check, params = _residual(_parse(win.filter), project_id)
+            found = conn.execute(
+                "SELECT s.root_span_id FROM spans AS s JOIN rows AS r ON r.xact = s.xact "
+                "WHERE s.pid = ? AND s.is_root = 1 AND s.started >= ? AND s.started < ? "
+                f"AND s.root_span_id IS NOT NULL AND ({check})",
+                (pid, win.since, win.until, *params)).fetchall()
+            traces = dumps([root for (root,) in found])
+        for since, until in folder.raw_ranges():
+            if traces is None:
+                spans = conn.execute(f"SELECT {_FACTS} FROM spans WHERE pid = ? AND "
+                                     "started >= ? AND started < ?", (pid, since, until))
+            else:
+                spans = conn.execute(
+                    f"SELECT {_FACTS} FROM spans WHERE pid = ? AND started >= ? AND "
+                    "started < ? AND root_span_id IN (SELECT value FROM json_each(?))",
+                    (pid, since, until, traces))
+            folder.spans(spans)
+        hours = folder.rollup_hours()
+        if hours is not None:
+            for kind in folder.kinds:
+                args = (pid, kind, *hours)
+                folder.rollup_counts(conn.execute(_CELL.format(
+                    columns=", ".join(COUNTERS), table="rollup"), args))
+                folder.rollup_latency(conn.execute(_CELL.format(
+                    columns="bin, n", table="rollup_latency"), args))
+                folder.rollup_scores(conn.execute(_CELL.format(
+                    columns="name, total, n", table="rollup_scores"), args))
+    finally:
+        conn.execute("COMMIT")
+    return folder.result()

@@ -31,6 +31,14 @@ Layout, and why:
   rewritten row moves to a new ``xact``; its old ids stay in older entries and simply match
   no row any more (every use joins ``rows`` on ``xact``).
 - ``epochs``: every epoch that has postings, so a read walks them newest first.
+- ``spans``: what trace totals and aggregates need of each span (``store._facts``), one
+  entry per row that is a span, keyed by the row's ``xact`` (rewritten with it). Indexed by
+  trace, for a page of roots' totals, and by start time, for a time range.
+- ``rollup``, ``rollup_latency``, ``rollup_scores``: the ``spans`` figures summed per
+  (project, split kind, hour, group) (``store._aggregate``), updated by every write, so that
+  charting a week reads a few thousand cells instead of every span.
+- ``project_settings``: the settings a user set on a project, one JSON object per project
+  (``store._settings``); created by any start that lacks it.
 - ``ids_recent``, ``ids_settled``: the id index, in two tiers (``_ids``), with the
   size of the first in ``meta.ids_recent``.
 - ``fields.path`` is a 64-bit hash of the leaf's path (see :func:`path_key`): the same in
@@ -53,9 +61,10 @@ from functools import lru_cache
 from typing import Any
 
 from spanlog.server.rows._leaves import MAX_INDEXED_LENGTH, LeafPath
+from spanlog.server.store._facts import FACT_COLUMNS
 
 SCHEMA_VERSION = 1
-INDEX_VERSION = 5
+INDEX_VERSION = 6
 # Transaction ids per postings epoch (see the module docstring): 65,536, so a database of
 # 1,000,000 rows has about 16 epochs and a transaction's entries share a subtree of at most
 # one epoch's entries.
@@ -74,6 +83,28 @@ CREATE TABLE IF NOT EXISTS postings (
     n INTEGER NOT NULL, xacts TEXT NOT NULL, PRIMARY KEY (epoch, field, value, first))
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS epochs (epoch INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS spans (
+    xact INTEGER PRIMARY KEY, pid INTEGER NOT NULL, root_span_id TEXT,
+    is_root INTEGER NOT NULL, started REAL, ended REAL, name TEXT, type TEXT, model TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER, tokens INTEGER, cost REAL,
+    error INTEGER NOT NULL, scores TEXT, tags TEXT);
+CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (pid, root_span_id);
+CREATE INDEX IF NOT EXISTS spans_by_start ON spans (pid, started);
+CREATE TABLE IF NOT EXISTS rollup (
+    pid INTEGER NOT NULL, kind INTEGER NOT NULL, hour INTEGER NOT NULL, grp TEXT NOT NULL,
+    traces INTEGER NOT NULL, errors INTEGER NOT NULL, failed_traces INTEGER NOT NULL,
+    llm_calls INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, tokens INTEGER NOT NULL, cost REAL NOT NULL,
+    priced INTEGER NOT NULL, unpriced_llm_calls INTEGER NOT NULL,
+    PRIMARY KEY (pid, kind, hour, grp)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_latency (
+    pid INTEGER NOT NULL, kind INTEGER NOT NULL, hour INTEGER NOT NULL, grp TEXT NOT NULL,
+    bin INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (pid, kind, hour, grp, bin))
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_scores (
+    pid INTEGER NOT NULL, kind INTEGER NOT NULL, hour INTEGER NOT NULL, grp TEXT NOT NULL,
+    name TEXT NOT NULL, total REAL NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (pid, kind, hour, grp, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ids_recent (
     pid INTEGER NOT NULL, id TEXT NOT NULL, xact INTEGER NOT NULL, PRIMARY KEY (pid, id))
     WITHOUT ROWID;
@@ -97,6 +128,7 @@ CREATE TABLE IF NOT EXISTS rows (
     xact INTEGER PRIMARY KEY, pid INTEGER NOT NULL, id TEXT NOT NULL, root_span_id TEXT,
     is_root INTEGER NOT NULL, base TEXT, data TEXT NOT NULL, origin_id TEXT, capped INTEGER,
     links TEXT);
+CREATE TABLE IF NOT EXISTS project_settings (pid INTEGER PRIMARY KEY, settings TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS rows_by_project ON rows (pid);
 CREATE INDEX IF NOT EXISTS rows_by_trace ON rows (pid, root_span_id);
 {INDEX_SCHEMA}
@@ -108,6 +140,9 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('index_version', {INDEX_VERSION}
 # The `rows` columns in the order every insert binds them.
 ROW_COLUMNS = ("xact", "pid", "id", "root_span_id", "is_root", "base", "data", "origin_id",
                "capped", "links")
+
+# The `spans` columns in the order every insert binds them (store._facts gives the last ones).
+SPAN_COLUMNS = ("xact", "pid", "root_span_id", *FACT_COLUMNS)
 
 # A JSON true/false must not match the numbers 1/0: booleans are stored as one-byte blobs,
 # a storage class no number or string shares.

@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from spanlog.server.rows._model import now_iso
+from spanlog.server.store._aggregate import Window
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import (
     DiskFull,
@@ -33,9 +34,12 @@ from spanlog.server.store._errors import (
     Unavailable,
 )
 from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece, Project
+from spanlog.server.store._sessions import SessionQuery
+from spanlog.server.store._settings import merged
 from spanlog.server.store.sqlite._pieces import prepare, prepare_rows, write_pieces
-from spanlog.server.store.sqlite._query import fetch_page, trace_rows
+from spanlog.server.store.sqlite._query import aggregate, fetch_page, trace_rows
 from spanlog.server.store.sqlite._schema import connect
+from spanlog.server.store.sqlite._sessions import session_page
 from spanlog.server.store.sqlite._upgrade import ensure_schema
 from spanlog.server.store.sqlite._writer import Txn, Writer
 
@@ -305,6 +309,27 @@ class SqliteStore(Store):
             raise NotFound(f"project {project_id!r} not found")
         return self._projects[project_id][1]
 
+    async def project_settings(self, project_id: str) -> dict[str, Any]:
+        """The settings set on project ``project_id``."""
+        pid = await self._pid(project_id)
+        row = await self._read(lambda c: c.execute(
+            "SELECT settings FROM project_settings WHERE pid = ?", (pid,)).fetchone())
+        return dict(json.loads(row[0])) if row else {}
+
+    async def change_project_settings(self, project_id: str,
+                                      changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply checked ``changes`` to the project's settings; return them."""
+        pid = await self._pid(project_id)
+
+        def change(txn: Txn) -> dict[str, Any]:
+            row = txn.conn.execute("SELECT settings FROM project_settings WHERE pid = ?",
+                                   (pid,)).fetchone()
+            settings = merged(json.loads(row[0]) if row else {}, changes)
+            txn.conn.execute("INSERT OR REPLACE INTO project_settings (pid, settings) "
+                             "VALUES (?, ?)", (pid, json.dumps(settings)))
+            return settings
+        return await self._write(change)
+
     # -- keys --------------------------------------------------------------------------
 
     @staticmethod
@@ -373,12 +398,25 @@ class SqliteStore(Store):
         await self._write(job, size=len(batch))
 
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
-                    cursor: str | None = None, roots_only: bool = False) -> Page:
+                    cursor: str | None = None, roots_only: bool = False,
+                    since: float | None = None, until: float | None = None) -> Page:
         """Rows of a project, most recently updated first, optionally filtered."""
         pid = await self._pid(project_id)
         return await self._scan(pid, partial(fetch_page, pid=pid, project_id=project_id,
                                         filter_text=filter, limit=limit, cursor=cursor,
-                                        roots_only=roots_only))
+                                        roots_only=roots_only, since=since, until=until))
+
+    async def sessions(self, project_id: str,
+                       query: SessionQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the project's sessions, latest first, and the next page's cursor."""
+        pid = await self._pid(project_id)
+        return await self._scan(pid, partial(session_page, pid=pid, query=query))
+
+    async def aggregate(self, project_id: str, win: Window) -> dict[str, Any]:
+        """A project's figures over a time range, in buckets (``store._aggregate``)."""
+        pid = await self._pid(project_id)
+        return await self._scan(pid, partial(aggregate, pid=pid, project_id=project_id,
+                                             win=win))
 
     async def latest_xact(self, project_id: str) -> str | None:
         """The transaction id of the project's latest write (None while it has no rows)."""

@@ -9,11 +9,13 @@ Only the index layout has changed so far (``meta.index_version``, see ``_schema`
 - version 3: ``postings`` (one entry per value per transaction) instead of ``terms``;
 - version 4: ``postings`` keyed by epoch first, and the ``epochs`` they are in;
 - version 5: row ids in two tiers, ``ids_recent`` and ``ids_settled`` (``_ids``),
-  instead of the unique index ``rows_by_id``.
+  instead of the unique index ``rows_by_id``;
+- version 6: ``spans``, what trace totals and aggregates read (``store._facts``).
 
 An upgrade rebuilds the index from the stored rows in one transaction (a collector on the
 file waits for it; a crash leaves the old version, and the next start begins again); from
-version 4 only the id index is rebuilt, a sort of the ids. Rows
+version 4 only the id index is rebuilt, a sort of the ids, and from version 5 only
+``spans`` is filled. Rows
 keep their ``xact`` and their data, except that waiting comments get their trace position.
 """
 
@@ -27,16 +29,25 @@ from spanlog.server.rows._apply import StoredRow
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._model import comment_target
 from spanlog.server.store._comments import link_comment
+from spanlog.server.store._facts import span_facts
 from spanlog.server.store._scores import trace_links
 from spanlog.server.store.sqlite._ids import ROW_IDS
 from spanlog.server.store.sqlite._leaf_keys import leaf_keys
-from spanlog.server.store.sqlite._pieces import Postings, add_leaves, insert_postings
-from spanlog.server.store.sqlite._schema import INDEX_VERSION, SCHEMA
+from spanlog.server.store.sqlite._pieces import (
+    Postings,
+    add_leaves,
+    insert_many,
+    insert_postings,
+    update_rollups,
+)
+from spanlog.server.store.sqlite._schema import INDEX_VERSION, SCHEMA, SPAN_COLUMNS
 from spanlog.server.store.sqlite._writer import Txn
 
 log = logging.getLogger("spanlog.server")
 
 _BATCH = 2000
+# Seconds between two progress lines of a long rebuild.
+_PROGRESS_EVERY = 10.0
 _NEW_COLUMNS = frozenset({"origin_id", "capped", "links"})
 
 
@@ -68,6 +79,8 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 _rebuild_index(conn)
             elif version == 4:
                 _rebuild_ids(conn)  # the postings of version 4 are those of version 5
+            if version < 6:
+                _fill_spans(conn)
             if version < INDEX_VERSION:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) "
                              "VALUES ('index_version', ?)", (INDEX_VERSION,))
@@ -145,3 +158,39 @@ def _rebuild_index(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE rows SET root_span_id = ?, data = ?, links = ? WHERE xact = ?",
                          (root, dumps(linked.data), trace_links(linked.data), xact))
     log.warning("spanlog: search index rebuilt in %.1fs", time.monotonic() - started)
+
+
+def _fill_spans(conn: sqlite3.Connection) -> None:
+    """Fill ``spans`` from every stored row, with a progress line every few seconds."""
+    started = last = time.monotonic()
+    total = conn.execute("SELECT count(*) FROM rows").fetchone()[0]
+    if total:
+        log.warning("spanlog: computing trace totals for %d rows for this spanlog version "
+                    "(once)", total)
+    for table in ("spans", "rollup", "rollup_latency", "rollup_scores"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    for statement in _statements(SCHEMA):
+        conn.execute(statement)
+    after = done = 0
+    while True:
+        batch = conn.execute("SELECT xact, pid, root_span_id, data FROM rows WHERE xact > ? "
+                             "ORDER BY xact LIMIT ?", (after, _BATCH)).fetchall()
+        if not batch:
+            break
+        params: list[object] = []
+        added = []
+        for xact, pid, root, text in batch:
+            facts = span_facts(loads(text))
+            if facts is not None:
+                params.extend((xact, pid, root, *facts))
+                added.append((pid, *facts))
+        insert_many(conn, f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)})", len(SPAN_COLUMNS),
+                    params)
+        update_rollups(conn, added, ())
+        after = batch[-1][0]
+        done += len(batch)
+        if time.monotonic() - last >= _PROGRESS_EVERY:
+            last = time.monotonic()
+            log.warning("spanlog: trace totals: %d of %d rows", done, total)
+    if total:
+        log.warning("spanlog: trace totals computed in %.1fs", time.monotonic() - started)

@@ -1,0 +1,61 @@
+"""span_to_row's output over a fixed corpus equals what it was when recorded
+(tests/otel_rows_golden.json), key order included: a change to the mapping's code that changes
+any row, or any error message, fails here.
+
+The corpus is tests/otel_rows_corpus.py. After an intended change of output, record again and
+review the diff of the JSON file::
+
+    PYTHONPATH=src python3 tests/test_otel_rows_golden.py --record
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otel_rows_corpus import corpus
+from spanlog._otel_rows import OtelSpanError, span_to_row
+
+GOLDEN = Path(__file__).with_name("otel_rows_golden.json")
+SPANS = corpus()
+
+
+def outcome(name: str) -> dict[str, Any]:
+    """The row of corpus span ``name``, or the error it raises."""
+    try:
+        return {"row": span_to_row(SPANS[name])}
+    except OtelSpanError as exc:
+        return {"error": str(exc)}
+
+
+@functools.cache
+def recorded() -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(GOLDEN.read_text())
+    return result
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=1)
+
+
+def test_the_golden_file_covers_the_corpus() -> None:
+    """Every corpus span has a recorded outcome, and every recorded one a span."""
+    assert sorted(recorded()) == sorted(SPANS)
+
+
+@pytest.mark.parametrize("name", sorted(SPANS))
+def test_span_to_row_output_is_unchanged(name: str) -> None:
+    """The row (or error) of each corpus span is exactly the recorded one, in key order."""
+    assert _text(outcome(name)) == _text(recorded()[name])
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--record"]:
+        sys.exit(__doc__)
+    GOLDEN.write_text(_text({name: outcome(name) for name in sorted(SPANS)}) + "\n")
+    print(f"recorded {len(SPANS)} outcomes in {GOLDEN}")
