@@ -136,7 +136,7 @@ def query(url: str, repeat: int) -> dict[str, Any]:
     """p50/p90 over HTTP of bench/collector.py's query set, one collector on ``url``."""
     proc, http = start_collector(url, 10)
     try:
-        return dict(asyncio.run(base._time_queries(http, repeat)))
+        return dict(asyncio.run(base._time_queries(http, repeat, proc.pid)))
     finally:
         base.stop_collector(proc)
 

@@ -9,6 +9,7 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
 from spanlog_server_http import call
 
 from spanlog.server.http._context import Settings
@@ -67,3 +68,36 @@ def test_trickling_clients_are_closed_and_others_served(tmp_path: Path) -> None:
         assert served == [200, 200, 200]
         assert len(closed_after) == 60, f"{60 - len(closed_after)} trickling clients still open"
         assert max(closed_after.values()) < deadline, sorted(closed_after.values())
+
+
+def test_a_trickling_overflow_upload_gets_408(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The overflow upload's PUT has the body deadline of every other request."""
+    import spanlog.server.http._body as body
+
+    monkeypatch.setattr(body, "BODY_GRACE", 1.0)  # the rule as documented, sooner
+    with BackgroundCollector(str(tmp_path / "put.sqlite3")) as server:
+        status, grant = call(server.url, "POST", "/logs3/overflow", {"size_bytes": 100000},
+                             headers={"Content-Type": "application/json"})
+        assert status == 200, grant
+        path = grant["signedUrl"][len(server.url):]
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        try:
+            sock.sendall((f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                          "Content-Length: 100000\r\n\r\n").encode())
+            # One byte every 0.1 s (the wait for the answer paces it), far below the rate.
+            sock.settimeout(0.1)
+            answer = b""
+            started = time.monotonic()
+            while not answer and time.monotonic() - started < 10:
+                sock.send(b"x")
+                try:
+                    answer = sock.recv(65536)
+                except TimeoutError:
+                    continue
+            elapsed = time.monotonic() - started
+        finally:
+            sock.close()
+        assert answer.startswith(b"HTTP/1.1 408"), (elapsed, answer[:200])
+        assert b"KiB/s" in answer, answer
+        assert elapsed < 5, elapsed

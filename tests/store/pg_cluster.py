@@ -30,9 +30,12 @@ def _free_port() -> int:
 class Cluster:
     """One PostgreSQL server in a temp dir; :meth:`start` it, :meth:`stop` removes it all."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, max_file_bytes: int | None = None) -> None:
         # durable=False turns fsync off: the tests check behaviour, not power-loss safety.
         self.durable = durable
+        # max_file_bytes: no file of the server may grow past it (RLIMIT_FSIZE, which
+        # PostgreSQL meets as a failed write: see test_store_disk_full.py).
+        self.max_file_bytes = max_file_bytes
         root = os.geteuid() == 0
         # As root the server runs as `postgres`, which must reach the directory: /tmp is
         # open to every user, a root-only $TMPDIR may not be.
@@ -50,8 +53,11 @@ class Cluster:
         """The connection URL of ``database`` on this server."""
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
-    def _run(self, *args: str, timeout: float = 60.0) -> None:
-        result = subprocess.run([*self._as, *args], capture_output=True, text=True,
+    def _run(self, *args: str, timeout: float = 60.0, limited: bool = False) -> None:
+        limit = []
+        if limited and self.max_file_bytes is not None:
+            limit = ["prlimit", f"--fsize={self.max_file_bytes}:{self.max_file_bytes}"]
+        result = subprocess.run([*self._as, *limit, *args], capture_output=True, text=True,
                                 timeout=timeout, cwd=self.root)
         if result.returncode != 0:
             log = self.root / "server.log"
@@ -65,8 +71,10 @@ class Cluster:
         if not initdb.exists():
             raise RuntimeError(f"{initdb} not found: install PostgreSQL 15 (Debian package "
                                "postgresql-15; .ci/run does) or set SPANLOG_PG_BIN")
+        # Under a file size limit, 1 MB WAL segments (the least) leave room below it.
+        small_wal = ["--wal-segsize=1"] if self.max_file_bytes is not None else []
         self._run(str(initdb), "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8",
-                  "--locale=C", "--no-sync")
+                  "--locale=C", "--no-sync", *small_wal)
         settings = ["-c listen_addresses=127.0.0.1", f"-k {self.root}",
                     "-c max_connections=300", "-c shared_buffers=256MB"]
         if not self.durable:
@@ -77,7 +85,7 @@ class Cluster:
             try:
                 self._run(str(PG_BIN / "pg_ctl"), "start", "-w", "-t", "60", "-D",
                           str(self.data), "-l", str(self.root / "server.log"),
-                          "-o", " ".join([f"-p {self.port}", *settings]))
+                          "-o", " ".join([f"-p {self.port}", *settings]), limited=True)
                 return self
             except RuntimeError as exc:  # most likely the port was taken in between
                 last = exc

@@ -33,6 +33,7 @@ from typing import Any, TextIO
 from spanlog.server.rows._json import loads
 from spanlog.server.rows._model import now_iso
 from spanlog.server.store._facts import span_facts
+from spanlog.server.store.postgres._numbers import to_jsonb
 from spanlog.server.store.postgres._schema import replace_spans
 
 BATCH_ROWS = 2000
@@ -218,7 +219,7 @@ async def _copy_batch(conn: Any, source: str, rows: list[tuple[Any, ...]], offse
     spans: dict[tuple[int, str], tuple[Any, ...]] = {}
     for xact, pid, row_id, root, is_root, base, data in rows:
         for col, value in zip(cols, (pids[pid][0], row_id, offset + xact, root, bool(is_root),
-                                     base, data), strict=True):
+                                     base, to_jsonb(data)), strict=True):
             col.append(value)
         facts = span_facts(loads(data))
         if facts is not None:

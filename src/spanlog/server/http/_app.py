@@ -38,6 +38,7 @@ from spanlog.server.http._body import (
 from spanlog.server.http._context import (
     AUTH,
     BUDGET,
+    OPEN_MODE,
     SETTINGS,
     STORE,
     UPLOADS,
@@ -100,7 +101,8 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        if await request.app[AUTH].is_open():
+        open_mode = request[OPEN_MODE] = await request.app[AUTH].is_open()
+        if open_mode:
             # The overflow upload's URL is its permission, and its body type the client's.
             write = request.method not in _READS and not request.path.startswith(
                 "/logs3/overflow/")

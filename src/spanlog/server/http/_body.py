@@ -94,6 +94,36 @@ def decoder_for(request: web.Request) -> tuple[str, Any]:
     return encoding, zlib.decompressobj(_ENCODINGS[encoding])
 
 
+class BodyReader:
+    """Reads a request's body as it arrives, as sent (compressed or not), with the body
+    deadline of docs/collector.md, "What it guarantees": once ``BODY_GRACE`` seconds have
+    passed, the body must have come at ``BODY_MIN_RATE`` bytes/s on average, else
+    :class:`BodyTimeout`; so a client trickling bytes cannot hold the request."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._content = request.content
+        self._received = 0
+        self._started = asyncio.get_running_loop().time()
+
+    async def read(self) -> bytes:
+        """The next bytes of the body; ``b""`` at its end."""
+        loop = asyncio.get_running_loop()
+        left = self._started + BODY_GRACE + self._received / BODY_MIN_RATE - loop.time()
+        try:
+            async with asyncio.timeout(max(left, 0.0)):
+                data = await self._content.readany()
+        except TimeoutError:
+            raise BodyTimeout(f"body: {self._received} bytes in "
+                              f"{loop.time() - self._started:.0f} s, slower than "
+                              f"{BODY_MIN_RATE // 1024} KiB/s after the first "
+                              f"{BODY_GRACE:.0f} s (see docs/collector.md)") from None
+        except ConnectionResetError:  # the client left; nobody reads the answer
+            raise BadBody("body: the connection closed before the body was complete") \
+                from None
+        self._received += len(data)
+        return data
+
+
 async def read_bytes(request: web.Request, max_bytes: int,
                      budget: BodyBudget | None = None) -> bytes:
     """The request's body, decompressed, at most ``max_bytes`` (:class:`BodyTooLarge`),
@@ -106,24 +136,9 @@ async def read_bytes(request: web.Request, max_bytes: int,
     what = "decompressed body" if decoder is not None else "body"
     chunks: list[bytes] = []
     total = 0
-    received = 0
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    body = BodyReader(request)
     while True:
-        # The body must keep coming (docs/collector.md): BODY_MIN_RATE on average after
-        # BODY_GRACE seconds, so a client trickling bytes cannot hold the request.
-        left = started + BODY_GRACE + received / BODY_MIN_RATE - loop.time()
-        try:
-            async with asyncio.timeout(max(left, 0.0)):
-                data = await request.content.readany()
-        except TimeoutError:
-            raise BodyTimeout(f"body: {received} bytes in {loop.time() - started:.0f} s, "
-                              f"slower than {BODY_MIN_RATE // 1024} KiB/s after the first "
-                              f"{BODY_GRACE:.0f} s (see docs/collector.md)") from None
-        except ConnectionResetError:  # the client left; nobody reads the answer
-            raise BadBody("body: the connection closed before the body was complete") \
-                from None
-        received += len(data)
+        data = await body.read()
         if decoder is None:
             chunk = data
         elif not data:
@@ -133,8 +148,6 @@ async def read_bytes(request: web.Request, max_bytes: int,
             chunk = b""
         else:
             chunk = inflate(decoder, encoding, data, max_bytes - total)
-        if not chunk and not data:
-            break
         total += len(chunk)
         if total > max_bytes:
             raise BodyTooLarge(f"{what}: over the limit of {max_bytes} bytes "
@@ -142,7 +155,8 @@ async def read_bytes(request: web.Request, max_bytes: int,
         if budget is not None:
             budget.take(request, len(chunk))
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not data:
+            return b"".join(chunks)
 
 
 def inflate(decoder: Any, encoding: str, data: bytes, room: int) -> bytes:

@@ -68,9 +68,15 @@ WORKERS = web.AppKey("workers", IngestWorkers)
 BUDGET = web.AppKey("budget", BodyBudget)
 
 
+# Whether the collector was in open mode when the request arrived, as ``_app`` found it
+# before any handler ran: one look at the keys per request, not one per check.
+OPEN_MODE = web.RequestKey("spanlog_open_mode", bool)
+
+
 async def request_access(request: web.Request) -> Access:
     """What the caller of ``request`` may do (``Unauthorized`` without a valid key)."""
-    return await request.app[AUTH].access(request.headers.get("Authorization"))
+    return await request.app[AUTH].access(request.headers.get("Authorization"),
+                                          open_mode=request.get(OPEN_MODE))
 
 
 async def request_project(request: web.Request, access: Access, project_id: str) -> Project:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from spanlog.server.http._body import BadBody, BodyTooLarge, decoder_for, inflate
+from spanlog.server.http._body import BadBody, BodyReader, BodyTooLarge, decoder_for, inflate
 from spanlog.server.store._errors import Unavailable
 
 UPLOAD_TTL_SECONDS = 3600.0
@@ -88,9 +88,10 @@ class OverflowUploads:
             raise web.HTTPNotFound(text="overflow upload key unknown, used or expired")
         received = 0
         encoding, decoder = decoder_for(request)
+        body = BodyReader(request)  # the same body deadline as every other request
         with open(upload.path, "wb") as out:
             while True:
-                chunk = await request.content.readany()
+                chunk = await body.read()
                 if not chunk:
                     break
                 if decoder is not None:

@@ -29,6 +29,8 @@ Layout, and why:
   once need no more than the row locks the upserts take.
 - ``spanlog_project_settings`` (version 4): the settings a user set on a project, one JSON
   object per project (``store._settings``).
+- Numbers (version 5): ``jsonb`` keeps a number's value, not its text; ``_numbers`` writes
+  and reads them so that a row comes back with the number text SQLite gives.
 - ``spanlog_migrated``: how far ``spanlog migrate`` got for each SQLite source (resume).
 - Every table is prefixed ``spanlog_`` so the engine can share a database (and its
   ``search_path``) with other applications.
@@ -54,16 +56,23 @@ log = logging.getLogger("spanlog.server")
 # pg_advisory_xact_lock key for schema changes ("spanlog" in ASCII, as a bigint).
 SCHEMA_LOCK = 0x7370616E6C6F67
 
-# Python's json.dumps renders floats below 1e-4 as "1e-05"; numeric renders "0.00001".
-# Applied to the numbers of jsonb text, this gives back what Python writes for the value.
+# The text Python's json.dumps writes for a number of jsonb text (see ``_numbers``): a float
+# below 1e-4 is "1e-05" where numeric writes "0.00001", and a float from 1e16 up, stored as
+# "10000000000000000.0000" (version 5 on; older rows hold an integer there), is "1e+16".
+# Exponents take at least two digits (before version 5, three-digit ones lost their last).
 _PY_NUMBER = r"""
 CREATE OR REPLACE FUNCTION spanlog_py_number(t text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
     SELECT CASE
         WHEN t ~ '^-?0\.0000' AND t ~ '[1-9]' THEN (
             SELECT m[1] || m[3] || CASE WHEN m[4] <> '' THEN '.' || m[4] ELSE '' END
-                   || 'e-' || lpad((length(m[2]) + 1)::text, 2, '0')
+                   || 'e-' || CASE WHEN length(m[2]) < 9 THEN '0' ELSE '' END
+                   || (length(m[2]) + 1)::text
             FROM regexp_match(t, '^(-?)0\.(0*)([1-9])([0-9]*)$') AS m)
+        WHEN t ~ '^-?[0-9]{17,}\.0000$' THEN (
+            SELECT m[1] || m[2] || CASE WHEN m[3] <> '' THEN '.' || m[3] ELSE '' END
+                   || 'e+' || (length(m[2] || m[3] || m[4]) - 1)::text
+            FROM regexp_match(t, '^(-?)([1-9])([0-9]*?)(0*)\.0000$') AS m)
         ELSE t END
 $fn$;
 """
@@ -172,6 +181,8 @@ CREATE TABLE spanlog_rollup_scores (
 CREATE TABLE spanlog_project_settings (
     pid bigint PRIMARY KEY REFERENCES spanlog_projects (pid), settings jsonb NOT NULL);
 """),
+    # Floats from 1e16 up are stored positionally with four zero decimals (``_numbers``).
+    (5, _PY_NUMBER),
 )
 
 LATEST = MIGRATIONS[-1][0]

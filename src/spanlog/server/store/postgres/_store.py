@@ -35,6 +35,7 @@ from spanlog.server.store._records import DEFAULT_ORG, ApiKey, Org, Page, Piece,
 from spanlog.server.store._scores import with_score_averages
 from spanlog.server.store._sessions import SessionQuery
 from spanlog.server.store._settings import merged
+from spanlog.server.store.postgres._numbers import from_jsonb
 from spanlog.server.store.postgres._query import (
     aggregate,
     check_limit,
@@ -45,7 +46,12 @@ from spanlog.server.store.postgres._query import (
 )
 from spanlog.server.store.postgres._schema import SchemaTooNew, migrate
 from spanlog.server.store.postgres._sessions import session_page
-from spanlog.server.store.postgres._writer import PieceAt, Writer, connection_errors
+from spanlog.server.store.postgres._writer import (
+    PieceAt,
+    Writer,
+    connection_errors,
+    unavailable,
+)
 
 T = TypeVar("T")
 _INSTALL = "python3 -m pip install -e '.[postgres]'"
@@ -193,7 +199,7 @@ class PostgresStore(Store):
             async with pool.acquire() as conn:
                 return await getattr(conn, method)(sql, *args)
         except connection_errors() as exc:
-            raise Unavailable(f"the database is unreachable: {exc}") from None
+            raise unavailable(exc) from None
 
     async def _bounded(self, work: Callable[[], Awaitable[T]]) -> T:
         """A fetch or trace read, cancelled when it runs past ``query_timeout``
@@ -419,12 +425,12 @@ class PostgresStore(Store):
         try:
             found = await self._bounded(read)
         except connection_errors() as exc:
-            raise Unavailable(f"the database is unreachable: {exc}") from None
+            raise unavailable(exc) from None
         # jsonb's text is a non-empty object without these fields: splice them in as text,
         # so the API can answer without decoding and re-encoding every row.
         tail = f',"project_id":{json.dumps(project_id)},"log_id":"g"}}'
         if not roots_only:
-            raw = [f'{data[:-1]},"_xact_id":"{xact}"{tail}' for xact, data in found]
+            raw = [f'{from_jsonb(data)[:-1]},"_xact_id":"{xact}"{tail}' for xact, data in found]
         else:
             raw = []
             for (xact, data), row in zip(found, decoded, strict=True):
@@ -432,7 +438,8 @@ class PostgresStore(Store):
                 average = averages.get((root, row["id"])) if isinstance(root, str) else None
                 if average is None:  # a root span without a root_span_id: a trace of one
                     average = with_score_averages([row])[0]["scores_avg"]
-                raw.append(f'{data[:-1]},"_xact_id":"{xact}","scores_avg":{dumps(average)},'
+                raw.append(f'{from_jsonb(data)[:-1]},"_xact_id":"{xact}",'
+                           f'"scores_avg":{dumps(average)},'
                            f'"trace_totals":{dumps(totals[row["id"]])}{tail}')
         return Page(None, str(found[-1][0]) if len(found) == limit else None, raw=raw)
 

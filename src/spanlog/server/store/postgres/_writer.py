@@ -42,8 +42,9 @@ from spanlog.server.rows._apply import StoredRow, apply_piece
 from spanlog.server.rows._json import dumps, loads
 from spanlog.server.rows._model import is_root
 from spanlog.server.store._comments import link_comment, link_waiting, waiting_comments
-from spanlog.server.store._errors import BadRequest, Unavailable
+from spanlog.server.store._errors import BadRequest, DiskFull, Unavailable
 from spanlog.server.store._facts import span_facts
+from spanlog.server.store.postgres._numbers import to_jsonb
 from spanlog.server.store.postgres._schema import replace_spans
 
 log = logging.getLogger("spanlog.server")
@@ -115,12 +116,20 @@ def connection_errors() -> tuple[type[BaseException], ...]:
             asyncpg.exceptions.InsufficientResourcesError)
 
 
+def unavailable(exc: BaseException) -> Unavailable:
+    """The answer to one of :func:`connection_errors`: :class:`DiskFull` (HTTP 507) for
+    PostgreSQL's disk_full (SQLSTATE 53100, what a full file system gives), else 503."""
+    if getattr(exc, "sqlstate", None) == "53100":
+        return DiskFull()
+    return Unavailable(f"the database is unreachable: {exc}")
+
+
 def _columns(items: list[tuple[Key, int, StoredRow]]) -> list[list[Any]]:
     cols: list[list[Any]] = [[], [], [], [], [], [], []]
     for (pid, row_id), xact, stored in items:
         data = stored.data
         try:
-            text = stored.text or dumps(data)
+            text = to_jsonb(stored.text or dumps(data))
         except ValueError as exc:  # NaN or infinity somewhere in the row
             raise BadRequest(f"row {row_id!r}: {exc}") from None
         for col, value in zip(cols, (pid, row_id, xact, data.get("root_span_id"),
@@ -345,7 +354,11 @@ class Writer:
         except asyncpg.DataError as exc:
             raise BadRequest(f"a row cannot be stored in PostgreSQL: {exc}") from None
         except connection_errors() as exc:
-            raise Unavailable(f"the database is unreachable: {exc}") from None
+            answer = unavailable(exc)
+            if isinstance(answer, DiskFull):
+                log.warning("spanlog: the disk holding the PostgreSQL database is full; "
+                            "writes are refused (507) until space is freed: %s", exc)
+            raise answer from None
 
 
 def _settle(job: _Job, error: BaseException | None) -> None:
