@@ -101,6 +101,7 @@ class BodyReader:
     :class:`BodyTimeout`; so a client trickling bytes cannot hold the request."""
 
     def __init__(self, request: web.Request) -> None:
+        self._request = request
         self._content = request.content
         self._received = 0
         self._started = asyncio.get_running_loop().time()
@@ -118,6 +119,13 @@ class BodyReader:
                               f"{BODY_MIN_RATE // 1024} KiB/s after the first "
                               f"{BODY_GRACE:.0f} s (see docs/collector.md)") from None
         except ConnectionResetError:  # the client left; nobody reads the answer
+            raise BadBody("body: the connection closed before the body was complete") \
+                from None
+        except RuntimeError:
+            # aiohttp's "Connection closed." once the client has gone mid-body.
+            transport = self._request.transport
+            if transport is not None and not transport.is_closing():
+                raise
             raise BadBody("body: the connection closed before the body was complete") \
                 from None
         self._received += len(data)
