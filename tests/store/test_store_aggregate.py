@@ -203,3 +203,43 @@ async def test_rollups_of_an_older_database_are_filled(store: Store) -> None:
     assert result["series"] == [] or all(
         sum(s["traces"]) == 0 and sum(s["llm_calls"]) == 0 for s in result["series"])
     assert result["summary"]["traces"] == 0 and result["summary"]["scores"] == {}
+
+
+async def test_rollups_folded_in_an_ingest_worker(tmp_path: Any) -> None:
+    """Rows prepared as an ingest worker prepares them (``prepare_rows``, which also folds a
+    job's rollup cells) give the same aggregates as rows written plainly, for a job of one
+    project, a job of two, and a job that merges into stored rows."""
+    from spanlog.server.store.sqlite._pieces import prepare_rows
+    from spanlog.server.store.sqlite._store import SqliteStore
+
+    async def fill(store: SqliteStore, worker: bool) -> tuple[str, str]:
+        p = await default_org_project(store)
+        other = await default_org_project(store, "other")
+        jobs = [[(p.id, row) for i in range(6)
+                 for row in trace(i, T0 + i * 700.0, 1.0 + i, tags=["t"])],
+                [(p.id, row) for row in trace(10, T0 + 100, 2.0)]
+                + [(other.id, row) for row in trace(11, T0 + 200, 3.0)],
+                [(p.id, {"id": "llm2", "_is_merge": True, "metrics": {"tokens": 77}}),
+                 (p.id, {"id": "root3", "_is_merge": True, "error": "boom"})]]
+        for job in jobs:
+            if worker:
+                rows, prepared = prepare_rows([row for _, row in job])
+                pieces = [Piece(pid, row) for (pid, _), row in zip(job, rows, strict=True)]
+                await store.write(pieces, prepared=prepared)  # type: ignore[arg-type]
+            else:
+                await store.write([Piece(pid, row) for pid, row in job])
+        return p.id, other.id
+
+    answers = []
+    for worker in (False, True):
+        store = SqliteStore(str(tmp_path / f"w{worker}.sqlite3"))
+        await store.start()
+        try:
+            ids = await fill(store, worker)
+            answers.append([comparable(await store.aggregate(
+                project, window(T0, T0 + 3 * HOUR, HOUR, split, None, 0)))
+                for project in ids for split in (None, "tag", "model")])
+        finally:
+            await store.close()
+    assert answers[0] == answers[1]
+    assert answers[0][0]["summary"]["traces"] == 7 and answers[0][0]["summary"]["errors"] == 1

@@ -193,6 +193,17 @@ def add_span(cells: Cells, slot: int, facts: Sequence[Any], kinds: Iterable[int]
                 total[1] += sign
 
 
+def hourly_cells(spans: Iterable[Sequence[Any]]) -> Cells:
+    """The rollup cells of spans of one project (``FACT_COLUMNS`` values each): what a job
+    of new spans adds, folded ahead of the writer (in an ingest worker)."""
+    cells: Cells = {}
+    for facts in spans:
+        started = facts[1]
+        if started is not None:
+            add_span(cells, math.floor(started / HOUR), facts, _ALL_KINDS)
+    return cells
+
+
 def rollup_cells(added: Iterable[Sequence[Any]], removed: Iterable[Sequence[Any]]
                  ) -> dict[Any, Cells]:
     """The rollup changes of one write, by project: ``added`` and ``removed`` are

@@ -32,7 +32,13 @@ from spanlog._merge import is_merge
 from spanlog.server.rows._apply import Replace, StoredRow, apply_piece, prepare_replace
 from spanlog.server.rows._json import dumps, dumps_internal, loads
 from spanlog.server.rows._model import comment_target, is_root
-from spanlog.server.store._aggregate import COUNTERS, rollup_cells, rollup_rows
+from spanlog.server.store._aggregate import (
+    COUNTERS,
+    Cells,
+    hourly_cells,
+    rollup_cells,
+    rollup_rows,
+)
 from spanlog.server.store._comments import link_comment, link_waiting, waiting_comments
 from spanlog.server.store._facts import FACT_COLUMNS, Facts, span_facts
 from spanlog.server.store._records import Piece
@@ -75,7 +81,9 @@ class Transfer(NamedTuple):
     target: Any  # comment_target
 
 
-Transfers = tuple[list[Transfer | None], Leaves]
+# The transfers, their leaves, and the rollup cells of their spans (``store._aggregate``):
+# what a job of new rows of one project adds to the rollups, folded in the worker.
+Transfers = tuple[list[Transfer | None], Leaves, Cells]
 
 
 @dataclass(slots=True)
@@ -153,7 +161,8 @@ def prepare_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None
                                   prepared.facts,
                                   data.get("root_span_id"), is_root(data),
                                   comment_target(data)))
-    return out, (transfers, leaves)
+    cells = hourly_cells(t.facts for t in transfers if t is not None and t.facts is not None)
+    return out, (transfers, leaves, cells)
 
 
 def adopt(pieces: Sequence[Piece], transfers: list[Transfer | None]) -> None:
@@ -354,7 +363,7 @@ def _comments_wait(conn: sqlite3.Connection, pid: int) -> bool:
 
 
 def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
-               transfers: list[Transfer | None], leaves: Leaves) -> None:
+               transfers: list[Transfer | None], leaves: Leaves, cells: Cells) -> None:
     """Insert a job of new rows straight from their transfers (see :func:`_only_new_rows`):
     what :func:`write_pieces` would do for them, without decoding a row."""
     add_rows: list[Any] = []
@@ -373,7 +382,10 @@ def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
             add_spans.extend((xact, pid, transfer.root_span_id, *transfer.facts))
     postings: Postings = {}
     _prepared_postings(leaves, pids, xacts, postings)
-    _insert(txn, add_rows, add_ids, add_spans, postings)
+    # The cells folded in the worker serve when the job is of one project (the usual job).
+    one = pids[0] if pids and pids.count(pids[0]) == len(pids) else None
+    _insert(txn, add_rows, add_ids, add_spans, postings,
+            cells=(one, cells) if one is not None else None)
 
 
 _UPSERT_ROLLUP = (
@@ -405,17 +417,24 @@ def update_rollups(conn: sqlite3.Connection, added: Iterable[Sequence[Any]],
     """Add the figures of the spans ``added`` to the rollups and take away those of the
     spans ``removed`` (each ``(pid, *facts)``, see ``store._aggregate``)."""
     for pid, cells in rollup_cells(added, removed).items():
-        counts, latency, scores = rollup_rows(pid, cells)
-        conn.executemany(_UPSERT_ROLLUP, counts)
-        conn.executemany(_UPSERT_LATENCY, latency)
-        conn.executemany(_UPSERT_SCORES, scores)
+        upsert_cells(conn, pid, cells)
+
+
+def upsert_cells(conn: sqlite3.Connection, pid: int, cells: Cells) -> None:
+    """Add rollup ``cells`` (changes) to project ``pid``'s rollups."""
+    counts, latency, scores = rollup_rows(pid, cells)
+    conn.executemany(_UPSERT_ROLLUP, counts)
+    conn.executemany(_UPSERT_LATENCY, latency)
+    conn.executemany(_UPSERT_SCORES, scores)
 
 
 def _insert(txn: Txn, add_rows: list[Any], add_ids: list[Any], add_spans: list[Any],
-            postings: Postings, removed: Sequence[Sequence[Any]] = ()) -> None:
+            postings: Postings, removed: Sequence[Sequence[Any]] = (),
+            cells: tuple[int, Cells] | None = None) -> None:
     """Insert a job's new rows (``ROW_COLUMNS`` flat), their id entries (pid, id, xact flat,
     see ``_ids``), their ``spans`` entries (``SPAN_COLUMNS`` flat), with the rollups of
-    those and of the ``removed`` spans they replace, and its postings."""
+    those and of the ``removed`` spans they replace (or the project and rollup ``cells``
+    folded ahead for them), and its postings."""
     if add_rows:
         insert_many(txn.conn, f"INSERT INTO rows ({', '.join(ROW_COLUMNS)})", len(ROW_COLUMNS),
                     add_rows)
@@ -425,16 +444,20 @@ def _insert(txn: Txn, add_rows: list[Any], add_ids: list[Any], add_spans: list[A
         width = len(SPAN_COLUMNS)
         insert_many(txn.conn, f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)})", width,
                     add_spans)
-        # (pid, *facts) of each span added: SPAN_COLUMNS without xact and root_span_id.
-        added = (add_spans[i + 1:i + 2] + add_spans[i + 3:i + width]
-                 for i in range(0, len(add_spans), width))
-        update_rollups(txn.conn, added, removed)
+        if cells is not None and not removed:
+            upsert_cells(txn.conn, *cells)
+        else:
+            # (pid, *facts) of each span added: SPAN_COLUMNS without xact and root_span_id.
+            added = (add_spans[i + 1:i + 2] + add_spans[i + 3:i + width]
+                     for i in range(0, len(add_spans), width))
+            update_rollups(txn.conn, added, removed)
     if postings:
         insert_postings(txn, postings)
 
 
 def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
-                 transfers: list[Transfer | None] | None = None) -> None:
+                 transfers: list[Transfer | None] | None = None,
+                 cells: Cells | None = None) -> None:
     """Apply ``pieces`` in order on top of what is stored (a writer job); ``leaves`` are
     their prepared index leaves (:func:`prepare`), or ``transfers`` and ``leaves`` came from
     :func:`prepare_rows` (pieces it carried as text have ``row`` None)."""
@@ -447,7 +470,7 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
     old = _stored(conn, keys)
     if transfers is not None:
         if not old and _only_new_rows(conn, pids, transfers, len(keys)):
-            _write_new(txn, pids, keys, transfers, leaves)
+            _write_new(txn, pids, keys, transfers, leaves, cells or {})
             return
         adopt(pieces, transfers)
 

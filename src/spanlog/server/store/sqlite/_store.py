@@ -393,8 +393,9 @@ class SqliteStore(Store):
         if prepared is None:
             job = partial(write_pieces, pieces=batch, leaves=prepare(batch))
         else:  # from prepare_rows (an ingest worker): rows still JSON text, decoded if need be
-            transfers, leaves = prepared
-            job = partial(write_pieces, pieces=batch, leaves=leaves, transfers=transfers)
+            transfers, leaves, cells = prepared
+            job = partial(write_pieces, pieces=batch, leaves=leaves, transfers=transfers,
+                          cells=cells)
         await self._write(job, size=len(batch))
 
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
