@@ -269,23 +269,10 @@ async def _keys(args: argparse.Namespace) -> int:
 # -- logs ------------------------------------------------------------------------------
 
 def _call(url: str, key: str | None, method: str, path: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode("utf-8")
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
-                                 headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("error", "")
-        except ValueError:
-            detail = exc.reason
-        finally:
-            exc.close()
-        raise RuntimeError(f"{exc.code}: {detail}") from None
+    from spanlog.server.commands._api import open_api
+
+    with open_api(url, key, method, path, body) as resp:
+        return json.loads(resp.read())
 
 
 def _logs(args: argparse.Namespace) -> int:

@@ -4,11 +4,11 @@ by the session key on their root spans, latest first, paged, with totals; docs/p
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from older_database import as_older
 from pg_cluster import new_schema
 
 from spanlog.server.store._engine import Store
@@ -154,30 +154,16 @@ async def test_an_older_database_gets_the_settings_table(engine: str, tmp_path: 
                                                          request: pytest.FixtureRequest) -> None:
     """A database from before project settings (SQLite: no table; PostgreSQL: schema
     version 3) takes settings once a collector has opened it."""
-    path = str(tmp_path / "old.sqlite3")
-    url = ""
+    store: Store
     if engine == "sqlite":
-        store: Store = SqliteStore(path)
+        store = SqliteStore(str(tmp_path / "old.sqlite3"))
     else:
-        url = await new_schema(request.getfixturevalue("pg_cluster"))
-        store = PostgresStore(url)
+        store = PostgresStore(await new_schema(request.getfixturevalue("pg_cluster")))
     await store.start()
     p = await default_org_project(store, "old")
-    await store.close()
-    if engine == "sqlite":
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("DROP TABLE project_settings")
-        conn.close()
-        store = SqliteStore(path)
-    else:
-        import asyncpg
-        conn_pg = await asyncpg.connect(url)
-        try:
-            await conn_pg.execute("DROP TABLE spanlog_project_settings; "
-                                  "DELETE FROM spanlog_schema WHERE version = 4")
-        finally:
-            await conn_pg.close()
-        store = PostgresStore(url)
+    store = await as_older(store, sqlite="DROP TABLE project_settings",
+                           postgres="DROP TABLE spanlog_project_settings; "
+                                    "DELETE FROM spanlog_schema WHERE version = 4")
     await store.start()
     try:
         assert await store.change_project_settings(

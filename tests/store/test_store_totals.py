@@ -4,11 +4,12 @@ spanlog."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from older_database import as_older
+from pg_cluster import new_schema
 
 from spanlog.server.store._aggregate import window
 from spanlog.server.store._engine import Store
@@ -131,33 +132,18 @@ async def test_rows_stored_by_an_older_spanlog_get_totals(
     collector opens it."""
     store: Store
     if engine == "sqlite":
-        path = str(tmp_path / "old.sqlite3")
-        store = SqliteStore(path)
+        store = SqliteStore(str(tmp_path / "old.sqlite3"))
     else:
-        from pg_cluster import new_schema
-        url = await new_schema(request.getfixturevalue("pg_cluster"))
-        store = PostgresStore(url)
+        store = PostgresStore(await new_schema(request.getfixturevalue("pg_cluster")))
     await store.start()
     p = await default_org_project(store)
     await store.write([Piece(p.id, row) for row in chat_trace("t1")])
-    await store.close()
-    if engine == "sqlite":
-        conn = sqlite3.connect(path, isolation_level=None)
-        for table in ("spans", "rollup", "rollup_latency", "rollup_scores"):
-            conn.execute(f"DROP TABLE {table}")
-        conn.execute("UPDATE meta SET value = 5 WHERE key = 'index_version'")
-        conn.close()
-        store = SqliteStore(path)
-    else:
-        import asyncpg
-        conn_pg = await asyncpg.connect(url)
-        try:
-            await conn_pg.execute("DROP TABLE spanlog_spans, spanlog_rollup, "
-                                  "spanlog_rollup_latency, spanlog_rollup_scores; "
-                                  "DELETE FROM spanlog_schema WHERE version = 3")
-        finally:
-            await conn_pg.close()
-        store = PostgresStore(url)
+    store = await as_older(
+        store, sqlite="DROP TABLE spans; DROP TABLE rollup; DROP TABLE rollup_latency; "
+                      "DROP TABLE rollup_scores; "
+                      "UPDATE meta SET value = 5 WHERE key = 'index_version'",
+        postgres="DROP TABLE spanlog_spans, spanlog_rollup, spanlog_rollup_latency, "
+                 "spanlog_rollup_scores; DELETE FROM spanlog_schema WHERE version = 3")
     await store.start()
     try:
         assert (await roots(store, p))["t1-root"] == EXPECTED

@@ -8,22 +8,9 @@ from typing import Any
 from spanlog.server.query import evaluate, parse
 from spanlog.server.store._engine import Store
 from spanlog.server.store._records import Piece, Project
-from store_projects import default_org_project
+from store_projects import default_org_project, ids
 
 CREATED = "2024-01-01T00:00:00+00:00"
-
-
-async def ids(store: Store, p: Project, text: str | None = None, **kw: Any) -> list[str]:
-    """The ids ``text`` selects, through every cursor page."""
-    rows: list[str] = []
-    cursor = None
-    for _ in range(1000):
-        page = await store.fetch(p.id, filter=text, cursor=cursor, **kw)
-        rows.extend(r["id"] for r in page.rows)
-        if page.cursor is None:
-            return rows
-        cursor = page.cursor
-    raise AssertionError("fetch never ran out of pages")
 
 
 # -- _xact_id and project_id ------------------------------------------------------------------
@@ -49,11 +36,11 @@ async def test_filters_on_xact_id_and_project_id(store: Store) -> None:
     ]
     for text in filters:
         expected = [r["id"] for r in rows if evaluate(parse(text), r)]
-        assert await ids(store, p, text, limit=2) == expected, text
-    assert await ids(store, p, f"_xact_id = '{xacts[2]}'") == [rows[2]["id"]]
-    assert await ids(store, p, f"project_id = '{p.id}'") == [r["id"] for r in rows]
-    assert await ids(store, p, f"project_id = '{other.id}'") == []
-    assert await ids(store, p, f"project_id = '{p.id}'", roots_only=True) == [
+        assert await ids(store, p.id, text, limit=2) == expected, text
+    assert await ids(store, p.id, f"_xact_id = '{xacts[2]}'") == [rows[2]["id"]]
+    assert await ids(store, p.id, f"project_id = '{p.id}'") == [r["id"] for r in rows]
+    assert await ids(store, p.id, f"project_id = '{other.id}'") == []
+    assert await ids(store, p.id, f"project_id = '{p.id}'", roots_only=True) == [
         r["id"] for r in rows]
 
 

@@ -20,6 +20,7 @@ import urllib.request
 from typing import IO, Any
 
 from spanlog._config import DEFAULT_API_URL
+from spanlog.server.commands._api import open_api
 
 _CHUNK = 1 << 16
 # Seconds between two progress lines (none for an export that ends sooner).
@@ -81,21 +82,6 @@ class RecordCounter:
         self._quoted ^= pieces[-1].count(b'"') % 2 == 1
 
 
-def _open(url: str, key: str | None, path: str) -> Any:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    req = urllib.request.Request(url.rstrip("/") + path, headers=headers)
-    try:
-        return urllib.request.urlopen(req, timeout=60)
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("error", "")
-        except ValueError:
-            detail = exc.reason
-        finally:
-            exc.close()
-        raise RuntimeError(f"{exc.code}: {detail}") from None
-
-
 def _copy(resp: Any, out: IO[bytes], counter: RecordCounter, err: IO[str]) -> int:
     started = last = time.monotonic()
     size = 0
@@ -136,14 +122,14 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"--output {args.output}: cannot write there: {exc.strerror or exc}")
     try:
-        with _open(url, key, "/v1/project?" + urllib.parse.urlencode(
+        with open_api(url, key, "GET", "/v1/project?" + urllib.parse.urlencode(
                 {"project_name": args.project})) as resp:
             found = json.loads(resp.read())["objects"]
         if not found:
             return fail(f"no project named {args.project!r} at {url}")
         path = (f"/v1/project_logs/{urllib.parse.quote(found[0]['id'], safe='')}/export?"
                 + urllib.parse.urlencode(query))
-        with _open(url, key, path) as resp:
+        with open_api(url, key, "GET", path, timeout=60) as resp:
             size = _copy(resp, out, counter, err)
         out.flush()
         if part is not None:

@@ -80,3 +80,27 @@ export function followProject(projectId, onChange, onState = () => {}) {
     onState(false);
   };
 }
+
+/**
+ * `reload` (an async function) wrapped for live events: bursts are coalesced, with at most
+ * one run in flight and one queued after it; nothing runs once `signal` is aborted.
+ */
+export function coalesced(reload, signal) {
+  let running = null;
+  const run = async () => {
+    await reload();
+    if (running && running.again && !signal.aborted) {
+      running.again = false;
+      return run();
+    }
+    running = null;
+  };
+  return () => {
+    if (running) {
+      running.again = true;
+      return;
+    }
+    running = { again: false };
+    run();
+  };
+}

@@ -8,6 +8,7 @@ import {
   tagChips,
 } from "./dom.js";
 import { downloadControl } from "./export.js";
+import { coalesced } from "./live.js";
 import { agoSeconds, rangeControl } from "./range.js";
 import { summaryPanel } from "./summary.js";
 
@@ -26,7 +27,6 @@ export function logsPage(main, projectId, params, ctx) {
   let cursor = null;       // where the next page starts; null when there is none
   let exhausted = false;
   let activeIndex = 0;     // the row that holds the roving tabindex
-  let refreshing = null;
   let loaded = false;
   let generation = 0;      // whether a first page arrived (before that nothing is "new")
   const base = `/projects/${encodeURIComponent(projectId)}`;
@@ -312,22 +312,6 @@ export function logsPage(main, projectId, params, ctx) {
       summary.destroy();
       document.removeEventListener("keydown", onKey);
     },
-    onLive() {
-      // Coalesce bursts: at most one refresh in flight and one queued after it.
-      if (refreshing) {
-        refreshing.again = true;
-        return;
-      }
-      refreshing = { again: false };
-      const run = async () => {
-        await loadFirst({ live: true });
-        if (refreshing && refreshing.again && !controller.signal.aborted) {
-          refreshing.again = false;
-          return run();
-        }
-        refreshing = null;
-      };
-      run();
-    },
+    onLive: coalesced(() => loadFirst({ live: true }), controller.signal),
   };
 }

@@ -8,6 +8,7 @@
 import uPlot from "./vendor/uplot/uPlot.esm.js";
 import { ApiError, fetchAggregate } from "./api.js";
 import { cost, duration, h, percent, replace } from "./dom.js";
+import { coalesced } from "./live.js";
 import { rangeControl } from "./range.js";
 import { costText, summaryList } from "./summary.js";
 
@@ -64,7 +65,6 @@ export function monitorPage(main, projectId, params, ctx) {
   let split = params.get("split") || "";
   const filter = params.get("filter") || "";
   let generation = 0;
-  let refreshing = null;
   let drawn = { signature: null, charts: [] };   // the charts on screen
   const base = `/projects/${encodeURIComponent(projectId)}`;
 
@@ -326,22 +326,6 @@ export function monitorPage(main, projectId, params, ctx) {
       window.removeEventListener("resize", onResize);
       destroyCharts();
     },
-    onLive() {
-      // Coalesce bursts: at most one reload in flight and one queued after it.
-      if (refreshing) {
-        refreshing.again = true;
-        return;
-      }
-      refreshing = { again: false };
-      const run = async () => {
-        await load();
-        if (refreshing && refreshing.again && !controller.signal.aborted) {
-          refreshing.again = false;
-          return run();
-        }
-        refreshing = null;
-      };
-      run();
-    },
+    onLive: coalesced(load, controller.signal),
   };
 }
