@@ -30,12 +30,14 @@ def _free_port() -> int:
 class Cluster:
     """One PostgreSQL server in a temp dir; :meth:`start` it, :meth:`stop` removes it all."""
 
-    def __init__(self, *, durable: bool = False, max_file_bytes: int | None = None) -> None:
+    def __init__(self, *, durable: bool = False, max_file_bytes: int | None = None,
+                 max_connections: int = 300) -> None:
         # durable=False turns fsync off: the tests check behaviour, not power-loss safety.
         self.durable = durable
         # max_file_bytes: no file of the server may grow past it (RLIMIT_FSIZE, which
         # PostgreSQL meets as a failed write: see test_store_disk_full.py).
         self.max_file_bytes = max_file_bytes
+        self.max_connections = max_connections
         root = os.geteuid() == 0
         # As root the server runs as `postgres`, which must reach the directory: /tmp is
         # open to every user, a root-only $TMPDIR may not be.
@@ -76,7 +78,7 @@ class Cluster:
         self._run(str(initdb), "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8",
                   "--locale=C", "--no-sync", *small_wal)
         settings = ["-c listen_addresses=127.0.0.1", f"-k {self.root}",
-                    "-c max_connections=300", "-c shared_buffers=256MB"]
+                    f"-c max_connections={self.max_connections}", "-c shared_buffers=256MB"]
         if not self.durable:
             settings += ["-c fsync=off", "-c full_page_writes=off"]
         last: Exception | None = None

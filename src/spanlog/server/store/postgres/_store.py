@@ -333,7 +333,7 @@ class PostgresStore(Store):
                 await conn.execute("UPDATE spanlog_project_settings SET settings = $2::jsonb "
                                    "WHERE pid = $1", pid, json.dumps(settings))
         except connection_errors() as exc:
-            raise Unavailable(f"the database is unreachable: {exc}") from None
+            raise unavailable(exc) from None
         return settings
 
     # -- keys --------------------------------------------------------------------------
@@ -458,7 +458,7 @@ class PostgresStore(Store):
         try:
             return await self._bounded(read)
         except connection_errors() as exc:
-            raise Unavailable(f"the database is unreachable: {exc}") from None
+            raise unavailable(exc) from None
 
     async def aggregate(self, project_id: str, win: Window) -> dict[str, Any]:
         """A project's figures over a time range, in buckets (``store._aggregate``)."""
@@ -474,7 +474,7 @@ class PostgresStore(Store):
         try:
             return await self._bounded(read)
         except connection_errors() as exc:
-            raise Unavailable(f"the database is unreachable: {exc}") from None
+            raise unavailable(exc) from None
 
     async def latest_xact(self, project_id: str) -> str | None:
         """The transaction id of the project's latest write (None while it has no rows)."""

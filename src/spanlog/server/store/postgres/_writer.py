@@ -116,11 +116,32 @@ def connection_errors() -> tuple[type[BaseException], ...]:
             asyncpg.exceptions.InsufficientResourcesError)
 
 
+# What a PostgreSQL error class of "insufficient resources" (53) or "operator intervention"
+# (57) says ran out or happened, by SQLSTATE; the database is reachable in every case.
+_REFUSALS = {
+    "53000": "is out of resources",
+    "53200": "is out of memory",
+    "53300": "has too many connections (max_connections)",
+    "53400": "reached a configuration limit",
+    "57000": "was stopped by its operator",
+    "57014": "cancelled the statement",
+    "57P01": "is shutting down",
+    "57P02": "is restarting after a crash",
+    "57P03": "is starting up or shutting down and takes no connections yet",
+    "57P04": "was dropped",
+}
+
+
 def unavailable(exc: BaseException) -> Unavailable:
     """The answer to one of :func:`connection_errors`: :class:`DiskFull` (HTTP 507) for
-    PostgreSQL's disk_full (SQLSTATE 53100, what a full file system gives), else 503."""
-    if getattr(exc, "sqlstate", None) == "53100":
+    PostgreSQL's disk_full (SQLSTATE 53100, what a full file system gives), else 503 saying
+    what happened: a refusal by SQLSTATE (:data:`_REFUSALS`), or no connection at all."""
+    state = getattr(exc, "sqlstate", None)
+    if state == "53100":
         return DiskFull()
+    refusal = _REFUSALS.get(state) if isinstance(state, str) else None
+    if refusal is not None:
+        return Unavailable(f"the database {refusal} (SQLSTATE {state}): {exc}")
     return Unavailable(f"the database is unreachable: {exc}")
 
 
