@@ -26,19 +26,38 @@ def client_gone(request: web.Request) -> bool:
 
 async def unless_gone(request: web.Request, read: Awaitable[T]) -> T:
     """Await a store read, cancelling it if the client disconnects meanwhile: the store then
-    stops the query, so nobody's abandoned work holds a reader (docs/collector.md)."""
-    task = asyncio.ensure_future(read)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=_GONE_CHECK)
-            if done:
-                return task.result()
-            if client_gone(request):
-                task.cancel()
-                raise Unavailable("the client disconnected")
-    finally:
-        if not task.done():
+    stops the query, so nobody's abandoned work holds a reader (docs/collector.md).
+
+    The read runs in the handler's own task, watched by a timer that re-arms itself every
+    :data:`_GONE_CHECK` seconds: a read that ends before the first check costs one timer,
+    not a task of its own and the loop turns of waiting on it.
+    """
+    task = asyncio.current_task()
+    assert task is not None  # a request handler always runs in a task
+    loop = asyncio.get_running_loop()
+    gone = False
+    timer: asyncio.TimerHandle
+
+    def check() -> None:
+        nonlocal gone, timer
+        if client_gone(request):
+            gone = True
             task.cancel()
+        else:
+            timer = loop.call_later(_GONE_CHECK, check)
+
+    timer = loop.call_later(_GONE_CHECK, check)
+    try:
+        return await read
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()
+        raise Unavailable("the client disconnected") from None
+    finally:
+        timer.cancel()
 
 
 def roots_only_arg(source: dict[str, Any]) -> bool:
