@@ -179,16 +179,42 @@ def _convert(value: Any, depth: int, path: set[int]) -> Any:
 _encoder: Any = None
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _make_encoder() -> Any:
+    """The compact encoder: ``json``'s C encoder made once and called directly.
+
+    ``json.JSONEncoder.encode`` builds a new C encoder (nine arguments parsed) and runs two
+    Python frames on every call; rows are encoded one at a time, so that was most of the
+    cost of encoding a small row. Where ``json`` has no C encoder, ``JSONEncoder.encode``.
+    """
+    import json
+    from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+
+    # ensure_ascii off: UTF-8 bodies are smaller, and a lone surrogate (which JSON parsers
+    # refuse) stays a code point that _utf8 can find and replace.
+    if c_make_encoder is None:
+        return json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False,
+                                ensure_ascii=False).encode
+    # (markers, default, encoder, indent, key_separator, item_separator, sort_keys,
+    # skipkeys, allow_nan), as JSONEncoder.iterencode passes them.
+    chunks = c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False,
+                            False)
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(chunks(value, 0))
+
+    return encode
+
+
 def _encode(value: Any) -> str:
     """Compact JSON text (the encoder is made on first use: ``json`` is not needed to log)."""
     global _encoder
     if _encoder is None:
-        import json
-
-        # ensure_ascii off: UTF-8 bodies are smaller, and a lone surrogate (which JSON
-        # parsers refuse) stays a code point that _utf8 can find and replace.
-        _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False,
-                                    check_circular=False, ensure_ascii=False).encode
+        _encoder = _make_encoder()
     return _encoder(value)  # type: ignore[no-any-return]
 
 
