@@ -389,14 +389,11 @@ class SqliteStore(Store):
             await self._pid(project_id)
         batch = list(pieces)
         # Encoding and index leaves are computed before the writer thread gets the job (here,
-        # or in a worker process), so that it spends its time in SQLite.
+        # or in an ingest worker's prepare_rows), so that it spends its time in SQLite.
         if prepared is None:
-            job = partial(write_pieces, pieces=batch, leaves=prepare(batch))
-        else:  # from prepare_rows (an ingest worker): rows still JSON text, decoded if need be
-            transfers, leaves, cells = prepared
-            job = partial(write_pieces, pieces=batch, leaves=leaves, transfers=transfers,
-                          cells=cells)
-        await self._write(job, size=len(batch))
+            prepared = prepare(batch)
+        await self._write(partial(write_pieces, pieces=batch, prepared=prepared),
+                          size=len(batch))
 
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
                     cursor: str | None = None, roots_only: bool = False,
