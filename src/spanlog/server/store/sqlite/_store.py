@@ -89,7 +89,7 @@ class SqliteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._projects: dict[str, tuple[Project, int]] = {}
+        self._projects = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -303,11 +303,6 @@ class SqliteStore(Store):
             "SELECT pid, id, org_id, name, created FROM projects WHERE org_id = ? ORDER BY pid",
             (org_id,)).fetchall())
         return [p for p in map(self._remember, rows) if p is not None]
-
-    async def _pid(self, project_id: str) -> int:
-        if project_id not in self._projects and await self.project_by_id(project_id) is None:
-            raise NotFound(f"project {project_id!r} not found")
-        return self._projects[project_id][1]
 
     async def project_settings(self, project_id: str) -> dict[str, Any]:
         """The settings set on project ``project_id``."""
