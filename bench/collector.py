@@ -313,8 +313,8 @@ async def _writer_only(db: str, rows: int, batch: int) -> dict[str, Any]:
         tune_process()  # as in `spanlog serve`
         cpu = os.times()
         started = time.perf_counter()
-        for pieces, leaves in batches:
-            await store._write(partial(write_pieces, pieces=pieces, leaves=leaves),
+        for pieces, prepared in batches:
+            await store._write(partial(write_pieces, pieces=pieces, prepared=prepared),
                                size=len(pieces))
         elapsed = time.perf_counter() - started
         used = sum(os.times()[:2]) - sum(cpu[:2])

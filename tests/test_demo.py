@@ -16,6 +16,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.slow  # `spanlog demo` processes
+
 
 class _Output:
     """The demo's stdout, read line by line on a thread (select() on a buffered text pipe

@@ -1033,6 +1033,7 @@ _EVENTS = st.lists(st.builds(
         max_size=4)), max_size=3)
 
 
+@pytest.mark.slow  # a property test of 300 examples: about 3 s
 @settings(max_examples=300, deadline=None)
 @given(_ATTRIBUTES, _EVENTS, st.sampled_from(["OK", "ERROR", "UNSET"]))
 def test_no_attribute_is_ever_lost(attributes: dict[str, Any], events: list[OtelEvent],

@@ -334,10 +334,8 @@ def run_sync(plan: Plan, transport: Any, stop: threading.Event | None = None) ->
                         result = transport.post(*step[1:])
                     else:
                         result = _get(transport, *step[1:])
-                except TransportError as exc:
-                    result = exc
-                except Exception as exc:  # a third-party transport's own bug: retry it
-                    result = TransportError(f"{type(transport).__name__}: {exc!r}")
+                except Exception as exc:
+                    result = _failure(transport, exc)
             step = plan.send(result)
     except StopIteration as done:
         return bool(done.value)
@@ -365,15 +363,21 @@ async def run_async(plan: Plan, transport: Any) -> bool:
                         getter = getattr(transport, "get", None)
                         result = (await getter(*step[1:]) if getter is not None
                                   else TransportError("transport has no get()"))
-                except TransportError as exc:
-                    result = exc
-                except Exception as exc:  # a third-party transport's own bug: retry it
-                    result = TransportError(f"{type(transport).__name__}: {exc!r}")
+                except Exception as exc:
+                    result = _failure(transport, exc)
             step = plan.send(result)
     except StopIteration as done:
         return bool(done.value)
     finally:
         plan.close()
+
+
+def _failure(transport: Any, exc: Exception) -> TransportError:
+    """What a request that raised ``exc`` tells the plan (either driver): a TransportError as
+    it is; anything else is a third-party transport's own bug, retried like one."""
+    if isinstance(exc, TransportError):
+        return exc
+    return TransportError(f"{type(transport).__name__}: {exc!r}")
 
 
 def _get(transport: Any, url: str, headers: Any, timeout: float) -> Any:

@@ -13,7 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from spanlog_server_http import call, start_serve
+
+pytestmark = pytest.mark.slow  # a `spanlog` process or more per test
 
 
 def logs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

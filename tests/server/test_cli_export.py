@@ -40,6 +40,7 @@ def _fill(collector: Any, name: str, n: int) -> float:
     return now
 
 
+@pytest.mark.slow  # `spanlog export` processes
 def test_export_to_a_file_and_to_stdout(collector: Any, tmp_path: Path) -> None:
     """-o FILE holds every matching row; stdout gets the same bytes; filter, range and
     roots_only reach the collector; stderr says how many rows went where."""
@@ -77,6 +78,7 @@ def test_a_long_export_prints_progress(collector: Any, tmp_path: Path,
     assert len(target.read_bytes().splitlines()) == 1200
 
 
+@pytest.mark.slow  # `spanlog export` processes
 def test_export_errors_say_what_is_wrong(collector: Any, tmp_path: Path) -> None:
     env = {"SPANLOG_API_URL": collector.url, "SPANLOG_API_KEY": collector.api_key}
     missing = export("--project", "no-such-project", env=env)

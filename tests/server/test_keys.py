@@ -128,6 +128,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60)
 
 
+@pytest.mark.slow  # four `spanlog keys` processes
 def test_keys_cli_create_list_revoke(tmp_path: Path, make_collector):
     """`spanlog keys create|list|revoke` manage keys in the database a collector serves."""
     db = str(tmp_path / "c.sqlite3")

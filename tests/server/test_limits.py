@@ -35,6 +35,7 @@ def _rss_kib(pid: int) -> int:
     return total
 
 
+@pytest.mark.slow  # a `spanlog serve` process, three 30 MiB bodies: 2 to 10 s a case
 @pytest.mark.parametrize(("item", "workers"), [(b"{}", "0"), (b'{"a":0}', "0"),
                                               (b'{"a":0}', "1")])
 def test_a_row_bomb_is_refused_fast_in_bounded_memory(tmp_path: Path, item: bytes,
@@ -77,7 +78,8 @@ def _row(depth: int, index: int = 0, merge: bool = False) -> bytes:
 
 
 @pytest.mark.parametrize("depth", [65, 500, 1000, 1021])
-@pytest.mark.parametrize("workers", [0, 1])
+# With a worker: a worker process started for each case (1 to 2 s).
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_deep_json_is_refused_naming_row_and_field(tmp_path: Path, depth: int,
                                                    workers: int) -> None:
     from spanlog.server.http._context import Settings

@@ -403,6 +403,7 @@ print(json.dumps({"content": reply.choices[0].message.content,
 """
 
 
+@pytest.mark.slow  # a Python process that imports OpenLLMetry and openai: about 3 s
 def test_openllmetry_openai_instrumentation(keyed):
     """A second real instrumentation, OpenLLMetry's (opentelemetry-instrumentation-openai,
     the older indexed gen_ai.prompt.N / gen_ai.completion.N attributes), on the real openai

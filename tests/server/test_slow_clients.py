@@ -26,6 +26,7 @@ def _closed(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.mark.slow  # about 14 s: 60 trickling clients, held until the collector closes them
 def test_trickling_clients_are_closed_and_others_served(tmp_path: Path) -> None:
     settings = Settings(max_connections=50)
     with BackgroundCollector(str(tmp_path / "slow.sqlite3"), settings=settings) as server:

@@ -23,6 +23,8 @@ from spanlog_server_http import call, start_serve
 from spanlog.server.http._context import WORKERS, Settings
 from spanlog.server.http._runner import BackgroundCollector
 
+# The tests that start worker processes (a second or more each) are marked slow.
+
 
 @pytest.fixture
 def pair(tmp_path: Path, handle_of: Any) -> Iterator[tuple[Any, Any]]:
@@ -95,6 +97,7 @@ def _scenario(handle: Any) -> dict[str, Any]:
             "search": [r["id"] for r in handle.fetch("work", "metadata.user = 'u1'")]}
 
 
+@pytest.mark.slow
 def test_workers_store_exactly_what_the_serving_process_stores(pair):
     """Every kind of piece, decoded in a worker, is stored as if decoded in the serving
     process: same rows, same order, same trace and score averages, same index."""
@@ -123,6 +126,7 @@ BAD_BODIES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("raw", BAD_BODIES, ids=[b.decode()[:40] for b in BAD_BODIES])
 def test_workers_refuse_bad_bodies_with_the_same_words(pair, raw):
     """A bad body decoded in a worker gets the status and message it gets without one, and
@@ -156,6 +160,7 @@ def _otel_spans() -> list[ReadableSpan]:
     return list(memory.get_finished_spans())
 
 
+@pytest.mark.slow
 def test_otlp_spans_decoded_in_a_worker_are_stored_as_in_the_serving_process(pair):
     """OTLP exports are decoded and mapped in the workers too: same answers (partial
     success, a google.rpc.Status for an undecodable body), same stored rows."""
@@ -178,6 +183,7 @@ def test_otlp_spans_decoded_in_a_worker_are_stored_as_in_the_serving_process(pai
     assert {r["metrics"].get("prompt_tokens") for r in rows} == {None, 10, 11}
 
 
+@pytest.mark.slow
 def test_a_killed_worker_costs_no_request(tmp_path: Path, handle_of: Any):
     """SIGKILL on the worker process: requests still succeed (decoded in the serving process
     while a new worker starts), and later ones use the new worker."""
@@ -200,6 +206,7 @@ def test_a_killed_worker_costs_no_request(tmp_path: Path, handle_of: Any):
         server.stop()
 
 
+@pytest.mark.slow
 def test_serve_rejects_bad_worker_counts(tmp_path: Path):
     """`--workers` below 0, or with PostgreSQL, is refused before anything starts."""
     import subprocess
@@ -214,6 +221,7 @@ def test_serve_rejects_bad_worker_counts(tmp_path: Path):
         assert done.returncode == 2 and words in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_serve_with_workers_ingests_and_stops_cleanly(tmp_path: Path):
     """`spanlog serve --workers 2` takes rows through its workers and stops on SIGTERM with
     no worker left behind."""

@@ -15,18 +15,6 @@ from spanlog.server.rows._json import dumps_bytes
 from spanlog.server.rows._model import now_iso
 
 
-@dataclass(slots=True)
-class Replace:
-    """A replace piece made ready to store: the row, its digest, its JSON when final."""
-
-    data: dict[str, Any]
-    digest: str
-    text: str | None
-    # Whether the server stamped ``created`` (the piece had none): under stored merges, the
-    # first merge's stamp then stays.
-    stamped: bool = False
-
-
 @dataclass
 class StoredRow:
     """What an engine keeps for one (project, id) while applying pieces."""
@@ -38,8 +26,15 @@ class StoredRow:
     text: str | None = field(default=None, compare=False)
 
 
+# A replace piece made ready to store (prepare_replace): the row as stored, the digest of the
+# piece, the row's JSON when that is final (else None), and whether the server stamped
+# ``created`` (the piece had none): under stored merges, the first merge's stamp then stays.
+Replace = tuple[dict[str, Any], str, str | None, bool]
+
+
 def prepare_replace(piece: Mapping[str, Any]) -> Replace:
-    """A replace piece as stored data, its digest, and its JSON when that is final.
+    """A replace piece as stored data, its digest, its JSON when that is final, and whether
+    ``created`` was stamped (see :data:`Replace`).
 
     Pure, so an engine may call it before its write transaction (off the writer thread).
     """
@@ -62,19 +57,14 @@ def prepare_replace(piece: Mapping[str, Any]) -> Replace:
         # platform's API treats it, so it lists, opens and filters like any other trace.
         data["span_id"] = data["root_span_id"] = data["id"]
         text = None
-    return Replace(data, digest, text, stamped)
+    return data, digest, text, stamped
 
 
-def apply_piece(stored: StoredRow | None, piece: Mapping[str, Any],
-                replace: Replace | None = None) -> StoredRow | None:
+def apply_piece(stored: StoredRow | None, piece: Mapping[str, Any]) -> StoredRow | None:
     """The stored row after ``piece`` lands on it, or None when nothing changes.
 
     Rules (docs/protocol.md, "Merge"): a merge piece deep-merges; a merge piece for an id not stored
-    yet is stored as it is; a replace piece replaces, except that when only merges were stored
-    so far (feedback that overtook the span) it goes *underneath* them (``merge_under``). A
-    replace piece identical to the one the row is based on is a retry and changes nothing,
-    so retries leave the store as if the batch had been sent once. ``replace`` is
-    ``prepare_replace(piece)`` when the caller computed it already.
+    yet is stored as it is; a replace piece is applied by :func:`apply_replace`.
     """
     if is_merge(piece):
         if stored is None:
@@ -82,19 +72,30 @@ def apply_piece(stored: StoredRow | None, piece: Mapping[str, Any],
             data.setdefault("created", now_iso())
             return StoredRow(data=data, base_digest=None)
         return StoredRow(data=merge_into(stored.data, piece), base_digest=stored.base_digest)
-    ready = replace or prepare_replace(piece)
-    base, digest = ready.data, ready.digest
+    return apply_replace(stored, *prepare_replace(piece))
+
+
+def apply_replace(stored: StoredRow | None, data: dict[str, Any], digest: str,
+                  text: str | None, stamped: bool) -> StoredRow | None:
+    """The stored row after a replace piece prepared as ``data``, ``digest``, ``text``,
+    ``stamped`` (:func:`prepare_replace`) lands on it, or None when nothing changes.
+
+    A replace piece replaces, except that when only merges were stored so far (feedback that
+    overtook the span) it goes *underneath* them (``merge_under``). A replace piece identical
+    to the one the row is based on is a retry and changes nothing, so retries leave the store
+    as if the batch had been sent once.
+    """
     if stored is None:
-        return StoredRow(data=base, base_digest=digest, text=ready.text)
+        return StoredRow(data=data, base_digest=digest, text=text)
     if stored.base_digest == digest:
         return None
     if stored.base_digest is None:
         merged = dict(stored.data)
-        if not ready.stamped:
+        if not stamped:
             # The server stamped `created` on the first merge; the span's own value wins.
             merged.pop("created", None)
-        data = merge_under(base, merged)
+        data = merge_under(data, merged)
     else:
-        data = merge_into(stored.data, base)
+        data = merge_into(stored.data, data)
     data.setdefault("created", now_iso())
     return StoredRow(data=data, base_digest=digest)

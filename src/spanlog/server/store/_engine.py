@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from spanlog.server.store._aggregate import Window
+from spanlog.server.store._errors import NotFound
 from spanlog.server.store._records import ApiKey, Org, Page, Piece, Project
 from spanlog.server.store._sessions import SessionQuery
 
@@ -35,6 +36,15 @@ class Store(ABC):
 
     # Seconds one fetch or trace read may run (the HTTP layer sets it from its settings).
     query_timeout: float = DEFAULT_QUERY_TIMEOUT
+    # The projects an engine has looked up, by id: each with the engine's own number for it
+    # (its pid), which :meth:`project_by_id` records here.
+    _projects: dict[str, tuple[Project, int]]
+
+    async def _pid(self, project_id: str) -> int:
+        """The engine's number for project ``project_id``; NotFound when there is none."""
+        if project_id not in self._projects and await self.project_by_id(project_id) is None:
+            raise NotFound(f"project {project_id!r} not found")
+        return self._projects[project_id][1]
 
     def interrupt_reads(self) -> None:
         """Stop every read running now and refuse new ones (shutdown: the serving stops

@@ -3,7 +3,7 @@ and the pages of rows it reads out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from spanlog.server.rows._json import dumps, loads
@@ -59,8 +59,6 @@ class Piece:
 
     project_id: str
     row: dict[str, Any]
-    # An engine's own precomputation for this piece (see SqliteStore.write); opaque here.
-    prepared: Any = field(default=None, compare=False)
 
 
 class Page:

@@ -117,7 +117,7 @@ class PostgresStore(Store):
                              f"({self.pool_size}): reads need connections too")
         self._pool: Any = None
         self._writer: Writer | None = None
-        self._projects: dict[str, tuple[Project, int]] = {}
+        self._projects = {}
         self._by_name: dict[tuple[str, str], str] = {}
         self._orgs: dict[str, Org] = {}  # by name
         self._org_ids: dict[str, Org] = {}
@@ -301,11 +301,6 @@ class PostgresStore(Store):
         recs = await self._query("fetch", self._PROJECT + " WHERE org_id = $1 ORDER BY pid",
                                  org_id)
         return [p for p in map(self._remember, recs) if p is not None]
-
-    async def _pid(self, project_id: str) -> int:
-        if project_id not in self._projects and await self.project_by_id(project_id) is None:
-            raise NotFound(f"project {project_id!r} not found")
-        return self._projects[project_id][1]
 
     async def project_settings(self, project_id: str) -> dict[str, Any]:
         """The settings set on project ``project_id``."""

@@ -5,9 +5,10 @@ pieces on top with the shared merge rules (``rows._apply.apply_piece``), places 
 rows in their target's trace (``store._comments.link_comment``), and writes the changed rows
 and their index entries. Ingest speed is decided here, on the one writer thread, so:
 
-- Encoding a row and walking its leaves happen before the transaction: on the caller's
-  thread (:func:`prepare`), or in an ingest worker process (:func:`prepare_rows`, then
-  :func:`adopt`); the writer only redoes that for rows a merge changed.
+- Encoding a row and walking its leaves happen before the transaction, into one shape
+  (:class:`Prepared`) on either path: on the caller's thread (:func:`prepare`), or in an
+  ingest worker process (:func:`prepare_rows`). A job of new rows is inserted from that as
+  it is (:func:`_write_new`); the writer only redoes the work for rows a merge changed.
 - Rows and index entries go in with multi-row ``INSERT ... VALUES (...), (...)`` statements
   of up to :data:`MAX_ROWS_PER_INSERT` rows (:func:`insert_many`): one ``sqlite3_step``
   inserts thousands of rows. Python's ``sqlite3`` releases the GIL around each step, so few
@@ -24,12 +25,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 from spanlog._merge import is_merge
-from spanlog.server.rows._apply import Replace, StoredRow, apply_piece, prepare_replace
+from spanlog.server.rows._apply import StoredRow, apply_piece, apply_replace, prepare_replace
 from spanlog.server.rows._json import dumps, dumps_internal, loads
 from spanlog.server.rows._model import comment_target, is_root
 from spanlog.server.store._aggregate import (
@@ -65,35 +65,33 @@ Key = tuple[int, str]  # (project pid, row id)
 Leaves = dict[int, dict[Any, list[int]]]
 
 
-class Transfer(NamedTuple):
-    """A prepared replace piece as a worker process hands it over (see prepare_rows)."""
+class Prepared(NamedTuple):
+    """A replace piece made ready to store before the transaction: on the caller's thread
+    (:func:`prepare`), or in an ingest worker process (:func:`prepare_rows`), whence it is
+    pickled over as its fields. Its text and the columns below are all that a new row's
+    insert needs (:func:`_write_new`); a piece merged in the transaction needs its row.
+    """
 
     id: str
-    text: str  # its final JSON
-    digest: str
-    stamped: bool  # Replace.stamped
-    capped: bool
-    links: str
-    facts: Facts | None
+    text: str  # the row's JSON, final
+    digest: str  # the piece's, and whether `created` was stamped: see rows._apply.Replace
+    stamped: bool
+    capped: bool  # from leaf_keys
+    links: str  # trace_links
+    facts: Facts | None  # span_facts
     # What the `rows` columns need of it besides the above.
     root_span_id: Any
     is_root: bool
     target: Any  # comment_target
+    # The row; None while it travels as its text (a string crosses a process boundary far
+    # cheaper than a dict): :func:`adopt` decodes it when the transaction needs it.
+    data: dict[str, Any] | None
 
 
-# The transfers, their leaves, and the rollup cells of their spans (``store._aggregate``):
-# what a job of new rows of one project adds to the rollups, folded in the worker.
-Transfers = tuple[list[Transfer | None], Leaves, Cells]
-
-
-@dataclass(slots=True)
-class Prepared:
-    """What can be computed for a replace piece before the transaction (see prepare)."""
-
-    replace: Replace
-    capped: bool
-    links: str
-    facts: Facts | None
+# A job's prepared pieces (None for a piece folded onto what is stored in the transaction: a
+# merge or a delete), their leaves, and the rollup cells of their spans (``store._aggregate``):
+# what a job of new rows of one project adds to the rollups, folded ahead.
+Ready = tuple[list[Prepared | None], Leaves, Cells]
 
 
 def add_leaves(group: Leaves, keys: list[tuple[int, Any]], n: int) -> None:
@@ -111,70 +109,47 @@ def add_leaves(group: Leaves, keys: list[tuple[int, Any]], n: int) -> None:
             numbers.append(n)
 
 
-def _prepare_one(row: dict[str, Any]) -> tuple[Prepared, list[tuple[int, Any]]] | None:
-    if is_merge(row) or row.get("_object_delete") is True:
-        return None  # folded onto what is stored, in the transaction
-    replace = prepare_replace(row)
-    keys, capped = leaf_keys(replace.data)
-    return Prepared(replace, capped, trace_links(replace.data), span_facts(replace.data)), keys
+def prepare(pieces: Sequence[Piece]) -> Ready:
+    """What :func:`write_pieces` takes for ``pieces``, made on the caller's thread so that
+    the writer spends its time in SQLite: their replace pieces encoded (:class:`Prepared`),
+    their index leaves grouped, their rollup cells folded. A piece that meets a stored row
+    in the transaction is merged there and this work is redone for it."""
+    return _prepare([piece.row for piece in pieces], keep_rows=True)
 
 
-def prepare(pieces: Sequence[Piece]) -> Leaves:
-    """Encode replace pieces and group their index leaves ahead of the writer thread.
-
-    Runs on the caller's thread, so the writer spends its time in SQLite. A piece that meets
-    a stored row in the transaction is merged there and this work is redone for it.
-    """
-    leaves: Leaves = {}
-    for i, piece in enumerate(pieces):
-        done = _prepare_one(piece.row)
-        if done is not None:
-            piece.prepared, keys = done
-            add_leaves(leaves, keys, i)
-    return leaves
-
-
-def prepare_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None], Transfers]:
+def prepare_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None], Ready]:
     """:func:`prepare` for validated rows in an ingest worker process (``Store.prepare_rows``).
 
-    Returns the rows with None for each replace piece, which travels as its JSON text instead
-    (a string crosses a process boundary far cheaper than a dict), and what
-    :func:`write_pieces` takes back: a job of new rows is inserted from that text as it is;
-    any other job first has :func:`adopt` decode it.
+    Returns the rows with None for each replace piece, which travels as its JSON text instead,
+    and what :func:`write_pieces` takes back: a job of new rows is inserted from that text as
+    it is; any other job first has :func:`adopt` decode it.
     """
-    out: list[dict[str, Any] | None] = []
-    transfers: list[Transfer | None] = []
+    ready = _prepare(rows, keep_rows=False)
+    return [row if p is None else None for row, p in zip(rows, ready[0], strict=True)], ready
+
+
+def _prepare(rows: list[dict[str, Any]], keep_rows: bool) -> Ready:
+    prepared: list[Prepared | None] = []
     leaves: Leaves = {}
     for i, row in enumerate(rows):
-        done = _prepare_one(row)
-        if done is None:
-            out.append(row)
-            transfers.append(None)
+        if is_merge(row) or row.get("_object_delete") is True:
+            prepared.append(None)  # folded onto what is stored, in the transaction
             continue
-        prepared, keys = done
+        data, digest, text, stamped = prepare_replace(row)
+        keys, capped = leaf_keys(data)
         add_leaves(leaves, keys, i)
-        replace = prepared.replace
-        out.append(None)
-        data = replace.data
-        transfers.append(Transfer(data["id"], replace.text or dumps(data), replace.digest,
-                                  replace.stamped, prepared.capped, prepared.links,
-                                  prepared.facts,
-                                  data.get("root_span_id"), is_root(data),
-                                  comment_target(data)))
-    cells = hourly_cells(t.facts for t in transfers if t is not None and t.facts is not None)
-    return out, (transfers, leaves, cells)
+        prepared.append(Prepared(data["id"], text or dumps(data), digest, stamped, capped,
+                                 trace_links(data), span_facts(data),
+                                 data.get("root_span_id"), is_root(data),
+                                 comment_target(data), data if keep_rows else None))
+    cells = hourly_cells(p.facts for p in prepared if p is not None and p.facts is not None)
+    return prepared, leaves, cells
 
 
-def adopt(pieces: Sequence[Piece], transfers: list[Transfer | None]) -> None:
-    """Give the pieces that :func:`prepare_rows` carried as text their row and
-    :class:`Prepared` back (in place)."""
-    for piece, transfer in zip(pieces, transfers, strict=True):
-        if transfer is not None:
-            data = loads(transfer.text)
-            piece.row = data
-            piece.prepared = Prepared(Replace(data, transfer.digest, transfer.text,
-                                              transfer.stamped), transfer.capped, transfer.links,
-                                    transfer.facts)
+def adopt(prepared: list[Prepared | None]) -> list[Prepared | None]:
+    """``prepared`` with the row of each piece that :func:`prepare_rows` carried as text."""
+    return [p if p is None or p.data is not None else p._replace(data=loads(p.text))
+            for p in prepared]
 
 
 @lru_cache(maxsize=64)
@@ -343,14 +318,14 @@ def insert_postings(txn: Txn, postings: Postings) -> None:
 
 
 def _only_new_rows(conn: sqlite3.Connection, pids: list[int],
-                   transfers: list[Transfer | None], distinct: int) -> bool:
+                   prepared: list[Prepared | None], distinct: int) -> bool:
     """Whether a job of prepared pieces (none stored yet) only adds rows as they are: every
     piece a prepared replace of its own id, none a comment, and no stored comment of these
     projects waiting for a trace (which one of these rows might be)."""
-    if distinct != len(transfers):
+    if distinct != len(prepared):
         return False
-    for transfer in transfers:
-        if transfer is None or transfer.target is not None:
+    for p in prepared:
+        if p is None or p.target is not None:
             return False
     return not any(_comments_wait(conn, pid) for pid in set(pids))
 
@@ -363,26 +338,25 @@ def _comments_wait(conn: sqlite3.Connection, pid: int) -> bool:
 
 
 def _write_new(txn: Txn, pids: list[int], keys: dict[Key, None],
-               transfers: list[Transfer | None], leaves: Leaves, cells: Cells) -> None:
-    """Insert a job of new rows straight from their transfers (see :func:`_only_new_rows`):
-    what :func:`write_pieces` would do for them, without decoding a row."""
+               prepared: list[Prepared | None], leaves: Leaves, cells: Cells) -> None:
+    """Insert a job of new rows straight from their prepared text and columns (see
+    :func:`_only_new_rows`): what :func:`write_pieces` would do for them, without a row."""
     add_rows: list[Any] = []
     add_ids: list[Any] = []
     add_spans: list[Any] = []
     xacts: list[int | None] = []
-    for (pid, row_id), transfer in zip(keys, transfers, strict=True):
-        assert transfer is not None
+    for (pid, row_id), p in zip(keys, prepared, strict=True):
+        assert p is not None
         xact = txn.next_xact()
         xacts.append(xact)
-        add_rows.extend((xact, pid, row_id, transfer.root_span_id, int(transfer.is_root),
-                         transfer.digest, transfer.text, None, 1 if transfer.capped else None,
-                         transfer.links))
+        add_rows.extend((xact, pid, row_id, p.root_span_id, int(p.is_root), p.digest, p.text,
+                         None, 1 if p.capped else None, p.links))
         add_ids.extend((pid, row_id, xact))
-        if transfer.facts is not None:
-            add_spans.extend((xact, pid, transfer.root_span_id, *transfer.facts))
+        if p.facts is not None:
+            add_spans.extend((xact, pid, p.root_span_id, *p.facts))
     postings: Postings = {}
     _prepared_postings(leaves, pids, xacts, postings)
-    # The cells folded in the worker serve when the job is of one project (the usual job).
+    # The cells folded ahead serve when the job is of one project (the usual job).
     one = pids[0] if pids and pids.count(pids[0]) == len(pids) else None
     _insert(txn, add_rows, add_ids, add_spans, postings,
             cells=(one, cells) if one is not None else None)
@@ -455,43 +429,42 @@ def _insert(txn: Txn, add_rows: list[Any], add_ids: list[Any], add_spans: list[A
         insert_postings(txn, postings)
 
 
-def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
-                 transfers: list[Transfer | None] | None = None,
-                 cells: Cells | None = None) -> None:
-    """Apply ``pieces`` in order on top of what is stored (a writer job); ``leaves`` are
-    their prepared index leaves (:func:`prepare`), or ``transfers`` and ``leaves`` came from
-    :func:`prepare_rows` (pieces it carried as text have ``row`` None)."""
+def write_pieces(txn: Txn, pieces: Sequence[Piece], prepared: Ready) -> None:
+    """Apply ``pieces`` in order on top of what is stored (a writer job); ``prepared`` is what
+    :func:`prepare` made of their rows (or :func:`prepare_rows`: then the pieces it carried
+    as text have ``row`` None)."""
     conn = txn.conn
+    ready, leaves, cells = prepared
     pids = [txn.pid(piece.project_id) for piece in pieces]
     keys: dict[Key, None] = {}
-    for i, (pid, piece) in enumerate(zip(pids, pieces, strict=True)):
-        transfer = transfers[i] if transfers is not None else None
-        keys[(pid, piece.row["id"] if transfer is None else transfer.id)] = None
+    for pid, piece, p in zip(pids, pieces, ready, strict=True):
+        keys[(pid, piece.row["id"] if p is None else p.id)] = None
     old = _stored(conn, keys)
-    if transfers is not None:
-        if not old and _only_new_rows(conn, pids, transfers, len(keys)):
-            _write_new(txn, pids, keys, transfers, leaves, cells or {})
-            return
-        adopt(pieces, transfers)
+    if not old and _only_new_rows(conn, pids, ready, len(keys)):
+        _write_new(txn, pids, keys, ready, leaves, cells)
+        return
+    ready = adopt(ready)
 
     current: dict[Key, StoredRow | None] = {k: v[1] for k, v in old.items()}
     changed: dict[Key, None] = {}
-    # The piece whose prepared form a row got, if any: its leaves are in `leaves`.
-    ready: dict[Key, int] = {}
-    for i, (pid, piece) in enumerate(zip(pids, pieces, strict=True)):
-        key = (pid, piece.row["id"])
-        if piece.row.get("_object_delete") is True:
+    # The piece whose prepared row a row got, if any: its leaves are in `leaves`.
+    stored_as: dict[Key, int] = {}
+    for i, (pid, piece, p) in enumerate(zip(pids, pieces, ready, strict=True)):
+        key = (pid, piece.row["id"] if p is None else p.id)
+        if p is not None:
+            assert p.data is not None  # adopted
+            result = apply_replace(current.get(key), p.data, p.digest, p.text, p.stamped)
+            if result is not None and result.data is p.data:
+                stored_as[key] = i
+        elif piece.row.get("_object_delete") is True:
             current[key] = None
             changed[key] = None
             continue
-        prepared: Prepared | None = piece.prepared
-        result = apply_piece(current.get(key), piece.row,
-                             prepared.replace if prepared is not None else None)
+        else:
+            result = apply_piece(current.get(key), piece.row)
         if result is not None:
             current[key] = result
             changed[key] = None
-            if prepared is not None and result.data is prepared.replace.data:
-                ready[key] = i
     _link_comments(conn, old, current, changed)
 
     drop_rows: list[tuple[int]] = []
@@ -512,11 +485,11 @@ def write_pieces(txn: Txn, pieces: Sequence[Piece], leaves: Leaves,
             continue
         xact = txn.next_xact()
         data = stored.data
-        at = ready.get(key)
-        prepared = pieces[at].prepared if at is not None else None
-        if at is not None and prepared is not None and data is prepared.replace.data:
+        at = stored_as.get(key)
+        p = ready[at] if at is not None else None
+        if at is not None and p is not None and data is p.data:
             xacts[at] = xact
-            capped, links, facts = prepared.capped, prepared.links, prepared.facts
+            capped, links, facts = p.capped, p.links, p.facts
         else:  # merged in this job: walk it again
             row_leaves, capped = leaf_keys(data)
             links, facts = trace_links(data), span_facts(data)

@@ -89,7 +89,7 @@ class SqliteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._projects: dict[str, tuple[Project, int]] = {}
+        self._projects = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -304,11 +304,6 @@ class SqliteStore(Store):
             (org_id,)).fetchall())
         return [p for p in map(self._remember, rows) if p is not None]
 
-    async def _pid(self, project_id: str) -> int:
-        if project_id not in self._projects and await self.project_by_id(project_id) is None:
-            raise NotFound(f"project {project_id!r} not found")
-        return self._projects[project_id][1]
-
     async def project_settings(self, project_id: str) -> dict[str, Any]:
         """The settings set on project ``project_id``."""
         pid = await self._pid(project_id)
@@ -389,14 +384,11 @@ class SqliteStore(Store):
             await self._pid(project_id)
         batch = list(pieces)
         # Encoding and index leaves are computed before the writer thread gets the job (here,
-        # or in a worker process), so that it spends its time in SQLite.
+        # or in an ingest worker's prepare_rows), so that it spends its time in SQLite.
         if prepared is None:
-            job = partial(write_pieces, pieces=batch, leaves=prepare(batch))
-        else:  # from prepare_rows (an ingest worker): rows still JSON text, decoded if need be
-            transfers, leaves, cells = prepared
-            job = partial(write_pieces, pieces=batch, leaves=leaves, transfers=transfers,
-                          cells=cells)
-        await self._write(job, size=len(batch))
+            prepared = prepare(batch)
+        await self._write(partial(write_pieces, pieces=batch, prepared=prepared),
+                          size=len(batch))
 
     async def fetch(self, project_id: str, *, filter: str | None = None, limit: int = 50,
                     cursor: str | None = None, roots_only: bool = False,
