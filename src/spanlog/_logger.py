@@ -199,9 +199,11 @@ class Logger:
                 "bytes_sent": stats.bytes_sent, "last_error": stats.last_error}
 
     def _trace_end(self) -> None:
-        with _TRACE_END_GUARD:
+        try:
             if self._flusher.on_trace_end():
                 self._flusher.flush(self.config.flush_timeout)
+        except Exception:
+            _TRACE_END_GUARD.failed()
 
     async def _atrace_end(self) -> None:
         with _TRACE_END_GUARD:

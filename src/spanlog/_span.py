@@ -254,7 +254,11 @@ class Span:
                           else {"start": self._start, "end": end, **metrics})
         if self._row_id is not None:
             row["id"] = self._row_id
-        self._logger._buffer.push(row)
+        buffer = self._logger._buffer  # Buffer.push, inlined: this runs for every span
+        if len(buffer.rows) < buffer.max_rows:
+            buffer.rows.append(row)
+        else:
+            buffer.drop(1)
         root = self._root
         return root is self or root._end is not None  # no span of the trace is open here
 

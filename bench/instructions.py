@@ -1,0 +1,144 @@
+"""What a span costs the SDK in CPU instructions, counted by valgrind: immune to machine load.
+
+``bench/overhead.py`` times the same work in CPU seconds, which move by tens of percent on a
+shared machine. This benchmark runs the workload under ``valgrind --tool=callgrind``, which
+counts the instructions the process executes (the program runs 20-50 times slower, the count
+does not depend on what else the machine does), so that two checkouts can be compared to
+a percent on any machine:
+
+    python3 bench/instructions.py [--shapes flat,nested] [--calls 2500] [SRC ...]
+
+Each ``SRC`` is a checkout (its ``src`` goes on ``PYTHONPATH``; default: this one). The
+workload is ``bench/overhead.py``'s: ``flat`` is one ``@traced`` call per span, ``nested`` a
+traced call with three traced children. Each figure is the difference between a run of
+``--calls`` calls and one of a fifth as many, divided by the spans in between, so start-up
+and imports cancel out:
+
+- ``caller``: the process stops (``os._exit``) right after the calls, before any delivery
+  (``SPANLOG_FLUSH_LINGER`` is set to 30 s so that the flush thread does not start first):
+  what creating the spans costs the application's threads;
+- ``delivery``: the same run followed by ``spanlog.flush()`` to a local collector, minus the
+  caller figure: merging, encoding, compressing and sending, whichever thread does it.
+
+The collector (``python -m spanlog.server``, a temporary SQLite file, a free loopback port)
+runs natively in its own process and is not counted. Needs ``valgrind`` (Debian package
+``valgrind``). Not a pass/fail test: it prints what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from collector import start_collector, stop_collector
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+WORKLOAD = r'''
+import os, sys, uuid
+import spanlog
+
+url, calls, shape = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+spanlog.init_logger(project="instructions-" + uuid.uuid4().hex[:8], api_url=url)
+
+
+@spanlog.traced
+def leaf(d):
+    return {"out": d["x"] + 1, "label": d["name"]}
+
+
+@spanlog.traced
+def root(d):
+    leaf(d)
+    leaf(d)
+    leaf(d)
+    return {"ok": True, "x": d["x"]}
+
+
+top = leaf if shape == "flat" else root
+top({"x": 0, "name": "warm-up"})  # the first span and delivery: loads what loads lazily
+spanlog.flush(timeout=60)
+for i in range(calls):
+    top({"x": i, "name": "item"})
+if os.environ.get("SPANLOG_BENCH_NO_FLUSH"):
+    os._exit(0)
+if not spanlog.flush(timeout=600):
+    sys.exit(f"flush failed: {spanlog.stats()}")
+'''
+
+
+def instructions(src: str, url: str, calls: int, shape: str, flush: bool) -> int:
+    """Instructions one run of the workload executed (every thread of the process)."""
+    with tempfile.TemporaryDirectory(prefix="spanlog-instructions-") as tmp:
+        script = os.path.join(tmp, "workload.py")
+        with open(script, "w") as fh:
+            fh.write(WORKLOAD)
+        env = dict(os.environ, PYTHONPATH=os.path.join(src, "src"), SPANLOG_FLUSH_LINGER="30")
+        if not flush:
+            env["SPANLOG_BENCH_NO_FLUSH"] = "1"
+        # The interpreter itself, not a wrapper script (pyenv shims are shell scripts).
+        python = os.path.realpath(sys.executable)
+        run = subprocess.run(["valgrind", "--tool=callgrind",
+                              f"--callgrind-out-file={tmp}/callgrind.%p", python, script,
+                              url, str(calls), shape], env=env, capture_output=True,
+                             text=True, timeout=3600, check=False)
+        if run.returncode:
+            raise RuntimeError(f"{src} {shape} {calls}: exit {run.returncode}\n"
+                               f"{run.stderr[-2000:]}")
+        [out] = glob.glob(os.path.join(tmp, "callgrind.*"))
+        with open(out) as fh:
+            for line in fh:
+                if line.startswith("summary:"):
+                    return int(line.split()[1])
+    raise RuntimeError(f"no summary in the callgrind output of {src}")
+
+
+def measure(src: str, url: str, calls: int, shape: str) -> dict[str, Any]:
+    few = max(1, calls // 5)
+    spans = (calls - few) * (1 if shape == "flat" else 4)
+    caller = (instructions(src, url, calls, shape, False)
+              - instructions(src, url, few, shape, False)) / spans
+    total = (instructions(src, url, calls, shape, True)
+             - instructions(src, url, few, shape, True)) / spans
+    return {"src": src, "shape": shape, "caller": round(caller), "delivery": round(total - caller),
+            "total": round(total)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default="flat,nested")
+    parser.add_argument("--calls", type=int, default=2500)
+    parser.add_argument("src", nargs="*", default=[os.path.dirname(HERE)],
+                        help="checkouts to compare (default: this one)")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind not found: install it (Debian: apt-get install valgrind)")
+    shapes = [s for s in args.shapes.split(",") if s]
+    for shape in shapes:
+        if shape not in ("flat", "nested"):
+            parser.error(f"unknown shape {shape!r}; known: flat, nested")
+    if args.calls < 5:
+        parser.error("--calls: at least 5")
+    print(f"instructions per span (callgrind), {args.calls} calls minus {args.calls // 5}; "
+          "caller = creating the spans, delivery = merging, encoding, compressing, sending",
+          flush=True)
+    with tempfile.TemporaryDirectory(prefix="spanlog-instructions-db-") as tmp:
+        proc, url = start_collector(os.path.join(tmp, "bench.sqlite3"))
+        try:
+            for shape in shapes:
+                for src in args.src:
+                    r = measure(src, url, args.calls, shape)
+                    print(f"  {shape:6} {src:30} caller {r['caller']:>8,}  delivery "
+                          f"{r['delivery']:>8,}  total {r['total']:>8,}", flush=True)
+        finally:
+            stop_collector(proc)
+
+
+if __name__ == "__main__":
+    main()
