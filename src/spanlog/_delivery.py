@@ -1,11 +1,12 @@
 """Deliver buffered rows: merge, batch, encode, gzip, POST ``/logs3``, retry, requeue.
 
 The logic is written once, as a generator (:meth:`Delivery.plan`) that *yields* what it needs
-done (``post``, ``get``, ``sleep``) and receives the outcome; :func:`run_sync` and
-:func:`run_async` are the two small drivers that do the I/O with a blocking or an async
-transport. Rows that could not be delivered (retries used up, deadline reached, flush
-cancelled) go back to the front of the buffer for the next flush, so an outage costs memory,
-not rows; a collector that rejects rows (4xx other than 429) gets them counted as failed.
+done (``post``, ``get``, ``sleep``; ``pace``: give way) and receives the outcome;
+:func:`run_sync` and :func:`run_async` are the two small drivers that do the I/O with a
+blocking or an async transport. Rows that could not be delivered (retries used up, deadline
+reached, flush cancelled) go back to the front of the buffer for the next flush, so an outage
+costs memory, not rows; a collector that rejects rows (4xx other than 429) gets them counted
+as failed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from . import _log
 from ._buffer import Buffer, merge_pieces
 from ._config import Config
 from ._merge import IS_MERGE
-from ._serialize import encode_row, iso_utc, pace
+from ._serialize import encode_json, encode_slices, gave_way, iso_utc, needs_slices, pace, pace_due
 from ._transport import Response, TransportError
 
 USER_AGENT = "spanlog-python"
@@ -34,6 +35,11 @@ _MAX_RETRY_AFTER = 60.0
 _ENVELOPE = len(b'{"rows":,"api_version":2}')
 
 ABORT = object()  # sent into a plan when the flush is being stopped (interpreter exit)
+# Yielded by a plan when it has worked ~0.5 ms without giving way (encoding or compressing a
+# very long row): run_sync gives up the GIL (pace), run_async lets its event loop run, which
+# is what keeps a loop without threads (Pyodide) from waiting for a whole 5 MB row.
+PACE = ("pace",)
+_GZIP_SLICE = 32 * 1024  # a body longer than this is compressed a slice at a time
 
 Step = tuple[Any, ...]
 Plan = Generator[Step, Any, bool]
@@ -157,7 +163,7 @@ class Delivery:
     def _fit(self, chunk: list[dict[str, Any]],
              deadline: float | None) -> Generator[Step, Any, list[tuple[list[Any], bytes]]]:
         """Split ``chunk`` into batches whose bodies fit the collector's limit."""
-        encoded = _encode_rows(chunk)
+        encoded = yield from _encode_rows(chunk)
         size = _ENVELOPE + sum(len(part) + 1 for part in encoded)
         if size <= (self.limit or _UNASKED_LIMIT):
             return [(chunk, _body(encoded))]
@@ -212,7 +218,17 @@ class Delivery:
         payload = body
         if self.config.gzip_level:
             packer = zlib.compressobj(self.config.gzip_level, zlib.DEFLATED, 31)
-            payload = packer.compress(body) + packer.flush()
+            if len(body) <= _GZIP_SLICE:
+                payload = packer.compress(body) + packer.flush()
+            else:
+                view = memoryview(body)
+                packed = []
+                for at in range(0, len(body), _GZIP_SLICE):
+                    if pace_due():
+                        yield PACE
+                    packed.append(packer.compress(view[at:at + _GZIP_SLICE]))
+                packed.append(packer.flush())
+                payload = b"".join(packed)
         attempt = 0
         while True:
             result = yield ("post", self._logs3, payload, self.headers, self._timeout(deadline))
@@ -232,7 +248,9 @@ class Delivery:
                     parts = yield from self._fit(batch, deadline)
                     if len(parts) == 1 and len(parts[0][0]) == len(batch):
                         half = len(batch) // 2
-                        parts = [(p, _body(_encode_rows(p))) for p in (batch[:half], batch[half:])]
+                        parts = []
+                        for piece in (batch[:half], batch[half:]):
+                            parts.append((piece, _body((yield from _encode_rows(piece)))))
                     for part, part_body in parts:
                         yield from self._send(part, part_body, deadline)
                     return
@@ -241,7 +259,8 @@ class Delivery:
                     # take its neighbours down with it.
                     half = len(batch) // 2
                     for piece in (batch[:half], batch[half:]):
-                        yield from self._send(piece, _body(_encode_rows(piece)), deadline)
+                        piece_body = _body((yield from _encode_rows(piece)))
+                        yield from self._send(piece, piece_body, deadline)
                     return
                 if status != 429 and status != 408 and status < 500:
                     self._fail(batch, f"collector rejected {len(batch)} row(s) with HTTP "
@@ -292,16 +311,26 @@ class Delivery:
         return timeout
 
 
-def _encode_rows(rows: list[dict[str, Any]]) -> list[bytes]:
+def _encode_rows(rows: list[dict[str, Any]]) -> Generator[Step, Any, list[bytes]]:
+    """Each row's JSON (:func:`spanlog._serialize.encode_row`, inlined), yielding PACE
+    between rows and between the slices of a very long string whenever it is due."""
     encoded = []
     for row in rows:
-        encoded.append(encode_row(row))
-        pace()
+        if needs_slices(row):
+            parts: list[bytes] = []
+            for _ in encode_slices(row, parts):
+                yield PACE
+            encoded.append(b"".join(parts))
+        else:
+            encoded.append(encode_json(row))
+        if pace_due():
+            yield PACE
     return encoded
 
 
 def _body(encoded_rows: list[bytes]) -> bytes:
-    return b'{"rows":[' + b",".join(encoded_rows) + b'],"api_version":2}'
+    # One join around the other: two copies of a 5 MB row's bytes rather than three.
+    return b"".join((b'{"rows":[', b",".join(encoded_rows), b'],"api_version":2}'))
 
 
 def backoff(config: Config, attempt: int) -> float:
@@ -321,7 +350,9 @@ def run_sync(plan: Plan, transport: Any, stop: threading.Event | None = None) ->
         while True:
             kind = step[0]
             result: Any = None
-            if kind == "sleep":
+            if kind == "pace":
+                pace()
+            elif kind == "sleep":
                 if stop is not None:
                     result = ABORT if stop.wait(step[1]) else None
                 else:
@@ -352,7 +383,10 @@ async def run_async(plan: Plan, transport: Any) -> bool:
         while True:
             kind = step[0]
             result: Any = None
-            if kind == "sleep":
+            if kind == "pace":
+                await asyncio.sleep(0)  # the loop runs between slices of encoding and gzip
+                gave_way()
+            elif kind == "sleep":
                 await asyncio.sleep(step[1])
             else:
                 await asyncio.sleep(0)  # the loop runs between the slices of a flush

@@ -29,8 +29,18 @@ class FetchTransport:
     async def post(self, url: str, body: bytes, headers: Mapping[str, str],
                    timeout: float) -> Response:
         """Send ``body`` to ``url``; the response, or :class:`TransportError` if none came."""
+        return await self.request("POST", url, body, headers, timeout)
+
+    async def get(self, url: str, headers: Mapping[str, str], timeout: float) -> Response:
+        """GET ``url`` (the delivery asks ``/version`` for the collector's body limit before
+        sending a body over 1 MB: without this, such a row would be refused unsent)."""
+        return await self.request("GET", url, None, headers, timeout)
+
+    async def request(self, method: str, url: str, body: bytes | None,
+                      headers: Mapping[str, str], timeout: float) -> Response:
+        """One request; the response, or :class:`TransportError` if none came."""
         if self._closed:
-            raise TransportError(f"POST {url}: the fetch transport is closed")
+            raise TransportError(f"{method} {url}: the fetch transport is closed")
         try:
             import js  # type: ignore[import-not-found]  # Pyodide only
             from pyodide.ffi import (  # type: ignore[import-not-found]  # Pyodide only
@@ -39,14 +49,13 @@ class FetchTransport:
             )
         except ImportError as exc:  # not under Pyodide: a configuration mistake, say so
             raise TransportError(
-                f"POST {url}: FetchTransport needs Pyodide (the `js` module): {exc}") from None
+                f"{method} {url}: FetchTransport needs Pyodide (the `js` module): {exc}"
+            ) from None
         fetch = self._fetch if self._fetch is not None else js.fetch
-        options: dict[str, Any] = {
-            "method": "POST",
-            "headers": dict(headers),
+        options: dict[str, Any] = {"method": method, "headers": dict(headers)}
+        if body is not None:
             # to_js copies the bytes into a Uint8Array owned by JavaScript.
-            "body": to_js(body),
-        }
+            options["body"] = to_js(body)
         abort_timeout = getattr(getattr(js, "AbortSignal", None), "timeout", None)
         if abort_timeout is not None:
             # The platform cancels the request itself, so no socket outlives the timeout.
@@ -57,9 +66,9 @@ class FetchTransport:
                 # A second, slightly later bound for hosts without AbortSignal.timeout.
                 timeout + 1.0)
         except JsException as exc:
-            raise TransportError(f"POST {url} failed: {exc}") from None
+            raise TransportError(f"{method} {url} failed: {exc}") from None
         except asyncio.TimeoutError:
-            raise TransportError(f"POST {url}: no response within {timeout:g}s") from None
+            raise TransportError(f"{method} {url}: no response within {timeout:g}s") from None
 
     @staticmethod
     async def _exchange(fetch: Any, url: str, options: Any) -> Response:

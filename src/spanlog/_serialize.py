@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
@@ -239,26 +239,44 @@ def encode_json(value: Any) -> bytes:
         return _utf8(_encode(_sanitize(value, 0)))
 
 
-# The C encoder holds the GIL for the whole of one call: about 2 ms per MB of string here.
-# A row holding a string longer than this is encoded a slice at a time, with :func:`pace`
-# between slices, so that an event loop on another thread waits a slice, not the row.
+# The C encoder holds the GIL for the whole of one call: about 2 ms per MB of string here,
+# and several times that under Pyodide, where the event loop waits for all of it. A row
+# holding a string longer than _SLICE is encoded _SLICE_STEP characters at a time, giving
+# way between slices when :func:`pace_due`: to an event loop on another thread (:func:`pace`)
+# or, without threads, to the loop itself (the delivery plan yields, see
+# src/spanlog/_delivery.py), so that the loop waits a slice, not the row.
 _SLICE = 256 * 1024
+_SLICE_STEP = 64 * 1024
 
 
 def encode_row(row: dict[str, Any]) -> bytes:
     """:func:`encode_json` of one row, in slices when it holds a very long string."""
-    for field in _FREE_FIELDS:
-        value = row.get(field)
-        if value is not None and _has_long_string(value, 0):
-            parts: list[bytes] = []
-            _encode_sliced(_sanitize(row, 0), parts)
-            return b"".join(parts)
+    if needs_slices(row):
+        parts: list[bytes] = []
+        for _ in encode_slices(row, parts):
+            pace()
+        return b"".join(parts)
     return encode_json(row)
 
 
 # The fields whose values the user chooses; the others (ids, names, context, metrics, tags)
 # are spanlog's own and short.
 _FREE_FIELDS = ("input", "output", "expected", "error", "metadata")
+
+
+def needs_slices(row: dict[str, Any]) -> bool:
+    """Whether ``row`` holds a string long enough to be encoded in slices."""
+    for field in _FREE_FIELDS:
+        value = row.get(field)
+        if value is not None and _has_long_string(value, 0):
+            return True
+    return False
+
+
+def encode_slices(row: dict[str, Any], parts: list[bytes]) -> Iterator[None]:
+    """Encode ``row`` into ``parts`` (joined, its JSON), a slice of a long string at a time;
+    yields between slices whenever :func:`pace_due`, for the caller to give way."""
+    return _encode_sliced(_sanitize(row, 0), parts)
 
 
 def _has_long_string(value: Any, depth: int) -> bool:
@@ -281,27 +299,28 @@ def _has_long_string(value: Any, depth: int) -> bool:
     return False
 
 
-def _encode_sliced(value: Any, parts: list[bytes]) -> None:
+def _encode_sliced(value: Any, parts: list[bytes]) -> Iterator[None]:
     kind = type(value)
     if kind is str and len(value) > _SLICE:
         parts.append(b'"')
-        for at in range(0, len(value), _SLICE):
-            pace()
-            parts.append(_utf8(_encode(value[at:at + _SLICE])[1:-1]))
+        for at in range(0, len(value), _SLICE_STEP):
+            if pace_due():
+                yield
+            parts.append(_utf8(_encode(value[at:at + _SLICE_STEP])[1:-1]))
         parts.append(b'"')
     elif kind is dict:
         parts.append(b"{")
         for index, (key, item) in enumerate(value.items()):
             parts.append(b"," + _utf8(_encode(key)) + b":" if index
                          else _utf8(_encode(key)) + b":")
-            _encode_sliced(item, parts)
+            yield from _encode_sliced(item, parts)
         parts.append(b"}")
     elif kind is list:
         parts.append(b"[")
         for index, item in enumerate(value):
             if index:
                 parts.append(b",")
-            _encode_sliced(item, parts)
+            yield from _encode_sliced(item, parts)
         parts.append(b"]")
     else:
         parts.append(_utf8(_encode(value)))
@@ -323,6 +342,18 @@ def pace() -> None:
     if now - _paced_at > _PACE_EVERY:
         time.sleep(0)
         _paced_at = time.perf_counter()
+
+
+def pace_due() -> bool:
+    """Whether delivery work ran ~0.5 ms since it last gave way (:func:`pace`,
+    :func:`gave_way`)."""
+    return time.perf_counter() - _paced_at > _PACE_EVERY
+
+
+def gave_way() -> None:
+    """Note that delivery work just gave way (an awaited flush let its event loop run)."""
+    global _paced_at
+    _paced_at = time.perf_counter()
 
 
 def _sanitize(value: Any, depth: int) -> Any:

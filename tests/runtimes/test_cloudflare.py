@@ -95,7 +95,8 @@ def test_control_without_hook_loses_the_trace_at_teardown(start_worker: Start,
 
 def test_fetch_transport_under_pyodide(start_worker: Start, collector: Any) -> None:
     """FetchTransport posts bytes through JS fetch and returns status, lower-case headers and
-    body; a refused connection, a timeout and a closed transport raise TransportError."""
+    body; it GETs too (the delivery asks /version before a body over 1 MB); a refused
+    connection, a timeout and a closed transport raise TransportError."""
     worker, _ = start_worker(worker_dir=PROBES, module="transport_probe")
     with socket.socket() as black_hole:
         black_hole.bind(("127.0.0.1", 0))
@@ -109,6 +110,8 @@ def test_fetch_transport_under_pyodide(start_worker: Start, collector: Any) -> N
     assert report["project"]["status"] == 200, report
     assert json.loads(report["project"]["body"])["name"] == "transport-probe"
     assert report["project"]["content_type"].startswith("application/json")
+    assert report["version"]["status"] == 200, report
+    assert json.loads(report["version"]["body"])["logs3_payload_max_bytes"] > 0, report
     assert report["refused"].startswith("TransportError"), report
     assert report["timeout"].startswith("TransportError"), report
     assert 0.4 < report["timeout_seconds"] < 3, report

@@ -288,3 +288,60 @@ def test_a_span_with_a_lone_surrogate_is_stored_not_rejected(
     [row] = collector.fetch(project=project)
     assert row["span_attributes"]["name"] == "bad\ufffdtext"
     assert row["input"] == {"q": "x\ufffdy"}
+
+
+def test_a_flush_on_the_loop_gives_it_a_turn_between_slices_of_a_long_row(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an async transport the flush runs on the event loop (as under Pyodide, which has
+    no threads): encoding a very long string and gzipping the body let the loop run between
+    slices, and the row still arrives whole."""
+    import asyncio
+    import gzip
+
+    from spanlog import _serialize
+    from spanlog._transport import Response
+
+    monkeypatch.setattr(_serialize, "_PACE_EVERY", -1.0)  # give way at every slice
+    text = "abcdefg\u00e9" * (_serialize._SLICE // 4)  # twice the slicing threshold
+    ticks = 0
+    posted: list[tuple[int, bytes]] = []
+
+    class Fetch:
+        async def post(self, url: str, body: bytes, headers: Any, timeout: float) -> Response:
+            posted.append((ticks, body))
+            return Response(200, {}, b"{}")
+
+        async def aclose(self) -> None:
+            pass
+
+    logger = spanlog.init_logger(async_transport=Fetch, api_url="http://127.0.0.1:9",
+                                 flush_linger=60, set_current=False)
+
+    async def main() -> int:
+        nonlocal ticks
+        running = True
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while running:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        with logger.start_span(name="long", input=text):
+            pass
+        before = ticks
+        assert await logger.aflush(timeout=30)
+        running = False
+        await task
+        return before
+
+    try:
+        before = asyncio.run(main())
+    finally:
+        logger.close(timeout=0)
+    at, body = posted[0]
+    # One turn per slice of the string and per slice of the body, besides the one every
+    # request step has always given.
+    assert at - before >= len(text) // _serialize._SLICE_STEP + 2, (at, before)
+    assert json.loads(gzip.decompress(body))["rows"][0]["input"] == text

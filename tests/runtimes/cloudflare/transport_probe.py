@@ -27,11 +27,14 @@ class Default(WorkerEntrypoint):
             spec["collector"] + "/v1/project", b'{"name": "transport-probe"}',
             {"Authorization": f"Bearer {spec['api_key']}", "Content-Type": "application/json"},
             5.0)
+        version = await transport.get(spec["collector"] + "/version",
+                                      {"Authorization": f"Bearer {spec['api_key']}"}, 5.0)
         started = time.monotonic()
         timeout = await _outcome(transport, spec["black_hole"], 0.5)
         report = {
             "project": {"status": reply.status, "body": reply.body.decode(),
                         "content_type": reply.headers.get("content-type", "")},
+            "version": {"status": version.status, "body": version.body.decode()},
             "refused": await _outcome(transport, spec["refused"], 5.0),
             "timeout": timeout,
             "timeout_seconds": time.monotonic() - started,
