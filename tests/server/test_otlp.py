@@ -310,6 +310,67 @@ def test_deeply_nested_json_value_is_refused_with_its_place(make_collector):
     assert "resourceSpans[0]" in reply["message"] and "64 levels" in reply["message"]
 
 
+def _hostile_request(attributes: list[dict[str, Any]]) -> dict[str, Any]:
+    """An OTLP/JSON request of one span per attribute given, each with that attribute (and
+    a distinct span id), plus one plain span."""
+    body = _json_request()
+    [template] = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans = []
+    for i, attribute in enumerate([*attributes, None]):
+        span = {**template, "spanId": f"{i + 1:016x}", "name": f"span {i}",
+                "attributes": [] if attribute is None else [attribute]}
+        del span["status"]
+        spans.append(span)
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"] = spans
+    return body
+
+
+def _text_attribute(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": {"stringValue": value}}
+
+
+def test_hostile_span_attributes_are_refused_span_by_span(make_collector):
+    """What a client sends stays under the collector's limits on the OTLP path, which does not
+    run a /logs3 row's validation (docs/otel.md): a project name or id over 1,024 characters
+    refuses its span in partial_success, naming it; values the row fields cannot take stay
+    attributes; the other spans are stored."""
+    server = make_collector()
+    long_name, long_id = "p" * 2_000, "i" * 1_025
+    body = _hostile_request([
+        _text_attribute("braintrust.parent", f"project_name:{long_name}"),
+        _text_attribute("braintrust.parent", f"project_id:{long_id}"),
+        _text_attribute("braintrust.span_attributes", '{"type": "bogus", "name": 3}'),
+        _text_attribute("braintrust.scores", '{"accuracy": 7}'),
+        _text_attribute("braintrust.metrics", '{"latency": "fast", "n": NaN}'),
+        {"key": "braintrust.tags", "value": {"arrayValue": {"values": [{"intValue": 1}]}}},
+    ])
+    headers = {"Content-Type": "application/json", "x-bt-parent": f"project_name:{PROJECT}"}
+    status, reply = call(server.url, "POST", "/otel/v1/traces",
+                         raw=json.dumps(body).encode(), headers=headers)
+    assert status == 200, reply
+    where = "resourceSpans[0].scopeSpans[0].spans"
+    assert reply["partialSuccess"] == {
+        "rejectedSpans": "2",
+        "errorMessage": f"2 span(s) rejected: {where}[0].project_name: longer than 1024 "
+                        f"characters; {where}[1].project_id: longer than 1024 characters"}
+    rows = {r["span_attributes"]["name"]: r for r in _rows(server.url, None)}
+    assert sorted(rows) == ["span 2", "span 3", "span 4", "span 5", "span 6"]
+    assert rows["span 2"]["span_attributes"] == {"name": "span 2"}
+    assert rows["span 2"]["metadata"]["attributes"]["braintrust.span_attributes"] \
+        == '{"type": "bogus", "name": 3}'
+    assert "scores" not in rows["span 3"]
+    assert set(rows["span 4"]["metrics"]) == {"start", "end"}
+    assert "tags" not in rows["span 5"]
+    assert rows["span 5"]["metadata"]["attributes"]["braintrust.tags"] == [1]
+
+    status, reply = call(server.url, "POST", "/otel/v1/traces",
+                         raw=json.dumps(_hostile_request([])).encode(),
+                         headers={**headers, "x-bt-parent": f"project_name:{long_name}"})
+    assert status == 200, reply
+    assert reply["partialSuccess"]["errorMessage"] == (
+        f"1 span(s) rejected: {where}[0].project_name: longer than 1024 characters")
+
+
 def test_failures_of_the_otlp_paths_only_are_google_rpc_status(make_collector):
     """Every failure answer on the OTLP paths is a google.rpc.Status, the router's as well
     (405, with its Allow header); the rest of the API keeps {"error": ...}."""
