@@ -173,18 +173,51 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(name)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: beyond a double
+        raise ValueError(text)
+    return value
+
+
 # One decoder for every call (json.loads with an argument builds a new one each time).
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
+# A NUL or a lone surrogate: what no stored row holds (the collector refuses a body with
+# either, docs/collector.md). JSON text holds a NUL only as a \u escape, and a lone surrogate
+# too unless the text itself (the attribute as sent) holds one.
+_UNSTORABLE = re.compile("[\0\ud800-\udfff]")
+
+
+def _storable(value: Any, depth: int = 0) -> bool:
+    """Whether decoded JSON ``value`` nests at most :data:`_MAX_DEPTH` levels of objects and
+    arrays and holds no :data:`_UNSTORABLE` character in a string or key."""
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is None
+    if not isinstance(value, (dict, list)):
+        return True
+    if depth >= _MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v, depth + 1) for k, v in value.items())
+    return all(_storable(item, depth + 1) for item in value)
 
 
 def _parse_json(value: Any) -> tuple[bool, Any]:
-    """``(True, decoded)`` for a string holding JSON (no NaN/Infinity), else ``(False, None)``."""
+    """``(True, decoded)`` for a string holding JSON that a row can hold (no NaN or infinite
+    number, no NUL or lone surrogate, at most 64 levels deep), else ``(False, None)``: such
+    a string is kept as it was sent."""
     if not isinstance(value, str):
         return False, None
     try:
-        return True, _DECODER.decode(value)
+        decoded = _DECODER.decode(value)
     except (ValueError, RecursionError):
         return False, None
+    # Two searches in C first: only a \u escape decodes to an unstorable character, only
+    # more than 64 brackets nest too deep.
+    if ("\\u" in value or value.count("[") + value.count("{") > _MAX_DEPTH) \
+            and not _storable(decoded):
+        return False, None
+    return True, decoded
 
 
 def _json_text(value: Any) -> str:

@@ -3,6 +3,7 @@ OTLP/HTTP exporter posting to a real collector, and the endpoint's edges."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import logging
@@ -15,11 +16,13 @@ from typing import Any
 
 import pytest
 import requests
+from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.sdk.resources import Resource
@@ -369,6 +372,36 @@ def test_hostile_span_attributes_are_refused_span_by_span(make_collector):
     assert status == 200, reply
     assert reply["partialSuccess"]["errorMessage"] == (
         f"1 span(s) rejected: {where}[0].project_name: longer than 1024 characters")
+
+
+def test_json_attributes_a_row_cannot_hold_are_stored_as_sent(make_collector):
+    """JSON inside a string attribute is decoded only into what the collector stores (the
+    body's limits, docs/collector.md, hold for it too): nested beyond 64 levels, with a NUL,
+    a lone surrogate or a number beyond a double, the string is stored as sent; the batch is
+    stored whole, over protobuf and OTLP/JSON."""
+    server = make_collector()
+    texts = ["[" * 300 + "]" * 300, '{"a": "x\\u0000y"}', '["\\ud800"]', '{"a": 1e400}']
+    body = _hostile_request([_text_attribute("gen_ai.tool.call.arguments", text)
+                             for text in texts])
+    headers = {"x-bt-parent": f"project_name:{PROJECT}"}
+    status, reply = call(server.url, "POST", "/otel/v1/traces", raw=json.dumps(body).encode(),
+                         headers={**headers, "Content-Type": "application/json"})
+    assert (status, reply) == (200, {})
+    request = ExportTraceServiceRequest()  # the same spans in another trace, as protobuf
+    for span in body["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+        span["traceId"] = "1" * 32
+        for field in ("traceId", "spanId", "parentSpanId"):  # the JSON mapping's base64
+            span[field] = base64.b64encode(bytes.fromhex(span[field])).decode()
+    json_format.ParseDict(body, request)
+    reply = requests.post(server.url + "/otel/v1/traces", data=request.SerializeToString(),
+                          headers={**headers, "Content-Type": "application/x-protobuf"},
+                          timeout=10)
+    assert reply.status_code == 200, reply.content
+    assert not ExportTraceServiceResponse.FromString(reply.content).HasField("partial_success")
+    rows = _rows(server.url, None)
+    assert len(rows) == 2 * (len(texts) + 1)
+    inputs = sorted(r["input"] for r in rows if "input" in r)
+    assert inputs == sorted(texts * 2)
 
 
 def test_failures_of_the_otlp_paths_only_are_google_rpc_status(make_collector):
