@@ -32,8 +32,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from spanlog_server_http import call
 
+from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan
 from spanlog.server.http._auth import create_key
 from spanlog.server.http._context import Settings
+from spanlog.server.http._otlp import _spans_from_protobuf
 from spanlog.server.http._runner import BackgroundCollector
 
 PROJECT = "otel-app"
@@ -402,6 +404,56 @@ def test_json_attributes_a_row_cannot_hold_are_stored_as_sent(make_collector):
     assert len(rows) == 2 * (len(texts) + 1)
     inputs = sorted(r["input"] for r in rows if "input" in r)
     assert inputs == sorted(texts * 2)
+
+
+def test_protobuf_decoding_reads_every_field_into_its_place():
+    """Each field of a protobuf span, set to a value of its own, lands in the OtelSpan field
+    of its name (the decoder passes them by position)."""
+    request = ExportTraceServiceRequest()
+    json_format.ParseDict({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+        "scopeSpans": [{
+            "scope": {"name": "lib", "version": "9.9", "attributes": [
+                {"key": "scope.k", "value": {"boolValue": True}}]},
+            "spans": [{
+                "traceId": base64.b64encode(b"\x01" * 16).decode(),
+                "spanId": base64.b64encode(b"\x02" * 8).decode(),
+                "parentSpanId": base64.b64encode(b"\x03" * 8).decode(),
+                "traceState": "k=v", "flags": 257, "name": "op", "kind": 4,
+                "startTimeUnixNano": "11", "endTimeUnixNano": "12",
+                "attributes": [
+                    {"key": "s", "value": {"stringValue": "x"}},
+                    {"key": "i", "value": {"intValue": "-3"}},
+                    {"key": "d", "value": {"doubleValue": 0.5}},
+                    {"key": "b", "value": {"bytesValue": "AAE="}},
+                    {"key": "none", "value": {}},
+                    {"key": "list", "value": {"arrayValue": {"values": [
+                        {"intValue": "1"}, {"kvlistValue": {"values": [
+                            {"key": "k", "value": {"stringValue": "v"}}]}}]}}}],
+                "droppedAttributesCount": 1,
+                "events": [{"timeUnixNano": "13", "name": "ev", "attributes": [
+                    {"key": "e", "value": {"intValue": "5"}}], "droppedAttributesCount": 2}],
+                "droppedEventsCount": 3,
+                "links": [{"traceId": base64.b64encode(b"\x04" * 16).decode(),
+                           "spanId": base64.b64encode(b"\x05" * 8).decode(),
+                           "traceState": "l=1", "attributes": [
+                               {"key": "why", "value": {"stringValue": "retry"}}],
+                           "droppedAttributesCount": 4}],
+                "droppedLinksCount": 5,
+                "status": {"code": 2, "message": "bad"}}]}]}]}, request)
+    [(where, span)] = _spans_from_protobuf(request.SerializeToString())
+    assert where == "resourceSpans[0].scopeSpans[0].spans[0]"
+    assert span == OtelSpan(
+        name="op", trace_id=b"\x01" * 16, span_id=b"\x02" * 8, parent_span_id=b"\x03" * 8,
+        start_time_unix_nano=11, end_time_unix_nano=12, kind=4, status_code=2,
+        status_message="bad",
+        attributes={"s": "x", "i": -3, "d": 0.5, "b": b"\x00\x01", "none": None,
+                    "list": [1, {"k": "v"}]},
+        events=[OtelEvent("ev", 13, {"e": 5}, 2)],
+        links=[OtelLink(b"\x04" * 16, b"\x05" * 8, {"why": "retry"}, "l=1", 4)],
+        resource_attributes={"service.name": "svc"}, scope_name="lib", scope_version="9.9",
+        scope_attributes={"scope.k": True}, trace_state="k=v", flags=257,
+        dropped_attributes_count=1, dropped_events_count=3, dropped_links_count=5)
 
 
 def test_failures_of_the_otlp_paths_only_are_google_rpc_status(make_collector):

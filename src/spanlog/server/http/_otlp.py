@@ -72,12 +72,22 @@ def _pb_value(value: Any) -> Any:
     if which == "array_value":
         return [_pb_value(v) for v in value.array_value.values]
     if which == "kvlist_value":
-        return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
+        return _pb_attributes(value.kvlist_value.values)
     return getattr(value, which)
 
 
 def _pb_attributes(attributes: Any) -> dict[str, Any]:
-    return {kv.key: _pb_value(kv.value) for kv in attributes}
+    out: dict[str, Any] = {}
+    for kv in attributes:
+        value = kv.value
+        which = value.WhichOneof("value")
+        # A scalar read inline: most attributes are strings and numbers.
+        out[kv.key] = _pb_value(value) if which in _PB_CONTAINERS or which is None \
+            else getattr(value, which)
+    return out
+
+
+_PB_CONTAINERS = frozenset({"array_value", "kvlist_value"})
 
 
 def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
@@ -98,28 +108,26 @@ def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
         resource = _pb_attributes(resource_spans.resource.attributes)
         for s, scope_spans in enumerate(resource_spans.scope_spans):
             scope = scope_spans.scope
+            scope_name, scope_version = scope.name, scope.version
             scope_attributes = _pb_attributes(scope.attributes)
+            head = f"resourceSpans[{r}].scopeSpans[{s}].spans["
+            # Each field read once, arguments by position (OtelSpan's order): the upb
+            # message builds a new Python object for every field read.
             for i, span in enumerate(scope_spans.spans):
-                where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
-                out.append((where, OtelSpan(
-                    name=span.name, trace_id=span.trace_id, span_id=span.span_id,
-                    parent_span_id=span.parent_span_id,
-                    start_time_unix_nano=span.start_time_unix_nano,
-                    end_time_unix_nano=span.end_time_unix_nano,
-                    kind=span.kind, status_code=span.status.code,
-                    status_message=span.status.message,
-                    attributes=_pb_attributes(span.attributes),
-                    events=[OtelEvent(e.name, e.time_unix_nano, _pb_attributes(e.attributes),
-                                      e.dropped_attributes_count) for e in span.events],
-                    links=[OtelLink(k.trace_id, k.span_id, _pb_attributes(k.attributes),
-                                    k.trace_state, k.dropped_attributes_count)
-                           for k in span.links],
-                    resource_attributes=resource, scope_name=scope.name,
-                    scope_version=scope.version, scope_attributes=scope_attributes,
-                    trace_state=span.trace_state, flags=span.flags or None,
-                    dropped_attributes_count=span.dropped_attributes_count,
-                    dropped_events_count=span.dropped_events_count,
-                    dropped_links_count=span.dropped_links_count)))
+                status = span.status
+                events, links = span.events, span.links
+                out.append((f"{head}{i}]", OtelSpan(
+                    span.name, span.trace_id, span.span_id, span.start_time_unix_nano,
+                    span.end_time_unix_nano, span.parent_span_id, span.kind, status.code,
+                    status.message, _pb_attributes(span.attributes),
+                    [OtelEvent(e.name, e.time_unix_nano, _pb_attributes(e.attributes),
+                               e.dropped_attributes_count) for e in events] if events else [],
+                    [OtelLink(k.trace_id, k.span_id, _pb_attributes(k.attributes),
+                              k.trace_state, k.dropped_attributes_count)
+                     for k in links] if links else [],
+                    resource, scope_name, scope_version, scope_attributes, span.trace_state,
+                    span.flags or None, span.dropped_attributes_count,
+                    span.dropped_events_count, span.dropped_links_count)))
     return out
 
 
