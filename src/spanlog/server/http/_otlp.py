@@ -19,6 +19,7 @@ not served.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -139,9 +140,13 @@ def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
 def _field(obj: Mapping[str, Any], camel: str) -> Any:
     value = obj.get(camel)
     if value is None:
-        snake = "".join("_" + c.lower() if c.isupper() else c for c in camel)
-        value = obj.get(snake)
+        value = obj.get(_snake(camel))
     return value
+
+
+@functools.cache  # the field names this module reads: a few dozen
+def _snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:
