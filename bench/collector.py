@@ -198,9 +198,11 @@ def _tree_cpu_seconds(pid: int) -> float:
 
 
 async def _post_all(url: str, bodies: list[bytes], concurrency: int,
-                    done_at: list[float] | None = None) -> float:
-    """Post ``bodies`` with ``concurrency`` requests in flight; return the seconds taken.
-    ``done_at`` gets the time (since the start) at which each acknowledgement arrived."""
+                    done_at: list[float] | None = None, path: str = "/logs3",
+                    headers: dict[str, str] | None = None) -> float:
+    """Post ``bodies`` to ``path`` with ``concurrency`` requests in flight; return the
+    seconds taken. ``done_at`` gets the time (since the start) at which each acknowledgement
+    arrived."""
     import aiohttp
 
     queue = list(reversed(bodies))
@@ -208,7 +210,7 @@ async def _post_all(url: str, bodies: list[bytes], concurrency: int,
         async def worker() -> None:
             while queue:
                 body = queue.pop()
-                async with session.post(url + "/logs3", data=body) as resp:
+                async with session.post(url + path, data=body, headers=headers) as resp:
                     if resp.status != 200:
                         raise RuntimeError(f"{resp.status}: {await resp.text()}")
                     await resp.read()

@@ -1,12 +1,15 @@
 """OTLP ingest benchmark: spans/s and collector CPU per span, OTLP/HTTP beside /logs3.
 
 The same GenAI traces (an agent span, two chat spans with messages and token counts, a tool
-call and a retrieval: 5 spans) are sent to a ``spanlog serve`` subprocess twice, each time to
-a fresh database:
+call and a retrieval: 5 spans) are sent to a ``spanlog serve`` subprocess in each of these
+ways (``--paths``), each time to a fresh database:
 
-- ``otlp``: by the OpenTelemetry Python SDK's own OTLP/HTTP exporter (protobuf, optionally
-  gzip), ``--concurrency`` exporters on threads, each ``export()`` one batch of ``--batch``
-  spans (the BatchSpanProcessor's default size is 512) to ``/otel/v1/traces``;
+- ``otlp``, ``otlp-gzip``: by the OpenTelemetry Python SDK's own OTLP/HTTP exporter
+  (protobuf, without and with gzip), ``--concurrency`` exporters on threads, each
+  ``export()`` one batch of ``--batch`` spans (the BatchSpanProcessor's default size is 512)
+  to ``/otel/v1/traces``;
+- ``otlp-json``: the same exports as OTLP/JSON (hex ids, as the OTLP/JSON encoding has them),
+  encoded before timing, to ``/otel/v1/traces``;
 - ``logs3``: the rows ``span_to_row`` makes of the same spans, as JSON ``/logs3`` bodies of
   the same size, encoded before timing (what spanlog's SDK would send).
 
@@ -130,6 +133,39 @@ def bench_otlp(batches: list[list[Any]], concurrency: int, gzip: bool) -> dict[s
             "server_cpu_us_per_span": round(cpu / done * 1e6), "loadavg": load}
 
 
+def _otlp_json(batch: list[Any]) -> bytes:
+    """An export of ``batch`` as OTLP/JSON: protobuf's JSON mapping with hex ids."""
+    import base64
+
+    from google.protobuf import json_format
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    body = json_format.MessageToDict(encode_spans(batch))
+    for resource_spans in body["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                for item in (span, *span.get("links", ())):
+                    for field in ("traceId", "spanId", "parentSpanId"):
+                        if field in item:
+                            item[field] = base64.b64decode(item[field]).hex()
+    return json.dumps(body).encode()
+
+
+def bench_otlp_json(batches: list[list[Any]], concurrency: int) -> dict[str, Any]:
+    bodies = [_otlp_json(batch) for batch in batches]
+    headers = {"Content-Type": "application/json", "x-bt-parent": f"project_name:{PROJECT}"}
+
+    def send(url: str, warm: bool) -> None:
+        asyncio.run(base._post_all(url, bodies[:1] if warm else bodies[1:], concurrency,
+                                   path="/otel/v1/traces", headers=headers))
+
+    elapsed, cpu, load = _measure(send)
+    done = sum(len(b) for b in batches[1:])
+    return {"path": "/otel/v1/traces (OTLP/JSON, encoded before timing)", "spans": done,
+            "seconds": round(elapsed, 2), "spans_per_s": round(done / elapsed),
+            "server_cpu_us_per_span": round(cpu / done * 1e6), "loadavg": load}
+
+
 def bench_logs3(batches: list[list[Any]], concurrency: int) -> dict[str, Any]:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
@@ -158,13 +194,18 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--paths", default="otlp,otlp-gzip,otlp-json,logs3",
+                        help="which of otlp, otlp-gzip, otlp-json, logs3 to run, in order "
+                             "(default: all)")
     args = parser.parse_args()
     spans = make_spans(args.spans)
     batches = [spans[i:i + args.batch] for i in range(0, len(spans), args.batch)]
-    for result in (bench_otlp(batches, args.concurrency, gzip=False),
-                   bench_otlp(batches, args.concurrency, gzip=True),
-                   bench_logs3(batches, args.concurrency)):
-        print(json.dumps(result), flush=True)
+    runs = {"otlp": lambda: bench_otlp(batches, args.concurrency, gzip=False),
+            "otlp-gzip": lambda: bench_otlp(batches, args.concurrency, gzip=True),
+            "otlp-json": lambda: bench_otlp_json(batches, args.concurrency),
+            "logs3": lambda: bench_logs3(batches, args.concurrency)}
+    for name in args.paths.split(","):
+        print(json.dumps(runs[name]()), flush=True)
 
 
 if __name__ == "__main__":

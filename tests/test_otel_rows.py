@@ -361,6 +361,39 @@ def test_deeply_nested_values_are_refused_not_a_recursion_error() -> None:
         span_to_row(make({"deep": value}))
 
 
+UNSTORABLE_JSON = {
+    "too deep": "[" * 65 + "]" * 65,
+    "a NUL": '{"a": "x\\u0000y"}',
+    "a lone surrogate": '["\\ud800"]',
+    "a number beyond a double": '{"a": 1e400}',
+    "NaN": '{"a": NaN}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNSTORABLE_JSON))
+def test_json_a_row_cannot_hold_stays_the_string_sent(name: str) -> None:
+    """A JSON string attribute is decoded only into what a stored row can hold (64 levels,
+    finite numbers, no NUL, no lone surrogate); otherwise the string is the value, as sent."""
+    text = UNSTORABLE_JSON[name]
+    row = span_to_row(make({"gen_ai.operation.name": "execute_tool",
+                            "gen_ai.tool.call.arguments": text,
+                            "braintrust.output_json": text, "braintrust.metadata": text}))
+    assert row["input"] == text and "output" not in row
+    assert kept(row) == {"gen_ai.operation.name": "execute_tool",
+                         "braintrust.output_json": text, "braintrust.metadata": text}
+    stored_shape(row)
+
+
+def test_json_a_row_can_hold_is_decoded() -> None:
+    """Escapes, floats and 64 levels of nesting are JSON a row holds: decoded."""
+    deepest = "[" * 64 + "]" * 64
+    escaped = '{"caf\\u00e9": [1.5, -0.0, "\\ud83d\\ude00"]}'
+    row = span_to_row(make({"braintrust.input_json": deepest,
+                            "braintrust.output_json": escaped}))
+    assert row["input"] == json.loads(deepest)
+    assert row["output"] == {"caf\u00e9": [1.5, -0.0, "\U0001f600"]}
+
+
 # ---- errors -----------------------------------------------------------------------------------
 
 EXCEPTION = OtelEvent("exception", T0 + 1_000_000_000, {

@@ -20,6 +20,8 @@ import pytest
 
 from otel_rows_corpus import corpus
 from spanlog._otel_rows import OtelSpanError, span_to_row
+from spanlog.server.http._otlp import spans_to_batch
+from spanlog.server.rows._validate import validate_row
 
 GOLDEN = Path(__file__).with_name("otel_rows_golden.json")
 SPANS = corpus()
@@ -52,6 +54,29 @@ def test_the_golden_file_covers_the_corpus() -> None:
 def test_span_to_row_output_is_unchanged(name: str) -> None:
     """The row (or error) of each corpus span is exactly the recorded one, in key order."""
     assert _text(outcome(name)) == _text(recorded()[name])
+
+
+def test_the_collector_stores_every_corpus_row_as_validate_row_would() -> None:
+    """The OTLP endpoint stores span_to_row's rows without validate_row (it checks only the
+    project, server/http/_otlp.py): every row of the corpus passes validate_row unchanged, and
+    the endpoint's batch holds exactly those rows and refuses exactly the corpus's bad spans."""
+    batch, rejected = spans_to_batch(list(SPANS.items()), None, "otel")
+    expected, routes, refused = [], [], []
+    for name, span in SPANS.items():
+        try:
+            row = span_to_row(span)
+        except OtelSpanError as exc:
+            refused.append(f"{name}.{exc}")
+            continue
+        piece = {"project_name": "otel", "log_id": "g", **row}
+        assert validate_row(name, piece) == piece
+        own = (row.pop("project_id", None), row.pop("project_name", None))
+        routes.append(own if own != (None, None) else (None, "otel"))
+        expected.append(row)
+    assert rejected == refused
+    assert batch.routes == routes and (None, "otel") in routes and len(set(routes)) > 1
+    assert batch.ids == [row["id"] for row in expected]
+    assert [_text(row) for row in batch.rows] == [_text(row) for row in expected]
 
 
 if __name__ == "__main__":

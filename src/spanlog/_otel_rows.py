@@ -173,18 +173,51 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(name)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: beyond a double
+        raise ValueError(text)
+    return value
+
+
 # One decoder for every call (json.loads with an argument builds a new one each time).
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
+# A NUL or a lone surrogate: what no stored row holds (the collector refuses a body with
+# either, docs/collector.md). JSON text holds a NUL only as a \u escape, and a lone surrogate
+# too unless the text itself (the attribute as sent) holds one.
+_UNSTORABLE = re.compile("[\0\ud800-\udfff]")
+
+
+def _storable(value: Any, depth: int = 0) -> bool:
+    """Whether decoded JSON ``value`` nests at most :data:`_MAX_DEPTH` levels of objects and
+    arrays and holds no :data:`_UNSTORABLE` character in a string or key."""
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is None
+    if not isinstance(value, (dict, list)):
+        return True
+    if depth >= _MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v, depth + 1) for k, v in value.items())
+    return all(_storable(item, depth + 1) for item in value)
 
 
 def _parse_json(value: Any) -> tuple[bool, Any]:
-    """``(True, decoded)`` for a string holding JSON (no NaN/Infinity), else ``(False, None)``."""
+    """``(True, decoded)`` for a string holding JSON that a row can hold (no NaN or infinite
+    number, no NUL or lone surrogate, at most 64 levels deep), else ``(False, None)``: such
+    a string is kept as it was sent."""
     if not isinstance(value, str):
         return False, None
     try:
-        return True, _DECODER.decode(value)
+        decoded = _DECODER.decode(value)
     except (ValueError, RecursionError):
         return False, None
+    # Two searches in C first: only a \u escape decodes to an unstorable character, only
+    # more than 64 brackets nest too deep.
+    if ("\\u" in value or value.count("[") + value.count("{") > _MAX_DEPTH) \
+            and not _storable(decoded):
+        return False, None
+    return True, decoded
 
 
 def _json_text(value: Any) -> str:
@@ -306,6 +339,46 @@ _MAPPED_ROOTS = frozenset({"gen_ai", "llm", "openinference", "embedding", "input
 _MAPPED_KEYS = frozenset({"metadata"})
 
 
+# What the mapping makes of an attribute key (or event name): None when the conventions do
+# not read it (not under _MAPPED_ROOTS nor in _MAPPED_KEYS), else the heads of _PREFIXES it
+# is under and the conventions (_CONVENTION_MARKS) it marks. Worked out once per distinct key:
+# a span's keys are mostly those of the spans before it.
+_KeyFacts = tuple[tuple[str, ...], tuple[str, ...]]
+_KEY_FACTS: dict[str, _KeyFacts | None] = {}
+_KEY_FACTS_KEPT = 4096  # distinct keys remembered: a client may send any number of them
+
+
+def _key_facts(key: str) -> _KeyFacts | None:
+    try:
+        return _KEY_FACTS[key]
+    except KeyError:
+        pass
+    facts = _work_out_key_facts(key)
+    if len(_KEY_FACTS) >= _KEY_FACTS_KEPT:
+        _KEY_FACTS.clear()
+    _KEY_FACTS[key] = facts
+    return facts
+
+
+def _work_out_key_facts(key: str) -> _KeyFacts | None:
+    dot = key.find(".")
+    if dot < 0:
+        return ((), ()) if key in _MAPPED_KEYS else None
+    root = key[:dot]
+    if root not in _MAPPED_ROOTS:
+        return None
+    heads = []
+    if root in _PREFIX_ROOTS:
+        while (dot := key.find(".", dot + 1)) >= 0:
+            head = key[:dot + 1]
+            if head in _PREFIXES:
+                heads.append(head)
+            if head not in _PREFIX_PARENTS:
+                break
+    marks = tuple(name for name, mark in _MARKS_BY_ROOT.get(root, ()) if key.startswith(mark))
+    return tuple(heads), marks
+
+
 class _Attributes:
     """A span's attributes, and which of them were *moved* into a row field (and where).
 
@@ -323,23 +396,12 @@ class _Attributes:
         self.mapped: list[str] = []
         groups: dict[str, list[str]] = {}
         for key in values:
-            dot = key.find(".")
-            if dot < 0:
-                if key in _MAPPED_KEYS:
-                    self.mapped.append(key)
-                continue
-            root = key[:dot]
-            if root not in _MAPPED_ROOTS:
+            facts = _key_facts(key)
+            if facts is None:
                 continue
             self.mapped.append(key)
-            if root not in _PREFIX_ROOTS:
-                continue
-            while (dot := key.find(".", dot + 1)) >= 0:
-                head = key[:dot + 1]
-                if head in _PREFIXES:
-                    groups.setdefault(head, []).append(key)
-                if head not in _PREFIX_PARENTS:
-                    break
+            for head in facts[0]:
+                groups.setdefault(head, []).append(key)
         self.groups = groups
 
     def move(self, keys: Iterable[str], target: str) -> None:
@@ -944,11 +1006,8 @@ class _Mapper:
         self.a.move(keys, target)
         return convert(items)
 
-    def _first(self, sources: Iterable[Source]) -> _Present | None:
-        present = self.present
-        for needs, read in sources:
-            if present.isdisjoint(needs):
-                continue
+    def _first(self, sources: _Sources) -> _Present | None:
+        for read in sources.asked(self.present):
             value = read(self)
             if value is not None:
                 return value if isinstance(value, _Present) else _Present(value)
@@ -1238,7 +1297,26 @@ def _as_sent(items: list[Any]) -> list[Any]:
     return items
 
 
-_INPUT_SOURCES: tuple[Source, ...] = (
+class _Sources:
+    """A row field's sources, in order, and which of them a span's attributes and events
+    (``present``, in the words of their needs) let find anything."""
+
+    def __init__(self, *sources: Source) -> None:
+        self.needs = frozenset(need for needs, _ in sources for need in needs)
+        self.reads = [read for _, read in sources]
+        self.by_need: dict[str, list[int]] = {}
+        for i, (needs, _) in enumerate(sources):
+            for need in needs:
+                self.by_need.setdefault(need, []).append(i)
+
+    def asked(self, present: set[str]) -> list[Callable[[_Mapper], Any]]:
+        found = self.needs.intersection(present)
+        if not found:
+            return []
+        return [self.reads[i] for i in sorted({i for need in found for i in self.by_need[need]})]
+
+
+_INPUT_SOURCES = _Sources(
     _json("braintrust.input_json", "input"),
     _attr("braintrust.input", "input", _Present),
     _listed("braintrust.input", "input", _as_sent),
@@ -1260,7 +1338,7 @@ _INPUT_SOURCES: tuple[Source, ...] = (
     _parsed("traceloop.entity.input", "input"),
 )
 
-_OUTPUT_SOURCES: tuple[Source, ...] = (
+_OUTPUT_SOURCES = _Sources(
     _json("braintrust.output_json", "output"),
     _attr("braintrust.output", "output", _Present),
     _listed("braintrust.output", "output", _as_sent),
@@ -1282,7 +1360,7 @@ _OUTPUT_SOURCES: tuple[Source, ...] = (
     _parsed("traceloop.entity.output", "output"),
 )
 
-_EXPECTED_SOURCES: tuple[Source, ...] = (
+_EXPECTED_SOURCES = _Sources(
     _json("braintrust.expected_json", "expected"),
     _attr("braintrust.expected", "expected", _Present),
 )
@@ -1413,11 +1491,11 @@ def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict
         ("links", span.dropped_links_count)) if count}
     if dropped:
         otel["dropped"] = dropped
-    found = set()
+    found: set[str] = set()
     for key in [*attrs.mapped, *(event.name for event in events)]:
-        for name, mark in _MARKS_BY_ROOT.get(key.partition(".")[0], ()):
-            if key.startswith(mark):
-                found.add(name)
+        facts = _key_facts(key)
+        if facts is not None:
+            found.update(facts[1])
     conventions = [name for name, _ in _CONVENTION_MARKS if name in found]
     if conventions:
         otel["conventions"] = conventions

@@ -74,6 +74,20 @@ def test_big_integers_stay_exact(number):
     doc = f'{{"a":[{number}],"b":"x"}}'
     assert _json.loads(doc) == {"a": [int(number)], "b": "x"}
     assert _json.dumps(_json.loads(doc)) == doc
+    for spaced in (f'{{"a" :\t{number} }}', f"[1,\n {number}]", f" {number} ", f"[ {number}]"):
+        decoded = _json.loads(spaced)
+        assert decoded == json.loads(spaced) and stdlib(decoded) == stdlib(json.loads(spaced))
+
+
+def test_long_digit_runs_in_strings_take_the_fast_path(monkeypatch):
+    """19 digits in a string (OTLP/JSON's nanosecond times) are no number orjson may have
+    rounded: json does not decode the body again."""
+    def fallback(text):
+        raise AssertionError(f"fell back for {text!r}")
+    monkeypatch.setattr(json, "loads", fallback)
+    doc = '{"startTimeUnixNano": "1796669861014990848", "t": ["-1234567890123456789"]}'
+    assert _json.loads(doc) == {"startTimeUnixNano": "1796669861014990848",
+                                "t": ["-1234567890123456789"]}
 
 
 @pytest.mark.parametrize("text", ["[NaN]", "[Infinity]", "[-Infinity]", "[1e400]",

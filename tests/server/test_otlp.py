@@ -3,6 +3,7 @@ OTLP/HTTP exporter posting to a real collector, and the endpoint's edges."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import logging
@@ -15,11 +16,13 @@ from typing import Any
 
 import pytest
 import requests
+from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.sdk.resources import Resource
@@ -29,8 +32,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from spanlog_server_http import call
 
+from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan
 from spanlog.server.http._auth import create_key
 from spanlog.server.http._context import Settings
+from spanlog.server.http._otlp import _spans_from_protobuf
 from spanlog.server.http._runner import BackgroundCollector
 
 PROJECT = "otel-app"
@@ -308,6 +313,147 @@ def test_deeply_nested_json_value_is_refused_with_its_place(make_collector):
                          headers={"Content-Type": "application/json"})
     assert status == 400, reply
     assert "resourceSpans[0]" in reply["message"] and "64 levels" in reply["message"]
+
+
+def _hostile_request(attributes: list[dict[str, Any]]) -> dict[str, Any]:
+    """An OTLP/JSON request of one span per attribute given, each with that attribute (and
+    a distinct span id), plus one plain span."""
+    body = _json_request()
+    [template] = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans = []
+    for i, attribute in enumerate([*attributes, None]):
+        span = {**template, "spanId": f"{i + 1:016x}", "name": f"span {i}",
+                "attributes": [] if attribute is None else [attribute]}
+        del span["status"]
+        spans.append(span)
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"] = spans
+    return body
+
+
+def _text_attribute(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": {"stringValue": value}}
+
+
+def test_hostile_span_attributes_are_refused_span_by_span(make_collector):
+    """What a client sends stays under the collector's limits on the OTLP path, which does not
+    run a /logs3 row's validation (docs/otel.md): a project name or id over 1,024 characters
+    refuses its span in partial_success, naming it; values the row fields cannot take stay
+    attributes; the other spans are stored."""
+    server = make_collector()
+    long_name, long_id = "p" * 2_000, "i" * 1_025
+    body = _hostile_request([
+        _text_attribute("braintrust.parent", f"project_name:{long_name}"),
+        _text_attribute("braintrust.parent", f"project_id:{long_id}"),
+        _text_attribute("braintrust.span_attributes", '{"type": "bogus", "name": 3}'),
+        _text_attribute("braintrust.scores", '{"accuracy": 7}'),
+        _text_attribute("braintrust.metrics", '{"latency": "fast", "n": NaN}'),
+        {"key": "braintrust.tags", "value": {"arrayValue": {"values": [{"intValue": 1}]}}},
+    ])
+    headers = {"Content-Type": "application/json", "x-bt-parent": f"project_name:{PROJECT}"}
+    status, reply = call(server.url, "POST", "/otel/v1/traces",
+                         raw=json.dumps(body).encode(), headers=headers)
+    assert status == 200, reply
+    where = "resourceSpans[0].scopeSpans[0].spans"
+    assert reply["partialSuccess"] == {
+        "rejectedSpans": "2",
+        "errorMessage": f"2 span(s) rejected: {where}[0].project_name: longer than 1024 "
+                        f"characters; {where}[1].project_id: longer than 1024 characters"}
+    rows = {r["span_attributes"]["name"]: r for r in _rows(server.url, None)}
+    assert sorted(rows) == ["span 2", "span 3", "span 4", "span 5", "span 6"]
+    assert rows["span 2"]["span_attributes"] == {"name": "span 2"}
+    assert rows["span 2"]["metadata"]["attributes"]["braintrust.span_attributes"] \
+        == '{"type": "bogus", "name": 3}'
+    assert "scores" not in rows["span 3"]
+    assert set(rows["span 4"]["metrics"]) == {"start", "end"}
+    assert "tags" not in rows["span 5"]
+    assert rows["span 5"]["metadata"]["attributes"]["braintrust.tags"] == [1]
+
+    status, reply = call(server.url, "POST", "/otel/v1/traces",
+                         raw=json.dumps(_hostile_request([])).encode(),
+                         headers={**headers, "x-bt-parent": f"project_name:{long_name}"})
+    assert status == 200, reply
+    assert reply["partialSuccess"]["errorMessage"] == (
+        f"1 span(s) rejected: {where}[0].project_name: longer than 1024 characters")
+
+
+def test_json_attributes_a_row_cannot_hold_are_stored_as_sent(make_collector):
+    """JSON inside a string attribute is decoded only into what the collector stores (the
+    body's limits, docs/collector.md, hold for it too): nested beyond 64 levels, with a NUL,
+    a lone surrogate or a number beyond a double, the string is stored as sent; the batch is
+    stored whole, over protobuf and OTLP/JSON."""
+    server = make_collector()
+    texts = ["[" * 300 + "]" * 300, '{"a": "x\\u0000y"}', '["\\ud800"]', '{"a": 1e400}']
+    body = _hostile_request([_text_attribute("gen_ai.tool.call.arguments", text)
+                             for text in texts])
+    headers = {"x-bt-parent": f"project_name:{PROJECT}"}
+    status, reply = call(server.url, "POST", "/otel/v1/traces", raw=json.dumps(body).encode(),
+                         headers={**headers, "Content-Type": "application/json"})
+    assert (status, reply) == (200, {})
+    request = ExportTraceServiceRequest()  # the same spans in another trace, as protobuf
+    for span in body["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+        span["traceId"] = "1" * 32
+        for field in ("traceId", "spanId", "parentSpanId"):  # the JSON mapping's base64
+            span[field] = base64.b64encode(bytes.fromhex(span[field])).decode()
+    json_format.ParseDict(body, request)
+    reply = requests.post(server.url + "/otel/v1/traces", data=request.SerializeToString(),
+                          headers={**headers, "Content-Type": "application/x-protobuf"},
+                          timeout=10)
+    assert reply.status_code == 200, reply.content
+    assert not ExportTraceServiceResponse.FromString(reply.content).HasField("partial_success")
+    rows = _rows(server.url, None)
+    assert len(rows) == 2 * (len(texts) + 1)
+    inputs = sorted(r["input"] for r in rows if "input" in r)
+    assert inputs == sorted(texts * 2)
+
+
+def test_protobuf_decoding_reads_every_field_into_its_place():
+    """Each field of a protobuf span, set to a value of its own, lands in the OtelSpan field
+    of its name (the decoder passes them by position)."""
+    request = ExportTraceServiceRequest()
+    json_format.ParseDict({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+        "scopeSpans": [{
+            "scope": {"name": "lib", "version": "9.9", "attributes": [
+                {"key": "scope.k", "value": {"boolValue": True}}]},
+            "spans": [{
+                "traceId": base64.b64encode(b"\x01" * 16).decode(),
+                "spanId": base64.b64encode(b"\x02" * 8).decode(),
+                "parentSpanId": base64.b64encode(b"\x03" * 8).decode(),
+                "traceState": "k=v", "flags": 257, "name": "op", "kind": 4,
+                "startTimeUnixNano": "11", "endTimeUnixNano": "12",
+                "attributes": [
+                    {"key": "s", "value": {"stringValue": "x"}},
+                    {"key": "i", "value": {"intValue": "-3"}},
+                    {"key": "d", "value": {"doubleValue": 0.5}},
+                    {"key": "b", "value": {"bytesValue": "AAE="}},
+                    {"key": "none", "value": {}},
+                    {"key": "list", "value": {"arrayValue": {"values": [
+                        {"intValue": "1"}, {"kvlistValue": {"values": [
+                            {"key": "k", "value": {"stringValue": "v"}}]}}]}}}],
+                "droppedAttributesCount": 1,
+                "events": [{"timeUnixNano": "13", "name": "ev", "attributes": [
+                    {"key": "e", "value": {"intValue": "5"}}], "droppedAttributesCount": 2}],
+                "droppedEventsCount": 3,
+                "links": [{"traceId": base64.b64encode(b"\x04" * 16).decode(),
+                           "spanId": base64.b64encode(b"\x05" * 8).decode(),
+                           "traceState": "l=1", "attributes": [
+                               {"key": "why", "value": {"stringValue": "retry"}}],
+                           "droppedAttributesCount": 4}],
+                "droppedLinksCount": 5,
+                "status": {"code": 2, "message": "bad"}}]}]}]}, request)
+    [(where, span)] = _spans_from_protobuf(request.SerializeToString())
+    assert where == "resourceSpans[0].scopeSpans[0].spans[0]"
+    assert span == OtelSpan(
+        name="op", trace_id=b"\x01" * 16, span_id=b"\x02" * 8, parent_span_id=b"\x03" * 8,
+        start_time_unix_nano=11, end_time_unix_nano=12, kind=4, status_code=2,
+        status_message="bad",
+        attributes={"s": "x", "i": -3, "d": 0.5, "b": b"\x00\x01", "none": None,
+                    "list": [1, {"k": "v"}]},
+        events=[OtelEvent("ev", 13, {"e": 5}, 2)],
+        links=[OtelLink(b"\x04" * 16, b"\x05" * 8, {"why": "retry"}, "l=1", 4)],
+        resource_attributes={"service.name": "svc"}, scope_name="lib", scope_version="9.9",
+        scope_attributes={"scope.k": True}, trace_state="k=v", flags=257,
+        dropped_attributes_count=1, dropped_events_count=3, dropped_links_count=5)
 
 
 def test_failures_of_the_otlp_paths_only_are_google_rpc_status(make_collector):

@@ -19,6 +19,7 @@ not served.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -29,7 +30,7 @@ from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan, OtelSpanError, spa
 from spanlog.server.http._body import BadBody, parse_json, read_bytes
 from spanlog.server.http._context import BUDGET, SETTINGS, STORE, WORKERS, request_access
 from spanlog.server.http._ingest import RowBatch, bind_rows
-from spanlog.server.rows._validate import InvalidRow, validate_row
+from spanlog.server.rows._validate import MAX_ID_LENGTH, InvalidRow
 from spanlog.server.store._engine import PrepareRows
 from spanlog.server.store._errors import BadRequest
 
@@ -41,9 +42,6 @@ JSON_TYPE = "application/json"
 _MESSAGES_SHOWN = 5
 # Deepest AnyValue nesting read from OTLP/JSON (span_to_row keeps 64 levels, docs/otel.md).
 _MAX_DEPTH = 64
-
-# Fields of a stored row that only route it (as _ingest strips them for /logs3).
-_ROUTING = ("project_id", "project_name", "log_id")
 
 
 class _Rejected(Exception):
@@ -75,12 +73,22 @@ def _pb_value(value: Any) -> Any:
     if which == "array_value":
         return [_pb_value(v) for v in value.array_value.values]
     if which == "kvlist_value":
-        return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
+        return _pb_attributes(value.kvlist_value.values)
     return getattr(value, which)
 
 
 def _pb_attributes(attributes: Any) -> dict[str, Any]:
-    return {kv.key: _pb_value(kv.value) for kv in attributes}
+    out: dict[str, Any] = {}
+    for kv in attributes:
+        value = kv.value
+        which = value.WhichOneof("value")
+        # A scalar read inline: most attributes are strings and numbers.
+        out[kv.key] = _pb_value(value) if which in _PB_CONTAINERS or which is None \
+            else getattr(value, which)
+    return out
+
+
+_PB_CONTAINERS = frozenset({"array_value", "kvlist_value"})
 
 
 def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
@@ -101,28 +109,26 @@ def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
         resource = _pb_attributes(resource_spans.resource.attributes)
         for s, scope_spans in enumerate(resource_spans.scope_spans):
             scope = scope_spans.scope
+            scope_name, scope_version = scope.name, scope.version
             scope_attributes = _pb_attributes(scope.attributes)
+            head = f"resourceSpans[{r}].scopeSpans[{s}].spans["
+            # Each field read once, arguments by position (OtelSpan's order): the upb
+            # message builds a new Python object for every field read.
             for i, span in enumerate(scope_spans.spans):
-                where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
-                out.append((where, OtelSpan(
-                    name=span.name, trace_id=span.trace_id, span_id=span.span_id,
-                    parent_span_id=span.parent_span_id,
-                    start_time_unix_nano=span.start_time_unix_nano,
-                    end_time_unix_nano=span.end_time_unix_nano,
-                    kind=span.kind, status_code=span.status.code,
-                    status_message=span.status.message,
-                    attributes=_pb_attributes(span.attributes),
-                    events=[OtelEvent(e.name, e.time_unix_nano, _pb_attributes(e.attributes),
-                                      e.dropped_attributes_count) for e in span.events],
-                    links=[OtelLink(k.trace_id, k.span_id, _pb_attributes(k.attributes),
-                                    k.trace_state, k.dropped_attributes_count)
-                           for k in span.links],
-                    resource_attributes=resource, scope_name=scope.name,
-                    scope_version=scope.version, scope_attributes=scope_attributes,
-                    trace_state=span.trace_state, flags=span.flags or None,
-                    dropped_attributes_count=span.dropped_attributes_count,
-                    dropped_events_count=span.dropped_events_count,
-                    dropped_links_count=span.dropped_links_count)))
+                status = span.status
+                events, links = span.events, span.links
+                out.append((f"{head}{i}]", OtelSpan(
+                    span.name, span.trace_id, span.span_id, span.start_time_unix_nano,
+                    span.end_time_unix_nano, span.parent_span_id, span.kind, status.code,
+                    status.message, _pb_attributes(span.attributes),
+                    [OtelEvent(e.name, e.time_unix_nano, _pb_attributes(e.attributes),
+                               e.dropped_attributes_count) for e in events] if events else [],
+                    [OtelLink(k.trace_id, k.span_id, _pb_attributes(k.attributes),
+                              k.trace_state, k.dropped_attributes_count)
+                     for k in links] if links else [],
+                    resource, scope_name, scope_version, scope_attributes, span.trace_state,
+                    span.flags or None, span.dropped_attributes_count,
+                    span.dropped_events_count, span.dropped_links_count)))
     return out
 
 
@@ -134,9 +140,13 @@ def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
 def _field(obj: Mapping[str, Any], camel: str) -> Any:
     value = obj.get(camel)
     if value is None:
-        snake = "".join("_" + c.lower() if c.isupper() else c for c in camel)
-        value = obj.get(snake)
+        value = obj.get(_snake(camel))
     return value
+
+
+@functools.cache  # the field names this module reads: a few dozen
+def _snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:
@@ -337,6 +347,25 @@ def _spans_from_json(raw: bytes) -> list[tuple[str, Any]]:
 
 
 # ---- spans to rows ---------------------------------------------------------------------------
+# A row span_to_row made is not checked with validate_row, the check of a /logs3 row of any
+# shape: its fields are built to docs/otel.md's shape (hex ids, a UUID, an ISO time, metrics
+# and scores that are finite numbers, tags that are strings, a span type the collector
+# knows). What comes from the client as it was sent is the project: the x-bt-parent header's
+# or a span's braintrust.parent, checked here as validate_row would (tests/test_otel_rows_golden.py
+# runs validate_row over the whole corpus to hold the rest).
+
+def _project(where: str, row: dict[str, Any], project_id: str | None,
+             project_name: str | None) -> tuple[str | None, str | None]:
+    """The row's ``(project_id, project_name)``, taken out of it: the span's own, else the
+    request's. InvalidRow for one no row may name (as validate_row words it)."""
+    own_id, own_name = row.pop("project_id", None), row.pop("project_name", None)
+    if own_id is not None or own_name is not None:
+        project_id, project_name = own_id, own_name
+    for field, value in (("project_id", project_id), ("project_name", project_name)):
+        if value is not None and len(value) > MAX_ID_LENGTH:
+            raise InvalidRow(f"{where}.{field}: longer than {MAX_ID_LENGTH} characters")
+    return project_id, project_name
+
 
 def spans_to_batch(spans: list[tuple[str, Any]], project_id: str | None,
                    project_name: str | None) -> tuple[RowBatch, list[str]]:
@@ -350,13 +379,7 @@ def spans_to_batch(spans: list[tuple[str, Any]], project_id: str | None,
             if isinstance(span, _Rejected):
                 raise span
             row = span_to_row(span)
-            if row.get("project_id") is None and row.get("project_name") is None:
-                if project_id is not None:
-                    row["project_id"] = project_id
-                else:
-                    row["project_name"] = project_name
-            row["log_id"] = "g"
-            row = validate_row(where, row)
+            routes.append(_project(where, row, project_id, project_name))
         except _Rejected as exc:
             rejected.append(f"{exc}" if str(exc).startswith(where) else f"{where}: {exc}")
             continue
@@ -369,10 +392,7 @@ def spans_to_batch(spans: list[tuple[str, Any]], project_id: str | None,
         except (ValueError, TypeError, RecursionError) as exc:  # never a 500 for one span
             rejected.append(f"{where}: {exc}")
             continue
-        routes.append((row.get("project_id"), row.get("project_name")))
         ids.append(row["id"])
-        for field in _ROUTING:
-            row.pop(field, None)
         rows.append(row)
     return RowBatch(routes, ids, rows), rejected
 

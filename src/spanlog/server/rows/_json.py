@@ -5,9 +5,11 @@ the collector's CPU per row, all of it under the GIL that the writer thread need
 orjson is several times faster; this module keeps what the rest of the collector relies on:
 
 - :func:`loads` gives the values ``json.loads`` gives. orjson reads an integer beyond 64 bits
-  as a float (losing digits), so input holding a run of 19 or more digits is decoded again
-  by ``json``. What orjson refuses is refused (RFC 8259 strictly: no ``NaN``, no number that
-  overflows a double, no lone surrogate, nesting up to 1024 levels), with line and column.
+  as a float (losing digits), so input holding a run of 19 or more digits where a number may
+  start (after ``:``, ``[``, ``,`` or at the start, whitespace aside) is decoded again by
+  ``json``; 19 digits in a string (OTLP/JSON's nanosecond times) are left to orjson. What
+  orjson refuses is refused (RFC 8259 strictly: no ``NaN``, no number that overflows a
+  double, no lone surrogate, nesting up to 1024 levels), with line and column.
 - :func:`dumps` writes the bytes ``json.dumps(value, ensure_ascii=False,
   separators=(",", ":"))`` writes: the stored text is what filters match ``LIKE`` against
   and what a retry's digest is computed from. The one difference in orjson's output is a
@@ -38,9 +40,15 @@ _stdlib_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
 _OPTIONS = (orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
             | orjson.OPT_PASSTHROUGH_DATACLASS)
 
-# For loads: digits become "0", so a run of 19 digits is one byte string to look for.
+# For loads: digits become "0" and whitespace goes, so a number of 19 digits or more is one
+# of a few byte strings to look for: the run after what a number may follow. Deleting
+# whitespace inside strings may join a run to such a byte: then the fallback is slower,
+# never different.
 _DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
+_WHITESPACE = b" \t\n\r"
 _LONG_DIGITS = b"0" * 19
+_LONG_NUMBERS = tuple(before + sign + _LONG_DIGITS for before in (b":", b"[", b",")
+                      for sign in (b"", b"-"))
 # For dumps: 1-9 become "1"; "-" and the bytes that delimit a number ( : , [ ] } ) become NUL,
 # which JSON output never holds otherwise (control characters are escaped).
 _SHAPES = bytes.maketrans(b"123456789-:,[]}", b"111111111\0\0\0\0\0\0")
@@ -54,7 +62,9 @@ def loads(raw: bytes | str) -> Any:
     """``raw`` decoded (:data:`JSONDecodeError` saying where when it is not JSON)."""
     value = orjson.loads(raw)
     data = raw.encode() if isinstance(raw, str) else raw
-    if _LONG_DIGITS in data.translate(_DIGITS):
+    folded = data.translate(_DIGITS, _WHITESPACE)
+    if _LONG_DIGITS in folded and (folded.lstrip(b"-").startswith(_LONG_DIGITS)
+                                   or any(number in folded for number in _LONG_NUMBERS)):
         # Maybe an integer beyond 64 bits, which orjson turned into a float: ``json`` keeps
         # it exact (and accepts whatever orjson accepted).
         return json.loads(raw)
