@@ -168,10 +168,25 @@ class _Ended:
                     for event in self.events],
             links=[OtelLink(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}",
                             link.attributes or {}) for link in self.links],
-            resource_attributes=self.resource.attributes if self.resource else {},
+            resource_attributes=_resource_attributes(self.resource),
             scope_name=scope.name if scope is not None else "",
             scope_version=(scope.version or "") if scope is not None else "",
         )
+
+
+# The resource of the last span converted, and its attributes as a dict: a provider's spans
+# share one resource, whose attributes (immutable, read through Python-level methods) would
+# otherwise be read again for every span. One tuple, so threads never see a torn pair.
+_last_resource: tuple[Any, dict[str, Any]] = (None, {})
+
+
+def _resource_attributes(resource: Any) -> dict[str, Any]:
+    global _last_resource
+    last, attributes = _last_resource
+    if resource is not last:
+        attributes = dict(resource.attributes) if resource is not None else {}
+        _last_resource = (resource, attributes)
+    return attributes
 
 
 def plain_span(span: ReadableSpan) -> OtelSpan:
