@@ -1413,14 +1413,15 @@ def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict
         ("links", span.dropped_links_count)) if count}
     if dropped:
         otel["dropped"] = dropped
-    found = set()
-    for key in [*attrs.mapped, *(event.name for event in events)]:
-        for name, mark in _MARKS_BY_ROOT.get(key.partition(".")[0], ()):
-            if key.startswith(mark):
-                found.add(name)
-    conventions = [name for name, _ in _CONVENTION_MARKS if name in found]
-    if conventions:
-        otel["conventions"] = conventions
+    if attrs.mapped or events:  # else no convention can be found (most spans)
+        found = set()
+        for key in [*attrs.mapped, *(event.name for event in events)]:
+            for name, mark in _MARKS_BY_ROOT.get(key.partition(".")[0], ()):
+                if key.startswith(mark):
+                    found.add(name)
+        conventions = [name for name, _ in _CONVENTION_MARKS if name in found]
+        if conventions:
+            otel["conventions"] = conventions
     if attrs.moved:
         otel["moved"] = dict(sorted(attrs.moved.items()))
     return otel
