@@ -6,8 +6,9 @@ its CPU is not counted), then runs the same workload in a fresh process per SDK 
 - ``flat``: N calls of a traced function taking and returning a small dict (N spans);
 - ``nested``: N calls of a traced function that calls three traced children (4N spans).
 
-Per run it prints the caller thread's CPU per span (``time.thread_time`` around the calls),
-the whole process's CPU per span until the collector has everything (``time.process_time``
+Per run it prints the caller thread's CPU per span (``time.thread_time`` around the calls)
+and the part of it spent in garbage collections (``gc.callbacks``, with their count), the
+whole process's CPU per span until the collector has everything (``time.process_time``
 until the SDK's flush returns: background threads, encoding and I/O included), delivered
 spans per second (spans / wall time from the first call until delivery), the spans the
 collector stored, and the process's peak RSS. Every SDK delivers to the same collector:
@@ -30,12 +31,14 @@ Numbers move with machine load; run it on a quiet machine and compare within one
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -169,6 +172,30 @@ def otel_traced(provider: Any) -> Any:
     return traced
 
 
+class CallerGC:
+    """The garbage collections run on this thread while ``on``: how many, and their CPU time.
+
+    A collection runs on the thread whose allocation triggers it, whatever thread made the
+    garbage, so an SDK that keeps many objects alive costs the caller here.
+    """
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self.on = False
+        self.count = 0
+        self.cpu = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if not self.on or threading.get_ident() != self.thread:
+            return
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.count += 1
+            self.cpu += time.thread_time() - self._started
+
+
 def worker(sdk: str, shape: str, calls: int, url: str, project: str) -> dict[str, Any]:
     """Run one measurement in this process and return its figures."""
     import resource
@@ -180,14 +207,20 @@ def worker(sdk: str, shape: str, calls: int, url: str, project: str) -> dict[str
     leaf_fn = traced(leaf)
     top = leaf_fn if shape == "flat" else traced(root)
     spans = calls * (1 if shape == "flat" else 4)
+    caller_gc = CallerGC()
+    gc.callbacks.append(caller_gc)
+    caller_gc.on = True
     wall0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
     for i in range(calls):
         top({"x": i, "name": "item"})
     thread1 = time.thread_time()
+    caller_gc.on = False
     flush()
     cpu1, wall1 = time.process_time(), time.perf_counter()
     return {"sdk": sdk, "shape": shape, "spans": spans,
             "caller_us_per_span": (thread1 - thread0) / spans * 1e6,
+            "caller_gc_us_per_span": caller_gc.cpu / spans * 1e6,
+            "caller_gc_collections": caller_gc.count,
             "process_us_per_span": (cpu1 - cpu0) / spans * 1e6,
             "spans_per_s": spans / (wall1 - wall0),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -278,7 +311,9 @@ def main() -> None:
                     result["stored"] = stored(url, project)
                     results.append(result)
                     print(f"{sdk:>10} {shape:>6}: caller {result['caller_us_per_span']:7.2f} "
-                          f"us/span | process {result['process_us_per_span']:7.2f} us/span | "
+                          f"us/span (GC {result['caller_gc_us_per_span']:5.2f} us, "
+                          f"{result['caller_gc_collections']} collections) | process "
+                          f"{result['process_us_per_span']:7.2f} us/span | "
                           f"{result['spans_per_s']:9.0f} spans/s | stored "
                           f"{result['stored']}/{result['spans']} | peak RSS "
                           f"{result['peak_rss_mb']:.0f} MB", flush=True)

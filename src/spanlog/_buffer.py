@@ -22,7 +22,8 @@ from ._serialize import pace
 _WARN_EVERY = 10.0
 
 # A row, or a row still to be made: a callable that the flush calls, off the caller's thread
-# (spanlog.otel queues ended OpenTelemetry spans so); it returns None if it cannot be one.
+# (spanlog.otel queues the values of ended OpenTelemetry spans so); it returns None if it
+# cannot be one.
 Piece = dict[str, Any] | Callable[[], dict[str, Any] | None]
 
 

@@ -121,6 +121,9 @@ class Delivery:
         if not pieces:
             return True
         rows = merge_pieces(pieces)
+        # What the pieces held (an OpenTelemetry span's values, say) is in the rows now: let it
+        # go before the sending, not after, so that no garbage collection walks it meanwhile.
+        del pieces
         self._prepare(rows)
         self.in_flight += len(rows)
         batches: list[tuple[list[dict[str, Any]], bytes]] = []  # fitted, not yet sent

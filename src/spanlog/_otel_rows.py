@@ -1491,14 +1491,15 @@ def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict
         ("links", span.dropped_links_count)) if count}
     if dropped:
         otel["dropped"] = dropped
-    found: set[str] = set()
-    for key in [*attrs.mapped, *(event.name for event in events)]:
-        facts = _key_facts(key)
-        if facts is not None:
-            found.update(facts[1])
-    conventions = [name for name, _ in _CONVENTION_MARKS if name in found]
-    if conventions:
-        otel["conventions"] = conventions
+    if attrs.mapped or events:  # else no convention can be found (most spans)
+        found: set[str] = set()
+        for key in [*attrs.mapped, *(event.name for event in events)]:
+            facts = _key_facts(key)
+            if facts is not None:
+                found.update(facts[1])
+        conventions = [name for name, _ in _CONVENTION_MARKS if name in found]
+        if conventions:
+            otel["conventions"] = conventions
     if attrs.moved:
         otel["moved"] = dict(sorted(attrs.moved.items()))
     return otel

@@ -77,15 +77,15 @@ class SpanProcessor(_OtelSpanProcessor):
         """Nothing: a span is sent when it ends."""
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Queue the span's row; at the end of a local root span, apply the flush rules."""
+        """Queue the span's values; at the end of a local root span, apply the flush rules."""
         with _GUARD:
             logger = self._target()
             if logger is None:
                 return
-            # The span is final once ended: its conversion waits for the flush thread, so the
-            # instrumented code pays for a queue append, not for the mapping.
-            logger._push(_Deferred(span, logger))
+            # The row is made on the flush thread, so the instrumented code pays for reading
+            # the span's values, not for the mapping (see _Ended for why not the span itself).
             parent = span.parent
+            logger._push(_Ended(span, parent, logger))
             if parent is None or parent.is_remote:
                 logger._trace_end()
 
@@ -104,53 +104,103 @@ class SpanProcessor(_OtelSpanProcessor):
         return ok
 
 
-class _Deferred:
-    """A row still to be made from an ended span (see :func:`spanlog._buffer.merge_pieces`)."""
+_COPIED_ATTRIBUTES = 8
 
-    __slots__ = ("logger", "span")
 
-    def __init__(self, span: ReadableSpan, logger: Logger) -> None:
-        self.span = span
+class _Ended:
+    """An ended span's values, read when it ends; called on the flush thread, it makes the row
+    (see :func:`spanlog._buffer.merge_pieces`).
+
+    The span itself is not kept: it holds a dozen objects of the OpenTelemetry SDK (contexts,
+    status, bounded lists and their locks), and while they wait for the flush thread every
+    garbage collection walks them, mostly on the caller's thread, which allocates the most.
+    The values read here are plain, or the span's own immutable collections (it has ended:
+    its attributes no longer change, and span_to_row copies what it keeps).
+    """
+
+    __slots__ = ("attributes", "description", "end", "events", "kind", "links", "logger",
+                 "name", "parent_id", "resource", "scope", "span_id", "start", "status",
+                 "trace_id")
+
+    def __init__(self, span: ReadableSpan, parent: Any, logger: Logger | None) -> None:
+        context = span.context
+        status = span.status
         self.logger = logger
+        self.name = span.name
+        self.trace_id = None if context is None else context.trace_id
+        self.span_id = None if context is None else context.span_id
+        self.parent_id = None if parent is None else parent.span_id
+        self.start = span.start_time
+        self.end = span.end_time
+        self.kind = span.kind
+        self.status = status.status_code
+        self.description = status.description
+        attributes = span.attributes
+        # A few attributes are copied: a dict of plain values is not tracked by the garbage
+        # collector, while the SDK's mapping and its proxy are; a copy costs ~0.2 us an
+        # attribute (the SDK's mapping is read in Python), so a large mapping is kept as it is.
+        if attributes is not None and len(attributes) <= _COPIED_ATTRIBUTES:
+            attributes = dict(attributes)
+        self.attributes = attributes
+        self.events = span.events
+        self.links = span.links
+        self.resource = span.resource
+        self.scope = span.instrumentation_scope
 
     def __call__(self) -> dict[str, Any] | None:
         try:
-            return span_to_row(plain_span(self.span))
+            return span_to_row(self.plain())
         except OtelSpanError as exc:
-            self.logger._buffer.drop(1)
+            if self.logger is not None:
+                self.logger._buffer.drop(1)
             _log.warning("spanlog: dropped an OpenTelemetry span that cannot be a row: %s", exc)
             return None
+
+    def plain(self) -> OtelSpan:
+        """The values as the shared mapping takes them."""
+        if self.trace_id is None or self.span_id is None:
+            raise OtelSpanError("span: no span context")
+        scope = self.scope
+        return OtelSpan(
+            name=self.name,
+            trace_id=self.trace_id.to_bytes(16, "big"),
+            span_id=self.span_id.to_bytes(8, "big"),
+            parent_span_id=(self.parent_id.to_bytes(8, "big") if self.parent_id is not None
+                            else None),
+            start_time_unix_nano=self.start or 0,
+            end_time_unix_nano=self.end or self.start or 0,
+            kind=self.kind.name,
+            status_code=self.status.name,
+            status_message=self.description or "",
+            attributes=self.attributes or {},
+            events=[OtelEvent(event.name, event.timestamp, event.attributes or {})
+                    for event in self.events],
+            links=[OtelLink(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}",
+                            link.attributes or {}) for link in self.links],
+            resource_attributes=_resource_attributes(self.resource),
+            scope_name=scope.name if scope is not None else "",
+            scope_version=(scope.version or "") if scope is not None else "",
+        )
+
+
+# The resource of the last span converted, and its attributes as a dict: a provider's spans
+# share one resource, whose attributes (immutable, read through Python-level methods) would
+# otherwise be read again for every span. One tuple, so threads never see a torn pair.
+_last_resource: tuple[Any, dict[str, Any]] = (None, {})
+
+
+def _resource_attributes(resource: Any) -> dict[str, Any]:
+    global _last_resource
+    last, attributes = _last_resource
+    if resource is not last:
+        attributes = dict(resource.attributes) if resource is not None else {}
+        _last_resource = (resource, attributes)
+    return attributes
 
 
 def plain_span(span: ReadableSpan) -> OtelSpan:
     """The plain values of an OpenTelemetry SDK span, as the shared mapping takes them."""
-    context = span.get_span_context()
-    if context is None:
-        raise OtelSpanError("span: no span context")
-    parent = span.parent
-    status = span.status
-    scope = span.instrumentation_scope
-    # The span has ended: its attributes no longer change, and span_to_row copies what it
-    # keeps, so they are passed as they are, not copied here first.
-    return OtelSpan(
-        name=span.name,
-        trace_id=context.trace_id.to_bytes(16, "big"),
-        span_id=context.span_id.to_bytes(8, "big"),
-        parent_span_id=parent.span_id.to_bytes(8, "big") if parent is not None else None,
-        start_time_unix_nano=span.start_time or 0,
-        end_time_unix_nano=span.end_time or span.start_time or 0,
-        kind=span.kind.name,
-        status_code=status.status_code.name,
-        status_message=status.description or "",
-        attributes=span.attributes or {},
-        events=[OtelEvent(event.name, event.timestamp, event.attributes or {})
-                for event in span.events],
-        links=[OtelLink(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}",
-                        link.attributes or {}) for link in span.links],
-        resource_attributes=span.resource.attributes if span.resource else {},
-        scope_name=scope.name if scope is not None else "",
-        scope_version=(scope.version or "") if scope is not None else "",
-    )
+    return _Ended(span, span.parent, None).plain()
 
 
 class _OtelBridge(_context.Bridge):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -211,3 +213,49 @@ def test_the_processor_converts_a_span_as_the_collectors_otlp_endpoint_does() ->
     assert mine["metadata"]["links"][0]["attributes"] == {"why": "retry"}
     assert mine["metadata"]["attributes"]["tags"] == ["a", "b"]
     assert mine["metadata"]["resource"]["service.name"] == "convert"
+
+
+def test_a_span_that_cannot_be_a_row_is_counted_and_the_others_delivered(
+        collector: Any, make_logger: LoggerFactory, project: str) -> None:
+    """A span ending before it starts is counted in stats()["dropped"] when the flush makes
+    the rows; the span beside it is stored and nothing reaches the instrumented code."""
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext
+
+    logger = make_logger(flush_linger=60)
+    processor = SpanProcessor(logger=logger)
+    try:
+        for name, start, end in (("backwards", 2_000, 1_000), ("fine", 1_000, 2_000)):
+            context = SpanContext(trace_id=int(uuid.uuid4().hex, 16), span_id=0xab,
+                                  is_remote=False)
+            processor.on_end(ReadableSpan(name=name, context=context, start_time=start,
+                                          end_time=end))
+        assert processor.force_flush(10_000) is True
+        assert [r["span_attributes"]["name"] for r in collector.fetch(project=project)] == [
+            "fine"]
+        assert logger.stats()["dropped"] == 1
+    finally:
+        _context.bridge = None
+
+
+def test_the_processor_keeps_the_values_of_an_ended_span_not_the_span(
+        make_logger: LoggerFactory, tracer: otel_trace.Tracer) -> None:
+    """Until the flush the buffer holds what the row needs, not the OTel SDK's span (which
+    would keep its contexts, status and bounded lists alive for the garbage collector)."""
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    logger = make_logger(flush_linger=60)
+    ended: list[weakref.ref[ReadableSpan]] = []
+    original = SpanProcessor.on_end
+
+    def on_end(self: SpanProcessor, span: ReadableSpan) -> None:
+        ended.append(weakref.ref(span))
+        original(self, span)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SpanProcessor, "on_end", on_end)
+        with tracer.start_as_current_span("root"):
+            with tracer.start_as_current_span("child") as child:
+                child.set_attribute("k", "v")
+    assert len(ended) == 2 and all(ref() is None for ref in ended)
+    assert logger.stats()["queued"] == 2
