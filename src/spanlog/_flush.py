@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from . import _hooks, _log, _process
-from ._asynclib import in_thread, running_loop
+from . import _hooks, _log, _process, _serialize
+from ._asynclib import current_library, in_thread, running_loop
 from ._buffer import Buffer
 from ._config import Config
 from ._delivery import Delivery, backoff, run_async, run_sync
@@ -60,6 +60,8 @@ class Flusher:
         This runs on the caller's thread once per trace, so the common outcome (a background
         flush is already pending) costs a few attribute reads.
         """
+        if not _serialize.loop_seen and current_library() is not None:
+            _serialize.note_event_loop()  # from now on delivery gives way (_serialize.pace)
         if self.capture is not None:
             self.flush(None)
             return False

@@ -330,13 +330,30 @@ _paced_at = 0.0
 _PACE_EVERY = 0.0005
 
 
+# Whether a trace has ended on an event loop in this process (see note_event_loop): pace()
+# gives way only then.
+loop_seen = False
+
+
+def note_event_loop() -> None:
+    """Note that this process runs an event loop (a trace ended on one)."""
+    global loop_seen
+    loop_seen = True
+
+
 def pace() -> None:
     """Give up the GIL for a moment when this thread has run ~0.5 ms since it last did.
 
     Called between units of delivery work (a row merged, a row or slice encoded) on the
     flush thread: a thread asking for the GIL would otherwise wait the interpreter's switch
-    interval (5 ms), and the application's event loop is such a thread.
+    interval (5 ms), and the application's event loop is such a thread. Only in a process
+    where a trace has ended on an event loop (:data:`loop_seen`): the thread that gives way
+    waits that same interval to get the GIL back from a busy thread, so without a loop to
+    keep responsive, pacing would only starve delivery of its fair share (a busy caller
+    would fill the buffer faster than it drains).
     """
+    if not loop_seen:
+        return
     global _paced_at
     now = time.perf_counter()
     if now - _paced_at > _PACE_EVERY:

@@ -137,3 +137,28 @@ def test_lone_surrogates_become_replacement_characters_and_pairs_survive() -> No
     assert json.loads(body) == {"input": "a\ufffdb", "output": {"\ufffd": "😀 ok"},
                                 "tags": ["é"]}
     assert "😀".encode() in body  # UTF-8, not escaped
+
+
+def test_delivery_gives_way_only_once_a_trace_ended_on_an_event_loop() -> None:
+    """Pacing (``_serialize.pace``) keeps an event loop responsive at the cost of the flush
+    thread's share of the GIL, so it starts with the first trace that ends on a loop: in a
+    fresh process, a sync trace leaves it off, a trace in ``asyncio.run`` turns it on."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, spanlog\n"
+        "from spanlog import _serialize\n"
+        "from spanlog.testing import capture_rows\n"
+        "with capture_rows() as rows:\n"
+        "    with spanlog.start_span(name='sync'):\n"
+        "        pass\n"
+        "    print(_serialize.loop_seen, len(rows))\n"
+        "    async def main():\n"
+        "        with spanlog.start_span(name='in a loop'):\n"
+        "            pass\n"
+        "    asyncio.run(main())\n"
+        "    print(_serialize.loop_seen, len(rows))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.split() == ["False", "1", "True", "2"], (out.stdout, out.stderr)
