@@ -19,13 +19,14 @@ run on the event loop. The exit and fork rules are in :mod:`spanlog._process`.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import _hooks, _log, _process, _serialize
-from ._asynclib import current_library, in_thread, running_loop
+from ._asynclib import in_thread, running_loop
 from ._buffer import Buffer
 from ._config import Config
 from ._delivery import Delivery, backoff, run_async, run_sync
@@ -60,8 +61,10 @@ class Flusher:
         This runs on the caller's thread once per trace, so the common outcome (a background
         flush is already pending) costs a few attribute reads.
         """
-        if not _serialize.loop_seen and current_library() is not None:
-            _serialize.note_event_loop()  # from now on delivery gives way (_serialize.pace)
+        if not _serialize.loop_seen:  # from the first trace on a loop, delivery gives way
+            asyncio = sys.modules.get("asyncio")  # (_serialize.pace); trio: _atrace_end
+            if asyncio is not None and asyncio.events._get_running_loop() is not None:
+                _serialize.note_event_loop()
         if self.capture is not None:
             self.flush(None)
             return False

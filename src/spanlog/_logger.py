@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _context, _log
+from . import _context, _log, _serialize
 from ._context import current
 from ._event import (
     FEEDBACK_SOURCES,
@@ -206,6 +206,7 @@ class Logger:
             _TRACE_END_GUARD.failed()
 
     async def _atrace_end(self) -> None:
+        _serialize.note_event_loop()  # a trace ended on an event loop (asyncio or trio)
         with _TRACE_END_GUARD:
             if self._flusher.on_trace_end():
                 await self._flusher.aflush(self.config.flush_timeout)
