@@ -18,11 +18,14 @@ collector stored, and the process's peak RSS. Every SDK delivers to the same col
 - OpenTelemetry SDK: ``start_as_current_span`` with input/output as JSON string attributes,
   a ``BatchSpanProcessor`` (queue raised to hold the whole run, 1000-span batches, 50 ms
   delay) and an exporter that posts the spans to the collector's ``/logs3`` as rows;
+- ``otel-otlp``: the same, with the OTel SDK's own OTLP/HTTP exporter (protobuf) to the
+  collector's ``/otel/v1/traces`` in place of the ``/logs3`` one;
 - ``otel-spanlog``: the same OpenTelemetry spans through ``spanlog.otel.SpanProcessor``.
 
 It ends with ``python -X importtime -c "import X"`` for spanlog and braintrust.
 
-    python3 bench/overhead.py [--calls 20000] [--sdks spanlog,braintrust,otel,otel-spanlog]
+    python3 bench/overhead.py [--calls 20000]
+                              [--sdks spanlog,braintrust,otel,otel-otlp,otel-spanlog]
                               [--shapes flat,nested] [--json results.json]
 
 Numbers move with machine load; run it on a quiet machine and compare within one run.
@@ -44,7 +47,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-SDKS = ("spanlog", "braintrust", "otel", "otel-spanlog")
+SDKS = ("spanlog", "braintrust", "otel", "otel-otlp", "otel-spanlog")
 SHAPES = ("flat", "nested")
 
 
@@ -136,6 +139,21 @@ def setup_otel(url: str, project: str) -> tuple[Any, Any, Any]:
     return otel_traced(provider), lambda: provider.force_flush(120_000), lambda: {}
 
 
+def setup_otel_otlp(url: str, project: str) -> tuple[Any, Any, Any]:
+    """The OTel SDK's BatchSpanProcessor and OTLP/HTTP exporter, as an OTel user has them."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    exporter = OTLPSpanExporter(endpoint=url + "/otel/v1/traces",
+                                headers={"x-bt-parent": f"project_name:{project}"})
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(
+        exporter, max_queue_size=500_000, max_export_batch_size=1000,
+        schedule_delay_millis=50))
+    return otel_traced(provider), lambda: provider.force_flush(120_000), lambda: {}
+
+
 def setup_otel_spanlog(url: str, project: str) -> tuple[Any, Any, Any]:
     """The same OTel spans, through spanlog's span processor instead of the batch one."""
     from opentelemetry.sdk.trace import TracerProvider
@@ -202,7 +220,8 @@ def worker(sdk: str, shape: str, calls: int, url: str, project: str) -> dict[str
 
     global leaf_fn
     traced, flush, stats = {"spanlog": setup_spanlog, "braintrust": setup_braintrust,
-                            "otel": setup_otel, "otel-spanlog": setup_otel_spanlog,
+                            "otel": setup_otel, "otel-otlp": setup_otel_otlp,
+                            "otel-spanlog": setup_otel_spanlog,
                             }[sdk](url, project)
     leaf_fn = traced(leaf)
     top = leaf_fn if shape == "flat" else traced(root)
