@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import itertools
 import json
 import os
@@ -39,6 +38,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import _callgrind
 from collector import PROJECT, _cpu_seconds, _post_all, generate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -56,11 +56,9 @@ def _counted(src: str, db: str, work: Callable[[str], None]) -> int:
     """Instructions of a collector process on ``db`` that served ``work(url)``."""
     with tempfile.TemporaryDirectory(prefix="spanlog-collector-instructions-") as tmp:
         env = dict(os.environ, PYTHONPATH=os.path.join(src, "src"))
-        python = os.path.realpath(sys.executable)  # the interpreter, not a wrapper script
-        proc = subprocess.Popen(["valgrind", "--tool=callgrind",
-                                 f"--callgrind-out-file={tmp}/callgrind.%p", python, "-m",
-                                 "spanlog.server", "--port", "0", "--db", db, "--log-level",
-                                 "warning", "--workers", "0"],
+        proc = subprocess.Popen(_callgrind.command(tmp, "-m", "spanlog.server", "--port", "0",
+                                                   "--db", db, "--log-level", "warning",
+                                                   "--workers", "0"),
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                 env=env)
         try:
@@ -78,12 +76,7 @@ def _counted(src: str, db: str, work: Callable[[str], None]) -> int:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(600)
-        [out] = glob.glob(os.path.join(tmp, "callgrind.*"))
-        with open(out) as fh:
-            for line in fh:
-                if line.startswith("summary:"):
-                    return int(line.split()[1])
-    raise RuntimeError(f"no summary in the callgrind output of {src}")
+        return _callgrind.total(tmp, src)
 
 
 def _settle(pid: int, bound: float = 300.0) -> None:

@@ -28,7 +28,6 @@ runs natively in its own process and is not counted. Needs ``valgrind`` (Debian 
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import shutil
 import subprocess
@@ -36,6 +35,7 @@ import sys
 import tempfile
 from typing import Any
 
+import _callgrind
 from collector import start_collector, stop_collector
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,21 +82,12 @@ def instructions(src: str, url: str, calls: int, shape: str, flush: bool) -> int
         env = dict(os.environ, PYTHONPATH=os.path.join(src, "src"), SPANLOG_FLUSH_LINGER="30")
         if not flush:
             env["SPANLOG_BENCH_NO_FLUSH"] = "1"
-        # The interpreter itself, not a wrapper script (pyenv shims are shell scripts).
-        python = os.path.realpath(sys.executable)
-        run = subprocess.run(["valgrind", "--tool=callgrind",
-                              f"--callgrind-out-file={tmp}/callgrind.%p", python, script,
-                              url, str(calls), shape], env=env, capture_output=True,
-                             text=True, timeout=3600, check=False)
+        run = subprocess.run(_callgrind.command(tmp, script, url, str(calls), shape), env=env,
+                             capture_output=True, text=True, timeout=3600, check=False)
         if run.returncode:
             raise RuntimeError(f"{src} {shape} {calls}: exit {run.returncode}\n"
                                f"{run.stderr[-2000:]}")
-        [out] = glob.glob(os.path.join(tmp, "callgrind.*"))
-        with open(out) as fh:
-            for line in fh:
-                if line.startswith("summary:"):
-                    return int(line.split()[1])
-    raise RuntimeError(f"no summary in the callgrind output of {src}")
+        return _callgrind.total(tmp, src)
 
 
 def measure(src: str, url: str, calls: int, shape: str) -> dict[str, Any]:

@@ -1,0 +1,26 @@
+"""What bench/instructions.py and bench/collector_instructions.py share: running a process
+under ``valgrind --tool=callgrind`` and reading how many instructions it executed."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+
+def command(out_dir: str, *args: str) -> list[str]:
+    """The command line that runs ``python args...`` under callgrind, its output in
+    ``out_dir`` (the interpreter itself, not a wrapper script: pyenv shims are shell
+    scripts)."""
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir}/callgrind.%p",
+            os.path.realpath(sys.executable), *args]
+
+
+def total(out_dir: str, what: str) -> int:
+    """The instructions of the one process whose callgrind output is in ``out_dir``."""
+    [out] = glob.glob(os.path.join(out_dir, "callgrind.*"))
+    with open(out) as fh:
+        for line in fh:
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no summary in the callgrind output of {what}")
