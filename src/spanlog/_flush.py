@@ -19,7 +19,6 @@ run on the event loop. The exit and fork rules are in :mod:`spanlog._process`.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -61,10 +60,8 @@ class Flusher:
         This runs on the caller's thread once per trace, so the common outcome (a background
         flush is already pending) costs a few attribute reads.
         """
-        if not _serialize.loop_seen:  # from the first trace on a loop, delivery gives way
-            asyncio = sys.modules.get("asyncio")  # (_serialize.pace); trio: _atrace_end
-            if asyncio is not None and asyncio.events._get_running_loop() is not None:
-                _serialize.note_event_loop()
+        if not _serialize.loop_seen and running_loop() is not None:
+            _serialize.note_event_loop()  # delivery gives way from now on (trio: _atrace_end)
         if self.capture is not None:
             self.flush(None)
             return False

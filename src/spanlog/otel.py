@@ -141,56 +141,47 @@ class _Ended:
         copied in C where the properties copy them through Python-level mappings and lists
         under a lock (the span has ended: they no longer change). About half the cost of
         :meth:`_read_properties`, which any other span goes through."""
-        context = fields["_context"]
-        parent = fields["_parent"]
-        status = fields["_status"]
-        self.name = fields["_name"]
-        self.trace_id = None if context is None else context.trace_id
-        self.span_id = None if context is None else context.span_id
-        self.parent_id = None if parent is None else parent.span_id
-        self.local_root = parent is None or parent.is_remote
-        self.start = fields["_start_time"]
-        self.end = fields["_end_time"]
-        self.kind = fields["_kind"]
-        self.status = status.status_code
-        self.description = status.description
         attributes = fields["_attributes"]
         if attributes is not None:
             inner = attributes._dict if type(attributes) is not dict else attributes
             attributes = dict(inner) if len(inner) <= _COPIED_ATTRIBUTES else attributes
-        self.attributes = attributes
-        events = fields["_events"]
-        self.events = tuple(getattr(events, "_dq", events) or ())
-        links = fields["_links"]
-        self.links = tuple(getattr(links, "_dq", links) or ())
-        self.resource = fields["_resource"]
-        self.scope = fields["_instrumentation_scope"]
+        events, links = fields["_events"], fields["_links"]
+        self._keep(fields["_context"], fields["_parent"], fields["_status"], fields["_name"],
+                   fields["_start_time"], fields["_end_time"], fields["_kind"], attributes,
+                   tuple(getattr(events, "_dq", events) or ()),
+                   tuple(getattr(links, "_dq", links) or ()), fields["_resource"],
+                   fields["_instrumentation_scope"])
 
     def _read_properties(self, span: ReadableSpan) -> None:
-        context = span.context
-        parent = span.parent
-        status = span.status
-        self.name = span.name
-        self.trace_id = None if context is None else context.trace_id
-        self.span_id = None if context is None else context.span_id
-        self.parent_id = None if parent is None else parent.span_id
-        self.local_root = parent is None or parent.is_remote
-        self.start = span.start_time
-        self.end = span.end_time
-        self.kind = span.kind
-        self.status = status.status_code
-        self.description = status.description
         attributes = span.attributes
         # A few attributes are copied: a dict of plain values is not tracked by the garbage
         # collector, while the SDK's mapping and its proxy are; a copy costs ~0.2 us an
         # attribute (the SDK's mapping is read in Python), so a large mapping is kept as it is.
         if attributes is not None and len(attributes) <= _COPIED_ATTRIBUTES:
             attributes = dict(attributes)
+        self._keep(span.context, span.parent, span.status, span.name, span.start_time,
+                   span.end_time, span.kind, attributes, tuple(span.events),
+                   tuple(span.links), span.resource, span.instrumentation_scope)
+
+    def _keep(self, context: Any, parent: Any, status: Any, name: str, start: Any, end: Any,
+              kind: Any, attributes: Any, events: tuple[Any, ...], links: tuple[Any, ...],
+              resource: Any, scope: Any) -> None:
+        """What either reader found, as the row needs it."""
+        self.name = name
+        self.trace_id = None if context is None else context.trace_id
+        self.span_id = None if context is None else context.span_id
+        self.parent_id = None if parent is None else parent.span_id
+        self.local_root = parent is None or parent.is_remote
+        self.start = start
+        self.end = end
+        self.kind = kind
+        self.status = status.status_code
+        self.description = status.description
         self.attributes = attributes
-        self.events = tuple(span.events)
-        self.links = tuple(span.links)
-        self.resource = span.resource
-        self.scope = span.instrumentation_scope
+        self.events = events
+        self.links = links
+        self.resource = resource
+        self.scope = scope
 
     def __call__(self) -> dict[str, Any] | None:
         try:
