@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from pg_cluster import Cluster, new_database, new_schema
+from engines import make_store
+from pg_cluster import Cluster, new_database
 
 from spanlog.server.store._engine import Store
-from spanlog.server.store.postgres._store import PostgresStore
-from spanlog.server.store.sqlite._store import SqliteStore
 
 ENGINES = ["sqlite", "postgres"]
 
@@ -26,17 +25,6 @@ def pg_cluster() -> Iterator[Cluster]:
 async def pg_url(pg_cluster: Cluster) -> str:
     """The URL of a fresh, empty database (no schema yet)."""
     return await new_database(pg_cluster)
-
-
-async def make_store(engine: str, request: pytest.FixtureRequest, tmp_path: Path,
-                     name: str = "store") -> Store:
-    """A started store of ``engine`` on fresh storage."""
-    if engine == "sqlite":
-        store: Store = SqliteStore(str(tmp_path / f"{name}.sqlite3"))
-    else:
-        store = PostgresStore(await new_schema(request.getfixturevalue("pg_cluster")))
-    await store.start()
-    return store
 
 
 @pytest.fixture(params=ENGINES)

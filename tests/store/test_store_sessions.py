@@ -8,16 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engines import make_store
 from older_database import as_older
-from pg_cluster import new_schema
 
 from spanlog.server.store._engine import Store
 from spanlog.server.store._errors import BadRequest, NotFound
 from spanlog.server.store._records import Piece
 from spanlog.server.store._sessions import SessionQuery, parse_cursor
 from spanlog.server.store._settings import check_settings, session_path, with_defaults
-from spanlog.server.store.postgres._store import PostgresStore
-from spanlog.server.store.sqlite._store import SqliteStore
 from store_projects import default_org_project
 
 SESSION = ("metadata", "session_id")
@@ -154,12 +152,7 @@ async def test_an_older_database_gets_the_settings_table(engine: str, tmp_path: 
                                                          request: pytest.FixtureRequest) -> None:
     """A database from before project settings (SQLite: no table; PostgreSQL: schema
     version 3) takes settings once a collector has opened it."""
-    store: Store
-    if engine == "sqlite":
-        store = SqliteStore(str(tmp_path / "old.sqlite3"))
-    else:
-        store = PostgresStore(await new_schema(request.getfixturevalue("pg_cluster")))
-    await store.start()
+    store = await make_store(engine, request, tmp_path, "old")
     p = await default_org_project(store, "old")
     store = await as_older(store, sqlite="DROP TABLE project_settings",
                            postgres="DROP TABLE spanlog_project_settings; "

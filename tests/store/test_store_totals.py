@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engines import make_store
 from older_database import as_older
-from pg_cluster import new_schema
 
 from spanlog.server.store._aggregate import window
 from spanlog.server.store._engine import Store
 from spanlog.server.store._records import Piece, Project
-from spanlog.server.store.postgres._store import PostgresStore
-from spanlog.server.store.sqlite._store import SqliteStore
 from store_projects import default_org_project
 
 CREATED = "2024-01-01T00:00:00+00:00"
@@ -130,12 +128,7 @@ async def test_rows_stored_by_an_older_spanlog_get_totals(
     """A database written before trace totals existed (SQLite index version 5; PostgreSQL
     schema version 2) gets them, and the aggregates' rollups, for every stored row when a
     collector opens it."""
-    store: Store
-    if engine == "sqlite":
-        store = SqliteStore(str(tmp_path / "old.sqlite3"))
-    else:
-        store = PostgresStore(await new_schema(request.getfixturevalue("pg_cluster")))
-    await store.start()
+    store = await make_store(engine, request, tmp_path, "old")
     p = await default_org_project(store)
     await store.write([Piece(p.id, row) for row in chat_trace("t1")])
     store = await as_older(
