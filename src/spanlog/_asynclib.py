@@ -13,13 +13,20 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+_get_running_loop: Callable[[], Any] | None = None  # asyncio's, once asyncio is imported
+
 
 def running_loop() -> Any:
-    """The asyncio event loop running in this thread, or None."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return None
-    return asyncio.events._get_running_loop()
+    """The asyncio event loop running in this thread, or None (asyncio is not imported for
+    the question: a process that never imported it runs no asyncio loop)."""
+    global _get_running_loop
+    get = _get_running_loop
+    if get is None:
+        asyncio = sys.modules.get("asyncio")
+        if asyncio is None:
+            return None
+        get = _get_running_loop = asyncio.events._get_running_loop
+    return get()
 
 
 def current_library() -> str | None:

@@ -93,33 +93,33 @@ def merge_pieces(pieces: list[Piece]) -> list[dict[str, Any]]:
     """
     out: list[dict[str, Any]] = []
     index: dict[str, int] = {}
-    for count, piece in enumerate(pieces):
-        if not count & 63:
-            pace()
-        if not isinstance(piece, dict):  # a row made only now, off the caller's thread
-            made = piece()
-            if made is None:
+    for at in range(0, len(pieces), 64):
+        pace()  # between every 64 pieces: an event loop on another thread gets its turn
+        for piece in pieces[at:at + 64]:
+            if not isinstance(piece, dict):  # a row made only now, off the caller's thread
+                made = piece()
+                if made is None:
+                    continue
+                piece = made
+            row_id = piece.get("id")
+            if row_id is None:
+                row_id = piece["id"] = row_id_for(piece["root_span_id"], piece["span_id"])
+            known = index.get(row_id)
+            if known is None:
+                index[row_id] = len(out)
+                out.append(piece)
                 continue
-            piece = made
-        row_id = piece.get("id")
-        if row_id is None:
-            row_id = piece["id"] = row_id_for(piece["root_span_id"], piece["span_id"])
-        at = index.get(row_id)
-        if at is None:
-            index[row_id] = len(out)
-            out.append(piece)
-            continue
-        before = out[at]
-        if piece.get(IS_MERGE):
-            merged = merge_into(before, piece)
-            merged[IS_MERGE] = bool(before.get(IS_MERGE))
-        elif before.get(IS_MERGE):
-            # A replace after merges (feedback logged before its span ended): the replace
-            # goes underneath so the feedback survives, as the collector does it.
-            merged = merge_under(piece, before)
-            merged[IS_MERGE] = False
-        else:
-            merged = merge_into(before, piece)
-            merged[IS_MERGE] = False
-        out[at] = merged
+            before = out[known]
+            if piece.get(IS_MERGE):
+                merged = merge_into(before, piece)
+                merged[IS_MERGE] = bool(before.get(IS_MERGE))
+            elif before.get(IS_MERGE):
+                # A replace after merges (feedback logged before its span ended): the
+                # replace goes underneath so the feedback survives, as the collector does.
+                merged = merge_under(piece, before)
+                merged[IS_MERGE] = False
+            else:
+                merged = merge_into(before, piece)
+                merged[IS_MERGE] = False
+            out[known] = merged
     return out

@@ -18,11 +18,11 @@ import zlib
 from collections.abc import Generator
 from typing import Any
 
-from . import _log
+from . import _log, _serialize
 from ._buffer import Buffer, merge_pieces
 from ._config import Config
 from ._merge import IS_MERGE
-from ._serialize import encode_json, encode_slices, gave_way, iso_utc, needs_slices, pace, pace_due
+from ._serialize import encode_json, encode_slices, gave_way, iso_utc, pace, pace_due, text_size
 from ._transport import Response, TransportError
 
 USER_AGENT = "spanlog-python"
@@ -39,6 +39,10 @@ ABORT = object()  # sent into a plan when the flush is being stopped (interprete
 # very long row): run_sync gives up the GIL (pace), run_async lets its event loop run, which
 # is what keeps a loop without threads (Pyodide) from waiting for a whole 5 MB row.
 PACE = ("pace",)
+# Rows encoded in one call of the C encoder (_encode_rows): at most _GROUP rows, and with an
+# event loop to keep responsive, at most _PART_TEXT characters of their strings.
+_GROUP = 64
+_PART_TEXT = 64 * 1024
 _GZIP_SLICE = 32 * 1024  # a body longer than this is compressed a slice at a time
 
 Step = tuple[Any, ...]
@@ -150,18 +154,18 @@ class Delivery:
     def _prepare(self, rows: list[dict[str, Any]]) -> None:
         project = self.project
         now = None
-        for count, row in enumerate(rows):
-            if not count & 63:
-                pace()
-            if "project_id" not in row and "project_name" not in row:
-                row.update(project)
-            row["log_id"] = "g"
-            if "created" not in row and not row.get(IS_MERGE):
-                metrics = row.get("metrics")
-                start = metrics.get("start") if type(metrics) is dict else None
-                if not isinstance(start, (int, float)):
-                    start = now = now or time.time()
-                row["created"] = iso_utc(start)
+        for at in range(0, len(rows), 64):
+            pace()  # between every 64 rows
+            for row in rows[at:at + 64]:
+                if "project_id" not in row and "project_name" not in row:
+                    row.update(project)
+                row["log_id"] = "g"
+                if "created" not in row and not row.get(IS_MERGE):
+                    metrics = row.get("metrics")
+                    start = metrics.get("start") if type(metrics) is dict else None
+                    if not isinstance(start, (int, float)):
+                        start = now = now or time.time()
+                    row["created"] = iso_utc(start)
 
     def _fit(self, chunk: list[dict[str, Any]],
              deadline: float | None) -> Generator[Step, Any, list[tuple[list[Any], bytes]]]:
@@ -175,6 +179,7 @@ class Delivery:
             if size <= (self.limit or _FALLBACK_LIMIT):
                 return [(chunk, _body(encoded))]
         limit = (self.limit or _FALLBACK_LIMIT) - _ENVELOPE
+        encoded = yield from _encode_rows(chunk, 1)  # over the limit: split it row by row
         batches: list[tuple[list[Any], bytes]] = []
         batch: list[dict[str, Any]] = []
         parts: list[bytes] = []
@@ -314,20 +319,44 @@ class Delivery:
         return timeout
 
 
-def _encode_rows(rows: list[dict[str, Any]]) -> Generator[Step, Any, list[bytes]]:
-    """Each row's JSON (:func:`spanlog._serialize.encode_row`, inlined), yielding PACE
-    between rows and between the slices of a very long string whenever it is due."""
+def _encode_rows(rows: list[dict[str, Any]],
+                 group: int = _GROUP) -> Generator[Step, Any, list[bytes]]:
+    """The JSON of ``rows`` as parts to join with commas, up to ``group`` rows to a part (one
+    call of the C encoder), yielding PACE between parts whenever it is due.
+
+    Without an event loop in the process there is nothing to keep responsive: rows are
+    encoded ``group`` at a time, unread. With one (:data:`spanlog._serialize.loop_seen`; the
+    delivery plan itself may run on it), each row's strings are counted first, a part holds
+    at most _PART_TEXT characters of them, and a row with more than _SLICE is encoded alone,
+    a piece at a time (:func:`spanlog._serialize.encode_slices`), with PACE between pieces.
+    """
     encoded = []
-    for row in rows:
-        if needs_slices(row):
-            parts: list[bytes] = []
-            for _ in encode_slices(row, parts):
+    if not _serialize.loop_seen:
+        for at in range(0, len(rows), group):
+            encoded.append(encode_json(rows[at:at + group])[1:-1])  # the items, no brackets
+            if pace_due():
                 yield PACE
-            encoded.append(b"".join(parts))
+        return encoded
+    part: list[dict[str, Any]] = []
+    text = 0
+    for row in rows:
+        size = text_size(row)
+        if size > _serialize._SLICE:
+            pieces: list[bytes] = []
+            for _ in encode_slices(row, pieces):
+                yield PACE
+            encoded.append(b"".join(pieces))
         else:
-            encoded.append(encode_json(row))
+            part.append(row)
+            text += size
+            if text < _PART_TEXT and len(part) < group:
+                continue
+            encoded.append(encode_json(part)[1:-1])
+            part, text = [], 0
         if pace_due():
             yield PACE
+    if part:
+        encoded.append(encode_json(part)[1:-1])
     return encoded
 
 
@@ -381,6 +410,7 @@ async def run_async(plan: Plan, transport: Any) -> bool:
     """Drive ``plan`` with an async transport (cancellation requeues what is left)."""
     import asyncio
 
+    _serialize.note_event_loop()  # this loop waits for each step: encoding gives way
     try:
         step = next(plan)
         while True:

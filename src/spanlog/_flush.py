@@ -72,7 +72,8 @@ class Flusher:
                 return False
         if not self.config.async_flush:
             return True
-        if not self.sender.kick():
+        sender = self.sender
+        if not sender.pending and not sender.kick():  # pending: the thread will flush anyway
             self._kick_loop_task()
         return False
 

@@ -34,7 +34,7 @@ class Sender:
         self._linger = linger
         self._backoff = backoff
         self._thread: threading.Thread | None = None
-        self._pending = False  # a kick is waiting for the thread: later kicks cost nothing
+        self.pending = False  # a kick is waiting for the thread: later kicks cost nothing
         self.no_threads = False
         self._new_events()
 
@@ -50,12 +50,12 @@ class Sender:
 
     def kick(self, hurry: bool = False) -> bool:
         """Have the thread flush soon (at once with ``hurry``); False without threads."""
-        if not self._pending:
+        if not self.pending:
             if self.no_threads:
                 return False
-            self._pending = True
+            self.pending = True
             if not self.alive and not self._start():
-                self._pending = False
+                self.pending = False
                 return False
             self._wake.set()
         if hurry:
@@ -91,13 +91,13 @@ class Sender:
             # Cleared before flushing: a trace that ends from here on wakes the thread again.
             wake.clear()
             hurry.clear()
-            self._pending = False
+            self.pending = False
             left = True
             with _GUARD:
                 left = self._flush_once(stop)
             if left and not stop.is_set():
                 failures += 1
-                self._pending = True
+                self.pending = True
                 wake.set()
             else:
                 failures = 0
@@ -112,10 +112,10 @@ class Sender:
         if join_timeout > 0 and thread is not None and thread is not threading.current_thread():
             thread.join(join_timeout)
         self._thread = None
-        self._pending = False
+        self.pending = False
 
     def reset_after_fork(self) -> None:
         """In a forked child: no thread (it was not copied), fresh events, nothing pending."""
         self._thread = None
-        self._pending = False
+        self.pending = False
         self._new_events()

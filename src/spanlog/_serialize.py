@@ -240,71 +240,68 @@ def encode_json(value: Any) -> bytes:
 
 
 # The C encoder holds the GIL for the whole of one call: about 2 ms per MB of string here,
-# and several times that under Pyodide, where the event loop waits for all of it. A row
-# holding a string longer than _SLICE is encoded _SLICE_STEP characters at a time, giving
-# way between slices when :func:`pace_due`: to an event loop on another thread (:func:`pace`)
-# or, without threads, to the loop itself (the delivery plan yields, see
-# src/spanlog/_delivery.py), so that the loop waits a slice, not the row.
+# and several times that under Pyodide, where the event loop waits for all of it. In a
+# process with an event loop (see src/spanlog/_delivery.py, _encode_rows), a row whose
+# strings hold more than _SLICE characters is encoded a piece at a time (a dict item, a list
+# item, _SLICE_STEP characters of a string), giving way between pieces when :func:`pace_due`:
+# to an event loop on another thread (:func:`pace`) or, without threads, to the loop itself
+# (the delivery plan yields), so that the loop waits a piece, not the row.
 _SLICE = 256 * 1024
 _SLICE_STEP = 64 * 1024
-
-
-def encode_row(row: dict[str, Any]) -> bytes:
-    """:func:`encode_json` of one row, in slices when it holds a very long string."""
-    if needs_slices(row):
-        parts: list[bytes] = []
-        for _ in encode_slices(row, parts):
-            pace()
-        return b"".join(parts)
-    return encode_json(row)
-
 
 # The fields whose values the user chooses; the others (ids, names, context, metrics, tags)
 # are spanlog's own and short.
 _FREE_FIELDS = ("input", "output", "expected", "error", "metadata")
 
 
-def needs_slices(row: dict[str, Any]) -> bool:
-    """Whether ``row`` holds a string long enough to be encoded in slices."""
+def text_size(row: dict[str, Any]) -> int:
+    """The characters in the strings of ``row``'s free fields, counted until they pass
+    :data:`_SLICE` (then the count so far: enough to know the row is long)."""
+    size = 0
     for field in _FREE_FIELDS:
         value = row.get(field)
-        if value is not None and _has_long_string(value, 0):
-            return True
-    return False
+        if value is not None:
+            size = _text_size(value, size, 0)
+            if size > _SLICE:
+                break
+    return size
 
 
-def encode_slices(row: dict[str, Any], parts: list[bytes]) -> Iterator[None]:
-    """Encode ``row`` into ``parts`` (joined, its JSON), a slice of a long string at a time;
-    yields between slices whenever :func:`pace_due`, for the caller to give way."""
-    return _encode_sliced(_sanitize(row, 0), parts)
-
-
-def _has_long_string(value: Any, depth: int) -> bool:
-    # Runs for every row on the flush thread: descend only into containers, no generators.
+def _text_size(value: Any, size: int, depth: int) -> int:
+    # Runs for every row on the flush thread of a process with an event loop: descend only
+    # into containers, no generators.
     kind = type(value)
     if kind is dict:
         items: Any = value.values()
     elif kind is list:
         items = value
     else:
-        return kind is str and len(value) > _SLICE
+        return size + len(value) if kind is str else size
     for item in items:
         kind = type(item)
         if kind is str:
-            if len(item) > _SLICE:
-                return True
+            size += len(item)
         elif (kind is dict or kind is list) and depth < _MAX_DEPTH:
-            if _has_long_string(item, depth + 1):
-                return True
-    return False
+            size = _text_size(item, size, depth + 1)
+        if size > _SLICE:
+            break
+    return size
+
+
+def encode_slices(row: dict[str, Any], parts: list[bytes]) -> Iterator[None]:
+    """Encode ``row`` into ``parts`` (joined, its JSON) a piece at a time; yields between
+    pieces whenever :func:`pace_due`, for the caller to give way."""
+    return _encode_sliced(_sanitize(row, 0), parts)
 
 
 def _encode_sliced(value: Any, parts: list[bytes]) -> Iterator[None]:
     kind = type(value)
-    if kind is str and len(value) > _SLICE:
+    if pace_due():
+        yield
+    if kind is str and len(value) > _SLICE_STEP:
         parts.append(b'"')
         for at in range(0, len(value), _SLICE_STEP):
-            if pace_due():
+            if at and pace_due():
                 yield
             parts.append(_utf8(_encode(value[at:at + _SLICE_STEP])[1:-1]))
         parts.append(b'"')

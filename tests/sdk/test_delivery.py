@@ -63,11 +63,18 @@ def test_batches_split_by_row_count(collector: Any, make_logger: LoggerFactory,
     assert logger.stats()["sent"] == 35 and logger.stats()["requests"] == 4
 
 
+@pytest.mark.parametrize("loop_seen", [False, True], ids=["no event loop", "an event loop"])
 def test_batches_split_by_the_advertised_byte_limit(collector: Any,
                                                      make_logger: LoggerFactory,
-                                                     project: str) -> None:
+                                                     project: str, loop_seen: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """After a 413 the SDK reads logs3_payload_max_bytes from GET /version and splits its
-    batches to fit; nothing is lost."""
+    batches to fit; nothing is lost. Rows are encoded in groups either way (by count alone
+    without an event loop, by count and text with one): a group over the limit is split
+    row by row."""
+    from spanlog import _serialize
+
+    monkeypatch.setattr(_serialize, "loop_seen", loop_seen)
     limit = 3000
     with ControlledProxy(collector.url, version={"logs3_payload_max_bytes": limit}) as proxy:
         proxy.then(("status", 413))
@@ -290,19 +297,23 @@ def test_a_span_with_a_lone_surrogate_is_stored_not_rejected(
     assert row["input"] == {"q": "x\ufffdy"}
 
 
+@pytest.mark.parametrize("shape", ["one long string", "many shorter strings"])
 def test_a_flush_on_the_loop_gives_it_a_turn_between_slices_of_a_long_row(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
     """With an async transport the flush runs on the event loop (as under Pyodide, which has
-    no threads): encoding a very long string and gzipping the body let the loop run between
-    slices, and the row still arrives whole."""
+    no threads): encoding a row with long text (one string twice the slicing threshold, or
+    eight strings each under it) and gzipping the body let the loop run between slices,
+    and the row still arrives whole."""
     import asyncio
     import gzip
 
-    from spanlog import _serialize
+    from spanlog import _delivery, _serialize
     from spanlog._transport import Response
 
     monkeypatch.setattr(_serialize, "_PACE_EVERY", -1.0)  # give way at every slice
-    text = "abcdefg\u00e9" * (_serialize._SLICE // 4)  # twice the slicing threshold
+    text: Any = "abcdefg\u00e9" * (_serialize._SLICE // 4)  # twice the slicing threshold
+    if shape == "many shorter strings":
+        text = {f"part {n}": "abcdefg\u00e9" * (_serialize._SLICE // 24) for n in range(8)}
     ticks = 0
     posted: list[tuple[int, bytes]] = []
 
@@ -341,7 +352,9 @@ def test_a_flush_on_the_loop_gives_it_a_turn_between_slices_of_a_long_row(
     finally:
         logger.close(timeout=0)
     at, body = posted[0]
-    # One turn per slice of the string and per slice of the body, besides the one every
-    # request step has always given.
-    assert at - before >= len(text) // _serialize._SLICE_STEP + 2, (at, before)
-    assert json.loads(gzip.decompress(body))["rows"][0]["input"] == text
+    raw = gzip.decompress(body)
+    # A turn at least per slice of text encoded and per slice of the body compressed.
+    chars = len(text) if isinstance(text, str) else sum(map(len, text.values()))
+    turns = chars // _serialize._SLICE_STEP + len(raw) // _delivery._GZIP_SLICE
+    assert at - before >= turns, (at, before, turns)
+    assert json.loads(raw)["rows"][0]["input"] == text

@@ -113,20 +113,28 @@ def test_snapshot_is_a_copy() -> None:
     assert copied == {"list": [1, {"x": 1}], "tuple": [[1]]}
 
 
-def test_a_row_with_long_strings_is_encoded_in_slices_to_the_same_json() -> None:
-    """encode_row slices strings longer than its slice (so the GIL is given up between
-    slices) and still produces the JSON of the row (NaN as a string, a lone surrogate as
-    U+FFFD, as everywhere)."""
+def test_a_row_with_long_strings_is_encoded_in_pieces_to_the_same_json() -> None:
+    """encode_slices encodes a row a piece at a time (so that the GIL or the event loop is
+    given up between pieces) and still produces the row's JSON (NaN as a string, a lone
+    surrogate as U+FFFD, as everywhere); text_size counts what decides that it must."""
     from spanlog import _serialize
+
+    def pieces(row: dict[str, Any]) -> bytes:
+        parts: list[bytes] = []
+        for _ in _serialize.encode_slices(row, parts):
+            pass
+        return b"".join(parts)
 
     long = "é\"\\\n" + "x" * (_serialize._SLICE + 7) + "\udc80"
     row = {"input": long, "metadata": {"deep": [{"text": long}], "n": float("nan")}, "k": 1}
-    decoded = json.loads(_serialize.encode_row(row))
+    assert _serialize.text_size(row) > _serialize._SLICE
+    decoded = json.loads(pieces(row))
     long = long.replace("\udc80", "\ufffd")
     assert decoded["input"] == long and decoded["metadata"]["deep"][0]["text"] == long
     assert decoded["metadata"]["n"] == "NaN" and decoded["k"] == 1
-    short = {"input": "x" * 100, "metadata": {"a": [1, 2]}}
-    assert _serialize.encode_row(short) == _serialize.encode_json(short)
+    short = {"input": "x" * 100, "metadata": {"a": [1, 2], "b": "yz"}, "id": "i" * 500}
+    assert _serialize.text_size(short) == 102  # the free fields' strings only
+    assert pieces(short) == _serialize.encode_json(short)
 
 
 def test_lone_surrogates_become_replacement_characters_and_pairs_survive() -> None:
