@@ -20,6 +20,10 @@ and imports cancel out:
 - ``delivery``: the same run followed by ``spanlog.flush()`` to a local collector, minus the
   caller figure: merging, encoding, compressing and sending, whichever thread does it.
 
+With ``--loop``, one trace first ends in ``asyncio.run``, as in an async application: from
+then on delivery keeps an event loop responsive (it counts each row's text to find the
+rows it must encode a piece at a time, and gives way between pieces).
+
 The collector (``python -m spanlog.server``, a temporary SQLite file, a free loopback port)
 runs natively in its own process and is not counted. Needs ``valgrind`` (Debian package
 ``valgrind``). Not a pass/fail test: it prints what it measured.
@@ -62,6 +66,13 @@ def root(d):
 
 
 top = leaf if shape == "flat" else root
+if os.environ.get("SPANLOG_BENCH_LOOP"):  # as in an async application: a trace on a loop
+    import asyncio
+
+    async def on_a_loop():
+        top({"x": 0, "name": "on a loop"})
+
+    asyncio.run(on_a_loop())
 top({"x": 0, "name": "warm-up"})  # the first span and delivery: loads what loads lazily
 spanlog.flush(timeout=60)
 for i in range(calls):
@@ -73,7 +84,8 @@ if not spanlog.flush(timeout=600):
 '''
 
 
-def instructions(src: str, url: str, calls: int, shape: str, flush: bool) -> int:
+def instructions(src: str, url: str, calls: int, shape: str, flush: bool,
+                 loop: bool = False) -> int:
     """Instructions one run of the workload executed (every thread of the process)."""
     with tempfile.TemporaryDirectory(prefix="spanlog-instructions-") as tmp:
         script = os.path.join(tmp, "workload.py")
@@ -82,6 +94,8 @@ def instructions(src: str, url: str, calls: int, shape: str, flush: bool) -> int
         env = dict(os.environ, PYTHONPATH=os.path.join(src, "src"), SPANLOG_FLUSH_LINGER="30")
         if not flush:
             env["SPANLOG_BENCH_NO_FLUSH"] = "1"
+        if loop:
+            env["SPANLOG_BENCH_LOOP"] = "1"
         run = subprocess.run(_callgrind.command(tmp, script, url, str(calls), shape), env=env,
                              capture_output=True, text=True, timeout=3600, check=False)
         if run.returncode:
@@ -90,13 +104,13 @@ def instructions(src: str, url: str, calls: int, shape: str, flush: bool) -> int
         return _callgrind.total(tmp, src)
 
 
-def measure(src: str, url: str, calls: int, shape: str) -> dict[str, Any]:
+def measure(src: str, url: str, calls: int, shape: str, loop: bool) -> dict[str, Any]:
     few = max(1, calls // 5)
     spans = (calls - few) * (1 if shape == "flat" else 4)
-    caller = (instructions(src, url, calls, shape, False)
-              - instructions(src, url, few, shape, False)) / spans
-    total = (instructions(src, url, calls, shape, True)
-             - instructions(src, url, few, shape, True)) / spans
+    caller = (instructions(src, url, calls, shape, False, loop)
+              - instructions(src, url, few, shape, False, loop)) / spans
+    total = (instructions(src, url, calls, shape, True, loop)
+             - instructions(src, url, few, shape, True, loop)) / spans
     return {"src": src, "shape": shape, "caller": round(caller), "delivery": round(total - caller),
             "total": round(total)}
 
@@ -105,6 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default="flat,nested")
     parser.add_argument("--calls", type=int, default=2500)
+    parser.add_argument("--loop", action="store_true",
+                        help="end one trace in asyncio.run first, as an async application "
+                             "does: delivery then keeps an event loop responsive")
     parser.add_argument("src", nargs="*", default=[os.path.dirname(HERE)],
                         help="checkouts to compare (default: this one)")
     args = parser.parse_args()
@@ -116,15 +133,16 @@ def main() -> None:
             parser.error(f"unknown shape {shape!r}; known: flat, nested")
     if args.calls < 5:
         parser.error("--calls: at least 5")
-    print(f"instructions per span (callgrind), {args.calls} calls minus {args.calls // 5}; "
-          "caller = creating the spans, delivery = merging, encoding, compressing, sending",
+    print(f"instructions per span (callgrind), {args.calls} calls minus {args.calls // 5}"
+          f"{', after a trace on an event loop' if args.loop else ''}; caller = creating the "
+          "spans, delivery = merging, encoding, compressing, sending",
           flush=True)
     with tempfile.TemporaryDirectory(prefix="spanlog-instructions-db-") as tmp:
         proc, url = start_collector(os.path.join(tmp, "bench.sqlite3"))
         try:
             for shape in shapes:
                 for src in args.src:
-                    r = measure(src, url, args.calls, shape)
+                    r = measure(src, url, args.calls, shape, args.loop)
                     print(f"  {shape:6} {src:30} caller {r['caller']:>8,}  delivery "
                           f"{r['delivery']:>8,}  total {r['total']:>8,}", flush=True)
         finally:
