@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import json
+import json.scanner
 import math
 import re
 import time
@@ -182,6 +183,9 @@ def _finite(text: str) -> float:
 
 # One decoder for every call (json.loads with an argument builds a new one each time).
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
+# Its scanner in C, called without the two Python calls of decode(): most attributes hold
+# exactly one JSON value, no whitespace around it.
+_SCAN = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 # A NUL or a lone surrogate: what no stored row holds (the collector refuses a body with
 # either, docs/collector.md). JSON text holds a NUL only as a \u escape, and a lone surrogate
 # too unless the text itself (the attribute as sent) holds one.
@@ -209,9 +213,16 @@ def _parse_json(value: Any) -> tuple[bool, Any]:
     if not isinstance(value, str):
         return False, None
     try:
-        decoded = _DECODER.decode(value)
+        decoded, end = _SCAN(value, 0)
+    except StopIteration:  # no JSON value at the start (whitespace, or not JSON)
+        end = -1
     except (ValueError, RecursionError):
         return False, None
+    if end != len(value):  # whitespace around the value, or more after it: the full rules
+        try:
+            decoded = _DECODER.decode(value)
+        except (ValueError, RecursionError):
+            return False, None
     # Two searches in C first: only a \u escape decodes to an unstorable character, only
     # more than 64 brackets nest too deep.
     if ("\\u" in value or value.count("[") + value.count("{") > _MAX_DEPTH) \
@@ -386,7 +397,7 @@ class _Attributes:
     a token count) stays there as well. An attribute is moved only when all of its value
     landed in the row. ``mapped`` lists the keys the conventions may read and ``groups``
     the keys under each of :data:`_PREFIXES` (with its trailing dot) that has any, both in the
-    attributes' order.
+    attributes' order; ``marks`` the conventions (:data:`_CONVENTION_MARKS`) their keys mark.
     """
 
     def __init__(self, values: dict[str, Any]) -> None:
@@ -394,6 +405,7 @@ class _Attributes:
         self.get: Callable[[str], Any] = values.get
         self.moved: dict[str, str] = {}
         self.mapped: list[str] = []
+        self.marks: set[str] = set()
         groups: dict[str, list[str]] = {}
         for key in values:
             facts = _key_facts(key)
@@ -402,6 +414,7 @@ class _Attributes:
             self.mapped.append(key)
             for head in facts[0]:
                 groups.setdefault(head, []).append(key)
+            self.marks.update(facts[1])
         self.groups = groups
 
     def move(self, keys: Iterable[str], target: str) -> None:
@@ -913,6 +926,8 @@ _METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("estimated_cost", ("llm.cost.total",)),
 )
 _METRIC_KEYS = frozenset(key for _, keys in _METRICS for key in keys)
+# What _Mapper.user_metadata reads besides braintrust.metadata (in _Mapper.present's words).
+_USER_METADATA = frozenset({"metadata", "ai.telemetry.metadata."})
 # Seconds to first token <- (attribute, divisor to seconds).
 _FIRST_TOKEN = (("gen_ai.response.time_to_first_chunk", 1), ("ai.response.msToFirstChunk", 1000),
                 ("ai.stream.msToFirstChunk", 1000))
@@ -1016,20 +1031,25 @@ class _Mapper:
     def fields(self) -> _Fields:
         """Everything the conventions put in the row (in this order: a key moved by two
         readers is listed under the first one's field)."""
-        declared = self.span_attributes()
+        # braintrust.* attributes (the readers of braintrust's own convention) are rare.
+        braintrust = "braintrust" in self.a.marks
+        declared = self.span_attributes() if braintrust else {}
         span_type = self.span_type(declared.get("type"))
         span_attributes = {} if span_type is None else {"type": span_type}
         span_attributes.update(declared)
-        metrics = self.metrics()
+        metrics = self.metrics(braintrust)
         found = {}
         for name, sources in (("input", _INPUT_SOURCES), ("output", _OUTPUT_SOURCES),
                               ("expected", _EXPECTED_SOURCES)):
             value = self._first(sources)
             if value is not None:
                 found[name] = value.value
-        scores, tags, project = self.scores(), self.tags(), self.project()
+        scores = self.scores() if braintrust else {}
+        tags = self.tags() if braintrust or "tag.tags" in self.a.values else []
+        project = self.project() if braintrust else {}
         metadata = self.model_metadata()
-        metadata.update(self.user_metadata())
+        if braintrust or not self.present.isdisjoint(_USER_METADATA):
+            metadata.update(self.user_metadata())
         return _Fields(span_attributes, metrics, found, scores, tags, project, metadata)
 
     # -- span type ---------------------------------------------------------------------------
@@ -1099,10 +1119,12 @@ class _Mapper:
                 merge([key], {rest: value})
         return out
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self, braintrust: bool) -> dict[str, Any]:
+        """The token counts and time to first token; ``braintrust.metrics`` over them when
+        the span has ``braintrust`` attributes."""
         out: dict[str, Any] = {}
+        get = self.a.get
         if not self.present.isdisjoint(_METRIC_KEYS):
-            get = self.a.get
             for name, keys in _METRICS:
                 for key in keys:
                     value = get(key)
@@ -1112,12 +1134,13 @@ class _Mapper:
         if "ai.usage.tokens" in self.a.values and _number(out.get("tokens")):
             out.setdefault("prompt_tokens", out["tokens"])  # embeddings: input tokens only
         for key, divisor in _FIRST_TOKEN:
-            if _number(self.a.get(key)):
-                out["time_to_first_token"] = self.a.get(key) / divisor
+            value = get(key)
+            if value is not None and _number(value):
+                out["time_to_first_token"] = value / divisor
                 break
-        explicit = self._numbers("braintrust.metrics", "metrics",
-                                 lambda k, v: _number(v) and k not in ("start", "end"))
-        out.update(explicit)
+        if braintrust:
+            out.update(self._numbers("braintrust.metrics", "metrics",
+                                     lambda k, v: _number(v) and k not in ("start", "end")))
         if "tokens" not in out and "prompt_tokens" in out and "completion_tokens" in out:
             out["tokens"] = out["prompt_tokens"] + out["completion_tokens"]
         return out
@@ -1491,10 +1514,10 @@ def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict
         ("links", span.dropped_links_count)) if count}
     if dropped:
         otel["dropped"] = dropped
-    if attrs.mapped or events:  # else no convention can be found (most spans)
-        found: set[str] = set()
-        for key in [*attrs.mapped, *(event.name for event in events)]:
-            facts = _key_facts(key)
+    if attrs.marks or events:  # else no convention can be found (most spans)
+        found = set(attrs.marks)
+        for event in events:
+            facts = _key_facts(event.name)
             if facts is not None:
                 found.update(facts[1])
         conventions = [name for name, _ in _CONVENTION_MARKS if name in found]
