@@ -287,6 +287,8 @@ def _nanos(value: Any, where: str) -> int:
 
 
 def _enum(value: Any, names: tuple[str, ...], prefix: str, where: str) -> str:
+    if type(value) is int and 0 <= value < len(names):  # protobuf's: the common case
+        return names[value]
     if isinstance(value, int) and not isinstance(value, bool):
         if 0 <= value < len(names):
             return names[value]
@@ -357,6 +359,7 @@ _MAPPED_KEYS = frozenset({"metadata"})
 _KeyFacts = tuple[tuple[str, ...], tuple[str, ...]]
 _KEY_FACTS: dict[str, _KeyFacts | None] = {}
 _KEY_FACTS_KEPT = 4096  # distinct keys remembered: a client may send any number of them
+_UNKNOWN: Any = object()  # a key not in _KEY_FACTS yet
 
 
 def _key_facts(key: str) -> _KeyFacts | None:
@@ -408,7 +411,9 @@ class _Attributes:
         self.marks: set[str] = set()
         groups: dict[str, list[str]] = {}
         for key in values:
-            facts = _key_facts(key)
+            facts = _KEY_FACTS.get(key, _UNKNOWN)  # the call to _key_facts spared, mostly
+            if facts is _UNKNOWN:
+                facts = _key_facts(key)
             if facts is None:
                 continue
             self.mapped.append(key)
@@ -936,6 +941,7 @@ _MODEL = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name",
           "ai.model.id", "ai.response.model")
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system",
              "ai.model.provider")
+_MODEL_KEYS, _PROVIDER_KEYS = frozenset(_MODEL), frozenset(_PROVIDER)
 
 # Attribute names (prefixes) that tell a convention apart, for metadata.otel.conventions.
 _CONVENTION_MARKS = (
@@ -994,7 +1000,9 @@ class _Mapper:
         self.a = attrs
         self.events = events
         # What the span has, in the words of Source's needs.
-        self.present = {*attrs.mapped, *attrs.groups, *(_event(e.name) for e in events)}
+        self.present = {*attrs.mapped, *attrs.groups}
+        if events:
+            self.present.update(_event(e.name) for e in events)
 
     # -- helpers: each source returns a value, or None when it does not apply --------------
 
@@ -1003,7 +1011,7 @@ class _Mapper:
             return None
         value = convert(self.a.values[key])
         if value is not None:
-            self.a.move([key], target)
+            self.a.moved.setdefault(key, target)
         return value
 
     def _json_attr(self, key: str, target: str) -> Any:
@@ -1088,7 +1096,10 @@ class _Mapper:
     def model_metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         get = self.a.get
-        for name, keys in (("model", _MODEL), ("provider", _PROVIDER)):
+        for name, keys, any_of in (("model", _MODEL, _MODEL_KEYS),
+                                   ("provider", _PROVIDER, _PROVIDER_KEYS)):
+            if self.present.isdisjoint(any_of):
+                continue
             for key in keys:
                 value = get(key)
                 if isinstance(value, str):
@@ -1411,10 +1422,14 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
         raise OtelSpanError(f"end_time_unix_nano: {end} is before start_time_unix_nano {start}")
     kind = _enum(span.kind, _KINDS, "SPAN_KIND_", "kind")
     status = _enum(span.status_code, _STATUSES, "STATUS_CODE_", "status_code")
+    # Checked inline, the checkers called only for a value they may refuse.
     for name in ("status_message", "scope_name", "scope_version", "trace_state"):
-        _text(getattr(span, name), name)
+        if type(getattr(span, name)) is not str:
+            _text(getattr(span, name), name)
     for name in ("dropped_attributes_count", "dropped_events_count", "dropped_links_count"):
-        _count(getattr(span, name), name)
+        count = getattr(span, name)
+        if type(count) is not int or count < 0:
+            _count(count, name)
     if span.flags is not None:
         _count(span.flags, "flags")
 

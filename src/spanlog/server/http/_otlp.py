@@ -81,8 +81,14 @@ def _pb_attributes(attributes: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in attributes:
         value = kv.value
+        # Most attributes are strings: a string_value that is not empty is the one set (the
+        # others read as empty), found without WhichOneof.
+        text = value.string_value
+        if text:
+            out[kv.key] = text
+            continue
         which = value.WhichOneof("value")
-        # A scalar read inline: most attributes are strings and numbers.
+        # A scalar read inline: the rest are mostly numbers.
         out[kv.key] = _pb_value(value) if which in _PB_CONTAINERS or which is None \
             else getattr(value, which)
     return out
