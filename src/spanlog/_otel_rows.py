@@ -243,6 +243,8 @@ _HEX = re.compile(r"[0-9a-fA-F]*")
 
 def _hex_id(value: Any, size: int, where: str) -> str:
     """``value`` (``size`` bytes, or ``2 * size`` hex chars) as lowercase hex."""
+    if type(value) is bytes and len(value) == size and value.strip(b"\0"):
+        return value.hex()  # protobuf's: the common case
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
         if len(raw) != size:
@@ -265,6 +267,8 @@ def _hex_id(value: Any, size: int, where: str) -> str:
 def _parent_id(value: Any) -> str | None:
     """The parent's hex id, or None for a root: no parent, an empty one, or W3C's all-zero
     "no parent" id (of the right size: a wrong size is an error)."""
+    if type(value) is bytes and len(value) == 8:  # protobuf's: the common case
+        return value.hex() if value.strip(b"\0") else None
     if value is None or (isinstance(value, (bytes, bytearray, memoryview, str))
                          and len(value) == 0):
         return None
@@ -931,6 +935,9 @@ _METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("estimated_cost", ("llm.cost.total",)),
 )
 _METRIC_KEYS = frozenset(key for _, keys in _METRICS for key in keys)
+# A metric key's place in _METRICS (the metric's, then the key's among its keys), metric, key.
+_METRIC_OF = {key: (i * 100 + j, name, key) for i, (name, keys) in enumerate(_METRICS)
+              for j, key in enumerate(keys)}
 # What _Mapper.user_metadata reads besides braintrust.metadata (in _Mapper.present's words).
 _USER_METADATA = frozenset({"metadata", "ai.telemetry.metadata."})
 # Seconds to first token <- (attribute, divisor to seconds).
@@ -1135,13 +1142,13 @@ class _Mapper:
         the span has ``braintrust`` attributes."""
         out: dict[str, Any] = {}
         get = self.a.get
-        if not self.present.isdisjoint(_METRIC_KEYS):
-            for name, keys in _METRICS:
-                for key in keys:
-                    value = get(key)
-                    if value is not None and _number(value):
-                        out[name] = value
-                        break
+        # The keys the span has, in _METRICS's order: the first number of each metric wins.
+        for _, name, key in sorted(_METRIC_OF[key] for key in
+                                   self.present.intersection(_METRIC_KEYS)):
+            if name not in out:
+                value = get(key)
+                if value is not None and _number(value):
+                    out[name] = value
         if "ai.usage.tokens" in self.a.values and _number(out.get("tokens")):
             out.setdefault("prompt_tokens", out["tokens"])  # embeddings: input tokens only
         for key, divisor in _FIRST_TOKEN:
@@ -1434,10 +1441,10 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
         _count(span.flags, "flags")
 
     attrs = _Attributes(_clean_attributes(span.attributes, "attributes"))
-    events = [_Event(event, i) for i, event in enumerate(span.events)]
+    events = [_Event(event, i) for i, event in enumerate(span.events)] if span.events else []
     resource = _clean_attributes(span.resource_attributes, "resource_attributes")
     scope_attributes = _clean_attributes(span.scope_attributes, "scope_attributes")
-    links = [_link(link, i) for i, link in enumerate(span.links)]
+    links = [_link(link, i) for i, link in enumerate(span.links)] if span.links else []
     if attrs.mapped or any(event.name in _MAPPED_EVENTS for event in events):
         fields = _Mapper(attrs, events).fields()
     else:
@@ -1524,11 +1531,10 @@ def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict
         otel["trace_state"] = span.trace_state
     if span.flags is not None:
         otel["flags"] = span.flags
-    dropped = {name: count for name, count in (
-        ("attributes", span.dropped_attributes_count), ("events", span.dropped_events_count),
-        ("links", span.dropped_links_count)) if count}
-    if dropped:
-        otel["dropped"] = dropped
+    if span.dropped_attributes_count or span.dropped_events_count or span.dropped_links_count:
+        otel["dropped"] = {name: count for name, count in (
+            ("attributes", span.dropped_attributes_count), ("events", span.dropped_events_count),
+            ("links", span.dropped_links_count)) if count}
     if attrs.marks or events:  # else no convention can be found (most spans)
         found = set(attrs.marks)
         for event in events:
