@@ -154,7 +154,7 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 def _clean_attributes(attributes: Any, where: str) -> dict[str, Any]:
     if attributes is None:
         return {}
-    if not isinstance(attributes, Mapping):
+    if type(attributes) is not dict and not isinstance(attributes, Mapping):  # ABC: slow
         raise OtelSpanError(f"{where}: must be a mapping of key to value, got "
                             f"{type(attributes).__name__}")
     cleaned: dict[str, Any] = {}
