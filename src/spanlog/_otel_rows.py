@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import json
+import json.scanner
 import math
 import re
 import time
@@ -153,7 +154,7 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 def _clean_attributes(attributes: Any, where: str) -> dict[str, Any]:
     if attributes is None:
         return {}
-    if not isinstance(attributes, Mapping):
+    if type(attributes) is not dict and not isinstance(attributes, Mapping):  # ABC: slow
         raise OtelSpanError(f"{where}: must be a mapping of key to value, got "
                             f"{type(attributes).__name__}")
     cleaned: dict[str, Any] = {}
@@ -182,6 +183,9 @@ def _finite(text: str) -> float:
 
 # One decoder for every call (json.loads with an argument builds a new one each time).
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
+# Its scanner in C, called without the two Python calls of decode(): most attributes hold
+# exactly one JSON value, no whitespace around it.
+_SCAN = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 # A NUL or a lone surrogate: what no stored row holds (the collector refuses a body with
 # either, docs/collector.md). JSON text holds a NUL only as a \u escape, and a lone surrogate
 # too unless the text itself (the attribute as sent) holds one.
@@ -209,9 +213,16 @@ def _parse_json(value: Any) -> tuple[bool, Any]:
     if not isinstance(value, str):
         return False, None
     try:
-        decoded = _DECODER.decode(value)
+        decoded, end = _SCAN(value, 0)
+    except StopIteration:  # no JSON value at the start (whitespace, or not JSON)
+        end = -1
     except (ValueError, RecursionError):
         return False, None
+    if end != len(value):  # whitespace around the value, or more after it: the full rules
+        try:
+            decoded = _DECODER.decode(value)
+        except (ValueError, RecursionError):
+            return False, None
     # Two searches in C first: only a \u escape decodes to an unstorable character, only
     # more than 64 brackets nest too deep.
     if ("\\u" in value or value.count("[") + value.count("{") > _MAX_DEPTH) \
@@ -232,6 +243,8 @@ _HEX = re.compile(r"[0-9a-fA-F]*")
 
 def _hex_id(value: Any, size: int, where: str) -> str:
     """``value`` (``size`` bytes, or ``2 * size`` hex chars) as lowercase hex."""
+    if type(value) is bytes and len(value) == size and value.strip(b"\0"):
+        return value.hex()  # protobuf's: the common case
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
         if len(raw) != size:
@@ -254,6 +267,8 @@ def _hex_id(value: Any, size: int, where: str) -> str:
 def _parent_id(value: Any) -> str | None:
     """The parent's hex id, or None for a root: no parent, an empty one, or W3C's all-zero
     "no parent" id (of the right size: a wrong size is an error)."""
+    if type(value) is bytes and len(value) == 8:  # protobuf's: the common case
+        return value.hex() if value.strip(b"\0") else None
     if value is None or (isinstance(value, (bytes, bytearray, memoryview, str))
                          and len(value) == 0):
         return None
@@ -276,6 +291,8 @@ def _nanos(value: Any, where: str) -> int:
 
 
 def _enum(value: Any, names: tuple[str, ...], prefix: str, where: str) -> str:
+    if type(value) is int and 0 <= value < len(names):  # protobuf's: the common case
+        return names[value]
     if isinstance(value, int) and not isinstance(value, bool):
         if 0 <= value < len(names):
             return names[value]
@@ -346,6 +363,7 @@ _MAPPED_KEYS = frozenset({"metadata"})
 _KeyFacts = tuple[tuple[str, ...], tuple[str, ...]]
 _KEY_FACTS: dict[str, _KeyFacts | None] = {}
 _KEY_FACTS_KEPT = 4096  # distinct keys remembered: a client may send any number of them
+_UNKNOWN: Any = object()  # a key not in _KEY_FACTS yet
 
 
 def _key_facts(key: str) -> _KeyFacts | None:
@@ -386,7 +404,7 @@ class _Attributes:
     a token count) stays there as well. An attribute is moved only when all of its value
     landed in the row. ``mapped`` lists the keys the conventions may read and ``groups``
     the keys under each of :data:`_PREFIXES` (with its trailing dot) that has any, both in the
-    attributes' order.
+    attributes' order; ``marks`` the conventions (:data:`_CONVENTION_MARKS`) their keys mark.
     """
 
     def __init__(self, values: dict[str, Any]) -> None:
@@ -394,14 +412,18 @@ class _Attributes:
         self.get: Callable[[str], Any] = values.get
         self.moved: dict[str, str] = {}
         self.mapped: list[str] = []
+        self.marks: set[str] = set()
         groups: dict[str, list[str]] = {}
         for key in values:
-            facts = _key_facts(key)
+            facts = _KEY_FACTS.get(key, _UNKNOWN)  # the call to _key_facts spared, mostly
+            if facts is _UNKNOWN:
+                facts = _key_facts(key)
             if facts is None:
                 continue
             self.mapped.append(key)
             for head in facts[0]:
                 groups.setdefault(head, []).append(key)
+            self.marks.update(facts[1])
         self.groups = groups
 
     def move(self, keys: Iterable[str], target: str) -> None:
@@ -913,6 +935,11 @@ _METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("estimated_cost", ("llm.cost.total",)),
 )
 _METRIC_KEYS = frozenset(key for _, keys in _METRICS for key in keys)
+# A metric key's place in _METRICS (the metric's, then the key's among its keys), metric, key.
+_METRIC_OF = {key: (i * 100 + j, name, key) for i, (name, keys) in enumerate(_METRICS)
+              for j, key in enumerate(keys)}
+# What _Mapper.user_metadata reads besides braintrust.metadata (in _Mapper.present's words).
+_USER_METADATA = frozenset({"metadata", "ai.telemetry.metadata."})
 # Seconds to first token <- (attribute, divisor to seconds).
 _FIRST_TOKEN = (("gen_ai.response.time_to_first_chunk", 1), ("ai.response.msToFirstChunk", 1000),
                 ("ai.stream.msToFirstChunk", 1000))
@@ -921,6 +948,7 @@ _MODEL = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name",
           "ai.model.id", "ai.response.model")
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system",
              "ai.model.provider")
+_MODEL_KEYS, _PROVIDER_KEYS = frozenset(_MODEL), frozenset(_PROVIDER)
 
 # Attribute names (prefixes) that tell a convention apart, for metadata.otel.conventions.
 _CONVENTION_MARKS = (
@@ -979,7 +1007,9 @@ class _Mapper:
         self.a = attrs
         self.events = events
         # What the span has, in the words of Source's needs.
-        self.present = {*attrs.mapped, *attrs.groups, *(_event(e.name) for e in events)}
+        self.present = {*attrs.mapped, *attrs.groups}
+        if events:
+            self.present.update(_event(e.name) for e in events)
 
     # -- helpers: each source returns a value, or None when it does not apply --------------
 
@@ -988,7 +1018,7 @@ class _Mapper:
             return None
         value = convert(self.a.values[key])
         if value is not None:
-            self.a.move([key], target)
+            self.a.moved.setdefault(key, target)
         return value
 
     def _json_attr(self, key: str, target: str) -> Any:
@@ -1016,20 +1046,25 @@ class _Mapper:
     def fields(self) -> _Fields:
         """Everything the conventions put in the row (in this order: a key moved by two
         readers is listed under the first one's field)."""
-        declared = self.span_attributes()
+        # braintrust.* attributes (the readers of braintrust's own convention) are rare.
+        braintrust = "braintrust" in self.a.marks
+        declared = self.span_attributes() if braintrust else {}
         span_type = self.span_type(declared.get("type"))
         span_attributes = {} if span_type is None else {"type": span_type}
         span_attributes.update(declared)
-        metrics = self.metrics()
+        metrics = self.metrics(braintrust)
         found = {}
         for name, sources in (("input", _INPUT_SOURCES), ("output", _OUTPUT_SOURCES),
                               ("expected", _EXPECTED_SOURCES)):
             value = self._first(sources)
             if value is not None:
                 found[name] = value.value
-        scores, tags, project = self.scores(), self.tags(), self.project()
+        scores = self.scores() if braintrust else {}
+        tags = self.tags() if braintrust or "tag.tags" in self.a.values else []
+        project = self.project() if braintrust else {}
         metadata = self.model_metadata()
-        metadata.update(self.user_metadata())
+        if braintrust or not self.present.isdisjoint(_USER_METADATA):
+            metadata.update(self.user_metadata())
         return _Fields(span_attributes, metrics, found, scores, tags, project, metadata)
 
     # -- span type ---------------------------------------------------------------------------
@@ -1068,7 +1103,10 @@ class _Mapper:
     def model_metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         get = self.a.get
-        for name, keys in (("model", _MODEL), ("provider", _PROVIDER)):
+        for name, keys, any_of in (("model", _MODEL, _MODEL_KEYS),
+                                   ("provider", _PROVIDER, _PROVIDER_KEYS)):
+            if self.present.isdisjoint(any_of):
+                continue
             for key in keys:
                 value = get(key)
                 if isinstance(value, str):
@@ -1099,25 +1137,28 @@ class _Mapper:
                 merge([key], {rest: value})
         return out
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self, braintrust: bool) -> dict[str, Any]:
+        """The token counts and time to first token; ``braintrust.metrics`` over them when
+        the span has ``braintrust`` attributes."""
         out: dict[str, Any] = {}
-        if not self.present.isdisjoint(_METRIC_KEYS):
-            get = self.a.get
-            for name, keys in _METRICS:
-                for key in keys:
-                    value = get(key)
-                    if value is not None and _number(value):
-                        out[name] = value
-                        break
+        get = self.a.get
+        # The keys the span has, in _METRICS's order: the first number of each metric wins.
+        for _, name, key in sorted(_METRIC_OF[key] for key in
+                                   self.present.intersection(_METRIC_KEYS)):
+            if name not in out:
+                value = get(key)
+                if value is not None and _number(value):
+                    out[name] = value
         if "ai.usage.tokens" in self.a.values and _number(out.get("tokens")):
             out.setdefault("prompt_tokens", out["tokens"])  # embeddings: input tokens only
         for key, divisor in _FIRST_TOKEN:
-            if _number(self.a.get(key)):
-                out["time_to_first_token"] = self.a.get(key) / divisor
+            value = get(key)
+            if value is not None and _number(value):
+                out["time_to_first_token"] = value / divisor
                 break
-        explicit = self._numbers("braintrust.metrics", "metrics",
-                                 lambda k, v: _number(v) and k not in ("start", "end"))
-        out.update(explicit)
+        if braintrust:
+            out.update(self._numbers("braintrust.metrics", "metrics",
+                                     lambda k, v: _number(v) and k not in ("start", "end")))
         if "tokens" not in out and "prompt_tokens" in out and "completion_tokens" in out:
             out["tokens"] = out["prompt_tokens"] + out["completion_tokens"]
         return out
@@ -1388,18 +1429,22 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
         raise OtelSpanError(f"end_time_unix_nano: {end} is before start_time_unix_nano {start}")
     kind = _enum(span.kind, _KINDS, "SPAN_KIND_", "kind")
     status = _enum(span.status_code, _STATUSES, "STATUS_CODE_", "status_code")
+    # Checked inline, the checkers called only for a value they may refuse.
     for name in ("status_message", "scope_name", "scope_version", "trace_state"):
-        _text(getattr(span, name), name)
+        if type(getattr(span, name)) is not str:
+            _text(getattr(span, name), name)
     for name in ("dropped_attributes_count", "dropped_events_count", "dropped_links_count"):
-        _count(getattr(span, name), name)
+        count = getattr(span, name)
+        if type(count) is not int or count < 0:
+            _count(count, name)
     if span.flags is not None:
         _count(span.flags, "flags")
 
     attrs = _Attributes(_clean_attributes(span.attributes, "attributes"))
-    events = [_Event(event, i) for i, event in enumerate(span.events)]
+    events = [_Event(event, i) for i, event in enumerate(span.events)] if span.events else []
     resource = _clean_attributes(span.resource_attributes, "resource_attributes")
     scope_attributes = _clean_attributes(span.scope_attributes, "scope_attributes")
-    links = [_link(link, i) for i, link in enumerate(span.links)]
+    links = [_link(link, i) for i, link in enumerate(span.links)] if span.links else []
     if attrs.mapped or any(event.name in _MAPPED_EVENTS for event in events):
         fields = _Mapper(attrs, events).fields()
     else:
@@ -1486,15 +1531,14 @@ def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict
         otel["trace_state"] = span.trace_state
     if span.flags is not None:
         otel["flags"] = span.flags
-    dropped = {name: count for name, count in (
-        ("attributes", span.dropped_attributes_count), ("events", span.dropped_events_count),
-        ("links", span.dropped_links_count)) if count}
-    if dropped:
-        otel["dropped"] = dropped
-    if attrs.mapped or events:  # else no convention can be found (most spans)
-        found: set[str] = set()
-        for key in [*attrs.mapped, *(event.name for event in events)]:
-            facts = _key_facts(key)
+    if span.dropped_attributes_count or span.dropped_events_count or span.dropped_links_count:
+        otel["dropped"] = {name: count for name, count in (
+            ("attributes", span.dropped_attributes_count), ("events", span.dropped_events_count),
+            ("links", span.dropped_links_count)) if count}
+    if attrs.marks or events:  # else no convention can be found (most spans)
+        found = set(attrs.marks)
+        for event in events:
+            facts = _key_facts(event.name)
             if facts is not None:
                 found.update(facts[1])
         conventions = [name for name, _ in _CONVENTION_MARKS if name in found]

@@ -35,7 +35,7 @@ from spanlog_server_http import call
 from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan
 from spanlog.server.http._auth import create_key
 from spanlog.server.http._context import Settings
-from spanlog.server.http._otlp import _spans_from_protobuf
+from spanlog.server.http._otlp import _spans_from_json, _spans_from_protobuf
 from spanlog.server.http._runner import BackgroundCollector
 
 PROJECT = "otel-app"
@@ -454,6 +454,38 @@ def test_protobuf_decoding_reads_every_field_into_its_place():
         resource_attributes={"service.name": "svc"}, scope_name="lib", scope_version="9.9",
         scope_attributes={"scope.k": True}, trace_state="k=v", flags=257,
         dropped_attributes_count=1, dropped_events_count=3, dropped_links_count=5)
+
+
+def test_json_attribute_values_as_spelled_and_refused_by_place():
+    """OTLP/JSON AnyValues as exporters spell them (int64 as a string, a double as an
+    integer) or as the protobuf JSON mapping allows (snake_case, an int64 as a number) are
+    read to the same values; one of the wrong type refuses its span, naming its place."""
+    def span(name: str, *attributes: dict[str, Any]) -> dict[str, Any]:
+        return {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+                "name": name, "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+                "attributes": list(attributes)}
+
+    good = span("good", *({"key": key, "value": value} for key, value in (
+        ("i", {"intValue": " 7 "}), ("j", {"int_value": 8}), ("k", {"intValue": 9.0}),
+        ("d", {"doubleValue": 1}), ("e", {"double_value": "-Infinity"}),
+        ("b", {"bool_value": False}), ("s", {"string_value": ""}), ("n", {}))))
+    bad = [span(f"bad{i}", {"key": "x", "value": value}) for i, value in enumerate((
+        {"intValue": "seven"}, {"intValue": True}, {"boolValue": "true"},
+        {"doubleValue": True}, {"stringValue": 5}, {"stringValue": "a", "intValue": "1"}))]
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [good, *bad]}]}]}
+    [(_, read), *refused] = _spans_from_json(json.dumps(body).encode())
+    assert read.attributes == {"i": 7, "j": 8, "k": 9, "d": 1.0, "e": float("-inf"),
+                               "b": False, "s": "", "n": None}
+    assert type(read.attributes["d"]) is float
+    where = "resourceSpans[0].scopeSpans[0].spans"
+    assert [str(reason) for _, reason in refused] == [
+        f"{where}[1].attributes[0].value.intValue: 'seven' is not an integer",
+        f"{where}[2].attributes[0].value.intValue: True is not an integer",
+        f"{where}[3].attributes[0].value.boolValue: must be true or false",
+        f"{where}[4].attributes[0].value.doubleValue: True is not a number",
+        f"{where}[5].attributes[0].value.stringValue: must be a string, got int",
+        f"{where}[6].attributes[0].value: an AnyValue has one field, got "
+        "['intValue', 'stringValue']"]
 
 
 def test_failures_of_the_otlp_paths_only_are_google_rpc_status(make_collector):

@@ -81,8 +81,14 @@ def _pb_attributes(attributes: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in attributes:
         value = kv.value
+        # Most attributes are strings: a string_value that is not empty is the one set (the
+        # others read as empty), found without WhichOneof.
+        text = value.string_value
+        if text:
+            out[kv.key] = text
+            continue
         which = value.WhichOneof("value")
-        # A scalar read inline: most attributes are strings and numbers.
+        # A scalar read inline: the rest are mostly numbers.
         out[kv.key] = _pb_value(value) if which in _PB_CONTAINERS or which is None \
             else getattr(value, which)
     return out
@@ -247,9 +253,43 @@ def _json_value(value: Any, where: str, depth: int = 0) -> Any:
     raise OtelSpanError(f"{where}: unknown AnyValue field {name!r}")
 
 
+# The scalar AnyValue fields, as _json_scalar reads them.
+_JSON_SCALARS = {"stringValue": str, "string_value": str, "boolValue": bool, "bool_value": bool,
+                 "intValue": int, "int_value": int, "doubleValue": float, "double_value": float}
+_NOT_SCALAR = object()
+
+
+def _json_scalar(value: Any) -> Any:
+    """What :func:`_json_value` reads from an AnyValue that is a string, a boolean or a number
+    spelled as exporters spell them, else ``_NOT_SCALAR`` (for _json_value, which names what
+    is wrong): most attributes, read without building their ``where``."""
+    if type(value) is not dict or len(value) != 1:
+        return _NOT_SCALAR
+    (name, item), = value.items()
+    kind = _JSON_SCALARS.get(name)
+    if kind is str or kind is bool:
+        return item if type(item) is kind else _NOT_SCALAR
+    if kind is int:
+        if type(item) is int:
+            return item
+        if type(item) is str:  # int64 as the protobuf JSON mapping writes it
+            try:
+                return int(item.strip())  # as _int reads it
+            except ValueError:
+                pass
+    elif kind is float and (type(item) is float or type(item) is int):
+        return float(item)
+    return _NOT_SCALAR
+
+
 def _json_attributes(value: Any, where: str, depth: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i, kv in enumerate(_list(value, where)):
+        if type(kv) is dict and type(key := kv.get("key")) is str:
+            item = _json_scalar(kv.get("value"))
+            if item is not _NOT_SCALAR:
+                out[key] = item
+                continue
         kv = _object(kv, f"{where}[{i}]")
         key = _text(kv.get("key"), f"{where}[{i}].key")
         out[key] = _json_value(kv.get("value"), f"{where}[{i}].value", depth)
