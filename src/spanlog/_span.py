@@ -294,20 +294,7 @@ class Span:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        # _leave(), inlined: this runs for every span of a with-block or @traced call.
-        if exc is not None and exc_type is not GeneratorExit:
-            self._record_error(exc)
-        token = self._token
-        if token is not None:
-            self._token = None
-            try:
-                current.reset(token)
-            except ValueError:  # entered in another context (a task): nothing to undo here
-                pass
-        bridged = self._bridged
-        if bridged is not None:
-            self._bridged = None
-            _context.bridge.leave(bridged)  # type: ignore[union-attr]
+        self._leave(exc_type, exc)
         if self._end is None:  # end(), inlined
             end = self._end = _time()
             if self._close(end):
