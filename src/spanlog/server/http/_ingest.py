@@ -40,8 +40,8 @@ FEEDBACK_FIELDS = frozenset({"id", "scores", "expected", "comment", "metadata", 
 
 def _storable(row: dict[str, Any]) -> dict[str, Any]:
     """``row`` (a fresh copy from ``validate_row``, changed in place) without routing fields."""
-    for routing in _ROUTING_FIELDS:
-        row.pop(routing, None)
+    for routing in _ROUTING_FIELDS.intersection(row):  # one or two of seven: fewer calls
+        del row[routing]
     if row.get("_object_delete") is not True:
         row.pop("_object_delete", None)
     return row
