@@ -99,6 +99,28 @@ def test_revoked_key_is_401(make_collector):
     assert status == 401 and "revoked" in body["error"]
 
 
+def test_a_key_made_by_another_process_ends_open_mode_at_once(make_collector):
+    """A key and organization created in the database by another store (what `spanlog keys
+    create` does while a collector serves the file) take effect on the very next request:
+    the collector keeps orgs and projects it has seen, never the absence of keys or orgs."""
+    server = make_collector()
+    assert _log(server, None, "Global", "a") == 200  # open mode: the default org is known
+
+    async def create_elsewhere() -> str:
+        store = SqliteStore(server.db_path)
+        await store.start()
+        try:
+            return (await create_key(store, "acme"))[1]
+        finally:
+            await store.close()
+
+    token = asyncio.run(create_elsewhere())
+    assert _log(server, None, "Global", "b") == 401
+    assert _log(server, token, "Global", "c") == 200
+    _, login = call(server.url, "POST", "/api/apikey/login", token=token)
+    assert [o["name"] for o in login["org_info"]] == ["acme"]
+
+
 def test_non_loopback_bind_needs_a_key(tmp_path: Path):
     """Binding to a non-loopback address refuses to start without keys, starts with one."""
     db = str(tmp_path / "s.sqlite3")

@@ -196,15 +196,21 @@ _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 _STRING = re.compile(rb'"[^"]*"')
 
 
-def _structure(raw: bytes) -> bytes:
+def _structure(raw: bytes, escaped: bool) -> bytes:
     """The brackets of the JSON text ``raw`` outside its strings, in order (byte operations
-    in C: no Python loop over the body)."""
-    if b"\\" in raw:
+    in C: no Python loop over the body); ``escaped``: whether ``raw`` holds a backslash."""
+    if escaped:
         # Escaped backslashes first, then escaped quotes: what is left of `"` ends strings.
         raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = raw.translate(None, _NOT_STRUCTURE)
+    pairs = marks.count(b'""')
+    if 2 * pairs == marks.count(b'"'):
+        # Every quote is in a pair (no string holds a bracket): what removing the pairs
+        # leaves, at a third of the cost of replace.
+        return marks.translate(None, b'"')
     # Removing two adjacent quotes keeps every other mark inside or outside a string.
-    marks = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
-    if b'"' in marks:  # strings with brackets in them
+    marks = marks.replace(b'""', b"")
+    if marks.find(b'"') >= 0:  # strings with brackets in them
         marks = _STRING.sub(b"", marks)
     return marks
 
@@ -261,7 +267,8 @@ def parse_json(raw: bytes) -> Any:
     # One pass over the body (translate) leaves its brackets; they are counted and nested
     # there, a few percent of its size (counting brackets in the body first would be two
     # more passes over all of it).
-    marks = _structure(raw)
+    escaped = raw.find(b"\\") >= 0  # find, not `in`: see rows/_json.py
+    marks = _structure(raw, escaped)
     containers = marks.count(b"{") + marks.count(b"[")
     if containers > MAX_CONTAINERS:
         raise BodyTooLarge(f"body: {containers} JSON objects and arrays is over the "
@@ -280,7 +287,7 @@ def parse_json(raw: bytes) -> Any:
         path = _too_deep_path(value)
         if path is not None:
             raise _too_deep(_where(path))
-    if b"\\u0000" in raw:
+    if escaped and raw.find(b"\\u0000") >= 0:
         # U+0000: PostgreSQL cannot store it, so neither engine does (docs/collector.md).
         nul_path = _nul_path(value)
         if nul_path is not None:

@@ -153,9 +153,12 @@ def _tag_groups(tags: str | None) -> tuple[str, ...]:
 
 
 def add_span(cells: Cells, slot: int, facts: Sequence[Any], kinds: Iterable[int],
-             sign: int = 1) -> None:
+             sign: int = 1, *, empty_cells: bool = True) -> None:
     """Add (``sign`` -1: take away) one span's figures (``_facts.FACT_COLUMNS`` values) to
-    its cells of ``slot`` for each split kind of ``kinds``."""
+    its cells of ``slot`` for each split kind of ``kinds``. A span with no figure (most
+    spans: neither a root, an LLM call, an error nor scored) still makes its cells, so that an
+    aggregate lists its groups, unless ``empty_cells`` is false (the rollups, which keep no
+    empty cell: see :func:`rollup_rows`)."""
     (is_root, started, ended, name, kind, model, prompt, completion, tokens, cost, error,
      scores, tags) = facts
     llm = kind == "llm"
@@ -166,6 +169,8 @@ def add_span(cells: Cells, slot: int, facts: Sequence[Any], kinds: Iterable[int]
     if is_root and ended is not None and started is not None and ended >= started:
         latency = latency_bin(ended - started)
     own = loads(scores).items() if scores else ()
+    if not (deltas or latency is not None or own or empty_cells):
+        return
     for kind_id in kinds:
         if kind_id == 0:
             groups: tuple[str, ...] = ("null",)
@@ -200,7 +205,7 @@ def hourly_cells(spans: Iterable[Sequence[Any]]) -> Cells:
     for facts in spans:
         started = facts[1]
         if started is not None:
-            add_span(cells, math.floor(started / HOUR), facts, _ALL_KINDS)
+            add_span(cells, math.floor(started / HOUR), facts, _ALL_KINDS, empty_cells=False)
     return cells
 
 
@@ -214,7 +219,7 @@ def rollup_cells(added: Iterable[Sequence[Any]], removed: Iterable[Sequence[Any]
             started = facts[1]
             if started is not None:
                 add_span(out.setdefault(pid, {}), math.floor(started / HOUR), facts, _ALL_KINDS,
-                         sign)
+                         sign, empty_cells=False)
     return out
 
 

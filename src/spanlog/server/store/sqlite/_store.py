@@ -5,8 +5,10 @@ reads run on two small thread pools, each thread with its own connection, so a s
 never blocks the event loop or the writer: fetches and traces on one, within a time budget
 (``Store.query_timeout``, enforced by SQLite's progress handler), and the small lookups auth
 and ingest need (keys, orgs, projects) on their own, so they never wait behind a slow
-fetch (docs/collector.md, "What it guarantees"). See ``_schema`` for the tables and
-``_query`` for how fetches pick an index.
+fetch (docs/collector.md, "What it guarantees"). Orgs and projects are never renamed or
+deleted: once looked up they are kept, as the PostgreSQL engine keeps them, so a request
+reaches the lookup threads for its key only. See ``_schema`` for the tables and ``_query``
+for how fetches pick an index.
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ class SqliteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._projects = {}
+        self._by_name: dict[tuple[str, str], str] = {}  # (org id, name) -> project id
+        self._orgs: dict[str, Org] = {}  # by name
+        self._org_ids: dict[str, Org] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -230,8 +235,17 @@ class SqliteStore(Store):
 
     # -- organizations and projects ----------------------------------------------------
 
+    def _org(self, org: Org | None) -> Org | None:
+        if org is not None:
+            self._orgs[org.name] = self._org_ids[org.id] = org
+        return org
+
     async def org(self, name: str, *, create: bool = False) -> Org | None:
         """The organization called ``name`` (created when ``create``), or None."""
+        cached = self._orgs.get(name)
+        if cached is not None:
+            return cached
+
         def find(conn: sqlite3.Connection) -> Org | None:
             row = conn.execute("SELECT id, name, created FROM orgs WHERE name = ?",
                                (name,)).fetchone()
@@ -246,18 +260,22 @@ class SqliteStore(Store):
                              (org.id, org.name, org.created))
             return org
 
-        found = await self._read(find)
+        found = self._org(await self._read(find))
         if found is None and create:
-            found = await self._write(make)
+            found = self._org(await self._write(make))
         return found
 
     async def org_by_id(self, org_id: str) -> Org | None:
         """The organization with id ``org_id``, or None."""
+        cached = self._org_ids.get(org_id)
+        if cached is not None:
+            return cached
+
         def find(conn: sqlite3.Connection) -> Org | None:
             row = conn.execute("SELECT id, name, created FROM orgs WHERE id = ?",
                                (org_id,)).fetchone()
             return Org(*row) if row else None
-        return await self._read(find)
+        return self._org(await self._read(find))
 
     def _remember(self, row: tuple[Any, ...] | None) -> Project | None:
         if row is None:
@@ -265,10 +283,14 @@ class SqliteStore(Store):
         pid, project_id, org_id, name, created = row
         project = Project(project_id, name, org_id, created)
         self._projects[project_id] = (project, pid)
+        self._by_name[(org_id, name)] = project_id
         return project
 
     async def project(self, org_id: str, name: str, *, create: bool = False) -> Project | None:
         """The project ``name`` in ``org_id`` (created when ``create``), or None."""
+        cached = self._by_name.get((org_id, name))
+        if cached is not None:
+            return self._projects[cached][0]
         query = "SELECT pid, id, org_id, name, created FROM projects WHERE org_id = ? AND name = ?"
 
         def make(txn: Txn) -> tuple[Any, ...]:
