@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "python3 -m pip install -e '.[otel]' (or pip install opentelemetry-sdk)"
                       ) from exc
 
-from . import _context, _log
+from . import _context, _log, _logger
 from ._logger import Logger, current_logger
 from ._otel_rows import OtelEvent, OtelLink, OtelSpan, OtelSpanError, span_to_row
 from ._propagation import RemoteParent
@@ -79,7 +79,7 @@ class SpanProcessor(_OtelSpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         """Queue the span's values; at the end of a local root span, apply the flush rules."""
         try:  # the never-raise guard as try/except: free until something raises
-            logger = self._logger or current_logger() or self._target()
+            logger = self._logger or _logger._current_logger or self._target()  # no call
             if logger is None:
                 return
             # The row is made on the flush thread, so the instrumented code pays for reading
@@ -178,40 +178,37 @@ class _Ended(NamedTuple):
 _new = tuple.__new__
 
 # A SpanContext is a tuple (trace_id, span_id, is_remote, ...) whose properties are a Python
-# call each: read_fields takes its items by index, as long as this holds.
+# call each: ended() takes its items by index, as long as this holds.
 _probe = otel_trace.SpanContext(trace_id=1, span_id=2, is_remote=True)
 _CONTEXT_IS_A_TUPLE = isinstance(_probe, tuple) and _probe[:3] == (1, 2, True)
 
 
 def ended(span: ReadableSpan, logger: Logger | None) -> _Ended:
     """The values of an ended span: from the OpenTelemetry SDK's span's own fields where they
-    are as :func:`read_fields` knows them, else from its properties."""
+    are as this knows them, else from its properties (:func:`read_properties`).
+
+    A field is an attribute read, where a property is a Python call and copies the span's
+    attributes, events and links through Python-level mappings and lists under a lock. The
+    span has ended: they no longer change, and its attributes are kept as the plain dict the
+    SDK's mapping holds (only a dict handed to the span directly is copied)."""
     if _CONTEXT_IS_A_TUPLE and isinstance(span, ReadableSpan):
+        sdk: Any = span  # its private fields, which the type does not declare
         try:
-            return read_fields(span, logger)
+            context, parent, attributes = sdk._context, sdk._parent, sdk._attributes
+            events, links = sdk._events._dq, sdk._links._dq
+            if parent is None:
+                local_root, parent_id = True, None
+            else:
+                local_root, parent_id = parent[2], parent[1]
+            return _new(_Ended, (
+                logger, local_root, sdk._name, context[0], context[1], parent_id,
+                sdk._start_time, sdk._end_time, sdk._kind, sdk._status,
+                dict(attributes) if type(attributes) is dict else attributes._dict,
+                tuple(events) if events else (), tuple(links) if links else (),
+                sdk._resource, sdk._instrumentation_scope))
         except (AttributeError, TypeError, IndexError):  # not the SDK's span as we know it
             pass
     return read_properties(span, logger)
-
-
-def read_fields(span: Any, logger: Logger | None) -> _Ended:
-    """The values from the SDK's span's own fields: an attribute read each, where its
-    properties are a Python call each and copy its attributes, events and links through
-    Python-level mappings and lists under a lock. The span has ended: they no longer change,
-    and its attributes are kept as the plain dict the SDK's mapping holds (only a dict handed
-    to the span directly is copied)."""
-    context, parent, attributes = span._context, span._parent, span._attributes
-    events, links = span._events._dq, span._links._dq
-    if parent is None:
-        local_root, parent_id = True, None
-    else:
-        local_root, parent_id = parent[2], parent[1]
-    return _new(_Ended, (
-        logger, local_root, span._name, context[0], context[1], parent_id, span._start_time,
-        span._end_time, span._kind, span._status,
-        dict(attributes) if type(attributes) is dict else attributes._dict,
-        tuple(events) if events else (), tuple(links) if links else (), span._resource,
-        span._instrumentation_scope))
 
 
 def read_properties(span: ReadableSpan, logger: Logger | None) -> _Ended:
