@@ -45,8 +45,7 @@ def find_wait_until() -> WaitUntil | None:
     """The waitUntil hook in scope for the current request, or None when there is none."""
     hook = _scoped.get()
     if hook is None:
-        # This runs at the end of every trace: where Vercel's runtime has not imported the
-        # module of its hook, that costs one dict lookup and no call.
+        # Where Vercel's runtime has not imported its hook's module: one dict lookup, no call.
         context = sys.modules.get(_VERCEL_CONTEXT)
         if context is None:
             return None
