@@ -38,13 +38,18 @@ _scoped: contextvars.ContextVar[WaitUntil | None] = contextvars.ContextVar(
 # vercel-runtime leaves this stateless stand-in behind after an invocation when it runs with a
 # vercel-cache too old to clear the hook; it only closes what it is given.
 _VERCEL_DISCARD = "_discard_wait_until"
+_VERCEL_CONTEXT = "vercel.cache.context"
 
 
 def find_wait_until() -> WaitUntil | None:
     """The waitUntil hook in scope for the current request, or None when there is none."""
     hook = _scoped.get()
     if hook is None:
-        hook = _vercel_hook()
+        # Where Vercel's runtime has not imported its hook's module: one dict lookup, no call.
+        context = sys.modules.get(_VERCEL_CONTEXT)
+        if context is None:
+            return None
+        hook = _vercel_hook(context)
         if hook is None:
             return None
     # Read the off switch only when a hook was found: this runs at the end of every trace.
@@ -53,16 +58,14 @@ def find_wait_until() -> WaitUntil | None:
     return hook
 
 
-def _vercel_hook() -> WaitUntil | None:
-    """The hook Vercel's runtime installed for this request, if it installed one.
+def _vercel_hook(context: Any) -> WaitUntil | None:
+    """The hook Vercel's runtime installed for this request (``context``: its module
+    ``vercel.cache.context``), if it installed one.
 
     ``vercel.functions.wait_until`` reads it from ``vercel.cache.context``; with no hook
     installed that function silently closes the coroutine, so it is never called blindly:
     spanlog reads the hook itself and falls back when there is none.
     """
-    context = sys.modules.get("vercel.cache.context")
-    if context is None:
-        return None
     try:
         hook = context.get_context().wait_until
     except Exception:  # a vercel-cache whose shape we do not know: no hook, fall back

@@ -26,7 +26,7 @@ sides. Needs ``opentelemetry-sdk`` (``python3 -m pip install -e '.[otel]'``).
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 try:
     from opentelemetry import context as otel_context
@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "python3 -m pip install -e '.[otel]' (or pip install opentelemetry-sdk)"
                       ) from exc
 
-from . import _context, _log
+from . import _context, _log, _logger
 from ._logger import Logger, current_logger
 from ._otel_rows import OtelEvent, OtelLink, OtelSpan, OtelSpanError, span_to_row
 from ._propagation import RemoteParent
@@ -79,14 +79,14 @@ class SpanProcessor(_OtelSpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         """Queue the span's values; at the end of a local root span, apply the flush rules."""
         try:  # the never-raise guard as try/except: free until something raises
-            logger = self._logger or current_logger() or self._target()
+            logger = self._logger or _logger._current_logger or self._target()  # no call
             if logger is None:
                 return
             # The row is made on the flush thread, so the instrumented code pays for reading
             # the span's values, not for the mapping (see _Ended for why not the span itself).
-            ended = _Ended(span, logger)
-            logger._push(ended)
-            if ended.local_root:
+            values = ended(span, logger)
+            logger._push(values)  # type: ignore[arg-type]  # mypy: a tuple with __call__
+            if values.local_root:
                 logger._trace_end()
         except Exception:
             _GUARD.failed()
@@ -109,79 +109,35 @@ class SpanProcessor(_OtelSpanProcessor):
 _COPIED_ATTRIBUTES = 8
 
 
-class _Ended:
+class _Ended(NamedTuple):
     """An ended span's values, read when it ends; called on the flush thread, it makes the row
     (see :func:`spanlog._buffer.merge_pieces`).
 
     The span itself is not kept: it holds a dozen objects of the OpenTelemetry SDK (contexts,
-    status, bounded lists and their locks), and while they wait for the flush thread every
-    garbage collection walks them, mostly on the caller's thread, which allocates the most.
-    The values read here are plain, or the span's own immutable collections (it has ended:
-    its attributes no longer change, and span_to_row copies what it keeps).
+    bounded lists and their locks), and while they wait for the flush thread every garbage
+    collection walks them, mostly on the caller's thread, which allocates the most. The
+    values kept are plain, or immutable objects the span shares (its status, by default one
+    object for every span; its resource and scope) or its own collections (it has ended:
+    they no longer change, and span_to_row copies what it keeps). A tuple, made in C by
+    ``_new`` where a class with an ``__init__`` costs the caller a Python call and an
+    attribute store per value.
     """
 
-    __slots__ = ("attributes", "description", "end", "events", "kind", "links", "local_root",
-                 "logger", "name", "parent_id", "resource", "scope", "span_id", "start",
-                 "status", "trace_id")
-
-    def __init__(self, span: ReadableSpan, logger: Logger | None) -> None:
-        self.logger = logger
-        fields = getattr(span, "__dict__", None)
-        if fields is not None:
-            try:
-                self._read_fields(fields)
-                return
-            except (KeyError, AttributeError, TypeError):  # not the SDK's span as we know it
-                pass
-        self._read_properties(span)
-
-    def _read_fields(self, fields: dict[str, Any]) -> None:
-        """The values from the OpenTelemetry SDK's span's own fields: one dict lookup each
-        where its properties are a Python call each, and its attributes, events and links
-        copied in C where the properties copy them through Python-level mappings and lists
-        under a lock (the span has ended: they no longer change). About half the cost of
-        :meth:`_read_properties`, which any other span goes through."""
-        attributes = fields["_attributes"]
-        if attributes is not None:
-            inner = attributes._dict if type(attributes) is not dict else attributes
-            attributes = dict(inner) if len(inner) <= _COPIED_ATTRIBUTES else attributes
-        events, links = fields["_events"], fields["_links"]
-        self._keep(fields["_context"], fields["_parent"], fields["_status"], fields["_name"],
-                   fields["_start_time"], fields["_end_time"], fields["_kind"], attributes,
-                   tuple(getattr(events, "_dq", events) or ()),
-                   tuple(getattr(links, "_dq", links) or ()), fields["_resource"],
-                   fields["_instrumentation_scope"])
-
-    def _read_properties(self, span: ReadableSpan) -> None:
-        attributes = span.attributes
-        # A few attributes are copied: a dict of plain values is not tracked by the garbage
-        # collector, while the SDK's mapping and its proxy are; a copy costs ~0.2 us an
-        # attribute (the SDK's mapping is read in Python), so a large mapping is kept as it is.
-        if attributes is not None and len(attributes) <= _COPIED_ATTRIBUTES:
-            attributes = dict(attributes)
-        self._keep(span.context, span.parent, span.status, span.name, span.start_time,
-                   span.end_time, span.kind, attributes, tuple(span.events),
-                   tuple(span.links), span.resource, span.instrumentation_scope)
-
-    def _keep(self, context: Any, parent: Any, status: Any, name: str, start: Any, end: Any,
-              kind: Any, attributes: Any, events: tuple[Any, ...], links: tuple[Any, ...],
-              resource: Any, scope: Any) -> None:
-        """What either reader found, as the row needs it."""
-        self.name = name
-        self.trace_id = None if context is None else context.trace_id
-        self.span_id = None if context is None else context.span_id
-        self.parent_id = None if parent is None else parent.span_id
-        self.local_root = parent is None or parent.is_remote
-        self.start = start
-        self.end = end
-        self.kind = kind
-        self.status = status.status_code
-        self.description = status.description
-        self.attributes = attributes
-        self.events = events
-        self.links = links
-        self.resource = resource
-        self.scope = scope
+    logger: Logger | None
+    local_root: bool
+    name: str
+    trace_id: int | None
+    span_id: int | None
+    parent_id: int | None
+    start: int | None
+    end: int | None
+    kind: Any
+    status: Any
+    attributes: Any
+    events: tuple[Any, ...]
+    links: tuple[Any, ...]
+    resource: Any
+    scope: Any
 
     def __call__(self) -> dict[str, Any] | None:
         try:
@@ -196,7 +152,7 @@ class _Ended:
         """The values as the shared mapping takes them."""
         if self.trace_id is None or self.span_id is None:
             raise OtelSpanError("span: no span context")
-        scope = self.scope
+        scope, status = self.scope, self.status
         return OtelSpan(
             name=self.name,
             trace_id=self.trace_id.to_bytes(16, "big"),
@@ -206,8 +162,8 @@ class _Ended:
             start_time_unix_nano=self.start or 0,
             end_time_unix_nano=self.end or self.start or 0,
             kind=self.kind.name,
-            status_code=self.status.name,
-            status_message=self.description or "",
+            status_code=status.status_code.name if status is not None else "UNSET",
+            status_message=(status.description or "") if status is not None else "",
             attributes=self.attributes or {},
             events=[OtelEvent(event.name, event.timestamp, event.attributes or {})
                     for event in self.events],
@@ -217,6 +173,59 @@ class _Ended:
             scope_name=scope.name if scope is not None else "",
             scope_version=(scope.version or "") if scope is not None else "",
         )
+
+
+_new = tuple.__new__
+
+# A SpanContext is a tuple (trace_id, span_id, is_remote, ...) whose properties are a Python
+# call each: ended() takes its items by index, as long as this holds.
+_probe = otel_trace.SpanContext(trace_id=1, span_id=2, is_remote=True)
+_CONTEXT_IS_A_TUPLE = isinstance(_probe, tuple) and _probe[:3] == (1, 2, True)
+
+
+def ended(span: ReadableSpan, logger: Logger | None) -> _Ended:
+    """The values of an ended span: from the OpenTelemetry SDK's span's own fields where they
+    are as this knows them, else from its properties (:func:`read_properties`).
+
+    A field is an attribute read, where a property is a Python call and copies the span's
+    attributes, events and links through Python-level mappings and lists under a lock. The
+    span has ended: they no longer change, and its attributes are kept as the plain dict the
+    SDK's mapping holds (only a dict handed to the span directly is copied)."""
+    if _CONTEXT_IS_A_TUPLE and isinstance(span, ReadableSpan):
+        sdk: Any = span  # its private fields, which the type does not declare
+        try:
+            context, parent, attributes = sdk._context, sdk._parent, sdk._attributes
+            events, links = sdk._events._dq, sdk._links._dq
+            if parent is None:
+                local_root, parent_id = True, None
+            else:
+                local_root, parent_id = parent[2], parent[1]
+            return _new(_Ended, (
+                logger, local_root, sdk._name, context[0], context[1], parent_id,
+                sdk._start_time, sdk._end_time, sdk._kind, sdk._status,
+                dict(attributes) if type(attributes) is dict else attributes._dict,
+                tuple(events) if events else (), tuple(links) if links else (),
+                sdk._resource, sdk._instrumentation_scope))
+        except (AttributeError, TypeError, IndexError):  # not the SDK's span as we know it
+            pass
+    return read_properties(span, logger)
+
+
+def read_properties(span: ReadableSpan, logger: Logger | None) -> _Ended:
+    """The values from the span's public properties: any span."""
+    attributes = span.attributes
+    # A few attributes are copied: a dict of plain values is not tracked by the garbage
+    # collector, while the SDK's mapping and its proxy are; a copy costs ~0.2 us an
+    # attribute (the SDK's mapping is read in Python), so a large mapping is kept as it is.
+    if attributes is not None and len(attributes) <= _COPIED_ATTRIBUTES:
+        attributes = dict(attributes)
+    context, parent = span.context, span.parent
+    return _Ended(logger, parent is None or parent.is_remote, span.name,
+                  None if context is None else context.trace_id,
+                  None if context is None else context.span_id,
+                  None if parent is None else parent.span_id, span.start_time, span.end_time,
+                  span.kind, span.status, attributes, tuple(span.events), tuple(span.links),
+                  span.resource, span.instrumentation_scope)
 
 
 # The resource of the last span converted, and its attributes as a dict: a provider's spans
@@ -236,7 +245,7 @@ def _resource_attributes(resource: Any) -> dict[str, Any]:
 
 def plain_span(span: ReadableSpan) -> OtelSpan:
     """The plain values of an OpenTelemetry SDK span, as the shared mapping takes them."""
-    return _Ended(span, None).plain()
+    return ended(span, None).plain()
 
 
 class _OtelBridge(_context.Bridge):
