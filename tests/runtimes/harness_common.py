@@ -65,6 +65,8 @@ class SlowLink:
     def __init__(self, target_url: str, delay: float) -> None:
         self.delay = delay
         self.requests: list[tuple[str, str]] = []
+        # (path, time.monotonic()) when each request left the link for the collector.
+        self.forwarded: list[tuple[str, float]] = []
         target = urllib.parse.urlsplit(target_url)
         host, port = target.hostname or "127.0.0.1", target.port or 80
         link = self
@@ -82,6 +84,7 @@ class SlowLink:
                 # Simulated network latency on the way to the collector (not a wait for a
                 # condition): the whole point of the relay.
                 time.sleep(link.delay)
+                link.forwarded.append((self.path, time.monotonic()))
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("host", "connection", "content-length")}
                 conn = http.client.HTTPConnection(host, port, timeout=STEP_TIMEOUT)
@@ -113,6 +116,12 @@ class SlowLink:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def first_forwarded(self, path: str) -> float:
+        """When the first request for ``path`` left the link (``time.monotonic()``)."""
+        times = [at for forwarded, at in self.forwarded if forwarded == path]
+        assert times, f"no request for {path} went through the link: {self.requests}"
+        return min(times)
 
     def close(self) -> None:
         """Stop relaying and release the port."""
