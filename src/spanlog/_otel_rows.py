@@ -166,6 +166,23 @@ def _clean_attributes(attributes: Any, where: str) -> dict[str, Any]:
     return cleaned
 
 
+# The resource attributes of the last span, as sent and cleaned: the spans of an OTLP export
+# share one dict (src/spanlog/server/http/_otlp.py), and so do an SDK provider's
+# (src/spanlog/otel.py). Kept only for a dict of strings, so that one equal to the cleaned
+# copy is unchanged. One tuple: threads never see a torn pair.
+_last_resource: tuple[Any, dict[str, Any]] = (None, {})
+
+
+def _clean_resource(attributes: Any) -> dict[str, Any]:
+    global _last_resource
+    sent, cleaned = _last_resource
+    if attributes is not sent or attributes != cleaned:
+        cleaned = _clean_attributes(attributes, "resource_attributes")
+        if type(attributes) is dict and all(type(v) is str for v in cleaned.values()):
+            _last_resource = (attributes, cleaned)
+    return cleaned.copy()
+
+
 def _number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
@@ -1481,8 +1498,9 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
 
     values = _clean_attributes(span.attributes, "attributes")
     events = [_Event(event, i) for i, event in enumerate(span.events)] if span.events else []
-    attrs = _Attributes(values, _shape(tuple(values), tuple(e.name for e in events)))
-    resource = _clean_attributes(span.resource_attributes, "resource_attributes")
+    attrs = _Attributes(values, _shape(tuple(values),
+                                       tuple(e.name for e in events) if events else ()))
+    resource = _clean_resource(span.resource_attributes)
     scope_attributes = _clean_attributes(span.scope_attributes, "scope_attributes")
     links = [_link(link, i) for i, link in enumerate(span.links)] if span.links else []
     if attrs.shape.convention_read:
