@@ -427,7 +427,11 @@ class _Shape:
     HTTP, database, its own functions); ``present`` what the span has in the words of a
     :data:`Source`'s needs; ``reads`` the sources of ``input``, ``output`` and ``expected``
     that may find something, in order; ``metrics`` the ``(metric, key)`` of _METRICS the span
-    has, in _METRICS's order (the first number of a metric wins).
+    has, in _METRICS's order (the first number of a metric wins); ``model`` the keys of
+    _MODEL and _PROVIDER it has, in their order (the first string wins); ``request`` the
+    ``(key, name)`` of its ``gen_ai.request.<name>`` parameters (a name of one part, not
+    ``model`` nor one of :data:`RESERVED_METADATA_KEYS`); ``first_token`` the keys of
+    _FIRST_TOKEN it has.
     """
 
     def __init__(self, keys: tuple[str, ...], event_names: tuple[str, ...]) -> None:
@@ -454,6 +458,13 @@ class _Shape:
             ("expected", _EXPECTED_SOURCES))]
         self.metrics = [(name, key) for _, name, key in
                         sorted(_METRIC_OF[key] for key in self.present & _METRIC_KEYS)]
+        self.model = [(name, [key for key in keys if key in self.present])
+                      for name, keys in (("model", _MODEL), ("provider", _PROVIDER))]
+        self.request = [(key, name) for key in self.groups.get("gen_ai.request.", ())
+                        if (name := key[len("gen_ai.request."):]) and "." not in name
+                        and name != "model" and name not in RESERVED_METADATA_KEYS]
+        self.first_token = [(key, divisor) for key, divisor in _FIRST_TOKEN
+                            if key in self.present]
 
 
 _SHAPES: dict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = {}
@@ -1010,7 +1021,6 @@ _MODEL = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name",
           "ai.model.id", "ai.response.model")
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system",
              "ai.model.provider")
-_MODEL_KEYS, _PROVIDER_KEYS = frozenset(_MODEL), frozenset(_PROVIDER)
 
 # Attribute names (prefixes) that tell a convention apart, for metadata.otel.conventions.
 _CONVENTION_MARKS = (
@@ -1161,18 +1171,14 @@ class _Mapper:
     def model_metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         get = self.a.get
-        for name, keys, any_of in (("model", _MODEL, _MODEL_KEYS),
-                                   ("provider", _PROVIDER, _PROVIDER_KEYS)):
-            if self.present.isdisjoint(any_of):
-                continue
+        for name, keys in self.a.shape.model:
             for key in keys:
                 value = get(key)
                 if isinstance(value, str):
                     out[name] = value
                     break
-        for _, name, value in self.a.prefixed("gen_ai.request"):
-            if name != "model" and "." not in name and name not in RESERVED_METADATA_KEYS:
-                out.setdefault(name, value)
+        for key, name in self.a.shape.request:
+            out.setdefault(name, get(key))
         return out
 
     def user_metadata(self) -> dict[str, Any]:
@@ -1207,7 +1213,7 @@ class _Mapper:
                     out[name] = value
         if "ai.usage.tokens" in self.a.values and _number(out.get("tokens")):
             out.setdefault("prompt_tokens", out["tokens"])  # embeddings: input tokens only
-        for key, divisor in _FIRST_TOKEN:
+        for key, divisor in self.a.shape.first_token:
             value = get(key)
             if value is not None and _number(value):
                 out["time_to_first_token"] = value / divisor
