@@ -60,8 +60,8 @@ def test_span_to_row_output_is_unchanged(name: str) -> None:
 def test_a_shape_worked_out_before_maps_as_a_fresh_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """What span_to_row works out once per distinct set of attribute keys and event names
     (_otel_rows._Shape) changes no row: the corpus maps the same in reverse order, after
-    every shape was cached (a shape shared with spans of other values), and with the cache
-    emptied at every new shape."""
+    every shape was cached (a shape shared with spans of other values), with the cache
+    emptied at every new shape, and with no shape kept (as one with too long keys is not)."""
     reverse = sorted(SPANS, reverse=True)
     first = {name: _text(outcome(name)) for name in reverse}
     assert all(first[name] == _text(outcome(name)) for name in sorted(SPANS))
@@ -69,6 +69,10 @@ def test_a_shape_worked_out_before_maps_as_a_fresh_one(monkeypatch: pytest.Monke
     monkeypatch.setattr(_otel_rows, "_SHAPES_KEPT", 1)
     assert all(first[name] == _text(outcome(name)) for name in sorted(SPANS))
     assert len(_otel_rows._SHAPES) == 1
+    monkeypatch.setattr(_otel_rows, "_SHAPES", {})
+    monkeypatch.setattr(_otel_rows, "_SHAPE_CHARS_KEPT", -1)  # no shape kept: each worked out
+    assert all(first[name] == _text(outcome(name)) for name in reverse)
+    assert not _otel_rows._SHAPES
 
 
 def test_the_collector_stores_every_corpus_row_as_validate_row_would() -> None:

@@ -469,6 +469,7 @@ class _Shape:
 
 _SHAPES: dict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = {}
 _SHAPES_KEPT = 1024  # distinct shapes remembered: a client may send any number of them
+_SHAPE_CHARS_KEPT = 8192  # a shape with longer keys (all told) is not: the cache stays small
 
 
 def _shape(keys: tuple[str, ...], event_names: tuple[str, ...]) -> _Shape:
@@ -477,9 +478,10 @@ def _shape(keys: tuple[str, ...], event_names: tuple[str, ...]) -> _Shape:
     except KeyError:
         pass
     shape = _Shape(keys, event_names)
-    if len(_SHAPES) >= _SHAPES_KEPT:
-        _SHAPES.clear()
-    _SHAPES[keys, event_names] = shape
+    if sum(map(len, keys)) + sum(map(len, event_names)) <= _SHAPE_CHARS_KEPT:
+        if len(_SHAPES) >= _SHAPES_KEPT:
+            _SHAPES.clear()
+        _SHAPES[keys, event_names] = shape
     return shape
 
 
