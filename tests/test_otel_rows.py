@@ -984,6 +984,26 @@ def test_every_attribute_the_conventions_read_is_under_a_mapped_root() -> None:
     assert row["metadata"]["customer"] == "acme" and "metadata" in _otel_rows._MAPPED_KEYS
 
 
+def test_a_resource_shared_by_spans_is_cleaned_as_it_is_at_each_span() -> None:
+    """Spans share their resource's dict (an OTLP export's, an SDK provider's): each row gets
+    its own copy of the resource as that dict holds it when the span is mapped."""
+    resource: dict[str, Any] = {"service.name": "api", "host.name": "a"}
+    first, second = (span_to_row(make(resource_attributes=resource)) for _ in range(2))
+    assert first["metadata"]["resource"] == second["metadata"]["resource"] == resource
+    assert first["metadata"]["resource"] is not second["metadata"]["resource"]
+    first["metadata"]["resource"]["host.name"] = "changed by a caller"
+    resource["service.name"] = "web"
+    assert span_to_row(make(resource_attributes=resource))["metadata"]["resource"] == {
+        "service.name": "web", "host.name": "a"}
+    resource["service.name"] = float("nan")
+    resource["host.cores"] = 4
+    for _ in range(2):
+        assert span_to_row(make(resource_attributes=resource))["metadata"]["resource"] == {
+            "service.name": "NaN", "host.name": "a", "host.cores": 4}
+    resource.clear()
+    assert "resource" not in span_to_row(make(resource_attributes=resource))["metadata"]
+
+
 def test_attribute_values_are_typed_as_sent() -> None:
     """Kept values keep their JSON type; bytes become base64 and NaN/Infinity strings."""
     attributes = kept(span_to_row(plain_http_span()))

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from otel_rows_corpus import corpus
+from spanlog import _otel_rows
 from spanlog._otel_rows import OtelSpanError, span_to_row
 from spanlog.server.http._otlp import spans_to_batch
 from spanlog.server.rows._validate import validate_row
@@ -54,6 +55,24 @@ def test_the_golden_file_covers_the_corpus() -> None:
 def test_span_to_row_output_is_unchanged(name: str) -> None:
     """The row (or error) of each corpus span is exactly the recorded one, in key order."""
     assert _text(outcome(name)) == _text(recorded()[name])
+
+
+def test_a_shape_worked_out_before_maps_as_a_fresh_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What span_to_row works out once per distinct set of attribute keys and event names
+    (_otel_rows._Shape) changes no row: the corpus maps the same in reverse order, after
+    every shape was cached (a shape shared with spans of other values), with the cache
+    emptied at every new shape, and with no shape kept (as one with too long keys is not)."""
+    reverse = sorted(SPANS, reverse=True)
+    first = {name: _text(outcome(name)) for name in reverse}
+    assert all(first[name] == _text(outcome(name)) for name in sorted(SPANS))
+    monkeypatch.setattr(_otel_rows, "_SHAPES", {})
+    monkeypatch.setattr(_otel_rows, "_SHAPES_KEPT", 1)
+    assert all(first[name] == _text(outcome(name)) for name in sorted(SPANS))
+    assert len(_otel_rows._SHAPES) == 1
+    monkeypatch.setattr(_otel_rows, "_SHAPES", {})
+    monkeypatch.setattr(_otel_rows, "_SHAPE_CHARS_KEPT", -1)  # no shape kept: each worked out
+    assert all(first[name] == _text(outcome(name)) for name in reverse)
+    assert not _otel_rows._SHAPES
 
 
 def test_the_collector_stores_every_corpus_row_as_validate_row_would() -> None:

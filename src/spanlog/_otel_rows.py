@@ -21,9 +21,10 @@ The rules, in short:
   raises :class:`OtelSpanError`, naming what is wrong, for the caller to count into OTLP's
   ``partial_success``.
 
-It runs once per span on the SDK's flush thread and in the collector's ingest, so it reads a
-span's attributes in one pass (:class:`_Attributes`), asks only the sources whose attributes
-are there, and skips the conventions for a span with none of their attributes.
+It runs once per span on the SDK's flush thread and in the collector's ingest, so what a
+span's attribute keys and event names tell (which sources to ask, which metrics, which
+conventions) is worked out once per distinct set of them (:class:`_Shape`), and the
+conventions are skipped for a span with none of their attributes.
 tests/test_otel_rows_golden.py pins its output.
 """
 
@@ -163,6 +164,23 @@ def _clean_attributes(attributes: Any, where: str) -> dict[str, Any]:
             raise OtelSpanError(f"{where}: key {key!r} is not a string")
         cleaned[key] = value if type(value) in _PLAIN else _clean(value, f"{where}[{key!r}]", 1)
     return cleaned
+
+
+# The resource attributes of the last span, as sent and cleaned: the spans of an OTLP export
+# share one dict (src/spanlog/server/http/_otlp.py), and so do an SDK provider's
+# (src/spanlog/otel.py). Kept only for a dict of strings, so that one equal to the cleaned
+# copy is unchanged. One tuple: threads never see a torn pair.
+_last_resource: tuple[Any, dict[str, Any]] = (None, {})
+
+
+def _clean_resource(attributes: Any) -> dict[str, Any]:
+    global _last_resource
+    sent, cleaned = _last_resource
+    if attributes is not sent or attributes != cleaned:
+        cleaned = _clean_attributes(attributes, "resource_attributes")
+        if type(attributes) is dict and all(type(v) is str for v in cleaned.values()):
+            _last_resource = (attributes, cleaned)
+    return cleaned.copy()
 
 
 def _number(value: Any) -> bool:
@@ -363,7 +381,6 @@ _MAPPED_KEYS = frozenset({"metadata"})
 _KeyFacts = tuple[tuple[str, ...], tuple[str, ...]]
 _KEY_FACTS: dict[str, _KeyFacts | None] = {}
 _KEY_FACTS_KEPT = 4096  # distinct keys remembered: a client may send any number of them
-_UNKNOWN: Any = object()  # a key not in _KEY_FACTS yet
 
 
 def _key_facts(key: str) -> _KeyFacts | None:
@@ -397,34 +414,92 @@ def _work_out_key_facts(key: str) -> _KeyFacts | None:
     return tuple(heads), marks
 
 
+class _Shape:
+    """What a span's attribute keys and event names tell the mapping, before any value is
+    read: worked out once per distinct shape (:func:`_shape`), as an instrumentation's spans
+    come in a few shapes. Read only, shared by the spans of a shape.
+
+    ``mapped`` lists the keys the conventions may read and ``groups`` the keys under each of
+    :data:`_PREFIXES` (with its trailing dot) that has any, both in the attributes' order;
+    ``marks`` the conventions (:data:`_CONVENTION_MARKS`) the keys mark and ``conventions``
+    those the keys and event names mark, in _CONVENTION_MARKS's order; ``convention_read``
+    whether the conventions read anything of the span (not, for most spans of an application:
+    HTTP, database, its own functions); ``present`` what the span has in the words of a
+    :data:`Source`'s needs; ``reads`` the sources of ``input``, ``output`` and ``expected``
+    that may find something, in order; ``metrics`` the ``(metric, key)`` of _METRICS the span
+    has, in _METRICS's order (the first number of a metric wins); ``model`` the keys of
+    _MODEL and _PROVIDER it has, in their order (the first string wins); ``request`` the
+    ``(key, name)`` of its ``gen_ai.request.<name>`` parameters (a name of one part, not
+    ``model`` nor one of :data:`RESERVED_METADATA_KEYS`); ``first_token`` the keys of
+    _FIRST_TOKEN it has.
+    """
+
+    def __init__(self, keys: tuple[str, ...], event_names: tuple[str, ...]) -> None:
+        self.mapped: list[str] = []
+        self.groups: dict[str, list[str]] = {}
+        marks: set[str] = set()
+        for key in keys:
+            facts = _key_facts(key)
+            if facts is not None:
+                self.mapped.append(key)
+                for head in facts[0]:
+                    self.groups.setdefault(head, []).append(key)
+                marks.update(facts[1])
+        self.marks = frozenset(marks)
+        for name in event_names:
+            facts = _key_facts(name)
+            if facts is not None:
+                marks.update(facts[1])
+        self.conventions = [name for name, _ in _CONVENTION_MARKS if name in marks]
+        self.convention_read = bool(self.mapped) or not _MAPPED_EVENTS.isdisjoint(event_names)
+        self.present = frozenset({*self.mapped, *self.groups, *map(_event, event_names)})
+        self.reads = [(name, sources.asked(self.present)) for name, sources in (
+            ("input", _INPUT_SOURCES), ("output", _OUTPUT_SOURCES),
+            ("expected", _EXPECTED_SOURCES))]
+        self.metrics = [(name, key) for _, name, key in
+                        sorted(_METRIC_OF[key] for key in self.present & _METRIC_KEYS)]
+        self.model = [(name, [key for key in keys if key in self.present])
+                      for name, keys in (("model", _MODEL), ("provider", _PROVIDER))]
+        self.request = [(key, name) for key in self.groups.get("gen_ai.request.", ())
+                        if (name := key[len("gen_ai.request."):]) and "." not in name
+                        and name != "model" and name not in RESERVED_METADATA_KEYS]
+        self.first_token = [(key, divisor) for key, divisor in _FIRST_TOKEN
+                            if key in self.present]
+
+
+_SHAPES: dict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = {}
+_SHAPES_KEPT = 1024  # distinct shapes remembered: a client may send any number of them
+_SHAPE_CHARS_KEPT = 8192  # a shape with longer keys (all told) is not: the cache stays small
+
+
+def _shape(keys: tuple[str, ...], event_names: tuple[str, ...]) -> _Shape:
+    try:
+        return _SHAPES[keys, event_names]
+    except KeyError:
+        pass
+    shape = _Shape(keys, event_names)
+    if sum(map(len, keys)) + sum(map(len, event_names)) <= _SHAPE_CHARS_KEPT:
+        if len(_SHAPES) >= _SHAPES_KEPT:
+            _SHAPES.clear()
+        _SHAPES[keys, event_names] = shape
+    return shape
+
+
 class _Attributes:
-    """A span's attributes, and which of them were *moved* into a row field (and where).
+    """A span's attributes, their :class:`_Shape`, and which of them were *moved* into a row
+    field (and where).
 
     A moved attribute leaves ``metadata.attributes``; an attribute only *read* (a model name,
     a token count) stays there as well. An attribute is moved only when all of its value
-    landed in the row. ``mapped`` lists the keys the conventions may read and ``groups``
-    the keys under each of :data:`_PREFIXES` (with its trailing dot) that has any, both in the
-    attributes' order; ``marks`` the conventions (:data:`_CONVENTION_MARKS`) their keys mark.
+    landed in the row.
     """
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, values: dict[str, Any], shape: _Shape) -> None:
         self.values = values
         self.get: Callable[[str], Any] = values.get
         self.moved: dict[str, str] = {}
-        self.mapped: list[str] = []
-        self.marks: set[str] = set()
-        groups: dict[str, list[str]] = {}
-        for key in values:
-            facts = _KEY_FACTS.get(key, _UNKNOWN)  # the call to _key_facts spared, mostly
-            if facts is _UNKNOWN:
-                facts = _key_facts(key)
-            if facts is None:
-                continue
-            self.mapped.append(key)
-            for head in facts[0]:
-                groups.setdefault(head, []).append(key)
-            self.marks.update(facts[1])
-        self.groups = groups
+        self.shape = shape
+        self.groups = shape.groups
 
     def move(self, keys: Iterable[str], target: str) -> None:
         for key in keys:
@@ -948,7 +1023,6 @@ _MODEL = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name",
           "ai.model.id", "ai.response.model")
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system",
              "ai.model.provider")
-_MODEL_KEYS, _PROVIDER_KEYS = frozenset(_MODEL), frozenset(_PROVIDER)
 
 # Attribute names (prefixes) that tell a convention apart, for metadata.otel.conventions.
 _CONVENTION_MARKS = (
@@ -1006,10 +1080,7 @@ class _Mapper:
     def __init__(self, attrs: _Attributes, events: list[_Event]) -> None:
         self.a = attrs
         self.events = events
-        # What the span has, in the words of Source's needs.
-        self.present = {*attrs.mapped, *attrs.groups}
-        if events:
-            self.present.update(_event(e.name) for e in events)
+        self.present = attrs.shape.present
 
     # -- helpers: each source returns a value, or None when it does not apply --------------
 
@@ -1036,8 +1107,8 @@ class _Mapper:
         self.a.move(keys, target)
         return convert(items)
 
-    def _first(self, sources: _Sources) -> _Present | None:
-        for read in sources.asked(self.present):
+    def _first(self, reads: list[Callable[[_Mapper], Any]]) -> _Present | None:
+        for read in reads:
             value = read(self)
             if value is not None:
                 return value if isinstance(value, _Present) else _Present(value)
@@ -1047,16 +1118,15 @@ class _Mapper:
         """Everything the conventions put in the row (in this order: a key moved by two
         readers is listed under the first one's field)."""
         # braintrust.* attributes (the readers of braintrust's own convention) are rare.
-        braintrust = "braintrust" in self.a.marks
+        braintrust = "braintrust" in self.a.shape.marks
         declared = self.span_attributes() if braintrust else {}
         span_type = self.span_type(declared.get("type"))
         span_attributes = {} if span_type is None else {"type": span_type}
         span_attributes.update(declared)
         metrics = self.metrics(braintrust)
         found = {}
-        for name, sources in (("input", _INPUT_SOURCES), ("output", _OUTPUT_SOURCES),
-                              ("expected", _EXPECTED_SOURCES)):
-            value = self._first(sources)
+        for name, reads in self.a.shape.reads:
+            value = self._first(reads)
             if value is not None:
                 found[name] = value.value
         scores = self.scores() if braintrust else {}
@@ -1103,18 +1173,14 @@ class _Mapper:
     def model_metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         get = self.a.get
-        for name, keys, any_of in (("model", _MODEL, _MODEL_KEYS),
-                                   ("provider", _PROVIDER, _PROVIDER_KEYS)):
-            if self.present.isdisjoint(any_of):
-                continue
+        for name, keys in self.a.shape.model:
             for key in keys:
                 value = get(key)
                 if isinstance(value, str):
                     out[name] = value
                     break
-        for _, name, value in self.a.prefixed("gen_ai.request"):
-            if name != "model" and "." not in name and name not in RESERVED_METADATA_KEYS:
-                out.setdefault(name, value)
+        for key, name in self.a.shape.request:
+            out.setdefault(name, get(key))
         return out
 
     def user_metadata(self) -> dict[str, Any]:
@@ -1142,16 +1208,14 @@ class _Mapper:
         the span has ``braintrust`` attributes."""
         out: dict[str, Any] = {}
         get = self.a.get
-        # The keys the span has, in _METRICS's order: the first number of each metric wins.
-        for _, name, key in sorted(_METRIC_OF[key] for key in
-                                   self.present.intersection(_METRIC_KEYS)):
+        for name, key in self.a.shape.metrics:
             if name not in out:
                 value = get(key)
                 if value is not None and _number(value):
                     out[name] = value
         if "ai.usage.tokens" in self.a.values and _number(out.get("tokens")):
             out.setdefault("prompt_tokens", out["tokens"])  # embeddings: input tokens only
-        for key, divisor in _FIRST_TOKEN:
+        for key, divisor in self.a.shape.first_token:
             value = get(key)
             if value is not None and _number(value):
                 out["time_to_first_token"] = value / divisor
@@ -1350,7 +1414,7 @@ class _Sources:
             for need in needs:
                 self.by_need.setdefault(need, []).append(i)
 
-    def asked(self, present: set[str]) -> list[Callable[[_Mapper], Any]]:
+    def asked(self, present: frozenset[str]) -> list[Callable[[_Mapper], Any]]:
         found = self.needs.intersection(present)
         if not found:
             return []
@@ -1440,12 +1504,14 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
     if span.flags is not None:
         _count(span.flags, "flags")
 
-    attrs = _Attributes(_clean_attributes(span.attributes, "attributes"))
+    values = _clean_attributes(span.attributes, "attributes")
     events = [_Event(event, i) for i, event in enumerate(span.events)] if span.events else []
-    resource = _clean_attributes(span.resource_attributes, "resource_attributes")
+    attrs = _Attributes(values, _shape(tuple(values),
+                                       tuple(e.name for e in events) if events else ()))
+    resource = _clean_resource(span.resource_attributes)
     scope_attributes = _clean_attributes(span.scope_attributes, "scope_attributes")
     links = [_link(link, i) for i, link in enumerate(span.links)] if span.links else []
-    if attrs.mapped or any(event.name in _MAPPED_EVENTS for event in events):
+    if attrs.shape.convention_read:
         fields = _Mapper(attrs, events).fields()
     else:
         fields = _Fields()  # most spans of an application: HTTP, database, its own functions
@@ -1535,15 +1601,8 @@ def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict
         otel["dropped"] = {name: count for name, count in (
             ("attributes", span.dropped_attributes_count), ("events", span.dropped_events_count),
             ("links", span.dropped_links_count)) if count}
-    if attrs.marks or events:  # else no convention can be found (most spans)
-        found = set(attrs.marks)
-        for event in events:
-            facts = _key_facts(event.name)
-            if facts is not None:
-                found.update(facts[1])
-        conventions = [name for name, _ in _CONVENTION_MARKS if name in found]
-        if conventions:
-            otel["conventions"] = conventions
+    if attrs.shape.conventions:
+        otel["conventions"] = list(attrs.shape.conventions)
     if attrs.moved:
         otel["moved"] = dict(sorted(attrs.moved.items()))
     return otel
