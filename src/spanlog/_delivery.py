@@ -327,13 +327,13 @@ def _encode_rows(rows: list[dict[str, Any]],
     Without an event loop in the process there is nothing to keep responsive: rows are
     encoded ``group`` at a time, unread. With one (:data:`spanlog._serialize.loop_seen`; the
     delivery plan itself may run on it), each row's strings are counted first, a part holds
-    at most _PART_TEXT characters of them, and a row with more than _SLICE is encoded alone,
+    at most _PART_TEXT characters of them, and a row with more than LONG_TEXT is encoded alone,
     a piece at a time (:func:`spanlog._serialize.encode_slices`), with PACE between pieces.
     """
     encoded = []
     if not _serialize.loop_seen:
         for at in range(0, len(rows), group):
-            encoded.append(encode_json(rows[at:at + group])[1:-1])  # the items, no brackets
+            encoded.append(_items(rows[at:at + group]))
             if pace_due():
                 yield PACE
         return encoded
@@ -341,7 +341,7 @@ def _encode_rows(rows: list[dict[str, Any]],
     text = 0
     for row in rows:
         size = text_size(row)
-        if size > _serialize._SLICE:
+        if size > _serialize.LONG_TEXT:
             pieces: list[bytes] = []
             for _ in encode_slices(row, pieces):
                 yield PACE
@@ -351,13 +351,18 @@ def _encode_rows(rows: list[dict[str, Any]],
             text += size
             if text < _PART_TEXT and len(part) < group:
                 continue
-            encoded.append(encode_json(part)[1:-1])
+            encoded.append(_items(part))
             part, text = [], 0
         if pace_due():
             yield PACE
     if part:
-        encoded.append(encode_json(part)[1:-1])
+        encoded.append(_items(part))
     return encoded
+
+
+def _items(rows: list[dict[str, Any]]) -> bytes:
+    """The JSON of ``rows`` as the items of a list, without its brackets: one encoder call."""
+    return encode_json(rows)[1:-1]
 
 
 def _body(encoded_rows: list[bytes]) -> bytes:

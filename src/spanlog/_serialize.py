@@ -242,11 +242,11 @@ def encode_json(value: Any) -> bytes:
 # The C encoder holds the GIL for the whole of one call: about 2 ms per MB of string here,
 # and several times that under Pyodide, where the event loop waits for all of it. In a
 # process with an event loop (see src/spanlog/_delivery.py, _encode_rows), a row whose
-# strings hold more than _SLICE characters is encoded a piece at a time (a dict item, a list
+# strings hold more than LONG_TEXT characters is encoded a piece at a time (a dict item, a list
 # item, _SLICE_STEP characters of a string), giving way between pieces when :func:`pace_due`:
 # to an event loop on another thread (:func:`pace`) or, without threads, to the loop itself
 # (the delivery plan yields), so that the loop waits a piece, not the row.
-_SLICE = 256 * 1024
+LONG_TEXT = 256 * 1024
 _SLICE_STEP = 64 * 1024
 
 # The fields whose values the user chooses; the others (ids, names, context, metrics, tags)
@@ -256,13 +256,13 @@ _FREE_FIELDS = ("input", "output", "expected", "error", "metadata")
 
 def text_size(row: dict[str, Any]) -> int:
     """The characters in the strings of ``row``'s free fields, counted until they pass
-    :data:`_SLICE` (then the count so far: enough to know the row is long)."""
+    :data:`LONG_TEXT` (then the count so far: enough to know the row is long)."""
     size = 0
     for field in _FREE_FIELDS:
         value = row.get(field)
         if value is not None:
             size = _text_size(value, size, 0)
-            if size > _SLICE:
+            if size > LONG_TEXT:
                 break
     return size
 
@@ -283,7 +283,7 @@ def _text_size(value: Any, size: int, depth: int) -> int:
             size += len(item)
         elif (kind is dict or kind is list) and depth < _MAX_DEPTH:
             size = _text_size(item, size, depth + 1)
-        if size > _SLICE:
+        if size > LONG_TEXT:
             break
     return size
 

@@ -311,9 +311,9 @@ def test_a_flush_on_the_loop_gives_it_a_turn_between_slices_of_a_long_row(
     from spanlog._transport import Response
 
     monkeypatch.setattr(_serialize, "_PACE_EVERY", -1.0)  # give way at every slice
-    text: Any = "abcdefg\u00e9" * (_serialize._SLICE // 4)  # twice the slicing threshold
+    text: Any = "abcdefg\u00e9" * (_serialize.LONG_TEXT // 4)  # twice the slicing threshold
     if shape == "many shorter strings":
-        text = {f"part {n}": "abcdefg\u00e9" * (_serialize._SLICE // 24) for n in range(8)}
+        text = {f"part {n}": "abcdefg\u00e9" * (_serialize.LONG_TEXT // 24) for n in range(8)}
     ticks = 0
     posted: list[tuple[int, bytes]] = []
 

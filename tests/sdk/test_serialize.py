@@ -125,9 +125,9 @@ def test_a_row_with_long_strings_is_encoded_in_pieces_to_the_same_json() -> None
             pass
         return b"".join(parts)
 
-    long = "é\"\\\n" + "x" * (_serialize._SLICE + 7) + "\udc80"
+    long = "é\"\\\n" + "x" * (_serialize.LONG_TEXT + 7) + "\udc80"
     row = {"input": long, "metadata": {"deep": [{"text": long}], "n": float("nan")}, "k": 1}
-    assert _serialize.text_size(row) > _serialize._SLICE
+    assert _serialize.text_size(row) > _serialize.LONG_TEXT
     decoded = json.loads(pieces(row))
     long = long.replace("\udc80", "\ufffd")
     assert decoded["input"] == long and decoded["metadata"]["deep"][0]["text"] == long
