@@ -514,6 +514,27 @@ def test_genai_parts_without_an_openai_spelling_are_kept_as_sent() -> None:
         thinking, {"type": "text", "text": "A cat."}]}]
 
 
+@pytest.mark.parametrize("message", [
+    {"role": "user", "parts": [{"type": "text", "content": "Hi"}]},
+    {"role": "assistant", "parts": [{"type": "text", "content": "Hi"}], "finish_reason": "stop"},
+    {"parts": [{"type": "text", "content": "no role"}], "name": "ana"},
+    {"parts": [{"type": "text"}]},
+    {"role": "user", "content": "shadowed", "parts": [{"type": "text", "content": "Hi"}]},
+    {"role": "user", "parts": [{"type": "text", "content": None, "extra": 1}]},
+    {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": 3}]},
+    {"role": "user", "parts": []},
+    {"role": "user", "parts": "not a list"},
+    "not a message",
+])
+def test_a_one_text_part_genai_message_reads_as_the_general_way_reads_it(message: Any) -> None:
+    """_genai_message reads a message of one text part directly: the same as
+    _message_of_parts makes of it (and of every other message, which it is given)."""
+    general = _otel_rows._message_of_parts(message, "parts", _otel_rows._genai_part)
+    assert _otel_rows._genai_message(message) == general
+    assert [list(m) for m in _otel_rows._genai_message(message) if isinstance(m, dict)] \
+        == [list(m) for m in general if isinstance(m, dict)]  # and the keys' order
+
+
 def test_openllmetry_indexed_prompt_and_completion() -> None:
     """Indexed gen_ai.prompt.N / gen_ai.completion.N (OpenLLMetry) become messages and tokens."""
     row = span_to_row(make(OPENLLMETRY_CHAT, name="openai.chat"))
@@ -904,6 +925,40 @@ def test_scores_and_metrics_the_collector_would_refuse_stay_in_metadata() -> Non
     assert set(kept(row)) == {"braintrust.scores", "braintrust.scores.relevance",
                               "braintrust.metrics", "braintrust.metrics.note",
                               "braintrust.span_attributes"}
+
+
+def test_an_int_beyond_a_double_is_kept_as_its_digits() -> None:
+    """An int a double cannot hold (OTLP/JSON and the SDK take any int; the collector refuses
+    such a number, docs/collector.md) is no metric or score: an attribute keeps its decimal
+    string, as proto3's JSON mapping writes an int64, and JSON holding one is not decoded."""
+    huge = 10 ** 400
+    limit = 2 ** 1024 - 2 ** 970  # the first int float() refuses
+    row = span_to_row(make({
+        "gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": huge,
+        "gen_ai.usage.output_tokens": 2, "edge": limit - 1, "over": -limit,
+        "nested": [1, {"n": huge}],
+        "braintrust.scores": json.dumps({"a": 1, "b": 1}).replace("1}", f"{huge}}}"),
+        "gen_ai.tool.call.arguments": f'{{"n": {huge}}}'}))
+    stored_shape(row)
+    assert row["metrics"]["completion_tokens"] == 2
+    assert "prompt_tokens" not in row["metrics"] and "tokens" not in row["metrics"]
+    assert "scores" not in row and row["input"] == f'{{"n": {huge}}}'  # as sent
+    assert kept(row)["gen_ai.usage.input_tokens"] == str(huge)
+    assert kept(row)["edge"] == limit - 1 and kept(row)["over"] == str(-limit)
+    assert kept(row)["nested"] == [1, {"n": str(huge)}]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"dropped_links_count": 2**32}, "dropped_links_count: 4294967296 is over 4294967295"),
+    ({"flags": 2**40}, "flags: 1099511627776 is over 4294967295"),
+    ({"events": [OtelEvent("e", 10**30)]}, "events[0].time_unix_nano: 10000000000000000000"),
+])
+def test_counts_and_event_times_beyond_otlps_range_refuse_the_span(
+        fields: dict[str, Any], message: str) -> None:
+    """A uint32 count or flags over its range, an event time past the year 9999: the span is
+    refused naming the field (a row could not hold the value, or its time as a float)."""
+    with pytest.raises(OtelSpanError, match=re.escape(message)):
+        span_to_row(dataclasses.replace(make({}), **fields))
 
 
 def test_braintrust_attributes_win_over_other_conventions() -> None:

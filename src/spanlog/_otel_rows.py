@@ -119,15 +119,22 @@ _KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 _STATUSES = ("UNSET", "OK", "ERROR")
 _MAX_NANOS = 253_402_300_800 * 1_000_000_000  # 10000-01-01T00:00:00Z: ISO-8601 has 4 digits
 _MAX_DEPTH = 64
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)  # W3C's invalid ids
+_UINT32 = 1 << 32
 
 
 # ---- plain values ---------------------------------------------------------------------------
 
 def _clean(value: Any, where: str, depth: int = 0) -> Any:
-    """``value`` as JSON can hold it: bytes become base64 and non-finite floats the strings
-    ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (both as proto3's JSON mapping writes them)."""
-    if value is None or isinstance(value, (str, bool, int)):
+    """``value`` as a stored row can hold it: bytes become base64, non-finite floats the
+    strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` and an int beyond a double's range its
+    decimal string (all as proto3's JSON mapping writes them)."""
+    if value is None or isinstance(value, (str, bool)):
         return value
+    if isinstance(value, int):
+        # Beyond a double's range the collector refuses a number (docs/collector.md): its
+        # decimal digits, as proto3's JSON mapping writes an int64.
+        return value if -_BIG_INT < value < _BIG_INT else str(value)
     if isinstance(value, float):
         if math.isfinite(value):
             return value
@@ -148,8 +155,12 @@ def _clean(value: Any, where: str, depth: int = 0) -> Any:
     raise OtelSpanError(f"{where}: unsupported value of type {type(value).__name__}")
 
 
-# Values _clean returns as they are: most attribute values, checked without a call.
-_PLAIN = frozenset({str, int, bool, type(None)})
+# Values _clean returns as they are: most attribute values, checked without a call (and ints
+# within _BIG_INT).
+_PLAIN = frozenset({str, bool, type(None)})
+# Ints from here on (in magnitude) are beyond a double's range, which the collector refuses
+# (docs/collector.md), as json.loads("1e400") does: the largest double is 2**1024 - 2**971.
+_BIG_INT = 2**1024 - 2**970
 
 
 def _clean_attributes(attributes: Any, where: str) -> dict[str, Any]:
@@ -162,7 +173,9 @@ def _clean_attributes(attributes: Any, where: str) -> dict[str, Any]:
     for key, value in attributes.items():
         if not isinstance(key, str):
             raise OtelSpanError(f"{where}: key {key!r} is not a string")
-        cleaned[key] = value if type(value) in _PLAIN else _clean(value, f"{where}[{key!r}]", 1)
+        kind = type(value)
+        cleaned[key] = value if kind in _PLAIN or (kind is int and -_BIG_INT < value < _BIG_INT) \
+            else _clean(value, f"{where}[{key!r}]", 1)
     return cleaned
 
 
@@ -184,12 +197,25 @@ def _clean_resource(attributes: Any) -> dict[str, Any]:
 
 
 def _number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    """Whether ``value`` is a number a metric or score can be: an int or a finite float, not
+    a bool, nor an int beyond a double's range (which stays an attribute, as sent)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # math.isfinite(10**400)
+        return False
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(name)
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if not -_BIG_INT < value < _BIG_INT:  # 1 followed by 400 zeros: beyond a double
+        raise ValueError(text)
+    return value
 
 
 def _finite(text: str) -> float:
@@ -200,7 +226,8 @@ def _finite(text: str) -> float:
 
 
 # One decoder for every call (json.loads with an argument builds a new one each time).
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite,
+                            parse_int=_bounded_int)
 # Its scanner in C, called without the two Python calls of decode(): most attributes hold
 # exactly one JSON value, no whitespace around it.
 _SCAN = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
@@ -323,8 +350,11 @@ def _enum(value: Any, names: tuple[str, ...], prefix: str, where: str) -> str:
 
 
 def _count(value: Any, where: str) -> int:
+    """A dropped count or the trace flags: OTLP's uint32."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise OtelSpanError(f"{where}: must be a non-negative integer, got {value!r}")
+    if value >= _UINT32:
+        raise OtelSpanError(f"{where}: {value} is over {_UINT32 - 1} (a uint32 in OTLP)")
     return value
 
 
@@ -426,12 +456,12 @@ class _Shape:
     whether the conventions read anything of the span (not, for most spans of an application:
     HTTP, database, its own functions); ``present`` what the span has in the words of a
     :data:`Source`'s needs; ``reads`` the sources of ``input``, ``output`` and ``expected``
-    that may find something, in order; ``metrics`` the ``(metric, key)`` of _METRICS the span
-    has, in _METRICS's order (the first number of a metric wins); ``model`` the keys of
-    _MODEL and _PROVIDER it has, in their order (the first string wins); ``request`` the
-    ``(key, name)`` of its ``gen_ai.request.<name>`` parameters (a name of one part, not
-    ``model`` nor one of :data:`RESERVED_METADATA_KEYS`); ``first_token`` the keys of
-    _FIRST_TOKEN it has.
+    that may find something, in order (not a field none of them may fill); ``metrics`` the
+    ``(metric, key)`` of _METRICS the span has, in _METRICS's order (the first number of a
+    metric wins); ``model`` the keys of _MODEL and of _PROVIDER it has, in their order (the
+    first string wins), for each of the two it has any of; ``request`` the ``(key, name)`` of
+    its ``gen_ai.request.<name>`` parameters (a name of one part, not ``model`` nor one of
+    :data:`RESERVED_METADATA_KEYS`); ``first_token`` the keys of _FIRST_TOKEN it has.
     """
 
     def __init__(self, keys: tuple[str, ...], event_names: tuple[str, ...]) -> None:
@@ -453,13 +483,15 @@ class _Shape:
         self.conventions = [name for name, _ in _CONVENTION_MARKS if name in marks]
         self.convention_read = bool(self.mapped) or not _MAPPED_EVENTS.isdisjoint(event_names)
         self.present = frozenset({*self.mapped, *self.groups, *map(_event, event_names)})
-        self.reads = [(name, sources.asked(self.present)) for name, sources in (
+        reads = [(name, sources.asked(self.present)) for name, sources in (
             ("input", _INPUT_SOURCES), ("output", _OUTPUT_SOURCES),
             ("expected", _EXPECTED_SOURCES))]
+        self.reads = [(name, asked) for name, asked in reads if asked]
         self.metrics = [(name, key) for _, name, key in
                         sorted(_METRIC_OF[key] for key in self.present & _METRIC_KEYS)]
-        self.model = [(name, [key for key in keys if key in self.present])
-                      for name, keys in (("model", _MODEL), ("provider", _PROVIDER))]
+        model = [(name, [key for key in keys if key in self.present])
+                 for name, keys in (("model", _MODEL), ("provider", _PROVIDER))]
+        self.model = [(name, keys) for name, keys in model if keys]
         self.request = [(key, name) for key in self.groups.get("gen_ai.request.", ())
                         if (name := key[len("gen_ai.request."):]) and "." not in name
                         and name != "model" and name not in RESERVED_METADATA_KEYS]
@@ -657,6 +689,18 @@ def _genai_part(part: Any, role: Any) -> tuple[str, Any]:
 
 def _genai_message(message: Any) -> list[Any]:
     """An OTel GenAI message (``{role, parts: [...]}``, gen-ai-input/output-messages.json)."""
+    if type(message) is dict:
+        parts = message.get("parts")
+        if type(parts) is list and len(parts) == 1:
+            part = parts[0]
+            if type(part) is dict and part.get("type") == "text":
+                # Most messages: one text part. What _message_of_parts makes of it, directly.
+                out = {"role": message.get("role"), "content": part.get("content")}
+                if len(message) > 2 or "role" not in message:
+                    for key, value in message.items():
+                        if key != "role" and key != "parts":
+                            out.setdefault(key, value)
+                return [out]
     return _message_of_parts(message, "parts", _genai_part)
 
 
@@ -854,6 +898,8 @@ class _Event:
         self.nanos = event.time_unix_nano
         if not isinstance(self.nanos, int) or isinstance(self.nanos, bool) or self.nanos < 0:
             raise OtelSpanError(f"{where}.time_unix_nano: must be a non-negative integer")
+        if self.nanos >= _MAX_NANOS:
+            raise OtelSpanError(f"{where}.time_unix_nano: {self.nanos} is after the year 9999")
         self.attributes = _clean_attributes(event.attributes, f"{where}.attributes")
         self.dropped = _count(event.dropped_attributes_count, f"{where}.dropped_attributes_count")
         self.moved: dict[str, str] = {}
@@ -1061,17 +1107,13 @@ def _is_span_type(value: Any) -> bool:
     return isinstance(value, str) and value in _SPAN_TYPES
 
 
-@dataclass
-class _Fields:
-    """What the conventions put in a row: nothing, for a span of none of them."""
-
-    span_attributes: dict[str, Any] = field(default_factory=dict)  # type and declared ones
-    metrics: dict[str, Any] = field(default_factory=dict)
-    found: dict[str, Any] = field(default_factory=dict)  # input, output, expected
-    scores: dict[str, Any] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
-    project: dict[str, str] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)  # model and the user's metadata
+# What the conventions put in a row (:meth:`_Mapper.fields`): span_attributes (the type and
+# declared ones), metrics, found (input, output, expected), scores, tags, project, metadata
+# (model and the user's). A tuple: built once per span.
+_Fields = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any], Mapping[str, Any],
+                list[str], Mapping[str, str], dict[str, Any]]
+# For a span of none of the conventions; never changed.
+_NOTHING: Mapping[str, Any] = {}
 
 
 class _Mapper:
@@ -1119,34 +1161,39 @@ class _Mapper:
         readers is listed under the first one's field)."""
         # braintrust.* attributes (the readers of braintrust's own convention) are rare.
         braintrust = "braintrust" in self.a.shape.marks
-        declared = self.span_attributes() if braintrust else {}
-        span_type = self.span_type(declared.get("type"))
-        span_attributes = {} if span_type is None else {"type": span_type}
-        span_attributes.update(declared)
+        if braintrust:
+            declared = self.span_attributes()
+            span_type = self.span_type(declared.get("type"))
+            span_attributes = {} if span_type is None else {"type": span_type}
+            span_attributes.update(declared)
+        else:
+            span_type = self.span_type(None)
+            span_attributes = {} if span_type is None else {"type": span_type}
         metrics = self.metrics(braintrust)
         found = {}
         for name, reads in self.a.shape.reads:
             value = self._first(reads)
             if value is not None:
                 found[name] = value.value
-        scores = self.scores() if braintrust else {}
+        scores = self.scores() if braintrust else _NOTHING
         tags = self.tags() if braintrust or "tag.tags" in self.a.values else []
-        project = self.project() if braintrust else {}
+        project = self.project() if braintrust else _NOTHING
         metadata = self.model_metadata()
         if braintrust or not self.present.isdisjoint(_USER_METADATA):
             metadata.update(self.user_metadata())
-        return _Fields(span_attributes, metrics, found, scores, tags, project, metadata)
+        return span_attributes, metrics, found, scores, tags, project, metadata
 
     # -- span type ---------------------------------------------------------------------------
 
     def span_type(self, declared: Any) -> str | None:
-        if _is_span_type(declared):
+        if declared is not None and _is_span_type(declared):
             return str(declared)
         get = self.a.get
-        found = _lookup(_GENAI_OPERATIONS, get("gen_ai.operation.name"))
+        operation = get("gen_ai.operation.name")
+        if isinstance(operation, str) and (found := _GENAI_OPERATIONS.get(operation)):
+            return found
         kind = get("openinference.span.kind")
-        found = found or _lookup(_OPENINFERENCE_KINDS, kind.upper() if isinstance(kind, str)
-                                 else None)
+        found = _lookup(_OPENINFERENCE_KINDS, kind.upper() if isinstance(kind, str) else None)
         if found:
             return found
         operation_id = get("ai.operationId")
@@ -1483,26 +1530,51 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
     (``braintrust.parent``); ``log_id`` and otherwise the project are the caller's to add.
     Raises :class:`OtelSpanError` for a span that cannot be a row.
     """
-    _text(span.name, "name")
-    trace_id = _hex_id(span.trace_id, 16, "trace_id")
-    span_id = _hex_id(span.span_id, 8, "span_id")
-    parent = _parent_id(span.parent_span_id)
-    start = _nanos(span.start_time_unix_nano, "start_time_unix_nano")
-    end = _nanos(span.end_time_unix_nano, "end_time_unix_nano")
+    # The checkers are called only for a value of another type than the common one, which
+    # they may refuse: protobuf's spans (bytes ids, int times and enums) pass inline.
+    name = span.name
+    if type(name) is not str:
+        _text(name, "name")
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    if type(trace_id) is bytes and len(trace_id) == 16 and trace_id != _ZERO_TRACE:
+        trace_id = trace_id.hex()
+    else:
+        trace_id = _hex_id(trace_id, 16, "trace_id")
+    if type(span_id) is bytes and len(span_id) == 8 and span_id != _ZERO_SPAN:
+        span_id = span_id.hex()
+    else:
+        span_id = _hex_id(span_id, 8, "span_id")
+    if type(parent) is bytes and len(parent) == 8:
+        parent = parent.hex() if parent != _ZERO_SPAN else None
+    else:
+        parent = _parent_id(parent)
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if type(start) is not int or not 0 < start < _MAX_NANOS:
+        _nanos(start, "start_time_unix_nano")
+    if type(end) is not int or not 0 < end < _MAX_NANOS:
+        _nanos(end, "end_time_unix_nano")
     if end < start:
         raise OtelSpanError(f"end_time_unix_nano: {end} is before start_time_unix_nano {start}")
-    kind = _enum(span.kind, _KINDS, "SPAN_KIND_", "kind")
-    status = _enum(span.status_code, _STATUSES, "STATUS_CODE_", "status_code")
-    # Checked inline, the checkers called only for a value they may refuse.
-    for name in ("status_message", "scope_name", "scope_version", "trace_state"):
-        if type(getattr(span, name)) is not str:
-            _text(getattr(span, name), name)
-    for name in ("dropped_attributes_count", "dropped_events_count", "dropped_links_count"):
-        count = getattr(span, name)
-        if type(count) is not int or count < 0:
-            _count(count, name)
-    if span.flags is not None:
-        _count(span.flags, "flags")
+    kind, status = span.kind, span.status_code
+    kind = _KINDS[kind] if type(kind) is int and 0 <= kind < 6 else \
+        _enum(kind, _KINDS, "SPAN_KIND_", "kind")
+    status = _STATUSES[status] if type(status) is int and 0 <= status < 3 else \
+        _enum(status, _STATUSES, "STATUS_CODE_", "status_code")
+    if not (type(span.status_message) is str and type(span.scope_name) is str
+            and type(span.scope_version) is str and type(span.trace_state) is str):
+        for field_name in ("status_message", "scope_name", "scope_version", "trace_state"):
+            _text(getattr(span, field_name), field_name)
+    dropped_a, dropped_e, dropped_l = (span.dropped_attributes_count,
+                                       span.dropped_events_count, span.dropped_links_count)
+    if not (type(dropped_a) is int and type(dropped_e) is int and type(dropped_l) is int
+            and 0 <= dropped_a < _UINT32 and 0 <= dropped_e < _UINT32
+            and 0 <= dropped_l < _UINT32):
+        _count(dropped_a, "dropped_attributes_count")
+        _count(dropped_e, "dropped_events_count")
+        _count(dropped_l, "dropped_links_count")
+    flags = span.flags
+    if flags is not None and (type(flags) is not int or not 0 <= flags < _UINT32):
+        _count(flags, "flags")
 
     values = _clean_attributes(span.attributes, "attributes")
     events = [_Event(event, i) for i, event in enumerate(span.events)] if span.events else []
@@ -1512,14 +1584,11 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
     scope_attributes = _clean_attributes(span.scope_attributes, "scope_attributes")
     links = [_link(link, i) for i, link in enumerate(span.links)] if span.links else []
     if attrs.shape.convention_read:
-        fields = _Mapper(attrs, events).fields()
-    else:
-        fields = _Fields()  # most spans of an application: HTTP, database, its own functions
-
-    span_attributes: dict[str, Any] = {"name": span.name}
-    span_attributes.update(fields.span_attributes)
-    metrics: dict[str, Any] = {"start": _seconds(start), "end": _seconds(end)}
-    metrics.update(fields.metrics)
+        declared, found_metrics, found, scores, tags, project, metadata = \
+            _Mapper(attrs, events).fields()
+    else:  # most spans of an application: HTTP, database, its own functions
+        declared = found_metrics = found = scores = project = _NOTHING
+        tags, metadata = [], {}
 
     row: dict[str, Any] = {
         "id": row_id_for(trace_id, span_id),
@@ -1528,23 +1597,24 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
         "span_parents": [parent] if parent else None,
         "created": _iso(start),
         IS_MERGE: False,
-        "span_attributes": span_attributes,
-        "metrics": metrics,
+        "span_attributes": {"name": name, **declared},
+        "metrics": {"start": start / 1e9, "end": end / 1e9, **found_metrics},  # _seconds
+        **found,
     }
-    row.update(fields.found)
     if status == "ERROR":
         error = _error_text(span.status_message, events)
         if not error and isinstance(attrs.get("error.type"), str):
             error = attrs.get("error.type")
         row["error"] = error or "ERROR"
-    if fields.scores:
-        row["scores"] = fields.scores
-    if fields.tags:
-        row["tags"] = fields.tags
-    row.update(fields.project)
+    if scores:
+        row["scores"] = scores
+    if tags:
+        row["tags"] = tags
+    if project:
+        row.update(project)
 
-    metadata = fields.metadata
-    kept = {k: v for k, v in attrs.values.items() if k not in attrs.moved}
+    moved = attrs.moved
+    kept = {k: v for k, v in values.items() if k not in moved} if moved else dict(values)
     if kept:
         metadata["attributes"] = kept
     if resource:

@@ -348,6 +348,7 @@ def test_hostile_span_attributes_are_refused_span_by_span(make_collector):
         _text_attribute("braintrust.scores", '{"accuracy": 7}'),
         _text_attribute("braintrust.metrics", '{"latency": "fast", "n": NaN}'),
         {"key": "braintrust.tags", "value": {"arrayValue": {"values": [{"intValue": 1}]}}},
+        {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "1" + "0" * 400}},
     ])
     headers = {"Content-Type": "application/json", "x-bt-parent": f"project_name:{PROJECT}"}
     status, reply = call(server.url, "POST", "/otel/v1/traces",
@@ -359,7 +360,7 @@ def test_hostile_span_attributes_are_refused_span_by_span(make_collector):
         "errorMessage": f"2 span(s) rejected: {where}[0].project_name: longer than 1024 "
                         f"characters; {where}[1].project_id: longer than 1024 characters"}
     rows = {r["span_attributes"]["name"]: r for r in _rows(server.url, None)}
-    assert sorted(rows) == ["span 2", "span 3", "span 4", "span 5", "span 6"]
+    assert sorted(rows) == ["span 2", "span 3", "span 4", "span 5", "span 6", "span 7"]
     assert rows["span 2"]["span_attributes"] == {"name": "span 2"}
     assert rows["span 2"]["metadata"]["attributes"]["braintrust.span_attributes"] \
         == '{"type": "bogus", "name": 3}'
@@ -367,6 +368,9 @@ def test_hostile_span_attributes_are_refused_span_by_span(make_collector):
     assert set(rows["span 4"]["metrics"]) == {"start", "end"}
     assert "tags" not in rows["span 5"]
     assert rows["span 5"]["metadata"]["attributes"]["braintrust.tags"] == [1]
+    assert "prompt_tokens" not in rows["span 6"]["metrics"]  # beyond a double: its digits
+    assert rows["span 6"]["metadata"]["attributes"]["gen_ai.usage.input_tokens"] \
+        == "1" + "0" * 400
 
     status, reply = call(server.url, "POST", "/otel/v1/traces",
                          raw=json.dumps(_hostile_request([])).encode(),
