@@ -219,6 +219,8 @@ class PostgresStore(Store):
         if self._read_turns is None:
             raise Unavailable("the store is not running")
         async with self._read_turns:
+            if self._closing:  # the collector began to stop while this read waited its turn
+                raise Unavailable("the collector is shutting down")
             return await self._bounded_now(work, budget)
 
     async def _bounded_now(self, work: Callable[[], Awaitable[T]], budget: float) -> T:
