@@ -131,7 +131,7 @@ def test_auth_ingest_and_other_projects_never_wait_behind_slow_reads(slow_collec
     """Eight slow fetches of one project at once: /ping, ingest and another project's fetch
     still answer at once."""
     server = slow_collector(30.0)
-    pid = _load(server.url, "slow")
+    pid = _load(server.url, "slow", rows=6_000)  # each SLOW read: seconds of work
     _, other = call(server.url, "POST", "/v1/project", {"name": "other"})
     answers: list[Any] = []
     slow = [_in_background(lambda: answers.append(_answer(
@@ -162,7 +162,7 @@ def test_a_disconnected_clients_read_is_stopped(slow_collector, monkeypatch):
     """Fetches whose clients hung up stop running: the project's next fetch gets a reader
     at once instead of waiting for the abandoned ones."""
     server = slow_collector(60.0)
-    pid = _load(server.url, "slow")
+    pid = _load(server.url, "slow", rows=6_000)  # each SLOW read: seconds of work
     ended: list[str] = []  # how each read of the slow filter ended
     real_fetch_page = sqlite_store.fetch_page
 
