@@ -9,7 +9,10 @@ an answer), ``("garbage",)`` (200 with a body that is not JSON, without forwardi
 then send the answer's head at once and its body one byte per ``seconds``) or
 ``("hold", seconds)`` (the same as delay,
 but forward only if the client is still connected then: a request whose sender died while it
-waited is dropped, as if it had never completed, and counted in ``abandoned``).
+waited is dropped, as if it had never completed, and counted in ``abandoned``) or
+``("gate", event, seconds)`` (forward once the test sets the ``threading.Event``; a gate
+still shut after ``seconds``, a bound on a hang, forwards anyway and counts in
+``gates_forced``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class ControlledProxy:
         self.seen: list[Seen] = []
         self.forwarded = 0  # requests whose upstream answer came back (even if too late)
         self.abandoned = 0  # held requests dropped because their client had gone
+        self.gated = 0  # requests waiting at a gate now
+        self.gates_forced = 0  # gates that opened at their bound, not by the test
         self.lock = threading.Lock()
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -107,6 +112,15 @@ class ControlledProxy:
                 return web.Response(status=200, body=b"\x00not json{")
             if action[0] == "delay":  # answer late, but answer (forwarded)
                 await asyncio.sleep(action[1])
+                action = None
+            elif action[0] == "gate":  # answer once the test says so
+                _, gate, bound = action
+                with self.lock:
+                    self.gated += 1
+                opened = await asyncio.to_thread(gate.wait, bound)
+                with self.lock:
+                    self.gated -= 1
+                    self.gates_forced += not opened
                 action = None
             elif action[0] == "hold":  # answer late, and only to a client still there
                 assert self._stop is not None

@@ -42,10 +42,20 @@ def test_a_replaced_logger_delivers_its_rows_then_releases_its_connection(
         for i in range(3):
             with old.start_span(name=f"buffered{i}"):
                 pass
-        proxy.then(("delay", 1.0))  # a caller waiting for this request would notice
-        started = time.monotonic()
-        new = spanlog.init_logger(project=project, **settings)
-        assert time.monotonic() - started < 0.5, "init_logger waited for the old logger"
+        # The old logger's delivery waits at a gate the test opens only after init_logger
+        # returned: init_logger returns while the old logger's release is still at work.
+        # (Had it waited for the delivery, it would return only when the gate gave up at
+        # its bound, 60 s, a bound on that hang; had it waited for the release to give up,
+        # the release thread would be gone.)
+        release = threading.Event()
+        proxy.then(("gate", release, 60.0))
+        try:
+            new = spanlog.init_logger(project=project, **settings)
+            assert proxy.gates_forced == 0 and _releasers(), \
+                "init_logger waited for the old logger"
+            proxy.wait_for(lambda: proxy.gated == 1)  # the old logger's delivery is under way
+        finally:
+            release.set()
         assert spanlog.current_logger() is new
         old_ref, flusher_ref = weakref.ref(old), weakref.ref(old._flusher)
         del old

@@ -10,13 +10,13 @@ import sys
 import time
 
 
-def start_serve(url: str, *args: str,
-                timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_serve(url: str, *args: str, timeout: float = 60.0,
+                stderr: int | None = None) -> tuple[subprocess.Popen[bytes], str, str]:
     """Start `spanlog serve --postgres url` on a free port; once it listens, return the
-    process, its base URL and its banner."""
+    process, its base URL and its banner. ``stderr=subprocess.PIPE`` keeps its log."""
     proc = subprocess.Popen([sys.executable, "-m", "spanlog.cli", "serve", "--port", "0",
                              "--log-level", "warning", "--postgres", url, *args],
-                            stdout=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=stderr)
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     banner = b""
@@ -43,7 +43,7 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     except subprocess.TimeoutExpired:
         proc.kill()
         code = proc.wait()
-    for pipe in (proc.stdin, proc.stdout):
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
     return code

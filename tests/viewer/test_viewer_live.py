@@ -148,7 +148,9 @@ async def test_shutdown_ends_open_streams_promptly(tmp_path: Path) -> None:
     app = create_app(store)
     if LIVE_STREAMS not in app:
         setup_viewer(app)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
+    # Were the streams waited out, cleanup would wait this long for their handlers: a hang
+    # that DEADLINE bounds.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3600)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
@@ -157,11 +159,9 @@ async def test_shutdown_ends_open_streams_promptly(tmp_path: Path) -> None:
             pid = (await resp.json())["id"]
         async with session.get(f"{url}/v1/project_logs/{pid}/live") as resp:
             await next_event(resp)
-            started = time.monotonic()
             async with asyncio.timeout(DEADLINE):
                 await runner.cleanup()
                 assert await resp.content.read() == b""  # the server closed the stream
-            assert time.monotonic() - started < 5
 
 
 async def test_stream_checks_the_key_and_the_project(running: Running) -> None:

@@ -46,6 +46,13 @@ class Store(ABC):
             raise NotFound(f"project {project_id!r} not found")
         return self._projects[project_id][1]
 
+    @property
+    @abstractmethod
+    def reads_running(self) -> int:
+        """How many budgeted reads (fetches, traces, sessions, aggregates) run now: past
+        their turn, on a reader. For diagnostics and for tests that must see reads under
+        way; at log level DEBUG each such read's start is logged with this count."""
+
     def interrupt_reads(self) -> None:
         """Stop every read running now and refuse new ones (shutdown: the serving stops
         waiting for them). Engines whose reads end with their connections may do nothing."""

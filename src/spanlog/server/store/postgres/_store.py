@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import urllib.parse
 import uuid
@@ -54,6 +55,7 @@ from spanlog.server.store.postgres._writer import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("spanlog.server")
 _INSTALL = "python3 -m pip install -e '.[postgres]'"
 DEFAULT_POOL_SIZE = 10
 DEFAULT_WRITERS = 2
@@ -189,6 +191,11 @@ class PostgresStore(Store):
             pool, self._pool = self._pool, None
             await pool.close()
 
+    @property
+    def reads_running(self) -> int:
+        """How many fetches, traces, sessions and aggregates run now (hold a connection)."""
+        return len(self._reads)
+
     # -- plumbing ----------------------------------------------------------------------
 
     async def _query(self, method: str, sql: str, *args: Any) -> Any:
@@ -212,11 +219,14 @@ class PostgresStore(Store):
         if self._read_turns is None:
             raise Unavailable("the store is not running")
         async with self._read_turns:
+            if self._closing:  # the collector began to stop while this read waited its turn
+                raise Unavailable("the collector is shutting down")
             return await self._bounded_now(work, budget)
 
     async def _bounded_now(self, work: Callable[[], Awaitable[T]], budget: float) -> T:
         read = asyncio.ensure_future(work())
         self._reads.add(read)
+        log.debug("spanlog: a read started (%d running)", len(self._reads))
         try:
             done, _ = await asyncio.wait({read}, timeout=budget)
             if not done:

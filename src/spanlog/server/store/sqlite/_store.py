@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -46,6 +47,7 @@ from spanlog.server.store.sqlite._upgrade import ensure_schema
 from spanlog.server.store.sqlite._writer import Txn, Writer
 
 T = TypeVar("T")
+log = logging.getLogger("spanlog.server")
 READ_THREADS = 4
 # Threads for the lookups of auth and ingest (keys, orgs, projects): never behind a fetch.
 LOOKUP_THREADS = 2
@@ -87,6 +89,7 @@ class SqliteStore(Store):
         self._closing = False
         # The connections of the read threads (for interrupt_reads).
         self._scanning: list[sqlite3.Connection] = []
+        self._running = 0  # reads in _budgeted now (reads_running)
         self._turns: dict[int, asyncio.Semaphore] = {}
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -142,6 +145,11 @@ class SqliteStore(Store):
         with self._lock:
             for conn in self._scanning:
                 conn.interrupt()
+
+    @property
+    def reads_running(self) -> int:
+        """How many fetches, traces, sessions and aggregates run on the read threads now."""
+        return self._running
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -209,7 +217,11 @@ class SqliteStore(Store):
         if stop():
             raise Unavailable("the collector is shutting down")
         conn.set_progress_handler(stop, _PROGRESS_STEPS)
+        with self._lock:
+            self._running += 1
+            running = self._running
         try:
+            log.debug("spanlog: a read started (%d running)", running)
             return fn(conn)
         except sqlite3.OperationalError as exc:
             if "interrupt" not in str(exc):
@@ -218,6 +230,8 @@ class SqliteStore(Store):
                 raise Unavailable("the collector is shutting down") from None
             raise QueryTooSlow(budget) from None
         finally:
+            with self._lock:
+                self._running -= 1
             conn.set_progress_handler(None, 0)
             if conn.in_transaction:  # a statement stopped inside fetch_page's BEGIN
                 conn.rollback()
