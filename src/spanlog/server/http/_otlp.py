@@ -71,7 +71,7 @@ def _pb_value(value: Any) -> Any:
     if which is None:
         return None
     if which == "array_value":
-        return [_pb_value(v) for v in value.array_value.values]
+        return [_pb_value(v) for v in value.array_value.values[:]]
     if which == "kvlist_value":
         return _pb_attributes(value.kvlist_value.values)
     return getattr(value, which)
@@ -79,7 +79,7 @@ def _pb_value(value: Any) -> Any:
 
 def _pb_attributes(attributes: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for kv in attributes:
+    for kv in attributes[:]:  # a slice: see _spans_from_protobuf
         value = kv.value
         # Most attributes are strings: a string_value that is not empty is the one set (the
         # others read as empty), found without WhichOneof.
@@ -111,16 +111,18 @@ def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
         raise BadBody(f"body: not an OTLP ExportTraceServiceRequest in protobuf: {exc}") \
             from None
     out: list[tuple[str, Any]] = []
-    for r, resource_spans in enumerate(request.resource_spans):
+    # Repeated fields are read as slices (one list made in C): iterating a upb repeated field
+    # goes through the sequence protocol, an index object per item and an IndexError to end.
+    for r, resource_spans in enumerate(request.resource_spans[:]):
         resource = _pb_attributes(resource_spans.resource.attributes)
-        for s, scope_spans in enumerate(resource_spans.scope_spans):
+        for s, scope_spans in enumerate(resource_spans.scope_spans[:]):
             scope = scope_spans.scope
             scope_name, scope_version = scope.name, scope.version
             scope_attributes = _pb_attributes(scope.attributes)
             head = f"resourceSpans[{r}].scopeSpans[{s}].spans["
             # Each field read once, arguments by position (OtelSpan's order): the upb
             # message builds a new Python object for every field read.
-            for i, span in enumerate(scope_spans.spans):
+            for i, span in enumerate(scope_spans.spans[:]):
                 status = span.status
                 events, links = span.events, span.links
                 out.append((f"{head}{i}]", OtelSpan(
@@ -128,10 +130,10 @@ def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
                     span.end_time_unix_nano, span.parent_span_id, span.kind, status.code,
                     status.message, _pb_attributes(span.attributes),
                     [OtelEvent(e.name, e.time_unix_nano, _pb_attributes(e.attributes),
-                               e.dropped_attributes_count) for e in events] if events else [],
+                               e.dropped_attributes_count) for e in events[:]] if events else [],
                     [OtelLink(k.trace_id, k.span_id, _pb_attributes(k.attributes),
                               k.trace_state, k.dropped_attributes_count)
-                     for k in links] if links else [],
+                     for k in links[:]] if links else [],
                     resource, scope_name, scope_version, scope_attributes, span.trace_state,
                     span.flags or None, span.dropped_attributes_count,
                     span.dropped_events_count, span.dropped_links_count)))
