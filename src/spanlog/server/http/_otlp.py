@@ -396,16 +396,24 @@ def _spans_from_json(raw: bytes) -> list[tuple[str, Any]]:
 # or a span's braintrust.parent, checked here as validate_row would (tests/test_otel_rows_golden.py
 # runs validate_row over the whole corpus to hold the rest).
 
+def _too_long(project_id: str | None, project_name: str | None) -> str | None:
+    """What is wrong with a project no row may name (as validate_row words it), else None."""
+    for field, value in (("project_id", project_id), ("project_name", project_name)):
+        if value is not None and len(value) > MAX_ID_LENGTH:
+            return f"{field}: longer than {MAX_ID_LENGTH} characters"
+    return None
+
+
 def _project(where: str, row: dict[str, Any], project_id: str | None,
              project_name: str | None) -> tuple[str | None, str | None]:
     """The row's ``(project_id, project_name)``, taken out of it: the span's own, else the
-    request's. InvalidRow for one no row may name (as validate_row words it)."""
+    request's. InvalidRow for one no row may name."""
     own_id, own_name = row.pop("project_id", None), row.pop("project_name", None)
     if own_id is not None or own_name is not None:
         project_id, project_name = own_id, own_name
-    for field, value in (("project_id", project_id), ("project_name", project_name)):
-        if value is not None and len(value) > MAX_ID_LENGTH:
-            raise InvalidRow(f"{where}.{field}: longer than {MAX_ID_LENGTH} characters")
+    wrong = _too_long(project_id, project_name)
+    if wrong is not None:
+        raise InvalidRow(f"{where}.{wrong}")
     return project_id, project_name
 
 
@@ -416,12 +424,21 @@ def spans_to_batch(spans: list[tuple[str, Any]], project_id: str | None,
     ids: list[str] = []
     rows: list[dict[str, Any] | None] = []
     rejected: list[str] = []
+    # Most rows name no project of their own (span_to_row adds one only for a span's
+    # braintrust.parent): they take the request's, checked once here rather than per row.
+    route = project_id, project_name
+    wrong = _too_long(project_id, project_name)
     for where, span in spans:
         try:
             if isinstance(span, _Rejected):
                 raise span
             row = span_to_row(span)
-            routes.append(_project(where, row, project_id, project_name))
+            if "project_id" in row or "project_name" in row:
+                routes.append(_project(where, row, project_id, project_name))
+            elif wrong is None:
+                routes.append(route)
+            else:
+                raise InvalidRow(f"{where}.{wrong}")
         except _Rejected as exc:
             rejected.append(f"{exc}" if str(exc).startswith(where) else f"{where}: {exc}")
             continue
