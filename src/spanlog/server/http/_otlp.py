@@ -48,6 +48,13 @@ class _Rejected(Exception):
     """One span that cannot be stored (counted into ``partial_success``)."""
 
 
+# A request's spans as decoded, by scope: each ``scopeSpans`` entry's place in the request
+# (``resourceSpans[0].scopeSpans[1]``) and its spans in order, each an OtelSpan or _Rejected.
+# A span's own place (``...scopeSpans[1].spans[3]``) is written only for a span refused
+# (spans_to_batch): formatting it for every span cost more than a field read.
+Scopes = list[tuple[str, list[Any]]]
+
+
 # ---- project ---------------------------------------------------------------------------------
 
 def parent_route(header: str | None) -> tuple[str | None, str | None]:
@@ -97,8 +104,8 @@ def _pb_attributes(attributes: Any) -> dict[str, Any]:
 _PB_CONTAINERS = frozenset({"array_value", "kvlist_value"})
 
 
-def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
-    """``(where, OtelSpan | _Rejected)`` for every span of a protobuf request."""
+def _spans_from_protobuf(raw: bytes) -> Scopes:
+    """The spans of a protobuf request, every one an OtelSpan."""
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
@@ -110,7 +117,7 @@ def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
     except DecodeError as exc:
         raise BadBody(f"body: not an OTLP ExportTraceServiceRequest in protobuf: {exc}") \
             from None
-    out: list[tuple[str, Any]] = []
+    out: Scopes = []
     # Repeated fields are read as slices (one list made in C): iterating a upb repeated field
     # goes through the sequence protocol, an index object per item and an IndexError to end.
     for r, resource_spans in enumerate(request.resource_spans[:]):
@@ -119,13 +126,14 @@ def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
             scope = scope_spans.scope
             scope_name, scope_version = scope.name, scope.version
             scope_attributes = _pb_attributes(scope.attributes)
-            head = f"resourceSpans[{r}].scopeSpans[{s}].spans["
+            spans: list[Any] = []
+            out.append((f"resourceSpans[{r}].scopeSpans[{s}]", spans))
             # Each field read once, arguments by position (OtelSpan's order): the upb
             # message builds a new Python object for every field read.
-            for i, span in enumerate(scope_spans.spans[:]):
+            for span in scope_spans.spans[:]:
                 status = span.status
                 events, links = span.events, span.links
-                out.append((f"{head}{i}]", OtelSpan(
+                spans.append(OtelSpan(
                     span.name, span.trace_id, span.span_id, span.start_time_unix_nano,
                     span.end_time_unix_nano, span.parent_span_id, span.kind, status.code,
                     status.message, _pb_attributes(span.attributes),
@@ -136,7 +144,7 @@ def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
                      for k in links[:]] if links else [],
                     resource, scope_name, scope_version, scope_attributes, span.trace_state,
                     span.flags or None, span.dropped_attributes_count,
-                    span.dropped_events_count, span.dropped_links_count)))
+                    span.dropped_events_count, span.dropped_links_count))
     return out
 
 
@@ -348,8 +356,8 @@ def _json_span(span: Any, where: str, resource: dict[str, Any],
                                  f"{where}.droppedLinksCount"))
 
 
-def _spans_from_json(raw: bytes) -> list[tuple[str, Any]]:
-    """``(where, OtelSpan | _Rejected)`` for every span of an OTLP/JSON request; the request's
+def _spans_from_json(raw: bytes) -> Scopes:
+    """The spans of an OTLP/JSON request, each an OtelSpan or _Rejected; the request's
     structure (down to each span) must hold, a span's own content may be rejected alone."""
     body = parse_json(raw)
     try:
@@ -357,7 +365,7 @@ def _spans_from_json(raw: bytes) -> list[tuple[str, Any]]:
                               "body.resourceSpans")
     except OtelSpanError as exc:
         raise BadBody(str(exc)) from None
-    out: list[tuple[str, Any]] = []
+    out: Scopes = []
     for r, resource_spans in enumerate(resource_list):
         base = f"resourceSpans[{r}]"
         try:
@@ -378,13 +386,14 @@ def _spans_from_json(raw: bytes) -> list[tuple[str, Any]]:
                 spans = _list(scope_spans.get("spans"), f"{here}.spans")
             except OtelSpanError as exc:
                 raise BadBody(f"body.{exc}") from None
+            decoded: list[Any] = []
+            out.append((here, decoded))
             for i, span in enumerate(spans):
                 where = f"{here}.spans[{i}]"
                 try:
-                    out.append((where, _json_span(span, where, resource, scope,
-                                                  scope_attributes)))
+                    decoded.append(_json_span(span, where, resource, scope, scope_attributes))
                 except OtelSpanError as exc:
-                    out.append((where, _Rejected(str(exc))))
+                    decoded.append(_Rejected(str(exc)))
     return out
 
 
@@ -417,9 +426,10 @@ def _project(where: str, row: dict[str, Any], project_id: str | None,
     return project_id, project_name
 
 
-def spans_to_batch(spans: list[tuple[str, Any]], project_id: str | None,
+def spans_to_batch(scopes: Scopes, project_id: str | None,
                    project_name: str | None) -> tuple[RowBatch, list[str]]:
-    """The storable rows of ``spans`` and, for each span that cannot be stored, why."""
+    """The storable rows of the spans of ``scopes`` and, for each span that cannot be stored,
+    why (naming its place, ``resourceSpans[0].scopeSpans[1].spans[3]``)."""
     routes: list[tuple[str | None, str | None]] = []
     ids: list[str] = []
     rows: list[dict[str, Any] | None] = []
@@ -428,32 +438,37 @@ def spans_to_batch(spans: list[tuple[str, Any]], project_id: str | None,
     # braintrust.parent): they take the request's, checked once here rather than per row.
     route = project_id, project_name
     wrong = _too_long(project_id, project_name)
-    for where, span in spans:
-        try:
-            if isinstance(span, _Rejected):
-                raise span
-            row = span_to_row(span)
-            if "project_id" in row or "project_name" in row:
-                routes.append(_project(where, row, project_id, project_name))
-            elif wrong is None:
-                routes.append(route)
-            else:
-                raise InvalidRow(f"{where}.{wrong}")
-        except _Rejected as exc:
-            rejected.append(f"{exc}" if str(exc).startswith(where) else f"{where}: {exc}")
-            continue
-        except OtelSpanError as exc:
-            rejected.append(f"{where}.{exc}")
-            continue
-        except InvalidRow as exc:
-            rejected.append(str(exc))
-            continue
-        except (ValueError, TypeError, RecursionError) as exc:  # never a 500 for one span
-            rejected.append(f"{where}: {exc}")
-            continue
-        ids.append(row["id"])
-        rows.append(row)
+    for place, spans in scopes:
+        for i, span in enumerate(spans):
+            try:
+                if isinstance(span, _Rejected):
+                    raise span
+                row = span_to_row(span)
+                if "project_id" in row or "project_name" in row:
+                    routes.append(_project(f"{place}.spans[{i}]", row, project_id,
+                                           project_name))
+                elif wrong is None:
+                    routes.append(route)
+                else:
+                    raise InvalidRow(f"{place}.spans[{i}].{wrong}")
+            # ValueError and the rest: never a 500 for one span.
+            except (_Rejected, ValueError, TypeError, RecursionError) as exc:
+                rejected.append(_refusal(f"{place}.spans[{i}]", exc))
+                continue
+            ids.append(row["id"])
+            rows.append(row)
     return RowBatch(routes, ids, rows), rejected
+
+
+def _refusal(where: str, exc: Exception) -> str:
+    """Why the span at ``where`` cannot be stored, as partial_success names it."""
+    if isinstance(exc, _Rejected):  # OTLP/JSON decoding names the place, in most cases
+        return str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+    if isinstance(exc, OtelSpanError):  # span_to_row names the field
+        return f"{where}.{exc}"
+    if isinstance(exc, InvalidRow):  # spans_to_batch names the place
+        return str(exc)
+    return f"{where}: {exc}"
 
 
 def decode_spans(raw: bytes, protobuf: bool, project_id: str | None,
@@ -464,10 +479,10 @@ def decode_spans(raw: bytes, protobuf: bool, project_id: str | None,
     ``prepare_rows``) as it does /logs3 bodies (see ``_workers``). BadBody for a body that
     cannot be decoded at all."""
     if not raw:
-        spans: list[tuple[str, Any]] = []  # an empty request is valid OTLP: no spans
+        scopes: Scopes = []  # an empty request is valid OTLP: no spans
     else:
-        spans = _spans_from_protobuf(raw) if protobuf else _spans_from_json(raw)
-    batch, rejected = spans_to_batch(spans, project_id, project_name)
+        scopes = _spans_from_protobuf(raw) if protobuf else _spans_from_json(raw)
+    batch, rejected = spans_to_batch(scopes, project_id, project_name)
     if prepare_rows is not None and batch.rows:
         batch.rows, batch.prepared = prepare_rows(batch.rows)  # type: ignore[arg-type]
     return batch, rejected
