@@ -129,7 +129,8 @@ def _spans_from_protobuf(raw: bytes) -> Scopes:
             spans: list[Any] = []
             out.append((f"resourceSpans[{r}].scopeSpans[{s}]", spans))
             # Each field read once, arguments by position (OtelSpan's order): the upb
-            # message builds a new Python object for every field read.
+            # message builds a new Python object for every field read. A span without events
+            # or links (most) gets OtelSpan's default, the empty tuple, not a new list.
             for span in scope_spans.spans[:]:
                 status = span.status
                 events, links = span.events, span.links
@@ -138,10 +139,10 @@ def _spans_from_protobuf(raw: bytes) -> Scopes:
                     span.end_time_unix_nano, span.parent_span_id, span.kind, status.code,
                     status.message, _pb_attributes(span.attributes),
                     [OtelEvent(e.name, e.time_unix_nano, _pb_attributes(e.attributes),
-                               e.dropped_attributes_count) for e in events[:]] if events else [],
+                               e.dropped_attributes_count) for e in events[:]] if events else (),
                     [OtelLink(k.trace_id, k.span_id, _pb_attributes(k.attributes),
                               k.trace_state, k.dropped_attributes_count)
-                     for k in links[:]] if links else [],
+                     for k in links[:]] if links else (),
                     resource, scope_name, scope_version, scope_attributes, span.trace_state,
                     span.flags or None, span.dropped_attributes_count,
                     span.dropped_events_count, span.dropped_links_count))
