@@ -518,6 +518,46 @@ def test_json_attribute_values_as_spelled_and_refused_by_place():
         "['intValue', 'stringValue']"]
 
 
+def test_json_span_fields_of_the_wrong_type_are_refused_by_place():
+    """Each field of an OTLP/JSON span of the wrong type refuses its span alone, naming the
+    span's place and the field's (the decoder joins the two only for a refused span)."""
+    good = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+            "name": "ok", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+    event = {"name": "e", "timeUnixNano": "1"}
+    link = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"}
+    wrong = [
+        ("name", 5, "name: must be a string, got int"),
+        ("traceId", 7, "traceId: must be a string, got int"),
+        ("parent_span_id", [], "parentSpanId: must be a string, got list"),
+        ("startTimeUnixNano", "x", "startTimeUnixNano: 'x' is not an integer"),
+        ("kind", True, "kind: True is not an integer"),
+        ("status", [], "status: must be an object, got list"),
+        ("status", {"code": 1.5}, "status.code: 1.5 is not an integer"),
+        ("status", {"message": 3}, "status.message: must be a string, got int"),
+        ("attributes", {}, "attributes: must be a list, got dict"),
+        ("attributes", [3], "attributes[0]: must be an object, got int"),
+        ("attributes", [{"key": 1}], "attributes[0].key: must be a string, got int"),
+        ("events", "x", "events: must be a list, got str"),
+        ("events", [event, 3], "events[1]: must be an object, got int"),
+        ("events", [{**event, "timeUnixNano": "z"}], "events[0].timeUnixNano: 'z' is not an "
+                                                     "integer"),
+        ("events", [{**event, "attributes": [{"key": 2}]}],
+         "events[0].attributes[0].key: must be a string, got int"),
+        ("links", [{"traceId": link["traceId"], "span_id": 4}],
+         "links[0].spanId: must be a string, got int"),
+        ("links", [{**link, "droppedAttributesCount": "n"}],
+         "links[0].droppedAttributesCount: 'n' is not an integer"),
+        ("traceState", 1, "traceState: must be a string, got int"),
+        ("flags", "f", "flags: 'f' is not an integer"),
+        ("droppedLinksCount", 0.5, "droppedLinksCount: 0.5 is not an integer")]
+    spans = [good, *({**good, key: value} for key, value, _ in wrong)]
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [good]}, {"spans": spans}]}]}
+    batch, rejected = decode_spans(json.dumps(body).encode(), False, None, PROJECT)
+    assert len(batch.ids) == 2
+    assert rejected == [f"resourceSpans[0].scopeSpans[1].spans[{i}].{why}"
+                        for i, (_, _, why) in enumerate(wrong, 1)]
+
+
 def test_failures_of_the_otlp_paths_only_are_google_rpc_status(make_collector):
     """Every failure answer on the OTLP paths is a google.rpc.Status, the router's as well
     (405, with its Allow header); the rest of the API keeps {"error": ...}."""

@@ -166,26 +166,29 @@ def _snake(camel: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in camel)
 
 
-def _object(value: Any, where: str) -> Mapping[str, Any]:
+# The readers below name what is wrong at ``where`` + ``field`` (``spans[3]``, ``.name``):
+# the two are joined only for a message, not for every field of every span.
+
+def _object(value: Any, where: str, field: str = "") -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise OtelSpanError(f"{where}: must be an object, got {type(value).__name__}")
+        raise OtelSpanError(f"{where}{field}: must be an object, got {type(value).__name__}")
     return value
 
 
-def _list(value: Any, where: str) -> list[Any]:
+def _list(value: Any, where: str, field: str = "") -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise OtelSpanError(f"{where}: must be a list, got {type(value).__name__}")
+        raise OtelSpanError(f"{where}{field}: must be a list, got {type(value).__name__}")
     return value
 
 
-def _int(value: Any, where: str, default: int = 0) -> int:
+def _int(value: Any, where: str, field: str = "") -> int:
     """An int64/uint32/fixed64 field: a JSON number or a decimal string."""
     if value is None:
-        return default
+        return 0
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -195,7 +198,7 @@ def _int(value: Any, where: str, default: int = 0) -> int:
             return int(value.strip())
         except ValueError:
             pass
-    raise OtelSpanError(f"{where}: {value!r} is not an integer")
+    raise OtelSpanError(f"{where}{field}: {value!r} is not an integer")
 
 
 def _double(value: Any, where: str) -> float:
@@ -212,21 +215,21 @@ def _double(value: Any, where: str) -> float:
     raise OtelSpanError(f"{where}: {value!r} is not a number")
 
 
-def _text(value: Any, where: str) -> str:
+def _text(value: Any, where: str, field: str = "") -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise OtelSpanError(f"{where}: must be a string, got {type(value).__name__}")
+        raise OtelSpanError(f"{where}{field}: must be a string, got {type(value).__name__}")
     return value
 
 
-def _enum(value: Any, where: str) -> int | str:
+def _enum(value: Any, where: str, field: str = "") -> int | str:
     """An enum field: its number or its name (span_to_row checks which names exist)."""
     if value is None:
         return 0
     if isinstance(value, str):
         return value
-    return _int(value, where)
+    return _int(value, where, field)
 
 
 def _json_value(value: Any, where: str, depth: int = 0) -> Any:
@@ -260,7 +263,7 @@ def _json_value(value: Any, where: str, depth: int = 0) -> Any:
         return [_json_value(v, f"{here}.values[{i}]", depth + 1)
                 for i, v in enumerate(values)]
     if name in ("kvlistValue", "kvlist_value"):
-        return _json_attributes(_object(item, here).get("values"), f"{here}.values", depth + 1)
+        return _json_attributes(_object(item, here).get("values"), here, ".values", depth + 1)
     raise OtelSpanError(f"{where}: unknown AnyValue field {name!r}")
 
 
@@ -293,68 +296,67 @@ def _json_scalar(value: Any) -> Any:
     return _NOT_SCALAR
 
 
-def _json_attributes(value: Any, where: str, depth: int = 0) -> dict[str, Any]:
+def _json_attributes(value: Any, where: str, field: str = "", depth: int = 0,
+                     ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for i, kv in enumerate(_list(value, where)):
+    for i, kv in enumerate(_list(value, where, field)):
         if type(kv) is dict and type(key := kv.get("key")) is str:
             item = _json_scalar(kv.get("value"))
             if item is not _NOT_SCALAR:
                 out[key] = item
                 continue
-        kv = _object(kv, f"{where}[{i}]")
-        key = _text(kv.get("key"), f"{where}[{i}].key")
-        out[key] = _json_value(kv.get("value"), f"{where}[{i}].value", depth)
+        here = f"{where}{field}[{i}]"
+        kv = _object(kv, here)
+        key = _text(kv.get("key"), here, ".key")
+        out[key] = _json_value(kv.get("value"), f"{here}.value", depth)
     return out
 
 
 def _json_span(span: Any, where: str, resource: dict[str, Any],
                scope: Mapping[str, Any], scope_attributes: dict[str, Any]) -> OtelSpan:
     span = _object(span, where)
-    status = _object(span.get("status"), f"{where}.status")
+    status = _object(span.get("status"), where, ".status")
     events = []
-    for i, event in enumerate(_list(span.get("events"), f"{where}.events")):
+    for i, event in enumerate(_list(span.get("events"), where, ".events")):
         here = f"{where}.events[{i}]"
         event = _object(event, here)
         events.append(OtelEvent(
-            _text(event.get("name"), f"{here}.name"),
-            _int(_field(event, "timeUnixNano"), f"{here}.timeUnixNano"),
-            _json_attributes(event.get("attributes"), f"{here}.attributes"),
-            _int(_field(event, "droppedAttributesCount"), f"{here}.droppedAttributesCount")))
+            _text(event.get("name"), here, ".name"),
+            _int(_field(event, "timeUnixNano"), here, ".timeUnixNano"),
+            _json_attributes(event.get("attributes"), here, ".attributes"),
+            _int(_field(event, "droppedAttributesCount"), here, ".droppedAttributesCount")))
     links = []
-    for i, link in enumerate(_list(span.get("links"), f"{where}.links")):
+    for i, link in enumerate(_list(span.get("links"), where, ".links")):
         here = f"{where}.links[{i}]"
         link = _object(link, here)
         links.append(OtelLink(
-            _text(_field(link, "traceId"), f"{here}.traceId"),
-            _text(_field(link, "spanId"), f"{here}.spanId"),
-            _json_attributes(link.get("attributes"), f"{here}.attributes"),
-            _text(_field(link, "traceState"), f"{here}.traceState"),
-            _int(_field(link, "droppedAttributesCount"), f"{here}.droppedAttributesCount")))
+            _text(_field(link, "traceId"), here, ".traceId"),
+            _text(_field(link, "spanId"), here, ".spanId"),
+            _json_attributes(link.get("attributes"), here, ".attributes"),
+            _text(_field(link, "traceState"), here, ".traceState"),
+            _int(_field(link, "droppedAttributesCount"), here, ".droppedAttributesCount")))
     flags = _field(span, "flags")
     return OtelSpan(
-        name=_text(span.get("name"), f"{where}.name"),
-        trace_id=_text(_field(span, "traceId"), f"{where}.traceId"),
-        span_id=_text(_field(span, "spanId"), f"{where}.spanId"),
-        parent_span_id=_text(_field(span, "parentSpanId"), f"{where}.parentSpanId"),
-        start_time_unix_nano=_int(_field(span, "startTimeUnixNano"),
-                                  f"{where}.startTimeUnixNano"),
-        end_time_unix_nano=_int(_field(span, "endTimeUnixNano"), f"{where}.endTimeUnixNano"),
-        kind=_enum(span.get("kind"), f"{where}.kind"),
-        status_code=_enum(status.get("code"), f"{where}.status.code"),
-        status_message=_text(status.get("message"), f"{where}.status.message"),
-        attributes=_json_attributes(span.get("attributes"), f"{where}.attributes"),
+        name=_text(span.get("name"), where, ".name"),
+        trace_id=_text(_field(span, "traceId"), where, ".traceId"),
+        span_id=_text(_field(span, "spanId"), where, ".spanId"),
+        parent_span_id=_text(_field(span, "parentSpanId"), where, ".parentSpanId"),
+        start_time_unix_nano=_int(_field(span, "startTimeUnixNano"), where, ".startTimeUnixNano"),
+        end_time_unix_nano=_int(_field(span, "endTimeUnixNano"), where, ".endTimeUnixNano"),
+        kind=_enum(span.get("kind"), where, ".kind"),
+        status_code=_enum(status.get("code"), where, ".status.code"),
+        status_message=_text(status.get("message"), where, ".status.message"),
+        attributes=_json_attributes(span.get("attributes"), where, ".attributes"),
         events=events, links=links, resource_attributes=resource,
         scope_name=_text(scope.get("name"), "scope.name"),
         scope_version=_text(scope.get("version"), "scope.version"),
         scope_attributes=scope_attributes,
-        trace_state=_text(_field(span, "traceState"), f"{where}.traceState"),
-        flags=_int(flags, f"{where}.flags") or None if flags is not None else None,
+        trace_state=_text(_field(span, "traceState"), where, ".traceState"),
+        flags=_int(flags, where, ".flags") or None if flags is not None else None,
         dropped_attributes_count=_int(_field(span, "droppedAttributesCount"),
-                                      f"{where}.droppedAttributesCount"),
-        dropped_events_count=_int(_field(span, "droppedEventsCount"),
-                                  f"{where}.droppedEventsCount"),
-        dropped_links_count=_int(_field(span, "droppedLinksCount"),
-                                 f"{where}.droppedLinksCount"))
+                                      where, ".droppedAttributesCount"),
+        dropped_events_count=_int(_field(span, "droppedEventsCount"), where, ".droppedEventsCount"),
+        dropped_links_count=_int(_field(span, "droppedLinksCount"), where, ".droppedLinksCount"))
 
 
 def _spans_from_json(raw: bytes) -> Scopes:
