@@ -79,13 +79,13 @@ def test_the_collector_stores_every_corpus_row_as_validate_row_would() -> None:
     """The OTLP endpoint stores span_to_row's rows without validate_row (it checks only the
     project, server/http/_otlp.py): every row of the corpus passes validate_row unchanged, and
     the endpoint's batch holds exactly those rows and refuses exactly the corpus's bad spans."""
-    batch, rejected = spans_to_batch(list(SPANS.items()), None, "otel")
+    batch, rejected = spans_to_batch([("corpus", list(SPANS.values()))], None, "otel")
     expected, routes, refused = [], [], []
-    for name, span in SPANS.items():
+    for i, (name, span) in enumerate(SPANS.items()):
         try:
             row = span_to_row(span)
         except OtelSpanError as exc:
-            refused.append(f"{name}.{exc}")
+            refused.append(f"corpus.spans[{i}].{exc}")
             continue
         piece = {"project_name": "otel", "log_id": "g", **row}
         assert validate_row(name, piece) == piece

@@ -203,7 +203,7 @@ def test_the_processor_converts_a_span_as_the_collectors_otlp_endpoint_does() ->
             span.set_status(Status(StatusCode.ERROR, "failed"))
     provider.shutdown()
     ended = [s for s in memory.get_finished_spans() if s.name == "chat"]
-    [decoded] = [span for _, span in _spans_from_protobuf(encode_spans(ended).SerializeToString())]
+    [(_, [decoded])] = _spans_from_protobuf(encode_spans(ended).SerializeToString())
     mine, sent = span_to_row(plain_span(ended[0])), span_to_row(decoded)
     for otel_only in ("flags", "trace_state"):  # what OTLP carries and the SDK span keeps apart
         sent["metadata"]["otel"].pop(otel_only, None)

@@ -35,7 +35,7 @@ from spanlog_server_http import call
 from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan
 from spanlog.server.http._auth import create_key
 from spanlog.server.http._context import Settings
-from spanlog.server.http._otlp import _spans_from_json, _spans_from_protobuf
+from spanlog.server.http._otlp import _spans_from_json, _spans_from_protobuf, decode_spans
 from spanlog.server.http._runner import BackgroundCollector
 
 PROJECT = "otel-app"
@@ -445,8 +445,8 @@ def test_protobuf_decoding_reads_every_field_into_its_place():
                            "droppedAttributesCount": 4}],
                 "droppedLinksCount": 5,
                 "status": {"code": 2, "message": "bad"}}]}]}]}, request)
-    [(where, span)] = _spans_from_protobuf(request.SerializeToString())
-    assert where == "resourceSpans[0].scopeSpans[0].spans[0]"
+    [(place, [span])] = _spans_from_protobuf(request.SerializeToString())
+    assert place == "resourceSpans[0].scopeSpans[0]"
     assert span == OtelSpan(
         name="op", trace_id=b"\x01" * 16, span_id=b"\x02" * 8, parent_span_id=b"\x03" * 8,
         start_time_unix_nano=11, end_time_unix_nano=12, kind=4, status_code=2,
@@ -458,6 +458,36 @@ def test_protobuf_decoding_reads_every_field_into_its_place():
         resource_attributes={"service.name": "svc"}, scope_name="lib", scope_version="9.9",
         scope_attributes={"scope.k": True}, trace_state="k=v", flags=257,
         dropped_attributes_count=1, dropped_events_count=3, dropped_links_count=5)
+
+
+def test_a_refused_span_deep_in_a_batch_is_named_by_its_place():
+    """A span is named by its place only when refused (spans_to_batch writes it then): the
+    place counts resourceSpans, scopeSpans and spans apart, protobuf and JSON alike, whether
+    span_to_row refuses the span or its project is one no row may name."""
+    def body(encode: Any) -> dict[str, Any]:  # ids as protobuf's JSON mapping or OTLP/JSON
+        def span(i: int, **more: Any) -> dict[str, Any]:
+            return {"traceId": encode(b"\x01" * 16), "spanId": encode(bytes([i + 1]) * 8),
+                    "name": f"s{i}", "startTimeUnixNano": "5", "endTimeUnixNano": "6", **more}
+
+        backwards = {"startTimeUnixNano": "9"}
+        too_long = {"attributes": [_text_attribute("braintrust.parent",
+                                                   "project_name:" + "p" * 1_025)]}
+        return {"resourceSpans": [
+            {"scopeSpans": [{"spans": [span(0)]}]},
+            {"scopeSpans": [{"spans": [span(1), span(2, **too_long)]},
+                            {"spans": [span(3), span(4), span(5), span(6, **backwards)]}]}]}
+
+    request = ExportTraceServiceRequest()
+    json_format.ParseDict(body(lambda b: base64.b64encode(b).decode()), request)
+    for protobuf, raw in ((True, request.SerializeToString()),
+                          (False, json.dumps(body(bytes.hex)).encode())):
+        batch, rejected = decode_spans(raw, protobuf, None, PROJECT)
+        assert rejected == [
+            "resourceSpans[1].scopeSpans[0].spans[1].project_name: longer than 1024 "
+            "characters",
+            "resourceSpans[1].scopeSpans[1].spans[3].end_time_unix_nano: 6 is before "
+            "start_time_unix_nano 9"], protobuf
+        assert len(batch.ids) == 5 and batch.routes == [(None, PROJECT)] * 5
 
 
 def test_json_attribute_values_as_spelled_and_refused_by_place():
@@ -477,12 +507,12 @@ def test_json_attribute_values_as_spelled_and_refused_by_place():
         {"intValue": "seven"}, {"intValue": True}, {"boolValue": "true"},
         {"doubleValue": True}, {"stringValue": 5}, {"stringValue": "a", "intValue": "1"}))]
     body = {"resourceSpans": [{"scopeSpans": [{"spans": [good, *bad]}]}]}
-    [(_, read), *refused] = _spans_from_json(json.dumps(body).encode())
+    [(_, [read, *refused])] = _spans_from_json(json.dumps(body).encode())
     assert read.attributes == {"i": 7, "j": 8, "k": 9, "d": 1.0, "e": float("-inf"),
                                "b": False, "s": "", "n": None}
     assert type(read.attributes["d"]) is float
     where = "resourceSpans[0].scopeSpans[0].spans"
-    assert [str(reason) for _, reason in refused] == [
+    assert [str(reason) for reason in refused] == [
         f"{where}[1].attributes[0].value.intValue: 'seven' is not an integer",
         f"{where}[2].attributes[0].value.intValue: True is not an integer",
         f"{where}[3].attributes[0].value.boolValue: must be true or false",
@@ -490,6 +520,46 @@ def test_json_attribute_values_as_spelled_and_refused_by_place():
         f"{where}[5].attributes[0].value.stringValue: must be a string, got int",
         f"{where}[6].attributes[0].value: an AnyValue has one field, got "
         "['intValue', 'stringValue']"]
+
+
+def test_json_span_fields_of_the_wrong_type_are_refused_by_place():
+    """Each field of an OTLP/JSON span of the wrong type refuses its span alone, naming the
+    span's place and the field's (the decoder joins the two only for a refused span)."""
+    good = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+            "name": "ok", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+    event = {"name": "e", "timeUnixNano": "1"}
+    link = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"}
+    wrong = [
+        ("name", 5, "name: must be a string, got int"),
+        ("traceId", 7, "traceId: must be a string, got int"),
+        ("parent_span_id", [], "parentSpanId: must be a string, got list"),
+        ("startTimeUnixNano", "x", "startTimeUnixNano: 'x' is not an integer"),
+        ("kind", True, "kind: True is not an integer"),
+        ("status", [], "status: must be an object, got list"),
+        ("status", {"code": 1.5}, "status.code: 1.5 is not an integer"),
+        ("status", {"message": 3}, "status.message: must be a string, got int"),
+        ("attributes", {}, "attributes: must be a list, got dict"),
+        ("attributes", [3], "attributes[0]: must be an object, got int"),
+        ("attributes", [{"key": 1}], "attributes[0].key: must be a string, got int"),
+        ("events", "x", "events: must be a list, got str"),
+        ("events", [event, 3], "events[1]: must be an object, got int"),
+        ("events", [{**event, "timeUnixNano": "z"}], "events[0].timeUnixNano: 'z' is not an "
+                                                     "integer"),
+        ("events", [{**event, "attributes": [{"key": 2}]}],
+         "events[0].attributes[0].key: must be a string, got int"),
+        ("links", [{"traceId": link["traceId"], "span_id": 4}],
+         "links[0].spanId: must be a string, got int"),
+        ("links", [{**link, "droppedAttributesCount": "n"}],
+         "links[0].droppedAttributesCount: 'n' is not an integer"),
+        ("traceState", 1, "traceState: must be a string, got int"),
+        ("flags", "f", "flags: 'f' is not an integer"),
+        ("droppedLinksCount", 0.5, "droppedLinksCount: 0.5 is not an integer")]
+    spans = [good, *({**good, key: value} for key, value, _ in wrong)]
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [good]}, {"spans": spans}]}]}
+    batch, rejected = decode_spans(json.dumps(body).encode(), False, None, PROJECT)
+    assert len(batch.ids) == 2
+    assert rejected == [f"resourceSpans[0].scopeSpans[1].spans[{i}].{why}"
+                        for i, (_, _, why) in enumerate(wrong, 1)]
 
 
 def test_failures_of_the_otlp_paths_only_are_google_rpc_status(make_collector):

@@ -48,6 +48,13 @@ class _Rejected(Exception):
     """One span that cannot be stored (counted into ``partial_success``)."""
 
 
+# A request's spans as decoded, by scope: each ``scopeSpans`` entry's place in the request
+# (``resourceSpans[0].scopeSpans[1]``) and its spans in order, each an OtelSpan or _Rejected.
+# A span's own place (``...scopeSpans[1].spans[3]``) is written only for a span refused
+# (spans_to_batch): formatting it for every span cost more than a field read.
+Scopes = list[tuple[str, list[Any]]]
+
+
 # ---- project ---------------------------------------------------------------------------------
 
 def parent_route(header: str | None) -> tuple[str | None, str | None]:
@@ -71,7 +78,7 @@ def _pb_value(value: Any) -> Any:
     if which is None:
         return None
     if which == "array_value":
-        return [_pb_value(v) for v in value.array_value.values]
+        return [_pb_value(v) for v in value.array_value.values[:]]
     if which == "kvlist_value":
         return _pb_attributes(value.kvlist_value.values)
     return getattr(value, which)
@@ -79,7 +86,7 @@ def _pb_value(value: Any) -> Any:
 
 def _pb_attributes(attributes: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for kv in attributes:
+    for kv in attributes[:]:  # a slice: see _spans_from_protobuf
         value = kv.value
         # Most attributes are strings: a string_value that is not empty is the one set (the
         # others read as empty), found without WhichOneof.
@@ -97,8 +104,8 @@ def _pb_attributes(attributes: Any) -> dict[str, Any]:
 _PB_CONTAINERS = frozenset({"array_value", "kvlist_value"})
 
 
-def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
-    """``(where, OtelSpan | _Rejected)`` for every span of a protobuf request."""
+def _spans_from_protobuf(raw: bytes) -> Scopes:
+    """The spans of a protobuf request, every one an OtelSpan."""
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
@@ -110,31 +117,35 @@ def _spans_from_protobuf(raw: bytes) -> list[tuple[str, Any]]:
     except DecodeError as exc:
         raise BadBody(f"body: not an OTLP ExportTraceServiceRequest in protobuf: {exc}") \
             from None
-    out: list[tuple[str, Any]] = []
-    for r, resource_spans in enumerate(request.resource_spans):
+    out: Scopes = []
+    # Repeated fields are read as slices (one list made in C): iterating a upb repeated field
+    # goes through the sequence protocol, an index object per item and an IndexError to end.
+    for r, resource_spans in enumerate(request.resource_spans[:]):
         resource = _pb_attributes(resource_spans.resource.attributes)
-        for s, scope_spans in enumerate(resource_spans.scope_spans):
+        for s, scope_spans in enumerate(resource_spans.scope_spans[:]):
             scope = scope_spans.scope
             scope_name, scope_version = scope.name, scope.version
             scope_attributes = _pb_attributes(scope.attributes)
-            head = f"resourceSpans[{r}].scopeSpans[{s}].spans["
+            spans: list[Any] = []
+            out.append((f"resourceSpans[{r}].scopeSpans[{s}]", spans))
             # Each field read once, arguments by position (OtelSpan's order): the upb
-            # message builds a new Python object for every field read.
-            for i, span in enumerate(scope_spans.spans):
+            # message builds a new Python object for every field read. A span without events
+            # or links (most) gets OtelSpan's default, the empty tuple, not a new list.
+            for span in scope_spans.spans[:]:
                 status = span.status
                 events, links = span.events, span.links
-                out.append((f"{head}{i}]", OtelSpan(
+                spans.append(OtelSpan(
                     span.name, span.trace_id, span.span_id, span.start_time_unix_nano,
                     span.end_time_unix_nano, span.parent_span_id, span.kind, status.code,
                     status.message, _pb_attributes(span.attributes),
                     [OtelEvent(e.name, e.time_unix_nano, _pb_attributes(e.attributes),
-                               e.dropped_attributes_count) for e in events] if events else [],
+                               e.dropped_attributes_count) for e in events[:]] if events else (),
                     [OtelLink(k.trace_id, k.span_id, _pb_attributes(k.attributes),
                               k.trace_state, k.dropped_attributes_count)
-                     for k in links] if links else [],
+                     for k in links[:]] if links else (),
                     resource, scope_name, scope_version, scope_attributes, span.trace_state,
                     span.flags or None, span.dropped_attributes_count,
-                    span.dropped_events_count, span.dropped_links_count)))
+                    span.dropped_events_count, span.dropped_links_count))
     return out
 
 
@@ -155,26 +166,29 @@ def _snake(camel: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in camel)
 
 
-def _object(value: Any, where: str) -> Mapping[str, Any]:
+# The readers below name what is wrong at ``where`` + ``field`` (``spans[3]``, ``.name``):
+# the two are joined only for a message, not for every field of every span.
+
+def _object(value: Any, where: str, field: str = "") -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise OtelSpanError(f"{where}: must be an object, got {type(value).__name__}")
+        raise OtelSpanError(f"{where}{field}: must be an object, got {type(value).__name__}")
     return value
 
 
-def _list(value: Any, where: str) -> list[Any]:
+def _list(value: Any, where: str, field: str = "") -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise OtelSpanError(f"{where}: must be a list, got {type(value).__name__}")
+        raise OtelSpanError(f"{where}{field}: must be a list, got {type(value).__name__}")
     return value
 
 
-def _int(value: Any, where: str, default: int = 0) -> int:
+def _int(value: Any, where: str, field: str = "") -> int:
     """An int64/uint32/fixed64 field: a JSON number or a decimal string."""
     if value is None:
-        return default
+        return 0
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -184,7 +198,7 @@ def _int(value: Any, where: str, default: int = 0) -> int:
             return int(value.strip())
         except ValueError:
             pass
-    raise OtelSpanError(f"{where}: {value!r} is not an integer")
+    raise OtelSpanError(f"{where}{field}: {value!r} is not an integer")
 
 
 def _double(value: Any, where: str) -> float:
@@ -201,21 +215,21 @@ def _double(value: Any, where: str) -> float:
     raise OtelSpanError(f"{where}: {value!r} is not a number")
 
 
-def _text(value: Any, where: str) -> str:
+def _text(value: Any, where: str, field: str = "") -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise OtelSpanError(f"{where}: must be a string, got {type(value).__name__}")
+        raise OtelSpanError(f"{where}{field}: must be a string, got {type(value).__name__}")
     return value
 
 
-def _enum(value: Any, where: str) -> int | str:
+def _enum(value: Any, where: str, field: str = "") -> int | str:
     """An enum field: its number or its name (span_to_row checks which names exist)."""
     if value is None:
         return 0
     if isinstance(value, str):
         return value
-    return _int(value, where)
+    return _int(value, where, field)
 
 
 def _json_value(value: Any, where: str, depth: int = 0) -> Any:
@@ -249,7 +263,7 @@ def _json_value(value: Any, where: str, depth: int = 0) -> Any:
         return [_json_value(v, f"{here}.values[{i}]", depth + 1)
                 for i, v in enumerate(values)]
     if name in ("kvlistValue", "kvlist_value"):
-        return _json_attributes(_object(item, here).get("values"), f"{here}.values", depth + 1)
+        return _json_attributes(_object(item, here).get("values"), here, ".values", depth + 1)
     raise OtelSpanError(f"{where}: unknown AnyValue field {name!r}")
 
 
@@ -282,72 +296,71 @@ def _json_scalar(value: Any) -> Any:
     return _NOT_SCALAR
 
 
-def _json_attributes(value: Any, where: str, depth: int = 0) -> dict[str, Any]:
+def _json_attributes(value: Any, where: str, field: str = "", depth: int = 0,
+                     ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for i, kv in enumerate(_list(value, where)):
+    for i, kv in enumerate(_list(value, where, field)):
         if type(kv) is dict and type(key := kv.get("key")) is str:
             item = _json_scalar(kv.get("value"))
             if item is not _NOT_SCALAR:
                 out[key] = item
                 continue
-        kv = _object(kv, f"{where}[{i}]")
-        key = _text(kv.get("key"), f"{where}[{i}].key")
-        out[key] = _json_value(kv.get("value"), f"{where}[{i}].value", depth)
+        here = f"{where}{field}[{i}]"
+        kv = _object(kv, here)
+        key = _text(kv.get("key"), here, ".key")
+        out[key] = _json_value(kv.get("value"), f"{here}.value", depth)
     return out
 
 
 def _json_span(span: Any, where: str, resource: dict[str, Any],
                scope: Mapping[str, Any], scope_attributes: dict[str, Any]) -> OtelSpan:
     span = _object(span, where)
-    status = _object(span.get("status"), f"{where}.status")
+    status = _object(span.get("status"), where, ".status")
     events = []
-    for i, event in enumerate(_list(span.get("events"), f"{where}.events")):
+    for i, event in enumerate(_list(span.get("events"), where, ".events")):
         here = f"{where}.events[{i}]"
         event = _object(event, here)
         events.append(OtelEvent(
-            _text(event.get("name"), f"{here}.name"),
-            _int(_field(event, "timeUnixNano"), f"{here}.timeUnixNano"),
-            _json_attributes(event.get("attributes"), f"{here}.attributes"),
-            _int(_field(event, "droppedAttributesCount"), f"{here}.droppedAttributesCount")))
+            _text(event.get("name"), here, ".name"),
+            _int(_field(event, "timeUnixNano"), here, ".timeUnixNano"),
+            _json_attributes(event.get("attributes"), here, ".attributes"),
+            _int(_field(event, "droppedAttributesCount"), here, ".droppedAttributesCount")))
     links = []
-    for i, link in enumerate(_list(span.get("links"), f"{where}.links")):
+    for i, link in enumerate(_list(span.get("links"), where, ".links")):
         here = f"{where}.links[{i}]"
         link = _object(link, here)
         links.append(OtelLink(
-            _text(_field(link, "traceId"), f"{here}.traceId"),
-            _text(_field(link, "spanId"), f"{here}.spanId"),
-            _json_attributes(link.get("attributes"), f"{here}.attributes"),
-            _text(_field(link, "traceState"), f"{here}.traceState"),
-            _int(_field(link, "droppedAttributesCount"), f"{here}.droppedAttributesCount")))
+            _text(_field(link, "traceId"), here, ".traceId"),
+            _text(_field(link, "spanId"), here, ".spanId"),
+            _json_attributes(link.get("attributes"), here, ".attributes"),
+            _text(_field(link, "traceState"), here, ".traceState"),
+            _int(_field(link, "droppedAttributesCount"), here, ".droppedAttributesCount")))
     flags = _field(span, "flags")
     return OtelSpan(
-        name=_text(span.get("name"), f"{where}.name"),
-        trace_id=_text(_field(span, "traceId"), f"{where}.traceId"),
-        span_id=_text(_field(span, "spanId"), f"{where}.spanId"),
-        parent_span_id=_text(_field(span, "parentSpanId"), f"{where}.parentSpanId"),
-        start_time_unix_nano=_int(_field(span, "startTimeUnixNano"),
-                                  f"{where}.startTimeUnixNano"),
-        end_time_unix_nano=_int(_field(span, "endTimeUnixNano"), f"{where}.endTimeUnixNano"),
-        kind=_enum(span.get("kind"), f"{where}.kind"),
-        status_code=_enum(status.get("code"), f"{where}.status.code"),
-        status_message=_text(status.get("message"), f"{where}.status.message"),
-        attributes=_json_attributes(span.get("attributes"), f"{where}.attributes"),
+        name=_text(span.get("name"), where, ".name"),
+        trace_id=_text(_field(span, "traceId"), where, ".traceId"),
+        span_id=_text(_field(span, "spanId"), where, ".spanId"),
+        parent_span_id=_text(_field(span, "parentSpanId"), where, ".parentSpanId"),
+        start_time_unix_nano=_int(_field(span, "startTimeUnixNano"), where, ".startTimeUnixNano"),
+        end_time_unix_nano=_int(_field(span, "endTimeUnixNano"), where, ".endTimeUnixNano"),
+        kind=_enum(span.get("kind"), where, ".kind"),
+        status_code=_enum(status.get("code"), where, ".status.code"),
+        status_message=_text(status.get("message"), where, ".status.message"),
+        attributes=_json_attributes(span.get("attributes"), where, ".attributes"),
         events=events, links=links, resource_attributes=resource,
         scope_name=_text(scope.get("name"), "scope.name"),
         scope_version=_text(scope.get("version"), "scope.version"),
         scope_attributes=scope_attributes,
-        trace_state=_text(_field(span, "traceState"), f"{where}.traceState"),
-        flags=_int(flags, f"{where}.flags") or None if flags is not None else None,
+        trace_state=_text(_field(span, "traceState"), where, ".traceState"),
+        flags=_int(flags, where, ".flags") or None if flags is not None else None,
         dropped_attributes_count=_int(_field(span, "droppedAttributesCount"),
-                                      f"{where}.droppedAttributesCount"),
-        dropped_events_count=_int(_field(span, "droppedEventsCount"),
-                                  f"{where}.droppedEventsCount"),
-        dropped_links_count=_int(_field(span, "droppedLinksCount"),
-                                 f"{where}.droppedLinksCount"))
+                                      where, ".droppedAttributesCount"),
+        dropped_events_count=_int(_field(span, "droppedEventsCount"), where, ".droppedEventsCount"),
+        dropped_links_count=_int(_field(span, "droppedLinksCount"), where, ".droppedLinksCount"))
 
 
-def _spans_from_json(raw: bytes) -> list[tuple[str, Any]]:
-    """``(where, OtelSpan | _Rejected)`` for every span of an OTLP/JSON request; the request's
+def _spans_from_json(raw: bytes) -> Scopes:
+    """The spans of an OTLP/JSON request, each an OtelSpan or _Rejected; the request's
     structure (down to each span) must hold, a span's own content may be rejected alone."""
     body = parse_json(raw)
     try:
@@ -355,7 +368,7 @@ def _spans_from_json(raw: bytes) -> list[tuple[str, Any]]:
                               "body.resourceSpans")
     except OtelSpanError as exc:
         raise BadBody(str(exc)) from None
-    out: list[tuple[str, Any]] = []
+    out: Scopes = []
     for r, resource_spans in enumerate(resource_list):
         base = f"resourceSpans[{r}]"
         try:
@@ -376,13 +389,14 @@ def _spans_from_json(raw: bytes) -> list[tuple[str, Any]]:
                 spans = _list(scope_spans.get("spans"), f"{here}.spans")
             except OtelSpanError as exc:
                 raise BadBody(f"body.{exc}") from None
+            decoded: list[Any] = []
+            out.append((here, decoded))
             for i, span in enumerate(spans):
                 where = f"{here}.spans[{i}]"
                 try:
-                    out.append((where, _json_span(span, where, resource, scope,
-                                                  scope_attributes)))
+                    decoded.append(_json_span(span, where, resource, scope, scope_attributes))
                 except OtelSpanError as exc:
-                    out.append((where, _Rejected(str(exc))))
+                    decoded.append(_Rejected(str(exc)))
     return out
 
 
@@ -394,47 +408,70 @@ def _spans_from_json(raw: bytes) -> list[tuple[str, Any]]:
 # or a span's braintrust.parent, checked here as validate_row would (tests/test_otel_rows_golden.py
 # runs validate_row over the whole corpus to hold the rest).
 
+def _too_long(project_id: str | None, project_name: str | None) -> str | None:
+    """What is wrong with a project no row may name (as validate_row words it), else None."""
+    for field, value in (("project_id", project_id), ("project_name", project_name)):
+        if value is not None and len(value) > MAX_ID_LENGTH:
+            return f"{field}: longer than {MAX_ID_LENGTH} characters"
+    return None
+
+
 def _project(where: str, row: dict[str, Any], project_id: str | None,
              project_name: str | None) -> tuple[str | None, str | None]:
     """The row's ``(project_id, project_name)``, taken out of it: the span's own, else the
-    request's. InvalidRow for one no row may name (as validate_row words it)."""
+    request's. InvalidRow for one no row may name."""
     own_id, own_name = row.pop("project_id", None), row.pop("project_name", None)
     if own_id is not None or own_name is not None:
         project_id, project_name = own_id, own_name
-    for field, value in (("project_id", project_id), ("project_name", project_name)):
-        if value is not None and len(value) > MAX_ID_LENGTH:
-            raise InvalidRow(f"{where}.{field}: longer than {MAX_ID_LENGTH} characters")
+    wrong = _too_long(project_id, project_name)
+    if wrong is not None:
+        raise InvalidRow(f"{where}.{wrong}")
     return project_id, project_name
 
 
-def spans_to_batch(spans: list[tuple[str, Any]], project_id: str | None,
+def spans_to_batch(scopes: Scopes, project_id: str | None,
                    project_name: str | None) -> tuple[RowBatch, list[str]]:
-    """The storable rows of ``spans`` and, for each span that cannot be stored, why."""
+    """The storable rows of the spans of ``scopes`` and, for each span that cannot be stored,
+    why (naming its place, ``resourceSpans[0].scopeSpans[1].spans[3]``)."""
     routes: list[tuple[str | None, str | None]] = []
     ids: list[str] = []
     rows: list[dict[str, Any] | None] = []
     rejected: list[str] = []
-    for where, span in spans:
-        try:
-            if isinstance(span, _Rejected):
-                raise span
-            row = span_to_row(span)
-            routes.append(_project(where, row, project_id, project_name))
-        except _Rejected as exc:
-            rejected.append(f"{exc}" if str(exc).startswith(where) else f"{where}: {exc}")
-            continue
-        except OtelSpanError as exc:
-            rejected.append(f"{where}.{exc}")
-            continue
-        except InvalidRow as exc:
-            rejected.append(str(exc))
-            continue
-        except (ValueError, TypeError, RecursionError) as exc:  # never a 500 for one span
-            rejected.append(f"{where}: {exc}")
-            continue
-        ids.append(row["id"])
-        rows.append(row)
+    # Most rows name no project of their own (span_to_row adds one only for a span's
+    # braintrust.parent): they take the request's, checked once here rather than per row.
+    route = project_id, project_name
+    wrong = _too_long(project_id, project_name)
+    for place, spans in scopes:
+        for i, span in enumerate(spans):
+            try:
+                if isinstance(span, _Rejected):
+                    raise span
+                row = span_to_row(span)
+                if "project_id" in row or "project_name" in row:
+                    routes.append(_project(f"{place}.spans[{i}]", row, project_id,
+                                           project_name))
+                elif wrong is None:
+                    routes.append(route)
+                else:
+                    raise InvalidRow(f"{place}.spans[{i}].{wrong}")
+            # ValueError and the rest: never a 500 for one span.
+            except (_Rejected, ValueError, TypeError, RecursionError) as exc:
+                rejected.append(_refusal(f"{place}.spans[{i}]", exc))
+                continue
+            ids.append(row["id"])
+            rows.append(row)
     return RowBatch(routes, ids, rows), rejected
+
+
+def _refusal(where: str, exc: Exception) -> str:
+    """Why the span at ``where`` cannot be stored, as partial_success names it."""
+    if isinstance(exc, _Rejected):  # OTLP/JSON decoding names the place, in most cases
+        return str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+    if isinstance(exc, OtelSpanError):  # span_to_row names the field
+        return f"{where}.{exc}"
+    if isinstance(exc, InvalidRow):  # spans_to_batch names the place
+        return str(exc)
+    return f"{where}: {exc}"
 
 
 def decode_spans(raw: bytes, protobuf: bool, project_id: str | None,
@@ -445,10 +482,10 @@ def decode_spans(raw: bytes, protobuf: bool, project_id: str | None,
     ``prepare_rows``) as it does /logs3 bodies (see ``_workers``). BadBody for a body that
     cannot be decoded at all."""
     if not raw:
-        spans: list[tuple[str, Any]] = []  # an empty request is valid OTLP: no spans
+        scopes: Scopes = []  # an empty request is valid OTLP: no spans
     else:
-        spans = _spans_from_protobuf(raw) if protobuf else _spans_from_json(raw)
-    batch, rejected = spans_to_batch(spans, project_id, project_name)
+        scopes = _spans_from_protobuf(raw) if protobuf else _spans_from_json(raw)
+    batch, rejected = spans_to_batch(scopes, project_id, project_name)
     if prepare_rows is not None and batch.rows:
         batch.rows, batch.prepared = prepare_rows(batch.rows)  # type: ignore[arg-type]
     return batch, rejected
