@@ -156,7 +156,7 @@ def _clean(value: Any, where: str, depth: int = 0) -> Any:
 
 
 # Values _clean returns as they are: most attribute values, checked without a call (and ints
-# within _BIG_INT).
+# within _BIG_INT, finite floats).
 _PLAIN = frozenset({str, bool, type(None)})
 # Ints from here on (in magnitude) are beyond a double's range, which the collector refuses
 # (docs/collector.md), as json.loads("1e400") does: the largest double is 2**1024 - 2**971.
@@ -171,11 +171,14 @@ def _clean_attributes(attributes: Any, where: str) -> dict[str, Any]:
                             f"{type(attributes).__name__}")
     cleaned: dict[str, Any] = {}
     for key, value in attributes.items():
-        if not isinstance(key, str):
+        if type(key) is not str and not isinstance(key, str):
             raise OtelSpanError(f"{where}: key {key!r} is not a string")
         kind = type(value)
-        cleaned[key] = value if kind in _PLAIN or (kind is int and -_BIG_INT < value < _BIG_INT) \
-            else _clean(value, f"{where}[{key!r}]", 1)
+        if kind in _PLAIN or (kind is int and -_BIG_INT < value < _BIG_INT) \
+                or (kind is float and value - value == 0.0):  # finite: inf - inf is NaN
+            cleaned[key] = value
+        else:
+            cleaned[key] = _clean(value, f"{where}[{key!r}]", 1)
     return cleaned
 
 
@@ -1623,7 +1626,7 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
         metadata["events"] = [event.as_metadata() for event in events]
     if links:
         metadata["links"] = links
-    metadata["otel"] = _otel_section(span, kind, status, scope_attributes, attrs, events)
+    metadata["otel"] = _otel_section(span, kind, status, flags, scope_attributes, attrs)
     row["metadata"] = metadata
     return row
 
@@ -1649,30 +1652,31 @@ def _link(link: OtelLink, index: int) -> dict[str, Any]:
     return out
 
 
-def _otel_section(span: OtelSpan, kind: str, status: str, scope_attributes: dict[str, Any],
-                  attrs: _Attributes, events: list[_Event]) -> dict[str, Any]:
-    otel: dict[str, Any] = {"kind": kind, "status": {"code": status}}
-    if span.status_message:
-        otel["status"]["message"] = span.status_message
-    scope: dict[str, Any] = {}
-    if span.scope_name:
-        scope["name"] = span.scope_name
-    if span.scope_version:
-        scope["version"] = span.scope_version
-    if scope_attributes:
-        scope["attributes"] = scope_attributes
-    if scope:
+def _otel_section(span: OtelSpan, kind: str, status: str, flags: int | None,
+                  scope_attributes: dict[str, Any], attrs: _Attributes) -> dict[str, Any]:
+    message = span.status_message
+    otel: dict[str, Any] = {
+        "kind": kind, "status": {"code": status, "message": message} if message else
+        {"code": status}}
+    if span.scope_name or span.scope_version or scope_attributes:
+        scope: dict[str, Any] = {}
+        if span.scope_name:
+            scope["name"] = span.scope_name
+        if span.scope_version:
+            scope["version"] = span.scope_version
+        if scope_attributes:
+            scope["attributes"] = scope_attributes
         otel["scope"] = scope
     if span.trace_state:
         otel["trace_state"] = span.trace_state
-    if span.flags is not None:
-        otel["flags"] = span.flags
+    if flags is not None:
+        otel["flags"] = flags
     if span.dropped_attributes_count or span.dropped_events_count or span.dropped_links_count:
         otel["dropped"] = {name: count for name, count in (
             ("attributes", span.dropped_attributes_count), ("events", span.dropped_events_count),
             ("links", span.dropped_links_count)) if count}
     if attrs.shape.conventions:
-        otel["conventions"] = list(attrs.shape.conventions)
+        otel["conventions"] = attrs.shape.conventions.copy()
     if attrs.moved:
         otel["moved"] = dict(sorted(attrs.moved.items()))
     return otel
