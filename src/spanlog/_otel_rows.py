@@ -1142,7 +1142,7 @@ class _Mapper:
         if not ok:
             return None
         self.a.move([key], target)
-        return _Present(value)
+        return _found(value)
 
     def _indexed(self, prefix: str, target: str,
                  convert: Callable[[list[Any]], list[Any]]) -> list[Any] | None:
@@ -1151,13 +1151,6 @@ class _Mapper:
             return None
         self.a.move(keys, target)
         return convert(items)
-
-    def _first(self, reads: list[Callable[[_Mapper], Any]]) -> _Present | None:
-        for read in reads:
-            value = read(self)
-            if value is not None:
-                return value if isinstance(value, _Present) else _Present(value)
-        return None
 
     def fields(self) -> _Fields:
         """Everything the conventions put in the row (in this order: a key moved by two
@@ -1175,9 +1168,11 @@ class _Mapper:
         metrics = self.metrics(braintrust)
         found = {}
         for name, reads in self.a.shape.reads:
-            value = self._first(reads)
-            if value is not None:
-                found[name] = value.value
+            for read in reads:  # the first source that finds a value fills the field
+                value = read(self)
+                if value is not None:
+                    found[name] = value.value if type(value) is _Present else value
+                    break
         scores = self.scores() if braintrust else _NOTHING
         tags = self.tags() if braintrust or "tag.tags" in self.a.values else []
         project = self.project() if braintrust else _NOTHING
@@ -1261,7 +1256,8 @@ class _Mapper:
         for name, key in self.a.shape.metrics:
             if name not in out:
                 value = get(key)
-                if value is not None and _number(value):
+                # An int here is within a double's range (_clean_attributes): a number.
+                if value is not None and (type(value) is int or _number(value)):
                     out[name] = value
         if "ai.usage.tokens" in self.a.values and _number(out.get("tokens")):
             out.setdefault("prompt_tokens", out["tokens"])  # embeddings: input tokens only
@@ -1344,6 +1340,14 @@ class _Present:
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
+_NULL = _Present(None)  # a found None, shared (read only)
+
+
+def _found(value: Any) -> Any:
+    """``value``, found: a source's return for a value that may be None."""
+    return _NULL if value is None else value
 
 
 def _details_event(m: _Mapper, key: str, target: str,
@@ -1432,12 +1436,12 @@ def _listed(prefix: str, target: str, convert: Callable[[list[Any]], Any]) -> So
 
 def _oi_value(key: str, mime_key: str, target: str) -> Source:
     return (key,), lambda m: m._take(
-        key, target, lambda v: _Present(_mime_value(v, m.a.get(mime_key))))
+        key, target, lambda v: _found(_mime_value(v, m.a.get(mime_key))))
 
 
 def _parsed(key: str, target: str) -> Source:
     """A JSON string attribute, decoded; a string that is not JSON as it is."""
-    return _attr(key, target, lambda v: _Present(_maybe_json(v)))
+    return _attr(key, target, lambda v: _found(_maybe_json(v)))
 
 
 def _oi_messages(items: list[Any]) -> list[Any]:
