@@ -1165,9 +1165,11 @@ class _Mapper:
         else:
             span_type = self.span_type(None)
             span_attributes = {} if span_type is None else {"type": span_type}
-        metrics = self.metrics(braintrust)
+        shape = self.a.shape
+        metrics = self.metrics(braintrust) if braintrust or shape.metrics or shape.first_token \
+            else {}
         found = {}
-        for name, reads in self.a.shape.reads:
+        for name, reads in shape.reads:
             for read in reads:  # the first source that finds a value fills the field
                 value = read(self)
                 if value is not None:
@@ -1176,7 +1178,7 @@ class _Mapper:
         scores = self.scores() if braintrust else _NOTHING
         tags = self.tags() if braintrust or "tag.tags" in self.a.values else []
         project = self.project() if braintrust else _NOTHING
-        metadata = self.model_metadata()
+        metadata = self.model_metadata() if shape.model or shape.request else {}
         if braintrust or not self.present.isdisjoint(_USER_METADATA):
             metadata.update(self.user_metadata())
         return span_attributes, metrics, found, scores, tags, project, metadata
@@ -1588,7 +1590,9 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
     attrs = _Attributes(values, _shape(tuple(values),
                                        tuple(e.name for e in events) if events else ()))
     resource = _clean_resource(span.resource_attributes)
-    scope_attributes = _clean_attributes(span.scope_attributes, "scope_attributes")
+    scope_attributes = span.scope_attributes  # mostly empty, and then never in the row
+    if scope_attributes:
+        scope_attributes = _clean_attributes(scope_attributes, "scope_attributes")
     links = [_link(link, i) for i, link in enumerate(span.links)] if span.links else []
     if attrs.shape.convention_read:
         declared, found_metrics, found, scores, tags, project, metadata = \
@@ -1657,7 +1661,7 @@ def _link(link: OtelLink, index: int) -> dict[str, Any]:
 
 
 def _otel_section(span: OtelSpan, kind: str, status: str, flags: int | None,
-                  scope_attributes: dict[str, Any], attrs: _Attributes) -> dict[str, Any]:
+                  scope_attributes: Mapping[str, Any], attrs: _Attributes) -> dict[str, Any]:
     message = span.status_message
     otel: dict[str, Any] = {
         "kind": kind, "status": {"code": status, "message": message} if message else
