@@ -1625,7 +1625,9 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
         row.update(project)
 
     moved = attrs.moved
-    kept = {k: v for k, v in values.items() if k not in moved} if moved else dict(values)
+    kept = dict(values)  # copied in C; the few moved keys taken out
+    for key in moved:
+        kept.pop(key, None)
     if kept:
         metadata["attributes"] = kept
     if resource:
