@@ -106,6 +106,11 @@ class OtelSpan:
     dropped_attributes_count: int = 0
     dropped_events_count: int = 0
     dropped_links_count: int = 0
+    # The decoder's word that the attributes, resource and scope attributes are dicts of
+    # str keys and values a row holds as they are (str, bool, None, an int within a double's
+    # range, a finite float) and that the span has no events or links: span_to_row then
+    # takes them without the check (and the copy) _clean_attributes makes of each value.
+    plain: bool = False
 
 
 # The keys of a row's ``metadata`` that hold the span as sent; user metadata (from
@@ -1585,15 +1590,23 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
     if flags is not None and (type(flags) is not int or not 0 <= flags < _UINT32):
         _count(flags, "flags")
 
-    values = _clean_attributes(span.attributes, "attributes")
-    events = [_Event(event, i) for i, event in enumerate(span.events)] if span.events else []
-    attrs = _Attributes(values, _shape(tuple(values),
-                                       tuple(e.name for e in events) if events else ()))
-    resource = _clean_resource(span.resource_attributes)
     scope_attributes = span.scope_attributes  # mostly empty, and then never in the row
-    if scope_attributes:
-        scope_attributes = _clean_attributes(scope_attributes, "scope_attributes")
-    links = [_link(link, i) for i, link in enumerate(span.links)] if span.links else []
+    if span.plain:  # nothing to clean, no events nor links (OtelSpan.plain)
+        values: dict[str, Any] = span.attributes  # type: ignore[assignment]  # a dict
+        resource = dict(span.resource_attributes)
+        events: list[_Event] = []
+        links: list[dict[str, Any]] = []
+        attrs = _Attributes(values, _shape(tuple(values), ()))
+    else:
+        values = _clean_attributes(span.attributes, "attributes")
+        events = [_Event(event, i) for i, event in enumerate(span.events)] if span.events \
+            else []
+        attrs = _Attributes(values, _shape(tuple(values),
+                                           tuple(e.name for e in events) if events else ()))
+        resource = _clean_resource(span.resource_attributes)
+        if scope_attributes:
+            scope_attributes = _clean_attributes(scope_attributes, "scope_attributes")
+        links = [_link(link, i) for i, link in enumerate(span.links)] if span.links else []
     if attrs.shape.convention_read:
         declared, found_metrics, found, scores, tags, project, metadata = \
             _Mapper(attrs, events).fields()
@@ -1675,7 +1688,7 @@ def _otel_section(span: OtelSpan, kind: str, status: str, flags: int | None,
         if span.scope_version:
             scope["version"] = span.scope_version
         if scope_attributes:
-            scope["attributes"] = scope_attributes
+            scope["attributes"] = dict(scope_attributes)  # a plain span's are shared
         otel["scope"] = scope
     if span.trace_state:
         otel["trace_state"] = span.trace_state

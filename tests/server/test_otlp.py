@@ -460,6 +460,46 @@ def test_protobuf_decoding_reads_every_field_into_its_place():
         dropped_attributes_count=1, dropped_events_count=3, dropped_links_count=5)
 
 
+def test_protobuf_spans_are_marked_plain_only_when_nothing_needs_cleaning():
+    """OtelSpan.plain (span_to_row then skips cleaning) is set for a span whose attributes,
+    resource and scope attributes are strings, bools, ints, finite doubles or empty, with no
+    events or links; any bytes, list, map, NaN or infinity, event or link leaves it unset."""
+    def span(i: int, attributes: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
+        return {"traceId": base64.b64encode(b"\x01" * 16).decode(),
+                "spanId": base64.b64encode(bytes([i + 1]) * 8).decode(), "name": f"s{i}",
+                "startTimeUnixNano": "11", "endTimeUnixNano": "12", "attributes": attributes,
+                **more}
+
+    def attribute(value: dict[str, Any]) -> dict[str, Any]:
+        return {"key": "k", "value": value}
+
+    plain_values = [attribute({"stringValue": "x"}), attribute({"stringValue": ""}),
+                    attribute({"boolValue": False}), attribute({"intValue": "-3"}),
+                    attribute({"doubleValue": 0.5}), attribute({})]
+    not_plain = [attribute({"bytesValue": "AAE="}), attribute({"doubleValue": "NaN"}),
+                 attribute({"doubleValue": "-Infinity"}),
+                 attribute({"arrayValue": {"values": []}}),
+                 attribute({"kvlistValue": {"values": []}})]
+    spans = [span(i, [a]) for i, a in enumerate(plain_values + not_plain)]
+    spans.append(span(20, [], events=[{"timeUnixNano": "13", "name": "e"}]))
+    spans.append(span(21, [], links=[{"traceId": base64.b64encode(b"\x04" * 16).decode(),
+                                      "spanId": base64.b64encode(b"\x05" * 8).decode()}]))
+    plain_scope = {"scope": {"attributes": plain_values[:2]}, "spans": spans}
+    listed_scope = {"scope": {"attributes": not_plain[3:4]}, "spans": spans[:1]}
+
+    def decode(resource: list[dict[str, Any]],
+               scopes: list[dict[str, Any]]) -> list[list[bool]]:
+        request = ExportTraceServiceRequest()
+        json_format.ParseDict({"resourceSpans": [{"resource": {"attributes": resource},
+                                                  "scopeSpans": scopes}]}, request)
+        return [[s.plain for s in scope_spans]
+                for _, scope_spans in _spans_from_protobuf(request.SerializeToString())]
+
+    expected = [True] * len(plain_values) + [False] * (len(not_plain) + 2)
+    assert decode(plain_values[2:], [plain_scope, listed_scope]) == [expected, [False]]
+    assert decode(not_plain[:1], [plain_scope]) == [[False] * len(expected)]
+
+
 def test_a_refused_span_deep_in_a_batch_is_named_by_its_place():
     """A span is named by its place only when refused (spans_to_batch writes it then): the
     place counts resourceSpans, scopeSpans and spans apart, protobuf and JSON alike, whether

@@ -85,7 +85,14 @@ def _pb_value(value: Any) -> Any:
 
 
 def _pb_attributes(attributes: Any) -> dict[str, Any]:
+    return _pb_plain_attributes(attributes)[0]
+
+
+def _pb_plain_attributes(attributes: Any) -> tuple[dict[str, Any], bool]:
+    """The attributes, and whether all of them are plain in OtelSpan.plain's words (no
+    bytes, list, map, nor a float that is not finite: protobuf's ints are int64)."""
     out: dict[str, Any] = {}
+    plain = True
     for kv in attributes[:]:  # a slice: see _spans_from_protobuf
         value = kv.value
         # Most attributes are strings: a string_value that is not empty is the one set (the
@@ -95,13 +102,17 @@ def _pb_attributes(attributes: Any) -> dict[str, Any]:
             out[kv.key] = text
             continue
         which = value.WhichOneof("value")
-        # A scalar read inline: the rest are mostly numbers.
-        out[kv.key] = _pb_value(value) if which in _PB_CONTAINERS or which is None \
-            else getattr(value, which)
-    return out
+        if which in _PB_PLAIN:  # a scalar read inline: the rest are mostly numbers
+            item = out[kv.key] = getattr(value, which)
+            if which == "double_value" and item - item != 0.0:  # inf - inf is NaN
+                plain = False
+        else:
+            out[kv.key] = _pb_value(value)
+            plain = plain and which is None
+    return out, plain
 
 
-_PB_CONTAINERS = frozenset({"array_value", "kvlist_value"})
+_PB_PLAIN = frozenset({"string_value", "bool_value", "int_value", "double_value"})
 
 
 def _spans_from_protobuf(raw: bytes) -> Scopes:
@@ -121,23 +132,26 @@ def _spans_from_protobuf(raw: bytes) -> Scopes:
     # Repeated fields are read as slices (one list made in C): iterating a upb repeated field
     # goes through the sequence protocol, an index object per item and an IndexError to end.
     for r, resource_spans in enumerate(request.resource_spans[:]):
-        resource = _pb_attributes(resource_spans.resource.attributes)
+        resource, resource_plain = _pb_plain_attributes(resource_spans.resource.attributes)
         for s, scope_spans in enumerate(resource_spans.scope_spans[:]):
             scope = scope_spans.scope
             scope_name, scope_version = scope.name, scope.version
-            scope_attributes = _pb_attributes(scope.attributes)
+            scope_attributes, plain = _pb_plain_attributes(scope.attributes)
+            plain = plain and resource_plain
             spans: list[Any] = []
             out.append((f"resourceSpans[{r}].scopeSpans[{s}]", spans))
             # Each field read once, arguments by position (OtelSpan's order): the upb
             # message builds a new Python object for every field read. A span without events
-            # or links (most) gets OtelSpan's default, the empty tuple, not a new list.
+            # or links (most) gets OtelSpan's default, the empty tuple, not a new list; with
+            # plain attributes too, it is plain (OtelSpan.plain).
             for span in scope_spans.spans[:]:
                 status = span.status
                 events, links = span.events, span.links
+                attributes, plain_attributes = _pb_plain_attributes(span.attributes)
                 spans.append(OtelSpan(
                     span.name, span.trace_id, span.span_id, span.start_time_unix_nano,
                     span.end_time_unix_nano, span.parent_span_id, span.kind, status.code,
-                    status.message, _pb_attributes(span.attributes),
+                    status.message, attributes,
                     [OtelEvent(e.name, e.time_unix_nano, _pb_attributes(e.attributes),
                                e.dropped_attributes_count) for e in events[:]] if events else (),
                     [OtelLink(k.trace_id, k.span_id, _pb_attributes(k.attributes),
@@ -145,7 +159,8 @@ def _spans_from_protobuf(raw: bytes) -> Scopes:
                      for k in links[:]] if links else (),
                     resource, scope_name, scope_version, scope_attributes, span.trace_state,
                     span.flags or None, span.dropped_attributes_count,
-                    span.dropped_events_count, span.dropped_links_count))
+                    span.dropped_events_count, span.dropped_links_count,
+                    plain and plain_attributes and not events and not links))
     return out
 
 
