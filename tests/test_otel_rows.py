@@ -495,6 +495,34 @@ def test_genai_messages_sent_as_json_strings() -> None:
     assert row["input"] == structured["input"] and row["output"] == structured["output"]
 
 
+def test_repeated_system_instructions_map_as_the_first_time_and_share_nothing() -> None:
+    """The last gen_ai.system_instructions string's messages are kept (an application sends
+    the same with every call): the next span with it gets equal messages that share no dict
+    with the first row, and other instructions, or parts with a list inside, map afresh."""
+    def row_of(instructions: str) -> dict[str, Any]:
+        return span_to_row(make({"gen_ai.operation.name": "chat",
+                                 "gen_ai.system_instructions": instructions}))
+
+    plain = json.dumps([{"type": "text", "content": "Be brief."}])
+    first = row_of(plain)
+    assert first["input"] == [{"role": "system", "content": "Be brief."}]
+    first["input"][0]["content"] = "changed by whoever holds the row"
+    again = row_of(plain)
+    assert again["input"] == [{"role": "system", "content": "Be brief."}]
+    assert again["input"][0] is not row_of(plain)["input"][0]
+    other = json.dumps([{"type": "text", "content": "Be thorough."}])
+    assert row_of(other)["input"] == [{"role": "system", "content": "Be thorough."}]
+    assert row_of(plain)["input"] == [{"role": "system", "content": "Be brief."}]
+    nested = json.dumps([{"type": "text", "content": "A"}, {"type": "image", "tags": ["x"]}])
+    for _ in range(2):
+        row = row_of(nested)
+        assert row["input"] == [{"role": "system", "content": [
+            {"type": "text", "text": "A"}, {"type": "image", "tags": ["x"]}]}]
+        row["input"][0]["content"][1]["tags"].append("changed")
+    assert row_of("not JSON")["input"] == [{"role": "system", "content": "not JSON"}]
+    assert row_of("not JSON")["input"] == [{"role": "system", "content": "not JSON"}]
+
+
 def test_genai_parts_without_an_openai_spelling_are_kept_as_sent() -> None:
     """Several parts (text plus an image, reasoning) keep the list of parts as content."""
     image = {"type": "uri", "modality": "image", "mime_type": "image/png",

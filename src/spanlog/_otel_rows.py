@@ -722,11 +722,28 @@ def _genai_messages(value: Any) -> list[Any] | None:
     return [m for item in value for m in _genai_message(item)]
 
 
+# The last ``gen_ai.system_instructions`` string and its messages: an application sends the
+# same instructions with every call. Kept only when the messages hold no list or map (so a copy
+# of each message shares nothing a row could change), and copied out. One tuple: threads never
+# see a torn pair.
+_last_instructions: tuple[str | None, list[dict[str, Any]]] = (None, [])
+_FLAT = frozenset({str, int, float, bool, type(None)})
+
+
 def _genai_instructions(value: Any) -> list[Any] | None:
     """``gen_ai.system_instructions`` (a list of parts) as one system message."""
+    global _last_instructions
     if isinstance(value, str):
+        text, messages = _last_instructions
+        if value == text:
+            return [dict(message) for message in messages]
         ok, parsed = _parse_json(value)
-        value = parsed if ok and isinstance(parsed, list) else [{"type": "text", "content": value}]
+        parts = parsed if ok and isinstance(parsed, list) else [{"type": "text", "content": value}]
+        messages = _genai_message({"role": "system", "parts": parts})
+        if all(type(message) is dict and _FLAT.issuperset(map(type, message.values()))
+               for message in messages):
+            _last_instructions = (value, [dict(message) for message in messages])
+        return messages
     if not isinstance(value, list):
         return None
     return _genai_message({"role": "system", "parts": value})
