@@ -43,10 +43,24 @@ def row_id_for(root_span_id: str, span_id: str) -> str:
     60 and the span id's last 62, all random, so it is as unique as a uuid4 in practice.
     Ids that are not hex (a foreign parent) fall back to a random uuid.
     """
-    t, s = root_span_id, span_id
-    if len(t) < 16 or len(s) != 16 or s[0] not in _VARIANT:
+    global _last_head
+    s = span_id
+    if len(s) != 16 or (variant := _VARIANT.get(s[0])) is None:
         return new_row_id()
-    return f"{t[:8]}-{t[8:12]}-4{t[13:16]}-{_VARIANT[s[0]]}{s[1:4]}-{s[4:16]}"
+    t, head = _last_head
+    if root_span_id != t:
+        t = root_span_id
+        if len(t) < 16:
+            return new_row_id()
+        head = f"{t[:8]}-{t[8:12]}-4{t[13:16]}-"
+        _last_head = (t, head)
+    return f"{head}{variant}{s[1:4]}-{s[4:]}"
+
+
+# The last trace id and the head of its spans' row ids: spans of a trace come together (they
+# end, and reach an OTLP batch, in a run), so most calls skip formatting it. One tuple:
+# threads may race here, never see a torn pair.
+_last_head: tuple[str | None, str] = (None, "")
 
 
 def new_row_id() -> str:
