@@ -14,7 +14,15 @@ ingest worker runs for a request (:func:`spanlog.server.http._otlp.decode_spans`
 first as aiohttp does; :func:`spanlog.server.http._ingest.decode_rows`), without the store's
 ``prepare_rows`` (the same for every path); the figure is the difference between decoding
 every body and decoding the first one only, per span, so start-up cancels out. Needs
-``valgrind`` (Debian package ``valgrind``). Not a pass/fail test.
+``valgrind`` (Debian package ``valgrind``). The child sets the garbage collector as an ingest
+worker does (``_tuning.GC_THRESHOLDS``). Not a pass/fail test.
+
+With ``--whole`` it counts instead the collector process end to end, as the issue's goal
+states it (a span over OTLP costs the server no more than over ``/logs3``): ``python -m
+spanlog.server --workers 0`` (decoding, mapping, the writer and SQLite in one process, as
+bench/collector_instructions.py runs it) on a fresh database, sent ``otlp`` and ``logs3``
+bodies over HTTP one request at a time; the figure is the difference between ``--spans``
+spans and a third as many, per span.
 """
 
 from __future__ import annotations
@@ -59,9 +67,13 @@ def _bodies(spans: int, batch: int) -> dict[str, tuple[list[bytes], list[int]]]:
 
 def _child(path: str, bodies_file: str, count: int) -> None:
     """Decode the first body (warming every cache), then the first ``count`` bodies."""
+    import gc
+
     from spanlog.server.http._ingest import decode_rows
     from spanlog.server.http._otlp import decode_spans
+    from spanlog.server.http._tuning import GC_THRESHOLDS
 
+    gc.set_threshold(*GC_THRESHOLDS)  # as an ingest worker (server/http/_workers.py)
     with open(bodies_file, "rb") as fh:
         bodies = pickle.load(fh)[:count]
 
@@ -89,6 +101,32 @@ def _counted(src: str, path: str, bodies_file: str, count: int) -> int:
         return _callgrind.total(tmp, f"{src} {path}")
 
 
+def whole(src: str, path: str, spans: int, batch: int) -> float:
+    """Instructions of the whole collector process per span sent over ``path`` (otlp or
+    logs3): ``spans`` spans against a third as many, each run on a fresh database."""
+    import asyncio
+
+    import otlp
+    from collector import _post_all
+    from collector_instructions import _counted as collector_counted
+
+    headers = {"Content-Type": "application/x-protobuf",
+               "x-bt-parent": f"project_name:{otlp.PROJECT}"}
+    counts, sent = [], []
+    for n in (max(2 * batch, spans // 3), spans):
+        raws, per_body = _bodies(n + batch, batch)[path]
+        sent.append(sum(per_body[1:]))
+
+        def work(url: str, raws: list[bytes] = raws) -> None:
+            where = {} if path == "logs3" else {"path": "/otel/v1/traces", "headers": headers}
+            asyncio.run(_post_all(url, raws[:1], 1, **where))  # creates the project
+            asyncio.run(_post_all(url, raws[1:], 1, **where))
+
+        with tempfile.TemporaryDirectory(prefix="spanlog-otlp-instructions-db-") as tmp:
+            counts.append(collector_counted(src, os.path.join(tmp, "db.sqlite3"), work))
+    return (counts[1] - counts[0]) / (sent[1] - sent[0])
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
         _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
@@ -98,6 +136,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--paths", default=",".join(PATHS),
                         help=f"which of {', '.join(PATHS)} to count (default: all)")
+    parser.add_argument("--whole", action="store_true",
+                        help="count the whole collector process per span, otlp against logs3")
     parser.add_argument("src", nargs="*", default=[os.path.dirname(HERE)],
                         help="checkouts to compare (default: this one)")
     args = parser.parse_args()
@@ -108,6 +148,15 @@ def main() -> None:
         parser.error("--spans: at least two batches")
     if shutil.which("valgrind") is None:
         sys.exit("valgrind not found: install it (Debian: apt-get install valgrind)")
+    if args.whole:
+        print("collector instructions per span (callgrind, --workers 0, over HTTP): "
+              "OTLP protobuf and the same spans as /logs3 rows", flush=True)
+        for src in args.src:
+            otlp, logs3 = (whole(src, path, args.spans, args.batch)
+                           for path in ("otlp", "logs3"))
+            print(f"  {src:30} otlp {otlp:>9,.0f}   logs3 {logs3:>9,.0f}   "
+                  f"ratio {otlp / logs3:.3f}", flush=True)
+        return
     bodies = _bodies(args.spans, args.batch)
     print("ingest worker instructions per span (callgrind): decoding a request into rows, "
           "without prepare_rows", flush=True)
