@@ -1561,12 +1561,27 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
     (``braintrust.parent``); ``log_id`` and otherwise the project are the caller's to add.
     Raises :class:`OtelSpanError` for a span that cannot be a row.
     """
+    return _row(span.name, span.trace_id, span.span_id, span.start_time_unix_nano,
+                span.end_time_unix_nano, span.parent_span_id, span.kind, span.status_code,
+                span.status_message, span.attributes, span.events, span.links,
+                span.resource_attributes, span.scope_name, span.scope_version,
+                span.scope_attributes, span.trace_state, span.flags,
+                span.dropped_attributes_count, span.dropped_events_count,
+                span.dropped_links_count, span.plain)
+
+
+def _row(name: Any, trace_id: Any, span_id: Any, start: Any, end: Any, parent: Any,
+         kind: Any, status: Any, status_message: Any, attributes: Any, span_events: Any,
+         span_links: Any, resource_attributes: Any, scope_name: Any, scope_version: Any,
+         scope_attributes: Any, trace_state: Any, flags: Any, dropped_a: Any, dropped_e: Any,
+         dropped_l: Any, plain: bool) -> dict[str, Any]:
+    """:func:`span_to_row` of a span given as its fields, in OtelSpan's order: the protobuf
+    decoder (server/http/_otlp.py) passes a tuple of them, which costs less than an
+    OtelSpan to make and to read."""
     # The checkers are called only for a value of another type than the common one, which
     # they may refuse: protobuf's spans (bytes ids, int times and enums) pass inline.
-    name = span.name
     if type(name) is not str:
         _text(name, "name")
-    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
     if type(trace_id) is bytes and len(trace_id) == 16 and trace_id != _ZERO_TRACE:
         trace_id = trace_id.hex()
     else:
@@ -1579,51 +1594,46 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
         parent = parent.hex() if parent != _ZERO_SPAN else None
     else:
         parent = _parent_id(parent)
-    start, end = span.start_time_unix_nano, span.end_time_unix_nano
     if type(start) is not int or not 0 < start < _MAX_NANOS:
         _nanos(start, "start_time_unix_nano")
     if type(end) is not int or not 0 < end < _MAX_NANOS:
         _nanos(end, "end_time_unix_nano")
     if end < start:
         raise OtelSpanError(f"end_time_unix_nano: {end} is before start_time_unix_nano {start}")
-    kind, status = span.kind, span.status_code
     kind = _KINDS[kind] if type(kind) is int and 0 <= kind < 6 else \
         _enum(kind, _KINDS, "SPAN_KIND_", "kind")
     status = _STATUSES[status] if type(status) is int and 0 <= status < 3 else \
         _enum(status, _STATUSES, "STATUS_CODE_", "status_code")
-    if not (type(span.status_message) is str and type(span.scope_name) is str
-            and type(span.scope_version) is str and type(span.trace_state) is str):
-        for field_name in ("status_message", "scope_name", "scope_version", "trace_state"):
-            _text(getattr(span, field_name), field_name)
-    dropped_a, dropped_e, dropped_l = (span.dropped_attributes_count,
-                                       span.dropped_events_count, span.dropped_links_count)
+    if not (type(status_message) is str and type(scope_name) is str
+            and type(scope_version) is str and type(trace_state) is str):
+        for field_name, text in (("status_message", status_message), ("scope_name", scope_name),
+                                 ("scope_version", scope_version), ("trace_state", trace_state)):
+            _text(text, field_name)
     if not (type(dropped_a) is int and type(dropped_e) is int and type(dropped_l) is int
             and 0 <= dropped_a < _UINT32 and 0 <= dropped_e < _UINT32
             and 0 <= dropped_l < _UINT32):
         _count(dropped_a, "dropped_attributes_count")
         _count(dropped_e, "dropped_events_count")
         _count(dropped_l, "dropped_links_count")
-    flags = span.flags
     if flags is not None and (type(flags) is not int or not 0 <= flags < _UINT32):
         _count(flags, "flags")
 
-    scope_attributes = span.scope_attributes  # mostly empty, and then never in the row
-    if span.plain:  # nothing to clean, no events nor links (OtelSpan.plain)
-        values: dict[str, Any] = span.attributes  # type: ignore[assignment]  # a dict
-        resource = dict(span.resource_attributes)
+    if plain:  # nothing to clean, no events nor links (OtelSpan.plain)
+        values: dict[str, Any] = attributes  # a dict (OtelSpan.plain)
+        resource = dict(resource_attributes)
         events: list[_Event] = []
         links: list[dict[str, Any]] = []
         attrs = _Attributes(values, _shape(tuple(values), ()))
     else:
-        values = _clean_attributes(span.attributes, "attributes")
-        events = [_Event(event, i) for i, event in enumerate(span.events)] if span.events \
+        values = _clean_attributes(attributes, "attributes")
+        events = [_Event(event, i) for i, event in enumerate(span_events)] if span_events \
             else []
         attrs = _Attributes(values, _shape(tuple(values),
                                            tuple(e.name for e in events) if events else ()))
-        resource = _clean_resource(span.resource_attributes)
-        if scope_attributes:
+        resource = _clean_resource(resource_attributes)
+        if scope_attributes:  # mostly empty, and then never in the row
             scope_attributes = _clean_attributes(scope_attributes, "scope_attributes")
-        links = [_link(link, i) for i, link in enumerate(span.links)] if span.links else []
+        links = [_link(link, i) for i, link in enumerate(span_links)] if span_links else []
     if attrs.shape.convention_read:
         declared, found_metrics, found, scores, tags, project, metadata = \
             _Mapper(attrs, events).fields()
@@ -1643,7 +1653,7 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
         **found,
     }
     if status == "ERROR":
-        error = _error_text(span.status_message, events)
+        error = _error_text(status_message, events)
         if not error and isinstance(attrs.get("error.type"), str):
             error = attrs.get("error.type")
         row["error"] = error or "ERROR"
@@ -1666,7 +1676,30 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
         metadata["events"] = [event.as_metadata() for event in events]
     if links:
         metadata["links"] = links
-    metadata["otel"] = _otel_section(span, kind, status, flags, scope_attributes, attrs)
+    otel: dict[str, Any] = {
+        "kind": kind, "status": {"code": status, "message": status_message} if status_message
+        else {"code": status}}
+    if scope_name or scope_version or scope_attributes:
+        scope: dict[str, Any] = {}
+        if scope_name:
+            scope["name"] = scope_name
+        if scope_version:
+            scope["version"] = scope_version
+        if scope_attributes:
+            scope["attributes"] = dict(scope_attributes)  # a plain span's are shared
+        otel["scope"] = scope
+    if trace_state:
+        otel["trace_state"] = trace_state
+    if flags is not None:
+        otel["flags"] = flags
+    if dropped_a or dropped_e or dropped_l:
+        otel["dropped"] = {name: count for name, count in (
+            ("attributes", dropped_a), ("events", dropped_e), ("links", dropped_l)) if count}
+    if attrs.shape.conventions:
+        otel["conventions"] = attrs.shape.conventions.copy()
+    if moved:
+        otel["moved"] = dict(sorted(moved.items()))
+    metadata["otel"] = otel
     row["metadata"] = metadata
     return row
 
@@ -1690,33 +1723,3 @@ def _link(link: OtelLink, index: int) -> dict[str, Any]:
     if _count(link.dropped_attributes_count, f"{where}.dropped_attributes_count"):
         out["dropped_attributes_count"] = link.dropped_attributes_count
     return out
-
-
-def _otel_section(span: OtelSpan, kind: str, status: str, flags: int | None,
-                  scope_attributes: Mapping[str, Any], attrs: _Attributes) -> dict[str, Any]:
-    message = span.status_message
-    otel: dict[str, Any] = {
-        "kind": kind, "status": {"code": status, "message": message} if message else
-        {"code": status}}
-    if span.scope_name or span.scope_version or scope_attributes:
-        scope: dict[str, Any] = {}
-        if span.scope_name:
-            scope["name"] = span.scope_name
-        if span.scope_version:
-            scope["version"] = span.scope_version
-        if scope_attributes:
-            scope["attributes"] = dict(scope_attributes)  # a plain span's are shared
-        otel["scope"] = scope
-    if span.trace_state:
-        otel["trace_state"] = span.trace_state
-    if flags is not None:
-        otel["flags"] = flags
-    if span.dropped_attributes_count or span.dropped_events_count or span.dropped_links_count:
-        otel["dropped"] = {name: count for name, count in (
-            ("attributes", span.dropped_attributes_count), ("events", span.dropped_events_count),
-            ("links", span.dropped_links_count)) if count}
-    if attrs.shape.conventions:
-        otel["conventions"] = attrs.shape.conventions.copy()
-    if attrs.moved:
-        otel["moved"] = dict(sorted(attrs.moved.items()))
-    return otel

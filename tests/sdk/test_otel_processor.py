@@ -183,7 +183,7 @@ def test_the_processor_converts_a_span_as_the_collectors_otlp_endpoint_does() ->
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import Link, Status, StatusCode
 
-    from spanlog._otel_rows import span_to_row
+    from spanlog._otel_rows import OtelSpan, span_to_row
     from spanlog.otel import plain_span
     from spanlog.server.http._otlp import _spans_from_protobuf
 
@@ -204,7 +204,7 @@ def test_the_processor_converts_a_span_as_the_collectors_otlp_endpoint_does() ->
     provider.shutdown()
     ended = [s for s in memory.get_finished_spans() if s.name == "chat"]
     [(_, [decoded])] = _spans_from_protobuf(encode_spans(ended).SerializeToString())
-    mine, sent = span_to_row(plain_span(ended[0])), span_to_row(decoded)
+    mine, sent = span_to_row(plain_span(ended[0])), span_to_row(OtelSpan(*decoded))
     for otel_only in ("flags", "trace_state"):  # what OTLP carries and the SDK span keeps apart
         sent["metadata"]["otel"].pop(otel_only, None)
     assert mine == sent

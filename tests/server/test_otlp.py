@@ -445,9 +445,9 @@ def test_protobuf_decoding_reads_every_field_into_its_place():
                            "droppedAttributesCount": 4}],
                 "droppedLinksCount": 5,
                 "status": {"code": 2, "message": "bad"}}]}]}]}, request)
-    [(place, [span])] = _spans_from_protobuf(request.SerializeToString())
+    [(place, [fields])] = _spans_from_protobuf(request.SerializeToString())
     assert place == "resourceSpans[0].scopeSpans[0]"
-    assert span == OtelSpan(
+    assert OtelSpan(*fields) == OtelSpan(
         name="op", trace_id=b"\x01" * 16, span_id=b"\x02" * 8, parent_span_id=b"\x03" * 8,
         start_time_unix_nano=11, end_time_unix_nano=12, kind=4, status_code=2,
         status_message="bad",
@@ -492,7 +492,7 @@ def test_protobuf_spans_are_marked_plain_only_when_nothing_needs_cleaning():
         request = ExportTraceServiceRequest()
         json_format.ParseDict({"resourceSpans": [{"resource": {"attributes": resource},
                                                   "scopeSpans": scopes}]}, request)
-        return [[s.plain for s in scope_spans]
+        return [[OtelSpan(*fields).plain for fields in scope_spans]
                 for _, scope_spans in _spans_from_protobuf(request.SerializeToString())]
 
     expected = [True] * len(plain_values) + [False] * (len(not_plain) + 2)

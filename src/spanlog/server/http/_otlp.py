@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan, OtelSpanError, span_to_row
+from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan, OtelSpanError, _row, span_to_row
 from spanlog.server.http._body import BadBody, parse_json, read_bytes
 from spanlog.server.http._context import BUDGET, SETTINGS, STORE, WORKERS, request_access
 from spanlog.server.http._ingest import RowBatch, bind_rows
@@ -116,7 +116,8 @@ _PB_PLAIN = frozenset({"string_value", "bool_value", "int_value", "double_value"
 
 
 def _spans_from_protobuf(raw: bytes) -> Scopes:
-    """The spans of a protobuf request, every one an OtelSpan."""
+    """The spans of a protobuf request, each the tuple of an OtelSpan's fields (``OtelSpan(
+    *span)`` makes one)."""
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
@@ -140,15 +141,16 @@ def _spans_from_protobuf(raw: bytes) -> Scopes:
             plain = plain and resource_plain
             spans: list[Any] = []
             out.append((f"resourceSpans[{r}].scopeSpans[{s}]", spans))
-            # Each field read once, arguments by position (OtelSpan's order): the upb
-            # message builds a new Python object for every field read. A span without events
-            # or links (most) gets OtelSpan's default, the empty tuple, not a new list; with
+            # A span is the tuple of its fields in OtelSpan's order (cheaper to make and to
+            # read than an OtelSpan; spans_to_batch maps it with _otel_rows._row), each field
+            # read once: the upb message builds a new Python object for every field read. A
+            # span without events or links (most) gets the empty tuple, not a new list; with
             # plain attributes too, it is plain (OtelSpan.plain).
             for span in scope_spans.spans[:]:
                 status = span.status
                 events, links = span.events, span.links
                 attributes, plain_attributes = _pb_plain_attributes(span.attributes)
-                spans.append(OtelSpan(
+                spans.append((
                     span.name, span.trace_id, span.span_id, span.start_time_unix_nano,
                     span.end_time_unix_nano, span.parent_span_id, span.kind, status.code,
                     status.message, attributes,
@@ -459,9 +461,12 @@ def spans_to_batch(scopes: Scopes, project_id: str | None,
     for place, spans in scopes:
         for i, span in enumerate(spans):
             try:
-                if isinstance(span, _Rejected):
+                if type(span) is tuple:  # protobuf's (_spans_from_protobuf)
+                    row = _row(*span)
+                elif isinstance(span, _Rejected):
                     raise span
-                row = span_to_row(span)
+                else:
+                    row = span_to_row(span)
                 if "project_id" in row or "project_name" in row:
                     routes.append(_project(f"{place}.spans[{i}]", row, project_id,
                                            project_name))
