@@ -212,6 +212,36 @@ def test_scope_and_project_header(keyed):
     assert (status, code) == (400, 3) and "x-bt-parent" in message  # INVALID_ARGUMENT
 
 
+def test_a_span_naming_its_project_goes_there_and_the_rest_where_the_header_says(
+        make_collector):
+    """One export, one span with braintrust.parent among spans without: that span's row is
+    in its own project, every other row in the x-bt-parent header's (bound once for all of
+    them), over protobuf; with no span naming one, all go to the header's."""
+    server = make_collector()
+    body = _hostile_request([_text_attribute("braintrust.parent", "project_name:elsewhere"),
+                             _text_attribute("plain", "x")])
+    request = ExportTraceServiceRequest()
+    for span in body["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+        for field in ("traceId", "spanId", "parentSpanId"):  # the JSON mapping's base64
+            span[field] = base64.b64encode(bytes.fromhex(span[field])).decode()
+    json_format.ParseDict(body, request)
+    headers = {"Content-Type": "application/x-protobuf",
+               "x-bt-parent": f"project_name:{PROJECT}"}
+    status, _ = call(server.url, "POST", "/otel/v1/traces", raw=request.SerializeToString(),
+                     headers=headers)
+    assert status == 200
+    assert [r["span_attributes"]["name"] for r in _rows(server.url, None, "elsewhere")] \
+        == ["span 0"]
+    assert sorted(r["span_attributes"]["name"] for r in _rows(server.url, None)) \
+        == ["span 1", "span 2"]
+    del request.resource_spans[0].scope_spans[0].spans[0]
+    status, _ = call(server.url, "POST", "/otel/v1/traces", raw=request.SerializeToString(),
+                     headers={**headers, "x-bt-parent": "project_name:third"})
+    assert status == 200
+    assert sorted(r["span_attributes"]["name"] for r in _rows(server.url, None, "third")) \
+        == ["span 1", "span 2"]
+
+
 def _json_request(trace_id: str = "5B8EFFF798038103D269B633813FC60C") -> dict[str, Any]:
     """An OTLP/JSON request as the specification's example writes it (hex ids, int64 as
     strings, enums as numbers)."""
@@ -527,7 +557,7 @@ def test_a_refused_span_deep_in_a_batch_is_named_by_its_place():
             "characters",
             "resourceSpans[1].scopeSpans[1].spans[3].end_time_unix_nano: 6 is before "
             "start_time_unix_nano 9"], protobuf
-        assert len(batch.ids) == 5 and batch.routes == [(None, PROJECT)] * 5
+        assert len(batch.ids) == 5 and (batch.routes, batch.route) == ([], (None, PROJECT))
 
 
 def test_json_attribute_values_as_spelled_and_refused_by_place():

@@ -57,6 +57,9 @@ class RowBatch:
     rows: list[dict[str, Any] | None]  # storable; None where `prepared` carries the row
     prepared: Any = None  # what the store's prepare_rows made of them
     overflow: str | None = None  # the rows are in this overflow upload (the braintrust SDK's)
+    # Every row's (project_id, project_name), when the request gave one for all (OTLP's
+    # x-bt-parent) and ``routes`` is empty: bound once, not row by row.
+    route: tuple[str | None, str | None] | None = None
 
 
 def decode_rows(raw: bytes, field: str, project_id: str | None = None,
@@ -105,6 +108,10 @@ async def bind_rows(store: Store, access: Access, batch: RowBatch, *, where: str
     Raises :class:`NotFound` for an unknown project, ``Forbidden`` for a project outside the
     key's scope, :class:`InvalidRow` for a row of another project than the URL's.
     """
+    if batch.route is not None:
+        shared = RowBatch([batch.route], batch.ids[:1], batch.rows[:1])
+        [piece] = await bind_rows(store, access, shared, where=where, project=project)
+        return [Piece(piece.project_id, row) for row in batch.rows]  # type: ignore[arg-type]
     pieces: list[Piece] = []
     by_name: dict[str, Project] = {}
     by_id: dict[str, Project] = {}

@@ -450,14 +450,15 @@ def spans_to_batch(scopes: Scopes, project_id: str | None,
                    project_name: str | None) -> tuple[RowBatch, list[str]]:
     """The storable rows of the spans of ``scopes`` and, for each span that cannot be stored,
     why (naming its place, ``resourceSpans[0].scopeSpans[1].spans[3]``)."""
-    routes: list[tuple[str | None, str | None]] = []
     ids: list[str] = []
     rows: list[dict[str, Any] | None] = []
     rejected: list[str] = []
     # Most rows name no project of their own (span_to_row adds one only for a span's
-    # braintrust.parent): they take the request's, checked once here rather than per row.
+    # braintrust.parent): they take the request's, checked once here rather than per row,
+    # and bound once (RowBatch.route). The others' routes, by their row's index.
     route = project_id, project_name
     wrong = _too_long(project_id, project_name)
+    own: dict[int, tuple[str | None, str | None]] = {}
     for place, spans in scopes:
         for i, span in enumerate(spans):
             try:
@@ -468,11 +469,9 @@ def spans_to_batch(scopes: Scopes, project_id: str | None,
                 else:
                     row = span_to_row(span)
                 if "project_id" in row or "project_name" in row:
-                    routes.append(_project(f"{place}.spans[{i}]", row, project_id,
-                                           project_name))
-                elif wrong is None:
-                    routes.append(route)
-                else:
+                    own[len(rows)] = _project(f"{place}.spans[{i}]", row, project_id,
+                                              project_name)
+                elif wrong is not None:
                     raise InvalidRow(f"{place}.spans[{i}].{wrong}")
             # ValueError and the rest: never a 500 for one span.
             except (_Rejected, ValueError, TypeError, RecursionError) as exc:
@@ -480,7 +479,9 @@ def spans_to_batch(scopes: Scopes, project_id: str | None,
                 continue
             ids.append(row["id"])
             rows.append(row)
-    return RowBatch(routes, ids, rows), rejected
+    if not own:
+        return RowBatch([], ids, rows, route=route), rejected
+    return RowBatch([own.get(n, route) for n in range(len(rows))], ids, rows), rejected
 
 
 def _refusal(where: str, exc: Exception) -> str:
