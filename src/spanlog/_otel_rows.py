@@ -469,7 +469,8 @@ class _Shape:
     metric wins); ``model`` the keys of _MODEL and of _PROVIDER it has, in their order (the
     first string wins), for each of the two it has any of; ``request`` the ``(key, name)`` of
     its ``gen_ai.request.<name>`` parameters (a name of one part, not ``model`` nor one of
-    :data:`RESERVED_METADATA_KEYS`); ``first_token`` the keys of _FIRST_TOKEN it has.
+    :data:`RESERVED_METADATA_KEYS`); ``first_token`` the keys of _FIRST_TOKEN it has;
+    ``type_only`` whether the conventions can give the span nothing but its type.
     """
 
     def __init__(self, keys: tuple[str, ...], event_names: tuple[str, ...]) -> None:
@@ -505,6 +506,12 @@ class _Shape:
                         and name != "model" and name not in RESERVED_METADATA_KEYS]
         self.first_token = [(key, divisor) for key, divisor in _FIRST_TOKEN
                             if key in self.present]
+        # An agent or retrieval span, or one of no convention: _Mapper.fields would find
+        # every field but the type empty.
+        self.type_only = not (
+            "braintrust" in self.marks or self.metrics or self.first_token or self.reads
+            or any(keys for _, keys in self.model) or self.request or "tag.tags" in self.present
+            or not self.present.isdisjoint(_USER_METADATA))
 
 
 _SHAPES: dict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = {}
@@ -1634,12 +1641,15 @@ def _row(name: Any, trace_id: Any, span_id: Any, start: Any, end: Any, parent: A
         if scope_attributes:  # mostly empty, and then never in the row
             scope_attributes = _clean_attributes(scope_attributes, "scope_attributes")
         links = [_link(link, i) for i, link in enumerate(span_links)] if span_links else []
-    if attrs.shape.convention_read:
+    if attrs.shape.type_only:
+        span_type = _Mapper(attrs, events).span_type(None) if attrs.shape.convention_read \
+            else None  # most spans of an application: HTTP, database, its own functions
+        declared = {"type": span_type} if span_type is not None else _NOTHING
+        found_metrics = found = scores = project = _NOTHING
+        tags, metadata = [], {}
+    else:
         declared, found_metrics, found, scores, tags, project, metadata = \
             _Mapper(attrs, events).fields()
-    else:  # most spans of an application: HTTP, database, its own functions
-        declared = found_metrics = found = scores = project = _NOTHING
-        tags, metadata = [], {}
 
     row: dict[str, Any] = {
         "id": row_id_for(trace_id, span_id),
