@@ -1641,6 +1641,8 @@ def _row(name: Any, trace_id: Any, span_id: Any, start: Any, end: Any, parent: A
         if scope_attributes:  # mostly empty, and then never in the row
             scope_attributes = _clean_attributes(scope_attributes, "scope_attributes")
         links = [_link(link, i) for i, link in enumerate(span_links)] if span_links else []
+    tags: list[str]
+    metadata: dict[str, Any]
     if attrs.shape.type_only:
         span_type = _Mapper(attrs, events).span_type(None) if attrs.shape.convention_read \
             else None  # most spans of an application: HTTP, database, its own functions
