@@ -108,8 +108,9 @@ class OtelSpan:
     dropped_links_count: int = 0
     # The decoder's word that the attributes, resource and scope attributes are dicts of
     # str keys and values a row holds as they are (str, bool, None, an int within a double's
-    # range, a finite float) and that the span has no events or links: span_to_row then
-    # takes them without the check (and the copy) _clean_attributes makes of each value.
+    # range, a finite float), that the attributes dict is this span's alone, and that the
+    # span has no events or links: span_to_row then takes them without the check (and the
+    # copy) _clean_attributes makes of each value, and the row keeps the attributes dict.
     plain: bool = False
 
 
@@ -277,8 +278,9 @@ def _parse_json(value: Any) -> tuple[bool, Any]:
         except (ValueError, RecursionError):
             return False, None
     # Two searches in C first: only a \u escape decodes to an unstorable character, only
-    # more than 64 brackets nest too deep.
-    if ("\\u" in value or value.count("[") + value.count("{") > _MAX_DEPTH) \
+    # more than 64 brackets nest too deep (and 65 pairs of them take 130 characters).
+    if ("\\u" in value or (len(value) > 2 * _MAX_DEPTH
+                            and value.count("[") + value.count("{") > _MAX_DEPTH)) \
             and not _storable(decoded):
         return False, None
     return True, decoded
@@ -1677,7 +1679,9 @@ def _row(name: Any, trace_id: Any, span_id: Any, start: Any, end: Any, parent: A
         row.update(project)
 
     moved = attrs.moved
-    kept = dict(values)  # copied in C; the few moved keys taken out
+    # A plain span's attributes are its own (OtelSpan.plain): they become the kept ones,
+    # the few moved keys taken out; others are copied (in C).
+    kept = values if plain else dict(values)
     for key in moved:
         kept.pop(key, None)
     if kept:
