@@ -49,7 +49,8 @@ class _Rejected(Exception):
 
 
 # A request's spans as decoded, by scope: each ``scopeSpans`` entry's place in the request
-# (``resourceSpans[0].scopeSpans[1]``) and its spans in order, each an OtelSpan or _Rejected.
+# (``resourceSpans[0].scopeSpans[1]``) and its spans in order: from protobuf each the tuple
+# of an OtelSpan's fields, from OTLP/JSON an OtelSpan or _Rejected.
 # A span's own place (``...scopeSpans[1].spans[3]``) is written only for a span refused
 # (spans_to_batch): formatting it for every span cost more than a field read.
 Scopes = list[tuple[str, list[Any]]]
