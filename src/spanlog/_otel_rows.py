@@ -44,7 +44,7 @@ from ._ids import row_id_for
 from ._merge import IS_MERGE
 
 __all__ = ["OtelEvent", "OtelLink", "OtelSpan", "OtelSpanError", "RESERVED_METADATA_KEYS",
-           "span_to_row"]
+           "row_of_fields", "span_to_row"]
 
 
 class OtelSpanError(ValueError):
@@ -207,7 +207,7 @@ def _clean_resource(attributes: Any) -> dict[str, Any]:
 
 def _number(value: Any) -> bool:
     """Whether ``value`` is a number a metric or score can be: an int or a finite float, not
-    a bool, nor an int beyond a double's range (which stays an attribute, as sent)."""
+    a bool, nor an int beyond a double's range."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
     try:
@@ -1188,14 +1188,10 @@ class _Mapper:
         readers is listed under the first one's field)."""
         # braintrust.* attributes (the readers of braintrust's own convention) are rare.
         braintrust = "braintrust" in self.a.shape.marks
-        if braintrust:
-            declared = self.span_attributes()
-            span_type = self.span_type(declared.get("type"))
-            span_attributes = {} if span_type is None else {"type": span_type}
-            span_attributes.update(declared)
-        else:
-            span_type = self.span_type(None)
-            span_attributes = {} if span_type is None else {"type": span_type}
+        declared = self.span_attributes() if braintrust else _NOTHING
+        span_type = self.span_type(declared.get("type"))
+        span_attributes = {} if span_type is None else {"type": span_type}
+        span_attributes.update(declared)
         shape = self.a.shape
         metrics = self.metrics(braintrust) if braintrust or shape.metrics or shape.first_token \
             else {}
@@ -1570,20 +1566,21 @@ def span_to_row(span: OtelSpan) -> dict[str, Any]:
     (``braintrust.parent``); ``log_id`` and otherwise the project are the caller's to add.
     Raises :class:`OtelSpanError` for a span that cannot be a row.
     """
-    return _row(span.name, span.trace_id, span.span_id, span.start_time_unix_nano,
-                span.end_time_unix_nano, span.parent_span_id, span.kind, span.status_code,
-                span.status_message, span.attributes, span.events, span.links,
-                span.resource_attributes, span.scope_name, span.scope_version,
-                span.scope_attributes, span.trace_state, span.flags,
-                span.dropped_attributes_count, span.dropped_events_count,
-                span.dropped_links_count, span.plain)
+    return row_of_fields(
+        span.name, span.trace_id, span.span_id, span.start_time_unix_nano,
+        span.end_time_unix_nano, span.parent_span_id, span.kind, span.status_code,
+        span.status_message, span.attributes, span.events, span.links,
+        span.resource_attributes, span.scope_name, span.scope_version, span.scope_attributes,
+        span.trace_state, span.flags, span.dropped_attributes_count, span.dropped_events_count,
+        span.dropped_links_count, span.plain)
 
 
-def _row(name: Any, trace_id: Any, span_id: Any, start: Any, end: Any, parent: Any,
-         kind: Any, status: Any, status_message: Any, attributes: Any, span_events: Any,
-         span_links: Any, resource_attributes: Any, scope_name: Any, scope_version: Any,
-         scope_attributes: Any, trace_state: Any, flags: Any, dropped_a: Any, dropped_e: Any,
-         dropped_l: Any, plain: bool) -> dict[str, Any]:
+def row_of_fields(name: Any, trace_id: Any, span_id: Any, start: Any, end: Any, parent: Any,
+                  kind: Any, status: Any, status_message: Any, attributes: Any,
+                  span_events: Any, span_links: Any, resource_attributes: Any, scope_name: Any,
+                  scope_version: Any, scope_attributes: Any, trace_state: Any, flags: Any,
+                  dropped_a: Any, dropped_e: Any, dropped_l: Any,
+                  plain: bool) -> dict[str, Any]:
     """:func:`span_to_row` of a span given as its fields, in OtelSpan's order: the protobuf
     decoder (server/http/_otlp.py) passes a tuple of them, which costs less than an
     OtelSpan to make and to read."""

@@ -26,7 +26,14 @@ from typing import Any
 
 from aiohttp import web
 
-from spanlog._otel_rows import OtelEvent, OtelLink, OtelSpan, OtelSpanError, _row, span_to_row
+from spanlog._otel_rows import (
+    OtelEvent,
+    OtelLink,
+    OtelSpan,
+    OtelSpanError,
+    row_of_fields,
+    span_to_row,
+)
 from spanlog.server.http._body import BadBody, parse_json, read_bytes
 from spanlog.server.http._context import BUDGET, SETTINGS, STORE, WORKERS, request_access
 from spanlog.server.http._ingest import RowBatch, bind_rows
@@ -143,7 +150,7 @@ def _spans_from_protobuf(raw: bytes) -> Scopes:
             spans: list[Any] = []
             out.append((f"resourceSpans[{r}].scopeSpans[{s}]", spans))
             # A span is the tuple of its fields in OtelSpan's order (cheaper to make and to
-            # read than an OtelSpan; spans_to_batch maps it with _otel_rows._row), each field
+            # read than an OtelSpan; spans_to_batch maps it with row_of_fields), each field
             # read once: the upb message builds a new Python object for every field read. A
             # span without events or links (most) gets the empty tuple, not a new list; with
             # plain attributes too, it is plain (OtelSpan.plain).
@@ -464,7 +471,7 @@ def spans_to_batch(scopes: Scopes, project_id: str | None,
         for i, span in enumerate(spans):
             try:
                 if type(span) is tuple:  # protobuf's (_spans_from_protobuf)
-                    row = _row(*span)
+                    row = row_of_fields(*span)
                 elif isinstance(span, _Rejected):
                     raise span
                 else:
